@@ -1,0 +1,70 @@
+"""The rack side of AMP: register on connect, answer the region's commands."""
+
+from __future__ import annotations
+
+import socket
+
+from twisted.internet import defer, protocol
+from twisted.logger import Logger
+from twisted.protocols import amp
+
+from common.rpc import rack_commands, region_commands
+from common.rpc.wire import RackHello
+from common.version import VERSION
+
+log = Logger()
+
+
+class RackClientProtocol(amp.AMP):
+    """One connection to the region; registers itself as soon as TLS is up."""
+
+    def __init__(self, rack, index: int) -> None:
+        super().__init__()
+        self.rack = rack
+        self.index = index
+        self.region = None
+
+    def hello(self) -> RackHello:
+        return RackHello(hostname=socket.gethostname(), version=VERSION, connection_index=self.index)
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        d = self.callRemote(region_commands.RegisterRack, hello=self.hello())
+        d.addCallbacks(self._registered, self._refused)
+
+    def _registered(self, result: dict) -> None:
+        self.region = result["region"]
+        log.info("connected to region {region} (connection {index})", region=self.region.region_id,
+                 index=self.index)
+        self.rack.registered(self)
+
+    def _refused(self, failure) -> None:
+        if failure.check(region_commands.UnknownRack):
+            log.error("the region does not know this rack: {why}. Delete the rack's data dir and "
+                      "enrol again with the enrollment secret.", why=failure.getErrorMessage())
+        elif not failure.check(defer.CancelledError):
+            log.warn("registering with the region failed: {why}", why=failure.getErrorMessage())
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason) -> None:
+        super().connectionLost(reason)
+        self.rack.lost(self)
+
+    @rack_commands.Identify.responder
+    def identify(self) -> dict:
+        return {"hello": self.hello()}
+
+    @rack_commands.Echo.responder
+    def echo(self, payload: bytes) -> dict:
+        return {"payload": payload}
+
+
+class RackClientFactory(protocol.Factory):
+    def __init__(self, rack, index: int) -> None:
+        self.rack = rack
+        self.index = index
+
+    def buildProtocol(self, addr) -> RackClientProtocol:
+        p = RackClientProtocol(self.rack, self.index)
+        p.factory = self
+        return p

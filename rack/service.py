@@ -1,0 +1,183 @@
+"""The running rack: enrol once, then keep AMP-over-TLS connections to the region."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import attrs
+from twisted.application import internet, service
+from twisted.internet import defer, endpoints, task
+from twisted.logger import Logger
+from twisted.web import client as webclient
+from twisted.web.http_headers import Headers
+
+from common import tls
+from common.enrolment import ENROL_PATH, EnrolRequest, EnrolResponse
+from common.tlsopts import rack_client_options
+from common.version import VERSION
+from rack.rpc import RackClientFactory
+
+log = Logger()
+
+
+class EnrolmentRefused(RuntimeError):
+    """The region said no (wrong secret); retrying will not help."""
+
+
+@attrs.frozen
+class RackSettings:
+    data_dir: Path
+    region_url: str  # http(s)://host:port/MAAS/
+    secret: str | None = attrs.field(default=None, repr=False)
+    connections: int = 2
+    hostname: str = attrs.field(factory=socket.gethostname)
+
+
+@attrs.frozen
+class RackIdentity:
+    """What enrolment gave us, kept in the data dir."""
+
+    system_id: str
+    rpc_host: str
+    rpc_port: int
+    ca_pem: str
+    pair: tls.KeyPair
+
+    @classmethod
+    def load(cls, data_dir: Path) -> "RackIdentity | None":
+        try:
+            state = json.loads((data_dir / "rack.json").read_text())
+            pair = tls.KeyPair((data_dir / "rack.key").read_text(), (data_dir / "rack.crt").read_text())
+            ca = (data_dir / "ca.crt").read_text()
+        except FileNotFoundError:
+            return None
+        return cls(state["system_id"], state["rpc_host"], state["rpc_port"], ca, pair)
+
+    def save(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tls.write_private(data_dir / "rack.key", self.pair.key_pem)
+        tls.write_private(data_dir / "rack.crt", self.pair.cert_pem)
+        tls.write_private(data_dir / "ca.crt", self.ca_pem)
+        state = {"system_id": self.system_id, "rpc_host": self.rpc_host, "rpc_port": self.rpc_port}
+        tls.write_private(data_dir / "rack.json", json.dumps(state, indent=2))
+
+
+async def enrol(reactor, settings: RackSettings) -> RackIdentity:
+    """One enrolment attempt.  Raises EnrolmentRefused on a wrong secret."""
+    if not settings.secret:
+        raise EnrolmentRefused("no enrollment secret given (--secret-file)")
+    key_pem, csr_pem = tls.make_csr(settings.hostname)
+    request = EnrolRequest.make(settings.secret, settings.hostname, csr_pem)
+    url = settings.region_url.rstrip("/").removesuffix("/MAAS") + ENROL_PATH
+    agent = webclient.Agent(reactor, contextFactory=_EnrolmentTLSPolicy(), connectTimeout=10)
+    body = json.dumps(attrs.asdict(request)).encode()
+    response = await agent.request(
+        b"POST", url.encode(), Headers({b"Content-Type": [b"application/json"]}),
+        webclient.FileBodyProducer(io.BytesIO(body)),
+    )
+    payload = await webclient.readBody(response)
+    if response.code == 403:
+        raise EnrolmentRefused(payload.decode(errors="replace"))
+    if response.code != 200:
+        raise RuntimeError(f"enrolment failed: HTTP {response.code}: {payload.decode(errors='replace')}")
+    reply = EnrolResponse(**json.loads(payload))
+    if not reply.proves(settings.secret, request):
+        raise EnrolmentRefused("the region's answer is not signed with our enrollment secret: "
+                               "wrong region URL, or something in between tampered with it")
+    tls.check_pair(reply.certificate, key_pem)
+    host = urlsplit(settings.region_url).hostname or "127.0.0.1"
+    return RackIdentity(reply.system_id, host, reply.rpc_port, reply.ca, tls.KeyPair(key_pem, reply.certificate))
+
+
+class _EnrolmentTLSPolicy:
+    """Enrolment over https:// does not rely on the web PKI: the HMAC proofs
+    authenticate both sides (common/enrolment.py)."""
+
+    def creatorForNetloc(self, hostname, port):
+        from twisted.internet import ssl
+
+        return ssl.CertificateOptions(verify=False)
+
+
+@attrs.define(eq=False)
+class RackService(service.MultiService):
+    """A rack process.
+
+    `connected` fires the first time a connection to the region has
+    registered.  After that, each `ClientService` child keeps one connection
+    up, reconnecting with jittered backoff whenever it drops (for example while
+    the region restarts).
+
+    :ivar identity: set once enrolled.
+    """
+
+    settings: RackSettings
+    reactor: object
+    identity: RackIdentity | None = None
+    connected: defer.Deferred = attrs.field(factory=defer.Deferred)
+    protocols: list = attrs.field(factory=list)
+    _starting: defer.Deferred | None = None
+
+    def __attrs_post_init__(self) -> None:
+        service.MultiService.__init__(self)
+
+    def startService(self) -> None:
+        service.MultiService.startService(self)
+        self._starting = defer.Deferred.fromCoroutine(self._start())
+        self._starting.addErrback(self._start_failed)
+
+    def _start_failed(self, failure) -> None:
+        if failure.check(defer.CancelledError):
+            return
+        log.failure("the rack failed to start", failure)
+        if not self.connected.called:
+            self.connected.errback(failure)
+
+    async def _start(self) -> None:
+        self.identity = RackIdentity.load(self.settings.data_dir)
+        delay = 0.5
+        while self.identity is None and self.running:
+            try:
+                identity = await enrol(self.reactor, self.settings)
+            except EnrolmentRefused:
+                raise
+            except Exception as e:
+                log.warn("enrolment with {url} failed ({error}); retrying in {delay:.1f}s",
+                         url=self.settings.region_url, error=str(e) or type(e).__name__, delay=delay)
+                await task.deferLater(self.reactor, delay, lambda: None)
+                delay = min(delay * 2, 30.0)
+                continue
+            identity.save(self.settings.data_dir)
+            self.identity = identity
+            log.info("enrolled with the region as {system_id}", system_id=identity.system_id)
+        if not self.running:
+            return
+        ident = self.identity
+        options = rack_client_options(ident.ca_pem, ident.pair)
+        tcp = endpoints.HostnameEndpoint(self.reactor, ident.rpc_host, ident.rpc_port, timeout=10)
+        endpoint = endpoints.wrapClientTLS(options, tcp)
+        for index in range(self.settings.connections):
+            factory = RackClientFactory(self, index)
+            client = internet.ClientService(
+                endpoint, factory, retryPolicy=internet.backoffPolicy(initialDelay=0.5, factor=1.5, maxDelay=10.0),
+                clock=self.reactor,
+            )
+            client.setServiceParent(self)
+
+    def registered(self, protocol) -> None:
+        self.protocols.append(protocol)
+        if not self.connected.called:
+            self.connected.callback(self)
+
+    def lost(self, protocol) -> None:
+        if protocol in self.protocols:
+            self.protocols.remove(protocol)
+
+    def stopService(self) -> defer.Deferred:
+        if self._starting is not None and not self._starting.called:
+            self._starting.cancel()
+        return service.MultiService.stopService(self)

@@ -1,0 +1,113 @@
+"""version/, users/, rackcontrollers/."""
+
+from __future__ import annotations
+
+from common.version import MAAS_COMPAT_VERSION, VERSION
+from region.api.handler import Call, Handler, operation, restful
+from region.api.site import API_PREFIX, Response
+from region.db import events, racks, users
+
+CAPABILITIES = [
+    "networks-management",
+    "static-ipaddresses",
+    "ipv6-deployment-ubuntu",
+    "devices-management",
+    "storage-deployment-ubuntu",
+    "network-deployment-ubuntu",
+    "bridging-interface-ubuntu",
+    "bridging-automatic-ubuntu",
+    "authenticate-api",
+]
+
+
+class VersionHandler(Handler):
+    """Information about this server."""
+
+    path = "version/"
+
+    @restful("GET", anonymous=True)
+    async def read(self, call: Call):
+        """Read version and capabilities."""
+        return {
+            "capabilities": CAPABILITIES,
+            "version": MAAS_COMPAT_VERSION,
+            "subversion": f"vmyard-{VERSION}",
+        }
+
+
+def user_json(user: users.User) -> dict:
+    return {
+        "username": user.username,
+        "email": user.email,
+        "is_superuser": user.is_superuser,
+        "is_local": True,
+        "resource_uri": f"{API_PREFIX}users/{user.username}/",
+    }
+
+
+class UsersHandler(Handler):
+    """Manage users."""
+
+    path = "users/"
+
+    @operation("GET", "whoami")
+    async def whoami(self, call: Call):
+        """Returns the currently logged in user."""
+        return user_json(call.user)
+
+    @restful("GET")
+    async def read(self, call: Call):
+        """List users."""
+        return [user_json(u) for u in await call.region.db.run(users.list_users_thd)]
+
+
+def rack_json(rack: racks.Rack) -> dict:
+    return {
+        "id": rack.id,
+        "system_id": rack.system_id,
+        "hostname": rack.hostname,
+        "fqdn": rack.hostname,
+        "node_type": 2,
+        "node_type_name": "Rack controller",
+        "status": "connected" if rack.connected else "disconnected",
+        "connections": rack.connections,
+        "last_seen": rack.last_seen.isoformat() if rack.last_seen else None,
+        "version": rack.version,
+        "resource_uri": f"{API_PREFIX}rackcontrollers/{rack.system_id}/",
+    }
+
+
+class RackControllersHandler(Handler):
+    """Rack controllers enrolled with this region."""
+
+    path = "rackcontrollers/"
+
+    @restful("GET")
+    async def read(self, call: Call):
+        """List rack controllers with their connection status."""
+        return [rack_json(r) for r in await call.region.db.run(racks.list_thd)]
+
+
+class RackControllerHandler(Handler):
+    """One rack controller."""
+
+    path = "rackcontrollers/{system_id}/"
+
+    @restful("GET")
+    async def read(self, call: Call):
+        """Read a rack controller."""
+        return rack_json(await call.region.db.run(racks.get_thd, call.path_args["system_id"]))
+
+    @restful("DELETE", admin_only=True)
+    async def delete(self, call: Call):
+        """Delete a rack controller: its certificate stops working at once."""
+        system_id = call.path_args["system_id"]
+
+        def delete_thd(cur):
+            racks.delete_thd(cur, system_id)
+            events.record_thd(cur, "RACK_DELETED", f"rack {system_id} deleted", level="AUDIT",
+                              username=call.user.username, object_type="rack", object_id=system_id)
+
+        await call.region.db.run(delete_thd)
+        call.region.rpc.drop_rack(system_id)
+        return Response(204)

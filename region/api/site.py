@@ -1,0 +1,165 @@
+"""The HTTP side of the region: routing, auth, body parsing, rendering."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from region.api import auth
+from region.api.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    Rendered,
+    Unauthorized,
+)
+from region.api.handler import Call, Handler
+from region.api.params import MAX_BODY, Params, parse_body, parse_query
+from region.db import errors as dberrors
+from region.db import users
+
+log = Logger()
+
+API_PREFIX = "/MAAS/api/2.0/"
+
+
+@attrs.frozen
+class Response:
+    """A handler result that is not plain JSON with 200."""
+
+    status: int = 200
+    body: Any = None  # JSON-able, or bytes/str for text
+    content_type: str | None = None
+
+
+def render_result(result: Any) -> Rendered:
+    if isinstance(result, Response):
+        if result.status == 204:
+            # MAAS clients call .endswith() on the content type even for 204.
+            return Rendered(204, b"", result.content_type or "text/plain")
+        if isinstance(result.body, (bytes, str)):
+            body = result.body.encode() if isinstance(result.body, str) else result.body
+            return Rendered(result.status, body, result.content_type or "text/plain; charset=utf-8")
+        return Rendered(result.status, json.dumps(result.body).encode(), result.content_type or "application/json")
+    return Rendered(200, json.dumps(result).encode(), "application/json")
+
+
+def _db_error(e: Exception) -> ApiError:
+    if isinstance(e, dberrors.NotFound):
+        return NotFound(str(e))
+    if isinstance(e, dberrors.FieldError):
+        return BadRequest.field(e.field, e.message)
+    return BadRequest(str(e))
+
+
+class RouterResource(resource.Resource):
+    """Dispatches every request under a prefix to a Handler by path pattern."""
+
+    isLeaf = True
+
+    def __init__(self, region, handlers: list[type[Handler]], prefix: str) -> None:
+        super().__init__()
+        self.region = region
+        self.prefix = prefix
+        self.handlers = [(h.pattern(), h(region)) for h in handlers]
+
+    def render(self, request: server.Request) -> Any:
+        d = defer.Deferred.fromCoroutine(self._handle(request))
+        d.addCallback(self._write, request)
+        d.addErrback(self._crash, request)
+        return server.NOT_DONE_YET
+
+    def _write(self, rendered: Rendered, request: server.Request) -> None:
+        if request._disconnected:
+            return
+        request.setResponseCode(rendered.status)
+        request.setHeader(b"Content-Type", rendered.content_type.encode())
+        for k, v in rendered.headers:
+            request.setHeader(k.encode(), v.encode())
+        request.setHeader(b"Content-Length", str(len(rendered.body)).encode())
+        if request.method != b"HEAD":
+            request.write(rendered.body)
+        request.finish()
+
+    def _crash(self, failure, request: server.Request) -> None:
+        log.failure("unhandled error in {path}", failure, path=request.path.decode(errors="replace"))
+        self._write(Rendered(500, failure.getErrorMessage().encode(), "text/plain; charset=utf-8"), request)
+
+    async def _handle(self, request: server.Request) -> Rendered:
+        try:
+            return render_result(await self._dispatch(request))
+        except ApiError as e:
+            return e.render()
+        except (dberrors.NotFound, dberrors.FieldError, dberrors.Refused) as e:
+            return _db_error(e).render()
+
+    async def _dispatch(self, request: server.Request) -> Any:
+        path = request.path.decode("utf-8", errors="replace")
+        relative = path[len(self.prefix):] if path.startswith(self.prefix) else None
+        if relative is None:
+            raise NotFound(f"Unknown API endpoint: {path}")
+        for pattern, handler in self.handlers:
+            m = pattern.match(relative)
+            if m:
+                break
+        else:
+            raise NotFound(f"Unknown API endpoint: {path}")
+
+        params = self._params(request)
+        method = request.method.decode()
+        op = params.get("op") or None  # an empty op means no op (gomaasapi sends "op=")
+        action = handler.find_action(method, op)
+        if action is None:
+            if op:
+                raise BadRequest(f"Unrecognised signature: method={method} op={op}")
+            raise MethodNotAllowed(f"Method {method} is not allowed here.")
+
+        user = await self._authenticate(request, params)
+        if user is None and not action.anonymous:
+            raise Unauthorized("Authentication credentials were not provided.")
+        if action.admin_only and not (user and user.is_superuser):
+            raise Forbidden("You must be an administrator to do this.")
+        call = Call(
+            region=self.region,
+            user=user,
+            params=params,
+            path_args=m.groupdict(),
+            host=(request.getHeader(b"host") or b"localhost").decode("latin-1"),
+            scheme="https" if request.isSecure() else "http",
+        )
+        return await getattr(handler, action.func_name)(call)
+
+    def _params(self, request: server.Request) -> Params:
+        params = Params()
+        query = request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
+        parse_query(query, params)
+        if request.method in (b"POST", b"PUT", b"DELETE"):
+            request.content.seek(0)
+            body = request.content.read(MAX_BODY + 1)
+            if len(body) > MAX_BODY:
+                raise BadRequest(f"request body over {MAX_BODY} bytes")
+            ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
+            parse_body(ctype, body, params)
+        return params
+
+    async def _authenticate(self, request: server.Request, params: Params):
+        header = request.getHeader(b"authorization")
+        oauth = auth.parse_oauth(
+            header.decode("latin-1") if header else None,
+            {k: params.get(k) or "" for k in params.keys()},
+        )
+        if oauth is None:
+            return None
+        found = await self.region.db.run(
+            users.lookup_token_thd, self.region.box, oauth["oauth_consumer_key"], oauth["oauth_token"]
+        )
+        if found is None or not auth.signature_matches(oauth, found[1]):
+            raise Unauthorized("Invalid access token or signature.")
+        return found[0]

@@ -1,0 +1,93 @@
+"""Region configuration: command line over TOML file over defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import attrs
+
+from common.config import ConfigError, load_toml, parse_endpoint
+from common.logsetup import LEVELS
+
+DEFAULT_DATA_DIR = "/var/lib/vmyard"
+DEFAULT_CONFIG = "/etc/vmyard/regiond.toml"
+
+
+@attrs.frozen
+class RegionConfig:
+    data_dir: Path
+    database_dsn: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 5240
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = 5250
+    secret_key_file: Path | None = None
+    local_rack: bool = True
+    db_pool_size: int = 8
+    heartbeat_interval: float = 30.0
+    log_level: str = "info"
+    log_format: str = "text"
+    maas_url: str | None = None  # what racks and printed hints use to reach us
+
+    @property
+    def key_file(self) -> Path:
+        return self.secret_key_file or self.data_dir / "region.key"
+
+    @property
+    def url(self) -> str:
+        if self.maas_url:
+            return self.maas_url.rstrip("/") + "/"
+        host = self.http_host if self.http_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http_port}/MAAS/"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help=f"TOML config file (default {DEFAULT_CONFIG} if it exists)")
+    parser.add_argument("--data-dir", help=f"state directory (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--database-dsn", help="PostgreSQL DSN; omit to run an embedded cluster in the data dir")
+    parser.add_argument("--http", help="HTTP listen address (default 127.0.0.1:5240)")
+    parser.add_argument("--rpc", help="RPC (AMP over TLS) listen address (default: the HTTP host, port 5250)")
+    parser.add_argument("--secret-key-file", help="region key for secrets at rest (default DATA_DIR/region.key)")
+    parser.add_argument("--no-local-rack", action="store_true", help="do not start a rack in this process")
+    parser.add_argument("--maas-url", help="URL racks and clients use to reach this region")
+    parser.add_argument("--log-level", choices=LEVELS)
+    parser.add_argument("--log-format", choices=("text", "json"))
+
+
+def from_arguments(args: argparse.Namespace) -> RegionConfig:
+    config_path = args.config or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
+    file = load_toml(config_path)
+    unknown = set(file) - {f.name for f in attrs.fields(RegionConfig)} - {"http", "rpc"}
+    if unknown:
+        raise ConfigError(f"unknown settings in {config_path}: {', '.join(sorted(unknown))}")
+
+    def pick(name: str, default=None):
+        value = getattr(args, name, None)
+        return value if value is not None else file.get(name, default)
+
+    http_host, http_port = parse_endpoint(pick("http", "127.0.0.1:5240"), 5240)
+    rpc_value = pick("rpc")
+    rpc_host, rpc_port = parse_endpoint(rpc_value, 5250) if rpc_value else (http_host, 5250)
+    key_file = pick("secret_key_file")
+    try:
+        return RegionConfig(
+            data_dir=Path(pick("data_dir", DEFAULT_DATA_DIR)).absolute(),
+            database_dsn=pick("database_dsn"),
+            http_host=http_host,
+            http_port=http_port,
+            rpc_host=rpc_host,
+            rpc_port=rpc_port,
+            secret_key_file=Path(key_file) if key_file else None,
+            local_rack=not args.no_local_rack and bool(file.get("local_rack", True)),
+            db_pool_size=int(file.get("db_pool_size", 8)),
+            heartbeat_interval=float(file.get("heartbeat_interval", 30.0)),
+            log_level=pick("log_level", "info"),
+            log_format=pick("log_format", "text"),
+            maas_url=pick("maas_url"),
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"bad configuration: {e}") from None

@@ -1,0 +1,46 @@
+"""The audit/event log."""
+
+from __future__ import annotations
+
+import datetime
+
+import attrs
+
+
+@attrs.frozen
+class Event:
+    id: int
+    created: datetime.datetime
+    level: str
+    type: str
+    description: str
+    username: str | None
+    object_type: str | None
+    object_id: str | None
+
+
+def record_thd(
+    cur,
+    type: str,
+    description: str,
+    *,
+    level: str = "INFO",
+    username: str | None = None,
+    object_type: str | None = None,
+    object_id: str | int | None = None,
+) -> None:
+    cur.execute(
+        "INSERT INTO events (level, type, description, username, object_type, object_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (level, type, description, username, object_type, None if object_id is None else str(object_id)),
+    )
+
+
+def list_thd(cur, *, limit: int = 100, object_type: str | None = None) -> list[Event]:
+    where, args = ("WHERE object_type = %s", [object_type]) if object_type else ("", [])
+    cur.execute(
+        "SELECT id, created, level, type, description, username, object_type, object_id"
+        f" FROM events {where} ORDER BY id DESC LIMIT %s",
+        (*args, limit),
+    )
+    return [Event(*r) for r in cur.fetchall()]

@@ -1,0 +1,103 @@
+"""Zones and resource pools: named groups with one undeletable default.
+
+The two tables have the same shape, so one set of functions serves both,
+parameterised by a `NamedKind`.
+"""
+
+from __future__ import annotations
+
+import attrs
+import psycopg2.errors
+
+from region.db.errors import FieldError, NotFound, Refused
+
+
+@attrs.frozen
+class NamedKind:
+    table: str
+    label: str  # what users call it: "zone", "resource pool"
+
+
+ZONES = NamedKind("zones", "zone")
+RESOURCE_POOLS = NamedKind("resource_pools", "resource pool")
+
+
+@attrs.frozen
+class NamedObject:
+    id: int
+    name: str
+    description: str
+    is_default: bool
+
+
+_COLUMNS = "id, name, description, is_default"
+
+
+def _row(r) -> NamedObject:
+    return NamedObject(*r)
+
+
+def list_thd(cur, kind: NamedKind) -> list[NamedObject]:
+    cur.execute(f"SELECT {_COLUMNS} FROM {kind.table} ORDER BY id")
+    return [_row(r) for r in cur.fetchall()]
+
+
+def get_thd(cur, kind: NamedKind, key: str | int) -> NamedObject:
+    """By id (an int or all-digit string) or by name."""
+    if isinstance(key, int) or str(key).isdigit():
+        cur.execute(f"SELECT {_COLUMNS} FROM {kind.table} WHERE id = %s", (int(key),))
+    else:
+        cur.execute(f"SELECT {_COLUMNS} FROM {kind.table} WHERE name = %s", (key,))
+    r = cur.fetchone()
+    if r is None:
+        raise NotFound(kind.label)
+    return _row(r)
+
+
+def get_default_thd(cur, kind: NamedKind) -> NamedObject:
+    cur.execute(f"SELECT {_COLUMNS} FROM {kind.table} WHERE is_default")
+    return _row(cur.fetchone())
+
+
+def _duplicate(kind: NamedKind) -> FieldError:
+    return FieldError("name", f"{kind.label.capitalize()} with this Name already exists.")
+
+
+def create_thd(cur, kind: NamedKind, name: str, description: str) -> NamedObject:
+    cur.execute("SAVEPOINT named_create")
+    try:
+        cur.execute(
+            f"INSERT INTO {kind.table} (name, description) VALUES (%s, %s) RETURNING {_COLUMNS}",
+            (name, description),
+        )
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT named_create")
+        raise _duplicate(kind) from None
+    return _row(cur.fetchone())
+
+
+def update_thd(cur, kind: NamedKind, key: str | int, *, name: str | None, description: str | None) -> NamedObject:
+    current = get_thd(cur, kind, key)
+    cur.execute("SAVEPOINT named_update")
+    try:
+        cur.execute(
+            f"UPDATE {kind.table} SET name = %s, description = %s, updated = now()"
+            f" WHERE id = %s RETURNING {_COLUMNS}",
+            (
+                current.name if name is None else name,
+                current.description if description is None else description,
+                current.id,
+            ),
+        )
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT named_update")
+        raise _duplicate(kind) from None
+    return _row(cur.fetchone())
+
+
+def delete_thd(cur, kind: NamedKind, key: str | int) -> NamedObject:
+    obj = get_thd(cur, kind, key)
+    if obj.is_default:
+        raise Refused(f"This is the default {kind.label}, it cannot be deleted.")
+    cur.execute(f"DELETE FROM {kind.table} WHERE id = %s", (obj.id,))
+    return obj

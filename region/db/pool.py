@@ -1,0 +1,115 @@
+"""The region's one way into PostgreSQL.
+
+Everything that touches the database is a plain function taking a DB-API
+cursor; its name ends in `_thd` because it runs in the DB thread pool, never on
+the reactor thread.  `Database.run` calls such a function inside one
+transaction and retries it, with jittered backoff, when PostgreSQL reports a
+serialization failure or a deadlock.  The same functions run synchronously in
+the admin CLI through `run_sync`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, TypeVar
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+from twisted.enterprise import adbapi
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+log = Logger()
+T = TypeVar("T")
+
+RETRYABLE = (psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected)
+MAX_ATTEMPTS = 10
+
+
+def retry_delays(base: float = 0.01, rate: float = 2.5, maximum: float = 2.0):
+    """Full-jitter exponential backoff delays, one per retry."""
+    delay = base
+    while True:
+        yield random.uniform(0, delay)
+        delay = min(delay * rate, maximum)
+
+
+def _configure_connection(conn) -> None:
+    # Snapshot isolation: a transaction sees one consistent state, and a
+    # concurrent writer to the same rows makes one of them retry instead of
+    # silently interleaving (the compose race depends on this).
+    conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ)
+
+
+class Database:
+    """A bounded pool of PostgreSQL connections used from Twisted.
+
+    :ivar dsn: libpq connection string.
+    """
+
+    def __init__(self, dsn: str, reactor, *, min_connections: int = 1, max_connections: int = 8) -> None:
+        self.dsn = dsn
+        self._reactor = reactor
+        self._pool = adbapi.ConnectionPool(
+            "psycopg2",
+            dsn,
+            cp_min=min_connections,
+            cp_max=max_connections,
+            cp_reconnect=True,
+            cp_openfun=_configure_connection,
+            cp_reactor=reactor,
+            cp_noisy=False,
+        )
+
+    def start(self) -> None:
+        self._pool.start()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    async def run(self, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run fn_thd(cursor, *args) in one transaction, retrying on conflicts."""
+        delays = retry_delays()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return await self._pool.runInteraction(fn_thd, *args, **kwargs)
+            except RETRYABLE as e:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                log.debug(
+                    "retrying {fn} after {error} (attempt {attempt})",
+                    fn=fn_thd.__name__, error=type(e).__name__, attempt=attempt,
+                )
+                await task.deferLater(self._reactor, next(delays), lambda: None)
+        raise AssertionError("unreachable")
+
+    def run_deferred(self, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred:
+        return defer.Deferred.fromCoroutine(self.run(fn_thd, *args, **kwargs))
+
+
+def run_sync(dsn: str, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run fn_thd in one transaction on a private connection (CLI use)."""
+    conn = psycopg2.connect(dsn)
+    _configure_connection(conn)
+    try:
+        delays = retry_delays()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with conn.cursor() as cur:
+                    result = fn_thd(cur, *args, **kwargs)
+                conn.commit()
+                return result
+            except RETRYABLE:
+                conn.rollback()
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                import time
+
+                time.sleep(next(delays))
+        raise AssertionError("unreachable")
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()

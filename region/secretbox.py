@@ -1,0 +1,57 @@
+"""Encryption at rest for secrets kept in PostgreSQL.
+
+A region key (a Fernet key: AES-128-CBC + HMAC-SHA256) lives in a 0600 file in
+the data dir, or wherever the operator points `secret_key_file`.  Every region
+sharing one database must use the same key file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from common.tls import write_private
+
+
+class SecretKeyError(RuntimeError):
+    pass
+
+
+class SecretBox:
+    """Encrypts and decrypts small values with the region key."""
+
+    def __init__(self, key: bytes) -> None:
+        try:
+            self._fernet = Fernet(key)
+        except ValueError as e:
+            raise SecretKeyError(f"the region key is malformed: {e}") from None
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> "SecretBox":
+        if not path.exists():
+            write_private(path, Fernet.generate_key())
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+        return cls(path.read_bytes().strip())
+
+    @classmethod
+    def load(cls, path: Path) -> "SecretBox":
+        try:
+            return cls(path.read_bytes().strip())
+        except FileNotFoundError:
+            raise SecretKeyError(f"region key file {path} does not exist") from None
+
+    def encrypt(self, plaintext: str) -> bytes:
+        return self._fernet.encrypt(plaintext.encode("utf-8"))
+
+    def decrypt(self, token: bytes) -> str:
+        try:
+            return self._fernet.decrypt(bytes(token)).decode("utf-8")
+        except InvalidToken:
+            raise SecretKeyError(
+                "a secret in the database cannot be decrypted with this region key; "
+                "every region sharing a database needs the same key file"
+            ) from None
