@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
 
         svc = RackService(settings, reactor)
         svc.connected.addCallback(lambda _: sdnotify.notify("READY=1\nSTATUS=connected to region"))
-        return run_service_until_stopped(reactor, svc, svc.connected)
+        return run_service_until_stopped(reactor, svc, svc.connected, svc.fatal)
 
     task.react(run)
 

@@ -42,6 +42,7 @@ class RackClientProtocol(amp.AMP):
         if failure.check(region_commands.UnknownRack):
             log.error("the region does not know this rack: {why}. Delete the rack's data dir and "
                       "enrol again with the enrollment secret.", why=failure.getErrorMessage())
+            self.rack.disowned(failure.getErrorMessage())
         elif not failure.check(defer.CancelledError):
             log.warn("registering with the region failed: {why}", why=failure.getErrorMessage())
         self.transport.loseConnection()

@@ -108,7 +108,8 @@ class RackService(service.MultiService):
     """A rack process.
 
     `connected` fires the first time a connection to the region has
-    registered.  After that, each `ClientService` child keeps one connection
+    registered; `fatal` fails when the region disowns this rack (it was
+    deleted), after which retrying is pointless.  After that, each `ClientService` child keeps one connection
     up, reconnecting with jittered backoff whenever it drops (for example while
     the region restarts).
 
@@ -119,6 +120,7 @@ class RackService(service.MultiService):
     reactor: object
     identity: RackIdentity | None = None
     connected: defer.Deferred = attrs.field(factory=defer.Deferred)
+    fatal: defer.Deferred = attrs.field(factory=defer.Deferred)
     protocols: list = attrs.field(factory=list)
     _starting: defer.Deferred | None = None
 
@@ -172,6 +174,10 @@ class RackService(service.MultiService):
         self.protocols.append(protocol)
         if not self.connected.called:
             self.connected.callback(self)
+
+    def disowned(self, reason: str) -> None:
+        if not self.fatal.called:
+            self.fatal.errback(EnrolmentRefused(reason))
 
     def lost(self, protocol) -> None:
         if protocol in self.protocols:

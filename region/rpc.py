@@ -46,7 +46,8 @@ class RegionServerProtocol(amp.AMP):
         rack = await self.registry.db.run(racks.get_by_fingerprint_thd, fingerprint or "")
         if rack is None:
             log.warn("refused a connection from an unenrolled certificate {fp}", fp=fingerprint)
-            self.transport.loseConnection()
+            # Hang up once the error below has been sent.
+            self.registry.reactor.callLater(0.5, self.transport.loseConnection)
             raise region_commands.UnknownRack("this rack's certificate is not enrolled (was the rack deleted?)")
         if self.rack is None:
             self.rack = rack
@@ -87,8 +88,9 @@ class RackRegistry:
     region (and the API) can tell which racks are connected.
     """
 
-    def __init__(self, db, region_id: str) -> None:
+    def __init__(self, db, region_id: str, reactor) -> None:
         self.db = db
+        self.reactor = reactor
         self.region_id = region_id
         self._by_rack: dict[str, list[RegionServerProtocol]] = {}
         self._pending: set[defer.Deferred] = set()
@@ -145,13 +147,13 @@ class RackRegistry:
         for conn in list(self._by_rack.get(system_id, [])):
             conn.transport.loseConnection()
 
-    async def ping_all(self, timeout: float, reactor) -> None:
+    async def ping_all(self, timeout: float) -> None:
         """Echo every connection; drop those that do not answer in time."""
         alive: list[int] = []
 
         async def ping(conn: RegionServerProtocol) -> None:
             d = conn.callRemote(rack_commands.Echo, payload=b"")
-            d.addTimeout(timeout, reactor)
+            d.addTimeout(timeout, self.reactor)
             try:
                 await d
                 alive.append(conn.rack.id)

@@ -125,7 +125,7 @@ class RegionService(service.Service):
         self.ca = await self.db.run(load_or_create_ca_thd, self.box)
         await self.db.run(secrets.get_or_create_thd, self.box, secrets.ENROLLMENT_SECRET, new_enrolment_secret)
         await self.db.run(racks.register_region_thd, self.region_id, socket.gethostname(), os.getpid())
-        self.rpc = RackRegistry(self.db, self.region_id)
+        self.rpc = RackRegistry(self.db, self.region_id, self.reactor)
         await self._listen_rpc()
         await self._listen_http()
         self._heartbeat = task.LoopingCall(self._beat)
@@ -183,7 +183,7 @@ class RegionService(service.Service):
     async def _beat(self) -> None:
         try:
             await self.db.run(racks.heartbeat_thd, self.region_id)
-            await self.rpc.ping_all(timeout=10.0, reactor=self.reactor)
+            await self.rpc.ping_all(timeout=10.0)
         except Exception:
             log.failure("heartbeat failed")
 

@@ -80,7 +80,7 @@ def _parse_multipart(content_type: str, body: bytes, into: Params) -> None:
     except Exception as e:  # the email package raises many kinds
         raise BadRequest(f"malformed multipart body: {e}") from None
     if not message.is_multipart():
-        raise BadRequest("malformed multipart body: no parts")
+        return  # an empty multipart body (libmaas sends one with DELETE) has no fields
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if not name:

@@ -1,0 +1,107 @@
+"""Shared fixtures: a real PostgreSQL cluster, real region and rack daemons."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from region.db import secrets, users
+from region.db.pool import run_sync
+from region.secretbox import SecretBox
+from tests.fixtures.daemons import RackProcess, RegionProcess
+from tests.fixtures.http import Api
+from tests.fixtures.postgres import PostgresCluster
+
+# Requests and pylxd must not pick up a CA bundle from the environment.
+for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+    os.environ.pop(var, None)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    cluster = PostgresCluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def dsn(pg_cluster) -> str:
+    return pg_cluster.new_database()
+
+
+@pytest.fixture
+def public_tmp():
+    """A temp dir other users can traverse (for an embedded PostgreSQL)."""
+    path = Path(tempfile.mkdtemp(prefix="vmyard-test-", dir="/tmp"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def start_region(tmp_path, dsn):
+    started: list[RegionProcess] = []
+
+    def start(name: str = "region", *, database: str | None = dsn, data_dir: Path | None = None,
+              **kw) -> RegionProcess:
+        region = RegionProcess.make(data_dir or tmp_path / name, dsn=database, **kw)
+        started.append(region)
+        return region.start().wait_ready()
+
+    yield start
+    for region in started:
+        region.stop()
+
+
+@pytest.fixture
+def region(start_region) -> RegionProcess:
+    return start_region()
+
+
+def region_box(region: RegionProcess) -> SecretBox:
+    return SecretBox.load(region.data_dir / "region.key")
+
+
+def make_user(dsn: str, box: SecretBox, username: str, *, admin: bool) -> str:
+    def create_thd(cur):
+        user = users.create_user_thd(cur, username, "pw-" + username, f"{username}@example.com",
+                                     is_superuser=admin)
+        return users.create_token_thd(cur, box, user.id).apikey
+
+    return run_sync(dsn, create_thd)
+
+
+@pytest.fixture
+def admin_api(region, dsn) -> Api:
+    return Api(region.api, make_user(dsn, region_box(region), "admin", admin=True))
+
+
+@pytest.fixture
+def user_api(region, dsn) -> Api:
+    return Api(region.api, make_user(dsn, region_box(region), "alice", admin=False))
+
+
+@pytest.fixture
+def enrol_secret_file(region, dsn, tmp_path) -> Path:
+    value = run_sync(dsn, secrets.get_thd, region_box(region), secrets.ENROLLMENT_SECRET)
+    path = tmp_path / "enrol.secret"
+    path.write_text(value + "\n")
+    return path
+
+
+@pytest.fixture
+def start_rack(tmp_path):
+    started: list[RackProcess] = []
+
+    def start(region: RegionProcess, secret_file: Path | None, name: str = "rack") -> RackProcess:
+        rack = RackProcess.make(tmp_path / name, region.url, secret_file)
+        started.append(rack)
+        return rack.start()
+
+    yield start
+    for rack in started:
+        rack.stop()
