@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what vmyard needs on a Debian/Ubuntu machine: system packages
+# (PostgreSQL server binaries for the embedded database) and the Python
+# package itself.  With --test, also the test dependencies.  Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: need root to install ${missing[*]} (run with sudo)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON=${PYTHON:-python3}
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+"$PYTHON" -m pip install -q --disable-pip-version-check -e ".${extra}"
