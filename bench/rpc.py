@@ -182,7 +182,8 @@ async def run(reactor, args):
     for conc in CONCURRENCY:
         for name in variants:
             r = results[name, conc]
-            print(f"{name:<20}{conc:>5}{r['calls']:>10,}{r['rps']:>11,.0f}{fmt_t(r['p50']):>12}{fmt_t(r['p99']):>12}")
+            print(f"{name:<20}{conc:>5}{r['calls']:>10,}{r['rps']:>11,.0f}"
+                  f"{fmt_t(r['p50']):>12}{fmt_t(r['p99']):>12}")
         v, b = results["vmyard mTLS", conc], results["baseline TCP", conc]
         print(f"{'ratio vmyard/base':<20}{conc:>5}{'':>10}{v['rps'] / b['rps']:>10.2f}x"
               f"{v['p50'] / b['p50']:>11.2f}x{v['p99'] / b['p99']:>11.2f}x")

@@ -25,6 +25,15 @@ _SYSLOG_PRIORITY = {
     LogLevel.critical: 2,
 }
 
+_CHATTY = (
+    "twisted.protocols.amp",
+    "twisted.web.client",
+    "twisted.internet.protocol",
+    "region.rpc.RegionServerFactory",
+    "rack.rpc.RackClientFactory",
+    "log_legacy",
+)
+
 LEVELS = ("debug", "info", "warn", "error", "critical")
 
 
@@ -58,4 +67,9 @@ def start_logging(level: str = "info", fmt: str = "text", out: TextIO | None = N
 
         base = PrefixedLineObserver(out, prefix_priority=bool(os.environ.get("JOURNAL_STREAM")))
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.levelWithName(level))
+    if level != "debug":
+        # Twisted announces every factory start/stop and AMP connection at
+        # info level; that is noise for an operator.
+        for namespace in _CHATTY:
+            predicate.setLogLevelForNamespace(namespace, LogLevel.warn)
     globalLogBeginner.beginLoggingTo([FilteringLogObserver(base, [predicate])], redirectStandardIO=False)
