@@ -10,10 +10,12 @@ from urllib.parse import urlsplit
 
 import attrs
 from twisted.application import internet, service
-from twisted.internet import defer, endpoints, task
+from twisted.internet import defer, endpoints, ssl, task
 from twisted.logger import Logger
 from twisted.web import client as webclient
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IPolicyForHTTPS
+from zope.interface import implementer
 
 from common import tls
 from common.enrolment import ENROL_PATH, EnrolRequest, EnrolResponse
@@ -93,13 +95,12 @@ async def enrol(reactor, settings: RackSettings) -> RackIdentity:
     return RackIdentity(reply.system_id, host, reply.rpc_port, reply.ca, tls.KeyPair(key_pem, reply.certificate))
 
 
+@implementer(IPolicyForHTTPS)
 class _EnrolmentTLSPolicy:
     """Enrolment over https:// does not rely on the web PKI: the HMAC proofs
     authenticate both sides (common/enrolment.py)."""
 
     def creatorForNetloc(self, hostname, port):
-        from twisted.internet import ssl
-
         return ssl.CertificateOptions(verify=False)
 
 

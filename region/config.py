@@ -21,6 +21,10 @@ class RegionConfig:
     database_dsn: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 5240
+    https_host: str | None = None  # optional HTTPS listener for the same site
+    https_port: int = 5443
+    tls_cert_file: Path | None = None  # else a certificate from the region CA
+    tls_key_file: Path | None = None
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 5250
     secret_key_file: Path | None = None
@@ -50,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help=f"state directory (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--database-dsn", help="PostgreSQL DSN; omit to run an embedded cluster in the data dir")
     parser.add_argument("--http", help="HTTP listen address (default 127.0.0.1:5240)")
+    parser.add_argument("--https", help="also serve the API over HTTPS on this address (e.g. 0.0.0.0:5443)")
+    parser.add_argument("--tls-cert-file", help="PEM certificate for --https (default: issued by the region CA)")
+    parser.add_argument("--tls-key-file", help="PEM private key for --tls-cert-file")
     parser.add_argument("--rpc", help="RPC (AMP over TLS) listen address (default: the HTTP host, port 5250)")
     parser.add_argument("--secret-key-file", help="region key for secrets at rest (default DATA_DIR/region.key)")
     parser.add_argument("--no-local-rack", action="store_true", help="do not start a rack in this process")
@@ -61,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_arguments(args: argparse.Namespace) -> RegionConfig:
     config_path = args.config or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
     file = load_toml(config_path)
-    unknown = set(file) - {f.name for f in attrs.fields(RegionConfig)} - {"http", "rpc"}
+    unknown = set(file) - {f.name for f in attrs.fields(RegionConfig)} - {"http", "https", "rpc"}
     if unknown:
         raise ConfigError(f"unknown settings in {config_path}: {', '.join(sorted(unknown))}")
 
@@ -72,6 +79,11 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
     http_host, http_port = parse_endpoint(pick("http", "127.0.0.1:5240"), 5240)
     rpc_value = pick("rpc")
     rpc_host, rpc_port = parse_endpoint(rpc_value, 5250) if rpc_value else (http_host, 5250)
+    https_value = pick("https")
+    https_host, https_port = parse_endpoint(https_value, 5443) if https_value else (None, 5443)
+    cert_file, tls_key = pick("tls_cert_file"), pick("tls_key_file")
+    if bool(cert_file) != bool(tls_key):
+        raise ConfigError("tls_cert_file and tls_key_file go together")
     key_file = pick("secret_key_file")
     try:
         return RegionConfig(
@@ -79,6 +91,10 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             database_dsn=pick("database_dsn"),
             http_host=http_host,
             http_port=http_port,
+            https_host=https_host,
+            https_port=https_port,
+            tls_cert_file=Path(cert_file) if cert_file else None,
+            tls_key_file=Path(tls_key) if tls_key else None,
             rpc_host=rpc_host,
             rpc_port=rpc_port,
             secret_key_file=Path(key_file) if key_file else None,

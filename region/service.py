@@ -8,7 +8,7 @@ import socket
 
 import attrs
 from twisted.application import service
-from twisted.internet import defer, endpoints, task, threads
+from twisted.internet import defer, endpoints, ssl, task, threads
 from twisted.logger import Logger
 from twisted.web import resource, server
 
@@ -94,6 +94,7 @@ class RegionService(service.Service):
     region_id: str = attrs.field(factory=new_region_id)
     rpc_port: int = 0
     http_port: int = 0
+    https_port: int = 0
     embedded: EmbeddedPostgres | None = None
     local_rack: object = None
     ready: defer.Deferred = attrs.field(factory=defer.Deferred)
@@ -166,6 +167,27 @@ class RegionService(service.Service):
         port = await ep.listen(site)
         self._listeners.append(port)
         self.http_port = port.getHost().port
+        if cfg.https_host is not None:
+            ep = endpoints.SSL4ServerEndpoint(self.reactor, cfg.https_port, self._https_options(),
+                                              interface=cfg.https_host)
+            port = await ep.listen(site)
+            self._listeners.append(port)
+            self.https_port = port.getHost().port
+
+    def _https_options(self) -> ssl.CertificateOptions:
+        cfg = self.config
+        if cfg.tls_cert_file:
+            pair = tls.KeyPair(cfg.tls_key_file.read_text(), cfg.tls_cert_file.read_text())
+            tls.check_pair(pair.cert_pem, pair.key_pem)
+        else:
+            key = tls.new_private_key()
+            names = tuple(dict.fromkeys([socket.getfqdn(), socket.gethostname(), "localhost"]))
+            cert = tls.issue_certificate(self.ca, names[0], key.public_key(), dns_names=names, server=True,
+                                         days=365)
+            pair = tls.KeyPair(tls.key_to_pem(key), cert)
+        priv = ssl.PrivateCertificate.loadPEM(pair.key_pem + "\n" + pair.cert_pem)
+        return ssl.CertificateOptions(privateKey=priv.privateKey.original, certificate=priv.original,
+                                      raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
 
     async def _start_local_rack(self) -> None:
         from rack.service import RackService, RackSettings

@@ -97,8 +97,9 @@ def enrol_secret_file(region, dsn, tmp_path) -> Path:
 def start_rack(tmp_path):
     started: list[RackProcess] = []
 
-    def start(region: RegionProcess, secret_file: Path | None, name: str = "rack") -> RackProcess:
-        rack = RackProcess.make(tmp_path / name, region.url, secret_file)
+    def start(region: RegionProcess, secret_file: Path | None, name: str = "rack",
+              url: str | None = None) -> RackProcess:
+        rack = RackProcess.make(tmp_path / name, url or region.url, secret_file)
         started.append(rack)
         return rack.start()
 

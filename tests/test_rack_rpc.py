@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import urllib.request
 
 import psycopg2
 import pytest
@@ -15,7 +16,7 @@ from region.db import secrets
 from region.db.pool import run_sync
 from region.enrol import create_one_time_secret_thd
 from tests.conftest import region_box
-from tests.fixtures.daemons import RegionProcess, wait_for
+from tests.fixtures.daemons import RegionProcess, free_port, wait_for
 
 
 def _racks(api):
@@ -148,3 +149,22 @@ def test_region_key_mismatch_is_reported(region, dsn, tmp_path):
         proc.stop()
     # The first region's secrets are untouched.
     assert run_sync(dsn, secrets.get_thd, region_box(region), secrets.ENROLLMENT_SECRET)
+
+
+def test_rack_enrols_through_https(start_region, dsn, tmp_path, start_rack):
+    https_port = free_port()
+    region = start_region("tls", extra=["--https", f"127.0.0.1:{https_port}"])
+    secret = run_sync(dsn, secrets.get_thd, region_box(region), secrets.ENROLLMENT_SECRET)
+    path = tmp_path / "tls.secret"
+    path.write_text(secret)
+    # The region's HTTPS certificate comes from the region CA; the rack does
+    # not need to trust it for enrolment (the HMAC proofs authenticate).
+    rack = start_rack(region, path, name="tlsrack", url=f"https://127.0.0.1:{https_port}/MAAS/")
+    wait_for(lambda: rack.system_id, 30, "enrolment over https", rack.proc, rack.log)
+    wait_for(lambda: "connected to region" in rack.output(), 30, "AMP connection", rack.proc, rack.log)
+    # Clients that trust the region CA can verify the HTTPS listener.
+    ctx = ssl.create_default_context(cadata=(rack.data_dir / "ca.crt").read_text())
+    ctx.check_hostname = False
+    url = f"https://127.0.0.1:{https_port}/MAAS/api/2.0/version/"
+    with urllib.request.urlopen(url, context=ctx, timeout=10) as reply:
+        assert reply.status == 200
