@@ -14,7 +14,7 @@ from twisted.web import resource, server
 
 from common import sdnotify, tls
 from common.tlsopts import region_server_options
-from region.api import core_handlers, zone_handlers
+from region.api import core_handlers, vmhost_handlers, zone_handlers
 from region.api.site import API_PREFIX, RouterResource
 from region.config import RegionConfig
 from region.db import migrate, racks, secrets
@@ -37,7 +37,12 @@ API_HANDLERS = [
     zone_handlers.ResourcePoolHandler,
     zone_handlers.ResourcePoolsAliasHandler,
     zone_handlers.ResourcePoolAliasHandler,
+    vmhost_handlers.VmHostsHandler,
+    vmhost_handlers.VmHostHandler,
+    vmhost_handlers.PodsHandler,
+    vmhost_handlers.PodHandler,
 ]
+CERTIFICATE_PREFIX = "/MAAS/vmhost-certificate/"
 
 
 def database_dsn(config: RegionConfig) -> tuple[str, EmbeddedPostgres | None]:
@@ -58,18 +63,16 @@ def load_or_create_ca_thd(cur, box: SecretBox) -> tls.KeyPair:
 
 
 class _Root(resource.Resource):
-    """/MAAS/api/2.0/… → API router; /MAAS/rpc/… → enrolment."""
+    """Routes by path prefix: the API, rack enrolment, VM-host certificates."""
 
-    def __init__(self, api: resource.Resource, rpc: resource.Resource) -> None:
+    def __init__(self, routes: dict[str, resource.Resource]) -> None:
         super().__init__()
-        self.api, self.rpc = api, rpc
+        self.routes = [(prefix.encode(), res) for prefix, res in routes.items()]
 
     def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
-        full = request.path
-        if full.startswith(API_PREFIX.encode()):
-            return self.api
-        if full.startswith(b"/MAAS/rpc/"):
-            return self.rpc
+        for prefix, res in self.routes:
+            if request.path.startswith(prefix):
+                return res
         return resource.NoResource("No such page: try /MAAS/api/2.0/version/")
 
 
@@ -156,9 +159,11 @@ class RegionService(service.Service):
 
     async def _listen_http(self) -> None:
         cfg = self.config
-        api = RouterResource(self, API_HANDLERS, API_PREFIX)
-        rpc = RouterResource(self, [EnrolHandler], "/MAAS/rpc/")
-        site = server.Site(_Root(api, rpc))
+        site = server.Site(_Root({
+            API_PREFIX: RouterResource(self, API_HANDLERS, API_PREFIX),
+            "/MAAS/rpc/": RouterResource(self, [EnrolHandler], "/MAAS/rpc/"),
+            CERTIFICATE_PREFIX: RouterResource(self, [vmhost_handlers.CertificateHandler], CERTIFICATE_PREFIX),
+        }))
         site.displayTracebacks = False
         site.noisy = False
         ep = endpoints.TCP4ServerEndpoint(self.reactor, cfg.http_port, interface=cfg.http_host) \

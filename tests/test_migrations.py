@@ -8,7 +8,7 @@ import attrs
 import psycopg2
 import pytest
 
-from region.db import events, migrate, named, racks, users
+from region.db import events, hosts, migrate, named, racks, users
 
 # Each attrs row type and the table it is read from.
 MODELS = [
@@ -17,8 +17,10 @@ MODELS = [
     (users.User, "users"),
     (racks.Rack, "racks"),
     (events.Event, "events"),
+    (hosts.VMHost, "vm_hosts"),
+    (hosts.HostStoragePool, "vm_host_storage_pools"),
 ]
-DERIVED = {"connections"}  # computed by the query, not stored
+DERIVED = {"connections", "storage_pools"}  # computed by the query, not stored
 
 
 def _columns(dsn: str) -> dict[str, set[str]]:

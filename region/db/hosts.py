@@ -1,0 +1,157 @@
+"""VM hosts and their discovered storage pools.
+
+A host's private key is kept in `secrets` (encrypted with the region key)
+under `vm-host-key:<id>`; the row only names it.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import attrs
+import psycopg2.errors
+
+from region.db import secrets
+from region.db.errors import FieldError, NotFound
+from region.secretbox import SecretBox
+
+
+@attrs.frozen
+class HostStoragePool:
+    id: int
+    name: str
+    type: str
+    path: str
+    total: int
+    used: int
+
+    @property
+    def available(self) -> int:
+        return self.total - self.used
+
+
+@attrs.frozen
+class VMHost:
+    id: int
+    name: str
+    type: str
+    power_address: str
+    project: str
+    state: str
+    state_message: str
+    certificate: str | None
+    server_fingerprint: str | None
+    version: str
+    architectures: list[str]
+    capabilities: list[str]
+    tags: list[str]
+    cores: int
+    cpu_speed: int
+    memory: int  # bytes
+    zone_id: int
+    pool_id: int
+    cpu_over_commit_ratio: float
+    memory_over_commit_ratio: float
+    default_storage_pool: str | None
+    default_macvlan_mode: str | None
+    last_refresh: datetime.datetime | None
+    storage_pools: list[HostStoragePool] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class NewHost:
+    """What a create request has validated."""
+
+    name: str
+    type: str
+    power_address: str
+    project: str
+    certificate: str | None
+    key: str | None = attrs.field(repr=False)
+    zone_id: int
+    pool_id: int
+    tags: list[str]
+    cpu_over_commit_ratio: float
+    memory_over_commit_ratio: float
+    default_macvlan_mode: str | None
+
+
+_COLUMNS = (
+    "id, name, type, power_address, project, state, state_message, certificate, server_fingerprint,"
+    " version, architectures, capabilities, tags, cores, cpu_speed, memory, zone_id, pool_id,"
+    " cpu_over_commit_ratio, memory_over_commit_ratio, default_storage_pool, default_macvlan_mode,"
+    " last_refresh"
+)
+
+
+def key_secret_name(host_id: int) -> str:
+    return f"vm-host-key:{host_id}"
+
+
+def _pools_thd(cur, host_ids: list[int]) -> dict[int, list[HostStoragePool]]:
+    cur.execute(
+        "SELECT host_id, id, name, type, path, total, used FROM vm_host_storage_pools"
+        " WHERE host_id = ANY(%s) ORDER BY id",
+        (host_ids,),
+    )
+    found: dict[int, list[HostStoragePool]] = {}
+    for host_id, *row in cur.fetchall():
+        found.setdefault(host_id, []).append(HostStoragePool(*row))
+    return found
+
+
+def _hosts(cur, rows) -> list[VMHost]:
+    pools = _pools_thd(cur, [r[0] for r in rows])
+    return [VMHost(*r, storage_pools=pools.get(r[0], [])) for r in rows]
+
+
+def list_thd(cur) -> list[VMHost]:
+    cur.execute(f"SELECT {_COLUMNS} FROM vm_hosts ORDER BY id")
+    return _hosts(cur, cur.fetchall())
+
+
+def get_thd(cur, host_id: int | str) -> VMHost:
+    if not str(host_id).isdigit():
+        raise NotFound("VM host")
+    cur.execute(f"SELECT {_COLUMNS} FROM vm_hosts WHERE id = %s", (int(host_id),))
+    rows = cur.fetchall()
+    if not rows:
+        raise NotFound("VM host")
+    return _hosts(cur, rows)[0]
+
+
+def certificate_by_name_thd(cur, name: str) -> str | None:
+    cur.execute("SELECT certificate FROM vm_hosts WHERE name = %s", (name,))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def create_thd(cur, box: SecretBox, new: NewHost) -> VMHost:
+    cur.execute("SAVEPOINT create_host")
+    try:
+        cur.execute(
+            "INSERT INTO vm_hosts (name, type, power_address, project, certificate, zone_id, pool_id, tags,"
+            " cpu_over_commit_ratio, memory_over_commit_ratio, default_macvlan_mode)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (new.name, new.type, new.power_address, new.project, new.certificate, new.zone_id, new.pool_id,
+             new.tags, new.cpu_over_commit_ratio, new.memory_over_commit_ratio, new.default_macvlan_mode),
+        )
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT create_host")
+        raise FieldError("name", f"A VM host named {new.name!r} already exists.") from None
+    host_id = cur.fetchone()[0]
+    if new.key is not None:
+        secrets.put_thd(cur, box, key_secret_name(host_id), new.key)
+        cur.execute("UPDATE vm_hosts SET key_secret = %s WHERE id = %s", (key_secret_name(host_id), host_id))
+    return get_thd(cur, host_id)
+
+
+def key_thd(cur, box: SecretBox, host_id: int) -> str | None:
+    return secrets.get_thd(cur, box, key_secret_name(host_id))
+
+
+def delete_thd(cur, host_id: int | str) -> VMHost:
+    host = get_thd(cur, host_id)
+    cur.execute("DELETE FROM vm_hosts WHERE id = %s", (host.id,))
+    secrets.delete_thd(cur, key_secret_name(host.id))
+    return host

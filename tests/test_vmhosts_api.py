@@ -1,0 +1,111 @@
+"""vm-hosts/ registration on the region side: identities, certificate URL, validation."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from common import tls
+from tests.fixtures.daemons import http_get
+
+EXPECTED_KEYS = {
+    "id", "name", "type", "version", "tags", "architectures", "capabilities", "total", "used",
+    "available", "zone", "pool", "cpu_over_commit_ratio", "memory_over_commit_ratio",
+    "default_macvlan_mode", "storage_pools", "host", "resource_uri", "state", "state_message",
+}
+
+
+def _count_hosts(dsn) -> tuple[int, int]:
+    conn = psycopg2.connect(dsn)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM vm_hosts")
+        hosts = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM secrets WHERE name LIKE 'vm-host-key:%'")
+        keys = cur.fetchone()[0]
+    conn.close()
+    return hosts, keys
+
+
+def test_generated_identity_and_anonymous_certificate_url(region, admin_api, dsn):
+    reply = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "127.0.0.1:1",
+                                              "name": "lab1", "project": "lab", "tags": "a,b"})
+    assert reply.status == 200, reply.text
+    host = reply.json()
+    assert EXPECTED_KEYS <= set(host)
+    assert host["state"] == "awaiting-trust"
+    assert host["tags"] == ["a", "b"]
+    assert host["cpu_over_commit_ratio"] == 1.0 and isinstance(host["cpu_over_commit_ratio"], float)
+    assert host["zone"]["name"] == "default" and host["pool"]["name"] == "default"
+    assert host["resource_uri"] == f"/MAAS/api/2.0/vm-hosts/{host['id']}/"
+    assert admin_api.get(f"pods/{host['id']}/").json()["resource_uri"] == f"/MAAS/api/2.0/pods/{host['id']}/"
+
+    status, body = http_get(region.url + "vmhost-certificate/lab1")
+    assert status == 200
+    cert = tls.load_cert(body.decode())
+    assert "lab1@" in cert.subject.rfc4514_string()
+    assert http_get(region.url + "vmhost-certificate/nope")[0] == 404
+    # The private key is stored encrypted, never in the row.
+    assert _count_hosts(dsn) == (1, 1)
+    assert admin_api.delete(f"vm-hosts/{host['id']}/").status == 204
+    assert _count_hosts(dsn) == (0, 0)
+
+
+def test_bring_your_own_pair(admin_api):
+    pair = tls.make_self_signed("byo", kind="ec")
+    reply = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "127.0.0.1:1", "name": "byo",
+                                              "certificate": pair.cert_pem, "key": pair.key_pem})
+    assert reply.status == 200, reply.text
+
+
+@pytest.mark.parametrize("case,field,message", [
+    ("passphrase", "key", "passphrase"),
+    ("mismatch", "key", "does not match"),
+    ("garbage", "certificate", "not a PEM certificate"),
+    ("only-cert", "key", "together"),
+])
+def test_bad_certificates_are_400_and_store_nothing(admin_api, dsn, case, field, message):
+    pair = tls.make_self_signed("x", kind="ec")
+    key = pair.key_pem
+    cert = pair.cert_pem
+    if case == "passphrase":
+        key = tls.load_key(pair.key_pem).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pw")).decode()
+    elif case == "mismatch":
+        key = tls.make_self_signed("y", kind="ec").key_pem
+    elif case == "garbage":
+        cert = "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"
+    data = {"type": "lxd", "power_address": "127.0.0.1:1", "certificate": cert}
+    if case != "only-cert":
+        data["key"] = key
+    reply = admin_api.post("vm-hosts/", data=data)
+    assert reply.status == 400
+    errors = reply.json()
+    assert field in errors and message in " ".join(errors[field])
+    assert _count_hosts(dsn) == (0, 0)
+
+
+@pytest.mark.parametrize("value,message", [("10.5", "less than or equal to 10"),
+                                           ("-1", "greater than or equal to 0"), ("lots", "number")])
+def test_overcommit_bounds(admin_api, value, message):
+    reply = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "h:1",
+                                              "cpu_over_commit_ratio": value})
+    assert reply.status == 400
+    assert message in reply.json()["cpu_over_commit_ratio"][0]
+
+
+def test_required_fields_unknown_zone_and_duplicates(admin_api):
+    missing = admin_api.post("vm-hosts/", data={})
+    assert missing.status == 400 and set(missing.json()) == {"type", "power_address"}
+    assert admin_api.post("vm-hosts/", data={"type": "xen", "power_address": "h"}).status == 400
+    zone = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "h:1", "zone": "mars"})
+    assert zone.status == 400 and "zone" in zone.json()
+    assert admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "h:1", "name": "d"}).status == 200
+    dup = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "h:2", "name": "d"})
+    assert dup.status == 400 and "name" in dup.json()
+
+
+def test_non_admin_cannot_add_hosts(user_api):
+    assert user_api.post("vm-hosts/", data={"type": "lxd", "power_address": "h:1"}).status == 403
+    assert user_api.get("vm-hosts/").json() == []
