@@ -106,3 +106,13 @@ def start_rack(tmp_path):
     yield start
     for rack in started:
         rack.stop()
+
+
+@pytest.fixture(scope="session")
+def lxd_server():
+    """A private LXD daemon (own LXD_DIR, HTTPS on 127.0.0.1 only) for the whole session."""
+    from tests.fixtures.lxd import LxdServer
+
+    server = LxdServer.start()
+    yield server
+    server.stop()

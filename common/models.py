@@ -1,0 +1,83 @@
+"""Typed values describing VM hosts, shared by rack drivers and the region.
+
+Plain attrs classes with only str/int/bool, lists, optionals and nested attrs
+classes, so cattrs (un)structures them without hooks.  Sizes are in bytes,
+CPU speeds in MHz, link speeds in Mbit/s.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class HostCredentials:
+    """What a rack needs to talk to one VM host.
+
+    `server_fingerprint` is the SHA-256 (lower-case hex) of the host's TLS
+    certificate, learned at the first discovery and pinned afterwards; None
+    means "not pinned yet" (trust on first use).
+    """
+
+    cert_pem: str
+    key_pem: str = attrs.field(repr=False)
+    server_fingerprint: str | None = None
+
+
+@attrs.frozen
+class HugepageInfo:
+    page_size: int  # bytes per page
+    total: int  # number of pages
+    free: int  # number of pages
+
+
+@attrs.frozen
+class NumaNode:
+    index: int
+    cores: list[int] = attrs.field(factory=list)  # logical CPU (thread) ids
+    memory: int = 0  # bytes
+    hugepages: list[HugepageInfo] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class StoragePool:
+    name: str
+    type: str  # LXD driver: dir, zfs, lvm, btrfs, ceph...
+    path: str  # config.source, or "Unknown"
+    total: int  # bytes
+    used: int  # bytes
+    available: int  # bytes
+
+
+@attrs.frozen
+class HostInterface:
+    name: str
+    type: str
+    mac: str
+    numa_node: int | None = None
+    sriov_max_vfs: int = 0
+    sriov_current_vfs: int = 0
+    link_speed: int | None = None  # Mbit/s
+
+
+@attrs.frozen
+class Project:
+    name: str
+    description: str = ""
+
+
+@attrs.frozen
+class DiscoveredHost:
+    name: str
+    version: str
+    architectures: list[str]
+    cores: int
+    cpu_speed: int  # MHz, 0 when the host does not report it
+    memory: int  # bytes
+    numa_nodes: list[NumaNode]
+    storage_pools: list[StoragePool]
+    interfaces: list[HostInterface]
+    projects: list[Project]
+    server_fingerprint: str
+    capabilities: list[str]
+    clustered: bool = False

@@ -1,0 +1,416 @@
+"""The LXD VM-host driver (pylxd over HTTPS with a per-host client certificate).
+
+Connection (spec §6.1), done fresh for every operation:
+
+1. `address` becomes `https://HOST:PORT` (no scheme → https, no port → 8443).
+2. **Certificate pinning.**  LXD servers use self-signed certificates, so we
+   cannot verify them against a CA.  Instead:
+   - a probe TLS handshake (`_probe_fingerprint`: `ssl` socket with
+     `CERT_NONE`, then `getpeercert(binary_form=True)`) gives the SHA-256 of
+     the server's DER certificate -- the same value `lxc info` prints as
+     `certificate_fingerprint`.  If `creds.server_fingerprint` is set and
+     differs, `ServerCertificateChanged(expected, got)` is raised before any
+     request (and before the client certificate or a password is sent).
+   - the requests session used by pylxd has `verify=False` but its HTTPS
+     adapter passes `assert_fingerprint=<that fingerprint>` to urllib3, so
+     **every** TLS connection pylxd opens is checked against the same
+     fingerprint during the handshake (no window between probe and use).  A
+     mismatch there is also `ServerCertificateChanged`.
+   - the session has `trust_env=False`, so REQUESTS_CA_BUNDLE / proxies from
+     the environment are ignored (they would override verify=False).
+3. The client certificate and key go to 0600 files in a private (0700) temp
+   dir that is removed in `finally`, as soon as the operation ends.
+4. `GET /1.0` is checked to be an LXD answer (`NotLXD` otherwise).  If the
+   certificate is untrusted and a password/token was given, it is used once
+   with `client.authenticate()` (`WrongTrustPassword` on rejection), and is
+   never logged or stored; with none, `Untrusted`.
+5. Every request has an explicit (connect, read) timeout; refused, timed out
+   or unresolvable endpoints give `Unreachable`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+from contextlib import contextmanager
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+import pylxd
+import requests
+from pylxd import exceptions as lxd_exc
+from requests.adapters import HTTPAdapter
+
+from common import tls
+from common.models import (
+    DiscoveredHost,
+    HostCredentials,
+    HostInterface,
+    HugepageInfo,
+    NumaNode,
+    Project,
+    StoragePool,
+)
+from rack.drivers.base import (
+    DriverError,
+    IncompatibleHost,
+    NotLXD,
+    ServerCertificateChanged,
+    Unreachable,
+    Untrusted,
+    WrongTrustPassword,
+)
+
+DEFAULT_PORT = 8443
+DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds, for every request
+REQUIRED_EXTENSIONS = ("projects", "virtual-machines", "custom_block_volumes")
+CAPABILITIES = ["composable", "dynamic_local_storage", "over_commit", "storage_pools"]
+PROJECT_DESCRIPTION = "Project managed by vmyard"
+
+# kernel architecture -> Debian architecture (as MAAS names them, "/generic" added)
+_DEBIAN_ARCH = {
+    "x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64el", "s390x": "s390x",
+    "armv7l": "armhf", "armv8l": "armhf", "i686": "i386", "i586": "i386", "riscv64": "riscv64",
+}
+
+
+def endpoint_for(address: str) -> tuple[str, str, int]:
+    """`h` → https://h:8443; `h:1234` → https://h:1234; returns (url, host, port)."""
+    address = address.strip()
+    if "://" not in address:
+        address = "https://" + address
+    parts = urlsplit(address)
+    if parts.scheme != "https":
+        raise DriverError(f"LXD is reached over https, not {parts.scheme}: {address}")
+    try:
+        host, port = parts.hostname, parts.port or DEFAULT_PORT
+    except ValueError as e:
+        raise DriverError(f"invalid LXD address {address!r}: {e}") from None
+    if not host:
+        raise DriverError(f"invalid LXD address {address!r}: no host")
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"https://{netloc}", host, port
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _probe_fingerprint(host: str, port: int, timeout: float) -> str:
+    """SHA-256 (hex) of the certificate the server presents, from a bare handshake."""
+    where = f"{host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except socket.timeout:
+        raise Unreachable(f"cannot reach the LXD host at {where}: connection timed out "
+                          f"after {timeout:g} s") from None
+    except OSError as e:
+        raise Unreachable(f"cannot reach the LXD host at {where}: {e.strerror or e}") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with ctx.wrap_socket(sock, server_hostname=None if _is_ip(host) else host) as tsock:
+            der = tsock.getpeercert(binary_form=True)
+    except socket.timeout:
+        raise Unreachable(f"the host at {where} accepted the connection but did not complete "
+                          f"a TLS handshake within {timeout:g} s") from None
+    except (ssl.SSLError, ConnectionError) as e:
+        raise NotLXD(f"the host at {where} does not speak TLS, so it is not an LXD API "
+                     f"endpoint ({e.__class__.__name__}: {e})") from None
+    except OSError as e:
+        raise Unreachable(f"cannot reach the LXD host at {where}: {e.strerror or e}") from None
+    finally:
+        sock.close()
+    if not der:
+        raise NotLXD(f"the host at {where} presented no TLS certificate")
+    return hashlib.sha256(der).hexdigest()
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """HTTPS adapter that makes urllib3 check the server certificate's SHA-256 on
+    every handshake (works with verify=False: it is independent of CA checks)."""
+
+    def __init__(self, fingerprint: str):
+        self._fingerprint = fingerprint
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["assert_fingerprint"] = self._fingerprint
+        super().init_poolmanager(*args, **kwargs)
+
+
+@contextmanager
+def _cert_files(creds: HostCredentials) -> Iterator[tuple[str, str]]:
+    try:
+        tls.check_pair(creds.cert_pem, creds.key_pem)
+    except tls.CertificateError as e:
+        raise DriverError(f"the client certificate for this VM host is unusable: {e}") from None
+    tmp = tempfile.mkdtemp(prefix="vmyard-lxd-cert-")  # 0700
+    try:
+        paths = []
+        for name, data in (("client.crt", creds.cert_pem), ("client.key", creds.key_pem)):
+            path = os.path.join(tmp, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(data)
+            paths.append(path)
+        yield paths[0], paths[1]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fingerprint_mismatch(e: BaseException) -> bool:
+    return "Fingerprints did not match" in str(e)
+
+
+class LXDDriver:
+    """Implements rack.drivers.base.VMHostDriver for LXD."""
+
+    def __init__(self, timeout: tuple[float, float] = DEFAULT_TIMEOUT):
+        self.timeout = timeout
+
+    # -- connection ------------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self, address: str, creds: HostCredentials,
+                 password: str | None) -> Iterator[tuple[pylxd.Client, str]]:
+        """A trusted pylxd client (default project) and the server's fingerprint."""
+        url, host, port = endpoint_for(address)
+        got = _probe_fingerprint(host, port, self.timeout[0])
+        expected = (creds.server_fingerprint or "").replace(":", "").lower() or None
+        if expected is not None and expected != got:
+            raise ServerCertificateChanged(expected, got)
+        with _cert_files(creds) as cert:
+            session = requests.Session()
+            session.trust_env = False
+            session.verify = False
+            session.cert = cert
+            session.mount("https://", _PinnedAdapter(got))
+            try:
+                self._check_is_lxd(session, url)
+                client = self._client(url, cert, session)
+                if not client.trusted:
+                    self._authenticate(client, url, creds, password)
+                missing = sorted(set(REQUIRED_EXTENSIONS) - set(client.host_info.get("api_extensions") or []))
+                if missing:
+                    raise IncompatibleHost(
+                        "Please upgrade your LXD host to 4.16 or higher to support the following "
+                        "extensions: " + ",".join(missing))
+                yield client, got
+            except requests.exceptions.SSLError as e:
+                if _fingerprint_mismatch(e):
+                    raise ServerCertificateChanged(got, "(a different certificate)") from None
+                raise NotLXD(f"TLS error talking to {url}: {e}") from None
+            except requests.exceptions.Timeout:
+                raise Unreachable(f"the LXD host at {url} did not answer within "
+                                  f"{self.timeout[1]:g} s") from None
+            except requests.exceptions.ConnectionError as e:
+                raise Unreachable(f"lost the connection to the LXD host at {url}: {e}") from None
+            except lxd_exc.ClientConnectionFailed as e:
+                if _fingerprint_mismatch(e):
+                    raise ServerCertificateChanged(got, "(a different certificate)") from None
+                raise Unreachable(f"cannot talk to the LXD host at {url}: {e}") from None
+            finally:
+                session.close()
+
+    def _check_is_lxd(self, session: requests.Session, url: str) -> None:
+        try:
+            r = session.get(f"{url}/1.0", timeout=self.timeout)
+        except requests.exceptions.SSLError as e:
+            if _fingerprint_mismatch(e):
+                raise
+            raise NotLXD(f"TLS error talking to {url}; it is not an LXD API endpoint: {e}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        if (r.status_code != 200 or not isinstance(meta, dict)
+                or "api_version" not in meta or "auth" not in meta):
+            ctype = r.headers.get("Content-Type", "?")
+            raise NotLXD(f"{url} answered GET /1.0 with HTTP {r.status_code} ({ctype}), "
+                         f"which is not an LXD API response")
+
+    def _client(self, url: str, cert: tuple[str, str], session: requests.Session) -> pylxd.Client:
+        try:
+            return pylxd.Client(endpoint=url, cert=cert, verify=False, session=session,
+                                timeout=self.timeout)
+        except lxd_exc.ClientConnectionFailed as e:
+            if _fingerprint_mismatch(e):
+                raise
+            if not str(e):  # pylxd: non-200 from GET /1.0
+                raise NotLXD(f"{url} is not an LXD API endpoint") from None
+            raise Unreachable(f"cannot talk to the LXD host at {url}: {e}") from None
+        except (ValueError, KeyError, TypeError):
+            raise NotLXD(f"{url} answered GET /1.0, but not like LXD does") from None
+
+    def _authenticate(self, client: pylxd.Client, url: str, creds: HostCredentials,
+                      password: str | None) -> None:
+        ours = tls.cert_fingerprint(creds.cert_pem)
+        if not password:
+            raise Untrusted(
+                f"the LXD host at {url} does not trust this VM host's client certificate "
+                f"(SHA-256 {ours}) and no trust password or token was given. On the LXD host, "
+                f"run `lxc config trust add --name vmyard` and give the printed token as the "
+                f"password, or add the certificate with `lxc config trust add CERT_FILE`.")
+        try:
+            client.authenticate(password)
+        except lxd_exc.LXDAPIException as e:
+            # LXD answers 403 "not authorized" for a wrong password, a used/expired
+            # token, or a password when none is configured; the secret is not echoed.
+            raise WrongTrustPassword(
+                f"the LXD host at {url} rejected the trust password or token "
+                f"(LXD said: {_lxd_error(e)}). Check the password (core.trust_password) or "
+                f"create a fresh token with `lxc config trust add --name vmyard`.") from None
+        if not client.trusted:
+            raise WrongTrustPassword(f"the LXD host at {url} still does not trust this "
+                                     f"certificate after authenticating with the password/token")
+
+    # -- operations ------------------------------------------------------------------------
+
+    def discover_projects(self, address: str, creds: HostCredentials,
+                          password: str | None = None) -> list[Project]:
+        with self._connect(address, creds, password) as (client, _):
+            return self._projects(client)
+
+    def discover(self, address: str, creds: HostCredentials, project: str = "default",
+                 password: str | None = None) -> DiscoveredHost:
+        with self._connect(address, creds, password) as (client, fingerprint):
+            self._ensure_project(client, project)
+            env = client.host_info.get("environment") or {}
+            resources = self._get(client.api.resources)
+            numa, cores, cpu_speed, memory = _parse_cpu_memory(resources)
+            return DiscoveredHost(
+                name=env.get("server_name", ""),
+                version=env.get("server_version", ""),
+                architectures=_architectures(env),
+                cores=cores,
+                cpu_speed=cpu_speed,
+                memory=memory,
+                numa_nodes=numa,
+                storage_pools=self._storage_pools(client),
+                interfaces=_parse_interfaces(resources),
+                projects=self._projects(client),
+                server_fingerprint=fingerprint,
+                capabilities=list(CAPABILITIES),
+                clustered=bool(env.get("server_clustered", False)),
+            )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _get(node) -> Any:
+        try:
+            return node.get().json()["metadata"]
+        except lxd_exc.LXDAPIException as e:
+            raise DriverError(f"LXD request failed: {_lxd_error(e)}") from None
+
+    def _ensure_project(self, client: pylxd.Client, name: str) -> None:
+        """Create the project if missing, with LXD's default features (no config sent:
+        separate images, profiles and storage volumes; spec §6.2).  Existing projects
+        and their instances are left exactly as they are."""
+        if not name or "/" in name:
+            raise DriverError(f"invalid LXD project name {name!r}")
+        if client.projects.exists(name):
+            return
+        try:
+            client.projects.create(name=name, description=PROJECT_DESCRIPTION)
+        except lxd_exc.LXDAPIException as e:
+            if client.projects.exists(name):  # created concurrently
+                return
+            raise DriverError(f"cannot create LXD project {name!r}: {_lxd_error(e)}") from None
+
+    def _projects(self, client: pylxd.Client) -> list[Project]:
+        return [Project(name=p.name, description=p.description or "")
+                for p in client.projects.all()]
+
+    def _storage_pools(self, client: pylxd.Client) -> list[StoragePool]:
+        pools = []
+        for pool in client.storage_pools.all():
+            usage = self._get(client.api.storage_pools[pool.name].resources)
+            space = usage.get("space") or {}
+            total, used = int(space.get("total") or 0), int(space.get("used") or 0)
+            pools.append(StoragePool(
+                name=pool.name,
+                type=pool.driver,
+                path=(pool.config or {}).get("source") or "Unknown",
+                total=total,
+                used=used,
+                available=max(total - used, 0),
+            ))
+        if not pools:
+            raise DriverError("No storage pools exist. Please create a storage pool in LXD.")
+        return pools
+
+
+def _lxd_error(e: lxd_exc.LXDAPIException) -> str:
+    try:
+        return e.response.json().get("error") or str(e)
+    except Exception:
+        return str(e)
+
+
+def _architectures(env: dict) -> list[str]:
+    kernel = env.get("kernel_architecture")
+    if not kernel:
+        return []
+    return [f"{_DEBIAN_ARCH.get(kernel, kernel)}/generic"]
+
+
+def _parse_cpu_memory(res: dict) -> tuple[list[NumaNode], int, int, int]:
+    """NUMA nodes (thread ids, memory, hugepages), total threads, speed (MHz), memory."""
+    cpu = res.get("cpu") or {}
+    mem = res.get("memory") or {}
+    cores: dict[int, list[int]] = {}
+    speed = 0
+    for sock in cpu.get("sockets") or []:
+        speed = max(speed, int(sock.get("frequency_turbo") or sock.get("frequency") or 0))
+        for core in sock.get("cores") or []:
+            for thread in core.get("threads") or []:
+                if thread.get("online", True):
+                    cores.setdefault(int(thread.get("numa_node") or 0), []).append(int(thread["id"]))
+    page_size = int(mem.get("hugepages_size") or 0)
+    memory_by_node: dict[int, tuple[int, list[HugepageInfo]]] = {}
+    for node in mem.get("nodes") or []:
+        hp = []
+        if page_size:
+            total = int(node.get("hugepages_total") or 0)
+            hp.append(HugepageInfo(page_size=page_size, total=total,
+                                   free=max(total - int(node.get("hugepages_used") or 0), 0)))
+        memory_by_node[int(node.get("numa_node") or 0)] = (int(node.get("total") or 0), hp)
+    nodes = [
+        NumaNode(index=i, cores=sorted(cores.get(i, [])),
+                 memory=memory_by_node.get(i, (0, []))[0],
+                 hugepages=memory_by_node.get(i, (0, []))[1])
+        for i in sorted(set(cores) | set(memory_by_node))
+    ]
+    total_threads = int(cpu.get("total") or sum(len(c) for c in cores.values()))
+    return nodes, total_threads, speed, int(mem.get("total") or 0)
+
+
+def _parse_interfaces(res: dict) -> list[HostInterface]:
+    out = []
+    for card in (res.get("network") or {}).get("cards") or []:
+        sriov = card.get("sriov") or {}
+        numa = card.get("numa_node")
+        for port in card.get("ports") or []:
+            out.append(HostInterface(
+                name=port.get("id", ""),
+                type="physical",
+                mac=port.get("address", ""),
+                numa_node=int(numa) if numa is not None else None,
+                sriov_max_vfs=int(sriov.get("maximum_vfs") or 0),
+                sriov_current_vfs=int(sriov.get("current_vfs") or 0),
+                link_speed=int(port["link_speed"]) if port.get("link_speed") else None,
+            ))
+    return out
