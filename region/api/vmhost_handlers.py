@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 from common import tls
@@ -55,6 +56,11 @@ def host_json(host: hosts.VMHost, zone, pool, collection: str) -> dict:
         "host": {"system_id": None, "__incomplete__": True},
         "resource_uri": f"{API_PREFIX}{collection}/{host.id}/",
     }
+
+
+def _name_from_address(address: str | None) -> str:
+    """'10.1.2.3:8443' -> '10-1-2-3-8443': a valid name when none was given."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", address or "host").strip("-") or "host"
 
 
 def _ratio(form: Form, field: str) -> float:
@@ -144,7 +150,7 @@ class VmHostsHandler(Handler):
         if host_type is not None and host_type not in ("lxd", "virsh"):
             form.error("type", "Select a valid choice. That choice is not one of the available choices.")
         address = form.text("power_address", required=True, max_length=255)
-        name = form.name() or (address or "host").replace(":", "-").replace(".", "-").replace("[", "").replace("]", "")
+        name = form.name() or _name_from_address(address)
         project = form.text("project", max_length=63) or ("default" if host_type == "lxd" else "")
         cpu_ratio = _ratio(form, "cpu_over_commit_ratio")
         mem_ratio = _ratio(form, "memory_over_commit_ratio")

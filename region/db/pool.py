@@ -11,6 +11,7 @@ the admin CLI through `run_sync`.
 from __future__ import annotations
 
 import random
+import time
 from typing import Any, Callable, TypeVar
 
 import psycopg2
@@ -104,8 +105,6 @@ def run_sync(dsn: str, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> T
                 conn.rollback()
                 if attempt == MAX_ATTEMPTS:
                     raise
-                import time
-
                 time.sleep(next(delays))
         raise AssertionError("unreachable")
     except BaseException:
