@@ -67,6 +67,44 @@ class Project:
 
 
 @attrs.frozen
+class VMDisk:
+    """One disk device of a VM (LXD: a `disk` device other than cloud-init/config)."""
+
+    name: str  # device name ("root", "disk1", ...)
+    size: int  # bytes
+    pool: str | None = None  # storage pool name
+
+
+@attrs.frozen
+class VMInterface:
+    """One NIC of a VM."""
+
+    name: str  # device name ("eth0", ...)
+    mac: str | None = None
+    attach_type: str | None = None  # network, bridge, macvlan, sriov, ovn
+    attach_name: str | None = None  # network or parent interface
+    vid: int = 0
+    boot: bool = False
+
+
+@attrs.frozen
+class DiscoveredVM:
+    """A virtual machine found in a host's project."""
+
+    instance_name: str
+    project: str
+    architecture: str  # "amd64/generic"
+    power_state: str  # "on", "off" or "unknown"
+    cores: int
+    memory: int  # bytes
+    pinned_cores: list[int] = attrs.field(factory=list)
+    hugepages_backed: bool = False
+    disks: list[VMDisk] = attrs.field(factory=list)
+    interfaces: list[VMInterface] = attrs.field(factory=list)
+    location: str | None = None  # cluster member, None on a standalone server
+
+
+@attrs.frozen
 class DiscoveredHost:
     name: str
     version: str
@@ -81,3 +119,4 @@ class DiscoveredHost:
     server_fingerprint: str
     capabilities: list[str]
     clustered: bool = False
+    vms: list[DiscoveredVM] = attrs.field(factory=list)  # VMs in the tracked project

@@ -59,6 +59,18 @@ class RackClientProtocol(amp.AMP):
     def echo(self, payload: bytes) -> dict:
         return {"payload": payload}
 
+    @rack_commands.DiscoverHost.responder
+    async def discover_host(self, type: str, address: str, project: str, credentials,
+                            password: str | None = None) -> dict:
+        host = await self.rack.hostops.discover(type, address, project, credentials, password)
+        return {"host": host}
+
+    @rack_commands.DeleteVM.responder
+    async def delete_vm(self, type: str, address: str, project: str, credentials,
+                        instance_name: str) -> dict:
+        warnings = await self.rack.hostops.delete_vm(type, address, project, credentials, instance_name)
+        return {"warnings": warnings}
+
 
 class RackClientFactory(protocol.Factory):
     def __init__(self, rack, index: int) -> None:

@@ -21,6 +21,7 @@ from common import tls
 from common.enrolment import ENROL_PATH, EnrolRequest, EnrolResponse
 from common.tlsopts import rack_client_options
 from common.version import VERSION
+from rack.hostops import HostOperations
 from rack.rpc import RackClientFactory
 
 log = Logger()
@@ -123,10 +124,13 @@ class RackService(service.MultiService):
     connected: defer.Deferred = attrs.field(factory=defer.Deferred)
     fatal: defer.Deferred = attrs.field(factory=defer.Deferred)
     protocols: list = attrs.field(factory=list)
+    hostops: HostOperations = attrs.field(default=None)
     _starting: defer.Deferred | None = None
 
     def __attrs_post_init__(self) -> None:
         service.MultiService.__init__(self)
+        if self.hostops is None:
+            self.hostops = HostOperations(self.reactor)
 
     def startService(self) -> None:
         service.MultiService.startService(self)
@@ -187,4 +191,6 @@ class RackService(service.MultiService):
     def stopService(self) -> defer.Deferred:
         if self._starting is not None and not self._starting.called:
             self._starting.cancel()
-        return service.MultiService.stopService(self)
+        d = service.MultiService.stopService(self)
+        d.addBoth(lambda result: (self.hostops.stop(), result)[1])
+        return d

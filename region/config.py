@@ -34,6 +34,7 @@ class RegionConfig:
     log_level: str = "info"
     log_format: str = "text"
     maas_url: str | None = None  # what racks and printed hints use to reach us
+    vm_host_refresh_interval: float = 60.0  # seconds between automatic refreshes; 0 turns them off
 
     @property
     def key_file(self) -> Path:
@@ -61,6 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--secret-key-file", help="region key for secrets at rest (default DATA_DIR/region.key)")
     parser.add_argument("--no-local-rack", action="store_true", help="do not start a rack in this process")
     parser.add_argument("--maas-url", help="URL racks and clients use to reach this region")
+    parser.add_argument("--vm-host-refresh-interval", type=float,
+                        help="seconds between automatic VM host refreshes (default 60; 0: never)")
     parser.add_argument("--log-level", choices=LEVELS)
     parser.add_argument("--log-format", choices=("text", "json"))
 
@@ -104,6 +107,7 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             log_level=pick("log_level", "info"),
             log_format=pick("log_format", "text"),
             maas_url=pick("maas_url"),
+            vm_host_refresh_interval=float(pick("vm_host_refresh_interval", 60.0)),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad configuration: {e}") from None

@@ -143,6 +143,10 @@ class RackRegistry:
             raise NoRackConnected(system_id or "any rack")
         return random.choice(candidates)
 
+    def one_connection_per_rack(self) -> list[RegionServerProtocol]:
+        """A random live connection of each connected rack."""
+        return [random.choice(conns) for conns in self._by_rack.values() if conns]
+
     def drop_rack(self, system_id: str) -> None:
         for conn in list(self._by_rack.get(system_id, [])):
             conn.transport.loseConnection()

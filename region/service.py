@@ -23,6 +23,7 @@ from region.embedded_pg import EmbeddedPostgres
 from region.enrol import EnrolHandler, new_enrolment_secret
 from region.rpc import RackRegistry, new_region_id
 from region.secretbox import SecretBox
+from region.vmhosts import HostManager
 
 log = Logger()
 
@@ -103,6 +104,9 @@ class RegionService(service.Service):
     ready: defer.Deferred = attrs.field(factory=defer.Deferred)
     _listeners: list = attrs.field(factory=list)
     _heartbeat: task.LoopingCall | None = None
+    hosts: HostManager | None = None
+    _refresher: task.LoopingCall | None = None
+    _loops_done: list = attrs.field(factory=list)
 
     def startService(self) -> None:
         super().startService()
@@ -132,9 +136,15 @@ class RegionService(service.Service):
         self.rpc = RackRegistry(self.db, self.region_id, self.reactor)
         await self._listen_rpc()
         await self._listen_http()
+        self.hosts = HostManager(self.db, self.box, self.rpc, self.reactor, self.region_id, self._url(),
+                                 cfg.vm_host_refresh_interval)
         self._heartbeat = task.LoopingCall(self._beat)
         self._heartbeat.clock = self.reactor
-        self._heartbeat.start(cfg.heartbeat_interval, now=False)
+        self._loops_done.append(self._heartbeat.start(cfg.heartbeat_interval, now=False))
+        if cfg.vm_host_refresh_interval > 0:
+            self._refresher = task.LoopingCall(self._refresh_hosts)
+            self._refresher.clock = self.reactor
+            self._loops_done.append(self._refresher.start(min(5.0, cfg.vm_host_refresh_interval / 4), now=False))
         if cfg.local_rack:
             await self._start_local_rack()
         sdnotify.notify("READY=1\nSTATUS=region ready")
@@ -214,6 +224,12 @@ class RegionService(service.Service):
         except Exception:
             log.failure("heartbeat failed")
 
+    async def _refresh_hosts(self) -> None:
+        try:
+            await self.hosts.refresh_due()
+        except Exception:
+            log.failure("periodic VM host refresh failed")
+
     def stopService(self) -> defer.Deferred:
         super().stopService()
         return defer.Deferred.fromCoroutine(self._stop())
@@ -221,8 +237,10 @@ class RegionService(service.Service):
     async def _stop(self) -> None:
         if self.local_rack is not None:
             await self.local_rack.stopService()
-        if self._heartbeat is not None and self._heartbeat.running:
-            self._heartbeat.stop()
+        for loop in (self._heartbeat, self._refresher):
+            if loop is not None and loop.running:
+                loop.stop()
+        await defer.DeferredList(self._loops_done)  # a tick in progress finishes first
         for port in self._listeners:
             await port.stopListening()
         if self.rpc is not None:

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql postgresql-contrib ca-certificates lxd qemu-system-x86 ovmf)
+APT_PACKAGES=(postgresql postgresql-contrib ca-certificates curl lxd qemu-system-x86 ovmf)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

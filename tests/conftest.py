@@ -86,6 +86,17 @@ def user_api(region, dsn) -> Api:
 
 
 @pytest.fixture
+def lxd_region(start_region) -> RegionProcess:
+    """A region with its local rack; automatic refreshes off so tests decide when."""
+    return start_region("lxdregion", local_rack=True, extra=["--vm-host-refresh-interval", "0"])
+
+
+@pytest.fixture
+def lxd_api(lxd_region, dsn) -> Api:
+    return Api(lxd_region.api, make_user(dsn, region_box(lxd_region), "admin", admin=True))
+
+
+@pytest.fixture
 def enrol_secret_file(region, dsn, tmp_path) -> Path:
     value = run_sync(dsn, secrets.get_thd, region_box(region), secrets.ENROLLMENT_SECRET)
     path = tmp_path / "enrol.secret"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import uuid
 
@@ -13,8 +16,10 @@ import cattrs
 import pytest
 
 from common import tls
-from common.models import DiscoveredHost, HostCredentials
+from common.models import DiscoveredHost, DiscoveredVM, HostCredentials, VMDisk, VMInterface
+from rack.drivers import lxd as lxd_module
 from rack.drivers.base import (
+    DriverError,
     NotLXD,
     ServerCertificateChanged,
     Unreachable,
@@ -23,6 +28,18 @@ from rack.drivers.base import (
     WrongTrustPassword,
 )
 from rack.drivers.lxd import LXDDriver, _parse_cpu_memory, _parse_interfaces, endpoint_for
+from rack.drivers.lxd_instances import (
+    DEFAULT_DISK_SIZE,
+    DEFAULT_MEMORY,
+    instance_to_vm,
+    network_refs,
+    parse_cpu_limit,
+    parse_memory,
+    parse_size,
+    pools_needing_default,
+    power_state,
+    volume_refs,
+)
 
 
 def new_creds(pin: str | None = None) -> HostCredentials:
@@ -277,3 +294,330 @@ def test_parse_resources_sriov_and_numa():
 def test_credentials_repr_hides_key():
     creds = new_creds()
     assert creds.key_pem not in repr(creds)
+
+
+# -- virtual machines ----------------------------------------------------------------------
+
+GiB, MiB = 1024**3, 1024**2
+
+
+def lxc_missing(lxd_server, path: str) -> bool:
+    """True if `lxc query path` answers 404 ("... not found")."""
+    try:
+        lxd_server.lxc("query", path)
+    except subprocess.CalledProcessError as e:
+        if "not found" in (e.stderr or "").lower():
+            return True
+        raise
+    return False
+
+
+def purge_project(lxd_server, project: str) -> None:
+    """Delete everything the tests created in `project`, then the project (best effort,
+    each step on its own so one failure does not leave the rest behind)."""
+    def quiet(*args):
+        try:
+            lxd_server.lxc(*args)
+        except subprocess.CalledProcessError:
+            pass
+
+    try:
+        urls = lxc_json(lxd_server, f"/1.0/instances?project={project}")
+    except subprocess.CalledProcessError:
+        urls = []
+    for url in urls:
+        quiet("delete", "--force", url.split("?")[0].rsplit("/", 1)[-1], "--project", project)
+    try:
+        profiles = lxc_json(lxd_server, f"/1.0/profiles?project={project}")
+    except subprocess.CalledProcessError:
+        profiles = []
+    for url in profiles:
+        name = url.split("?")[0].rsplit("/", 1)[-1]
+        if name != "default":
+            quiet("profile", "delete", name, "--project", project)
+    try:
+        vols = lxc_json(lxd_server, f"/1.0/storage-pools/default/volumes/custom?project={project}")
+    except subprocess.CalledProcessError:
+        vols = []
+    for url in vols:
+        quiet("storage", "volume", "delete", "default", url.split("?")[0].rsplit("/", 1)[-1],
+              "--project", project)
+    quiet("project", "delete", project)
+
+
+@pytest.fixture
+def vm_project(lxd_server):
+    """A fresh project with LXD's default features (own profiles: no root disk in its
+    default profile, so instances get `-s default`)."""
+    name = unique("vms")
+    lxd_server.lxc("project", "create", name)
+    try:
+        yield name
+    finally:
+        purge_project(lxd_server, name)
+
+
+@pytest.fixture
+def nic_parent():
+    """(nictype, parent, expected attach_type) for a NIC that needs no LXD network:
+    an unmanaged bridge made with `ip link` (removed afterwards), else macvlan on lo."""
+    name = "vyt" + uuid.uuid4().hex[:8]  # <= 15 chars
+    ip = shutil.which("ip")
+    made = ip and subprocess.run([ip, "link", "add", name, "type", "bridge"],
+                                 capture_output=True).returncode == 0
+    try:
+        yield ("bridged", name, "bridge") if made else ("macvlan", "lo", "macvlan")
+    finally:
+        if made:
+            subprocess.run([ip, "link", "del", name], capture_output=True)
+
+
+def init_vm(lxd_server, project: str, name: str, *args: str) -> None:
+    lxd_server.lxc("init", "--empty", "--vm", name, "--project", project, "-s", "default",
+                   "-c", "security.secureboot=false", *args)
+
+
+def add_volume(lxd_server, project: str, name: str, size: str) -> None:
+    lxd_server.lxc("storage", "volume", "create", "default", name, "--type=block", f"size={size}",
+                   "--project", project)
+
+
+def snapshot(lxd_server, project: str, names: list[str]) -> dict:
+    return {n: lxc_json(lxd_server, f"/1.0/instances/{n}?project={project}") for n in names}
+
+
+def test_discover_vms(lxd_server, driver, trusted_creds, vm_project, nic_parent):
+    p = vm_project
+    nictype, parent, attach_type = nic_parent
+    add_volume(lxd_server, p, "vol1", "64MiB")
+    init_vm(lxd_server, p, "vm1", "-c", "limits.cpu=2", "-c", "limits.memory=512MiB")
+    lxd_server.lxc("config", "device", "add", "vm1", "data", "disk", "pool=default", "source=vol1",
+                   "--project", p)
+    lxd_server.lxc("config", "device", "add", "vm1", "eth0", "nic", f"nictype={nictype}",
+                   f"parent={parent}", "hwaddr=00:16:3e:12:34:56", "--project", p)
+    # no hwaddr: LXD picks one and keeps it in volatile.eth1.hwaddr
+    lxd_server.lxc("config", "device", "add", "vm1", "eth1", "nic", f"nictype={nictype}",
+                   f"parent={parent}", "--project", p,
+                   *(["vlan=42"] if nictype == "bridged" else []))
+    init_vm(lxd_server, p, "vm2", "-c", "limits.cpu=0-1", "-c", "limits.memory.hugepages=true",
+            "-d", "root,size=3GiB")
+    lxd_server.lxc("init", "--empty", "c1", "--project", p, "-s", "default")  # a container
+    before = snapshot(lxd_server, p, ["vm1", "vm2", "c1"])
+    vol_before = lxc_json(lxd_server, f"/1.0/storage-pools/default/volumes/custom/vol1?project={p}")
+
+    host = driver.discover(lxd_server.address, trusted_creds, p)
+
+    assert sorted(vm.instance_name for vm in host.vms) == ["vm1", "vm2"]  # not the container
+    vms = {vm.instance_name: vm for vm in host.vms}
+    vm1, vm2 = before["vm1"], before["vm2"]
+    assert vm1["status_code"] == 102 and vm1["location"] == "none"
+    assert vm1["architecture"] == "x86_64"
+    # What LXD reports: the volume's size, and the file the dir pool made for it.
+    assert vol_before["config"]["size"] == "64MiB"
+    vol_file = lxd_server.lxd_dir / "storage-pools/default/custom" / f"{p}_vol1" / "root.img"
+    assert os.stat(vol_file).st_size == 64 * MiB
+    # The root disk has no size anywhere (device, pool) → the 10 GB default.
+    assert "size" not in vm1["expanded_devices"]["root"]
+    assert "volume.size" not in lxc_json(lxd_server, "/1.0/storage-pools/default")["config"]
+    disks = {"data": VMDisk("data", 64 * MiB, "default"),
+             "root": VMDisk("root", DEFAULT_DISK_SIZE, "default")}
+    nics = {
+        "eth0": VMInterface("eth0", "00:16:3e:12:34:56", attach_type, parent, vid=0, boot=True),
+        "eth1": VMInterface("eth1", vm1["expanded_config"]["volatile.eth1.hwaddr"], attach_type,
+                            parent, vid=42 if nictype == "bridged" else 0, boot=False),
+    }
+    assert vms["vm1"] == DiscoveredVM(
+        instance_name="vm1", project=p, architecture="amd64/generic", power_state="off",
+        cores=2, memory=512 * MiB, pinned_cores=[], hugepages_backed=False,
+        # in LXD's expanded_devices order
+        disks=[disks[n] for n, d in vm1["expanded_devices"].items() if d["type"] == "disk"],
+        interfaces=[nics[n] for n, d in vm1["expanded_devices"].items() if d["type"] == "nic"],
+        location=None,
+    )
+    assert vms["vm2"] == DiscoveredVM(
+        instance_name="vm2", project=p, architecture="amd64/generic", power_state="off",
+        cores=2, memory=DEFAULT_MEMORY, pinned_cores=[0, 1], hugepages_backed=True,
+        disks=[VMDisk("root", 3 * GiB, "default")], interfaces=[], location=None,
+    )
+    assert vm2["expanded_devices"]["root"]["size"] == "3GiB"
+
+    # Discovery only reads.
+    assert snapshot(lxd_server, p, ["vm1", "vm2", "c1"]) == before
+    assert lxc_json(lxd_server, f"/1.0/storage-pools/default/volumes/custom/vol1?project={p}") \
+        == vol_before
+    assert cattrs.structure(cattrs.unstructure(host), DiscoveredHost) == host
+
+
+def test_discover_vms_volume_in_default_project(lxd_server, driver, trusted_creds):
+    """A project without features.storage.volumes keeps its volumes in `default`."""
+    p, vol = unique("novols"), unique("vol")
+    lxd_server.lxc("project", "create", p, "-c", "features.images=false",
+                   "-c", "features.profiles=false", "-c", "features.storage.volumes=false")
+    try:
+        add_volume(lxd_server, p, vol, "16MiB")
+        assert lxc_json(lxd_server, f"/1.0/storage-pools/default/volumes/custom/{vol}")
+        init_vm(lxd_server, p, "vm1")
+        lxd_server.lxc("config", "device", "add", "vm1", "data", "disk", "pool=default",
+                       f"source={vol}", "--project", p)
+        [vm] = driver.discover(lxd_server.address, trusted_creds, p).vms
+        assert [(d.name, d.size) for d in vm.disks] == [("data", 16 * MiB),
+                                                         ("root", DEFAULT_DISK_SIZE)]
+        assert driver.delete_vm(lxd_server.address, trusted_creds, p, "vm1") == []
+        assert lxc_missing(lxd_server, f"/1.0/storage-pools/default/volumes/custom/{vol}")
+    finally:
+        purge_project(lxd_server, p)
+        try:
+            lxd_server.lxc("storage", "volume", "delete", "default", vol)
+        except subprocess.CalledProcessError:
+            pass
+
+
+def test_delete_vm(lxd_server, driver, trusted_creds, vm_project):
+    p = vm_project
+    for vol in ("own", "shared", "viaprofile"):
+        add_volume(lxd_server, p, vol, "16MiB")
+    init_vm(lxd_server, p, "doomed")
+    lxd_server.lxc("config", "device", "add", "doomed", "data", "disk", "pool=default",
+                   "source=own", "--project", p)
+    lxd_server.lxc("config", "device", "add", "doomed", "data2", "disk", "pool=default",
+                   "source=shared", "--project", p)
+    # A volume attached through a profile is not the VM's own: it must survive.
+    lxd_server.lxc("profile", "create", "extra", "--project", p)
+    lxd_server.lxc("profile", "device", "add", "extra", "pdata", "disk", "pool=default",
+                   "source=viaprofile", "--project", p)
+    lxd_server.lxc("profile", "add", "doomed", "extra", "--project", p)
+    # Another VM uses "shared": LXD refuses to delete it, which is a warning.
+    init_vm(lxd_server, p, "other")
+    lxd_server.lxc("config", "device", "add", "other", "data", "disk", "pool=default",
+                   "source=shared", "--project", p)
+    other_before = snapshot(lxd_server, p, ["other"])
+
+    warnings = driver.delete_vm(lxd_server.address, trusted_creds, p, "doomed")
+
+    assert len(warnings) == 1, warnings
+    assert "'shared'" in warnings[0] and "doomed" in warnings[0]
+    assert "still in use" in warnings[0]  # LXD's own reason
+    vols = f"/1.0/storage-pools/default/volumes/custom/{{}}?project={p}"
+    assert lxc_missing(lxd_server, f"/1.0/instances/doomed?project={p}")
+    assert lxc_missing(lxd_server, vols.format("own"))
+    assert not lxc_missing(lxd_server, vols.format("shared"))
+    assert not lxc_missing(lxd_server, vols.format("viaprofile"))
+    assert snapshot(lxd_server, p, ["other"]) == other_before
+
+
+def test_delete_missing_vm_is_a_warning(lxd_server, driver, trusted_creds, vm_project):
+    warnings = driver.delete_vm(lxd_server.address, trusted_creds, vm_project, "nosuchvm")
+    assert len(warnings) == 1
+    assert "'nosuchvm'" in warnings[0] and "not found" in warnings[0]
+
+
+def test_delete_vm_refuses_a_container(lxd_server, driver, trusted_creds, vm_project):
+    lxd_server.lxc("init", "--empty", "c1", "--project", vm_project, "-s", "default")
+    with pytest.raises(DriverError) as e:
+        driver.delete_vm(lxd_server.address, trusted_creds, vm_project, "c1")
+    assert "not a virtual machine" in str(e.value)
+    assert not lxc_missing(lxd_server, f"/1.0/instances/c1?project={vm_project}")
+
+
+def test_delete_vm_stop_failure(lxd_server, driver, trusted_creds, vm_project, monkeypatch):
+    """VMs cannot run here, so make the driver believe a stopped one runs: LXD rejects
+    the stop, the error names the VM and carries LXD's text, and nothing is deleted."""
+    init_vm(lxd_server, vm_project, "vm1")
+    monkeypatch.setattr(lxd_module, "STOPPED", -1)
+    with pytest.raises(DriverError) as e:
+        driver.delete_vm(lxd_server.address, trusted_creds, vm_project, "vm1")
+    assert "cannot stop LXD VM 'vm1'" in str(e.value)
+    assert "already stopped" in str(e.value)
+    assert not lxc_missing(lxd_server, f"/1.0/instances/vm1?project={vm_project}")
+
+
+def test_delete_vm_invalid_name(driver):
+    with pytest.raises(DriverError) as e:
+        driver.delete_vm("127.0.0.1:1", new_creds(), "default", "../x")
+    assert "invalid LXD instance name" in str(e.value)
+
+
+# -- pure parsing ---------------------------------------------------------------------------
+
+def test_parse_size_and_memory():
+    assert parse_size("1GB") == 1000**3
+    assert parse_size("1GiB") == GiB
+    assert parse_size("512MiB") == 512 * MiB
+    assert parse_size("1073741824") == GiB
+    assert parse_size("10kB") == 10_000 and parse_size("1KiB") == 1024
+    assert parse_size("2TB") == 2 * 1000**4 and parse_size("1EiB") == 1024**6
+    assert parse_size("100B") == 100 and parse_size("1.5GiB") == 3 * GiB // 2
+    for bad in ("50%", "", None, "GiB", "12XB", "-1", "1 2"):
+        assert parse_size(bad) is None, bad
+    assert parse_memory({"limits.memory": "1GB"}) == 1000**3
+    assert parse_memory({"limits.memory": "1GiB"}) == GiB
+    assert parse_memory({"limits.memory": "512MiB"}) == 512 * MiB
+    assert parse_memory({"limits.memory": "1073741824"}) == GiB
+    assert parse_memory({}) == DEFAULT_MEMORY == GiB
+    assert parse_memory({"limits.memory": "50%"}) == GiB
+
+
+def test_parse_cpu_limit():
+    assert parse_cpu_limit("") == (1, [])
+    assert parse_cpu_limit(None) == (1, [])
+    assert parse_cpu_limit("4") == (4, [])
+    assert parse_cpu_limit("0-3,8") == (5, [0, 1, 2, 3, 8])
+    assert parse_cpu_limit("1,3") == (2, [1, 3])
+    assert parse_cpu_limit("3,1,1-2") == (3, [1, 2, 3])
+    for bad in ("x", "3-1", "1-", "1,,2"):
+        assert parse_cpu_limit(bad) == (1, []), bad
+
+
+def test_power_state():
+    assert [power_state(c) for c in (101, 102, 103, 110, 108, None)] == \
+        ["on", "off", "on", "off", "unknown", "unknown"]
+
+
+def test_instance_to_vm_pure():
+    inst = {
+        "name": "vm9", "type": "virtual-machine", "architecture": "aarch64", "status_code": 103,
+        "location": "member2",
+        "expanded_config": {"limits.cpu": "4", "limits.memory": "2GB",
+                            "limits.memory.hugepages": "TRUE",
+                            "volatile.eth1.hwaddr": "00:16:3e:00:00:02"},
+        "expanded_devices": {
+            "config": {"type": "disk", "source": "cloud-init:config"},
+            "agent": {"type": "disk", "source": "agent:config"},
+            "root": {"type": "disk", "path": "/", "pool": "fast"},
+            "big": {"type": "disk", "pool": "fast", "source": "bigvol"},
+            "sized": {"type": "disk", "pool": "slow", "size": "20GiB"},
+            "nosize": {"type": "disk", "pool": "slow"},
+            "host": {"type": "disk", "source": "/dev/sdb"},
+            "share": {"type": "disk", "source": "/srv/data", "path": "/mnt/data"},
+            "eth0": {"type": "nic", "network": "lxdbr0"},
+            "eth1": {"type": "nic", "nictype": "macvlan", "parent": "enp5s0", "vlan": "7"},
+            "gpu": {"type": "gpu"},
+        },
+    }
+    assert volume_refs(inst) == {("fast", "bigvol")}
+    assert network_refs(inst) == {"lxdbr0"}
+    assert pools_needing_default(inst) == {"fast", "slow"}
+    vm = instance_to_vm(inst, "proj", clustered=True,
+                        volume_sizes={("fast", "bigvol", "member2"): "5GiB",
+                                      ("fast", "bigvol", None): "1GiB"},
+                        network_types={"lxdbr0": "bridge"},
+                        pool_volume_sizes={"fast": "30GB", "slow": None})
+    assert vm == DiscoveredVM(
+        instance_name="vm9", project="proj", architecture="arm64/generic", power_state="on",
+        cores=4, memory=2 * 1000**3, pinned_cores=[], hugepages_backed=True,
+        disks=[VMDisk("root", 30 * 1000**3, "fast"), VMDisk("big", 5 * GiB, "fast"),
+               VMDisk("sized", 20 * GiB, "slow"), VMDisk("nosize", DEFAULT_DISK_SIZE, "slow"),
+               VMDisk("host", DEFAULT_DISK_SIZE, None)],
+        interfaces=[VMInterface("eth0", None, "bridge", "lxdbr0", 0, True),
+                    VMInterface("eth1", "00:16:3e:00:00:02", "macvlan", "enp5s0", 7, False)],
+        location="member2",
+    )
+    # Standalone: LXD says "none" → None; nothing looked up → defaults, never a crash.
+    inst.update(location="none", status_code=999)
+    inst["expanded_config"] = {"limits.memory": "50%", "limits.cpu": "0-1,4"}
+    vm = instance_to_vm(inst, "proj")
+    assert (vm.location, vm.power_state, vm.memory, vm.cores, vm.pinned_cores) == \
+        (None, "unknown", GiB, 3, [0, 1, 4])
+    assert vm.disks[1] == VMDisk("big", DEFAULT_DISK_SIZE, "fast")
+    assert vm.interfaces[0].attach_type is None
+    assert DEFAULT_DISK_SIZE == 10 * 1024**3  # what LXD gives a root disk by default

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-
 from region.db import secrets
 from region.db.pool import run_sync
-from region.embedded_pg import find_pg_bindir
 from tests.conftest import region_box
-
-
-def _pg_dump(dsn: str) -> str:
-    params = dict(part.split("=", 1) for part in dsn.split())
-    return subprocess.run(
-        [str(find_pg_bindir() / "pg_dump"), "-h", params["host"], "-p", params["port"], "-U", params["user"],
-         params["dbname"]],
-        capture_output=True, text=True, check=True, timeout=60,
-    ).stdout
+from tests.fixtures.postgres import pg_dump as _pg_dump
 
 
 def test_secrets_and_api_keys_are_not_in_a_database_dump(region, dsn, admin_api):

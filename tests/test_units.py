@@ -91,9 +91,31 @@ def test_large_values_are_compressed_and_oversize_refused():
     assert decode_value(data, RackHello) == compressible
     import os
 
-    random_text = os.urandom(60_000).hex()
+    random_text = os.urandom(2_200_000).hex()  # > 32 AMP values even compressed
     with pytest.raises(PayloadTooLarge, match="RackHello"):
         encode_value(RackHello(hostname=random_text, version=""))
+
+
+def test_values_over_one_amp_value_are_split_and_rejoined_through_a_box():
+    import os
+
+    class Carry(amp.Command):
+        arguments = [(b"hello", AttrsArgument(RackHello)), (b"other", amp.Integer())]
+        response = []
+
+    big = RackHello(hostname=os.urandom(100_000).hex(), version="v")  # ~200 kB, incompressible-ish
+    box = Carry.makeArguments({"hello": big, "other": 7}, None)
+    assert {b"hello", b"hello.1"} <= set(box)
+    assert all(len(v) <= amp.MAX_VALUE_LENGTH for v in box.values())
+    # Serialise to bytes and parse back, as a peer would.
+    wire = amp.AmpBox(box).serialize()
+    parser = amp.BinaryBoxProtocol(amp.BoxDispatcher(None))
+    received = []
+    parser.boxReceiver = type("R", (), {"ampBoxReceived": lambda self, b: received.append(b),
+                                        "startReceivingBoxes": lambda self, s: None,
+                                        "stopReceivingBoxes": lambda self, r: None})()
+    parser.dataReceived(wire)
+    assert Carry.parseArguments(received[0], None) == {"hello": big, "other": 7}
 
 
 # -- certificates -------------------------------------------------------------

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from common import tls
 from tests.fixtures.daemons import http_get
 
-EXPECTED_KEYS = {
+EXPECTED_KEYS = {  # the MAAS keys plus vmyard's state
     "id", "name", "type", "version", "tags", "architectures", "capabilities", "total", "used",
     "available", "zone", "pool", "cpu_over_commit_ratio", "memory_over_commit_ratio",
     "default_macvlan_mode", "storage_pools", "host", "resource_uri", "state", "state_message",
@@ -27,8 +27,9 @@ def _count_hosts(dsn) -> tuple[int, int]:
     return hosts, keys
 
 
-def test_generated_identity_and_anonymous_certificate_url(region, admin_api, dsn):
-    reply = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "127.0.0.1:1",
+def test_generated_identity_and_anonymous_certificate_url(lxd_region, lxd_api, lxd_server, dsn):
+    region, admin_api = lxd_region, lxd_api
+    reply = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": lxd_server.address,
                                               "name": "lab1", "project": "lab", "tags": "a,b"})
     assert reply.status == 200, reply.text
     host = reply.json()
@@ -51,11 +52,14 @@ def test_generated_identity_and_anonymous_certificate_url(region, admin_api, dsn
     assert _count_hosts(dsn) == (0, 0)
 
 
-def test_bring_your_own_pair(admin_api):
+def test_bring_your_own_pair(lxd_api, lxd_server):
+    admin_api = lxd_api
     pair = tls.make_self_signed("byo", kind="ec")
-    reply = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "127.0.0.1:1", "name": "byo",
-                                              "certificate": pair.cert_pem, "key": pair.key_pem})
+    lxd_server.trust_add(pair.cert_pem, "byo-test")
+    reply = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": lxd_server.address, "name": "byo",
+                                              "project": "byo", "certificate": pair.cert_pem, "key": pair.key_pem})
     assert reply.status == 200, reply.text
+    assert reply.json()["state"] == "ready"  # LXD already trusted the imported certificate
 
 
 @pytest.mark.parametrize("case,field,message", [
@@ -95,15 +99,19 @@ def test_overcommit_bounds(admin_api, value, message):
     assert message in reply.json()["cpu_over_commit_ratio"][0]
 
 
-def test_required_fields_unknown_zone_and_duplicates(admin_api):
+def test_required_fields_unknown_zone_and_duplicates(lxd_api, lxd_server):
+    admin_api = lxd_api
     missing = admin_api.post("vm-hosts/", data={})
     assert missing.status == 400 and set(missing.json()) == {"type", "power_address"}
     assert admin_api.post("vm-hosts/", data={"type": "xen", "power_address": "h"}).status == 400
     zone = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "h:1", "zone": "mars"})
     assert zone.status == 400 and "zone" in zone.json()
-    assert admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "h:1", "name": "d"}).status == 200
-    dup = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "h:2", "name": "d"})
+    first = {"type": "lxd", "power_address": lxd_server.address, "name": "d", "project": "dup"}
+    assert admin_api.post("vm-hosts/", data=first).status == 200
+    dup = admin_api.post("vm-hosts/", data={**first, "project": "other"})
     assert dup.status == 400 and "name" in dup.json()
+    same = admin_api.post("vm-hosts/", data={**first, "name": "d2"})
+    assert same.status == 400 and "already exist" in same.text
 
 
 def test_non_admin_cannot_add_hosts(user_api):

@@ -18,8 +18,13 @@ _ZLIB = b"z"
 _COMPRESS_ABOVE = 2048
 
 
+# AMP limits one value to 65,535 bytes; larger encodings are split over the
+# keys NAME, NAME.1, NAME.2 ... (a host with many VMs easily needs that).
+MAX_CHUNKS = 32
+
+
 class PayloadTooLarge(ValueError):
-    """A value does not fit in one AMP value even when compressed."""
+    """A value does not fit in MAX_CHUNKS AMP values even when compressed."""
 
 
 def encode_value(value: Any) -> bytes:
@@ -28,9 +33,10 @@ def encode_value(value: Any) -> bytes:
         data = _ZLIB + zlib.compress(raw, 6)
     else:
         data = _PLAIN + raw
-    if len(data) > amp.MAX_VALUE_LENGTH:
+    if len(data) > amp.MAX_VALUE_LENGTH * MAX_CHUNKS:
         raise PayloadTooLarge(
-            f"{type(value).__name__} encodes to {len(data)} bytes, over AMP's {amp.MAX_VALUE_LENGTH}"
+            f"{type(value).__name__} encodes to {len(data)} bytes, over "
+            f"{MAX_CHUNKS} AMP values of {amp.MAX_VALUE_LENGTH}"
         )
     return data
 
@@ -44,8 +50,13 @@ def decode_value(data: bytes, cls: type) -> Any:
     return _converter.structure(json.loads(body), cls)
 
 
+def _chunk_key(name: bytes, index: int) -> bytes:
+    return name if index == 0 else name + b".%d" % index
+
+
 class AttrsArgument(amp.Argument):
-    """Carries one attrs value (nested attrs, lists, dicts allowed)."""
+    """Carries one attrs value (nested attrs, lists, dicts allowed), split over
+    several AMP keys when its encoding exceeds one AMP value."""
 
     def __init__(self, cls: type, optional: bool = False) -> None:
         super().__init__(optional=optional)
@@ -56,3 +67,26 @@ class AttrsArgument(amp.Argument):
 
     def fromString(self, inString: bytes) -> Any:
         return decode_value(inString, self.cls)
+
+    def toBox(self, name: bytes, strings, objects, proto) -> None:
+        value = self.retrieve(objects, amp._wireNameToPythonIdentifier(name), proto)
+        if self.optional and value is None:
+            return
+        data = self.toString(value)
+        step = amp.MAX_VALUE_LENGTH
+        for index, start in enumerate(range(0, len(data), step)):
+            strings[_chunk_key(name, index)] = data[start:start + step]
+
+    def fromBox(self, name: bytes, strings, objects, proto) -> None:
+        key = amp._wireNameToPythonIdentifier(name)
+        first = self.retrieve(strings, name, proto)
+        if self.optional and first is None:
+            objects[key] = None
+            return
+        parts = [first]
+        for index in range(1, MAX_CHUNKS):
+            part = strings.pop(_chunk_key(name, index), None)
+            if part is None:
+                break
+            parts.append(part)
+        objects[key] = self.fromString(b"".join(parts))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from twisted.protocols import amp
 
+from common import hosterrors
+from common.models import DiscoveredHost, HostCredentials
 from common.rpc.arguments import AttrsArgument
 from common.rpc.wire import RackHello
 
@@ -20,3 +22,48 @@ class Echo(amp.Command):
 
     arguments = [(b"payload", amp.String())]
     response = [(b"payload", amp.String())]
+
+
+# -- VM hosts -------------------------------------------------------------------------------
+# The host's client key and certificate travel with every call (HostCredentials), so any
+# rack can serve any host.  Errors keep their kind across the wire; DriverError must stay
+# last so that its subclasses are matched first.
+
+HOST_ERRORS = {
+    hosterrors.Unreachable: b"HOST_UNREACHABLE",
+    hosterrors.NotLXD: b"HOST_NOT_LXD",
+    hosterrors.Untrusted: b"HOST_UNTRUSTED",
+    hosterrors.WrongTrustPassword: b"HOST_WRONG_TRUST_PASSWORD",
+    hosterrors.ServerCertificateChanged: b"HOST_CERTIFICATE_CHANGED",
+    hosterrors.IncompatibleHost: b"HOST_INCOMPATIBLE",
+    hosterrors.UnknownHostType: b"HOST_UNKNOWN_TYPE",
+    hosterrors.DriverError: b"HOST_ACTION_FAILED",
+}
+
+_HOST_TARGET = [
+    (b"type", amp.Unicode()),
+    (b"address", amp.Unicode()),
+    (b"project", amp.Unicode()),
+    (b"credentials", AttrsArgument(HostCredentials)),
+]
+
+
+class DiscoverHost(amp.Command):
+    """Connect to a VM host, make sure the project exists, and describe it.
+
+    `password` (an LXD trust password or token) is used once if the host does
+    not trust the credentials yet; racks never store or log it.  :since: 1
+    """
+
+    arguments = _HOST_TARGET + [(b"password", amp.Unicode(optional=True))]
+    response = [(b"host", AttrsArgument(DiscoveredHost))]
+    errors = HOST_ERRORS
+
+
+class DeleteVM(amp.Command):
+    """Delete one VM (and its custom volumes) from a host; a missing VM is not an
+    error.  Returns warnings (volumes left behind, VM already gone).  :since: 1"""
+
+    arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode())]
+    response = [(b"warnings", amp.ListOf(amp.Unicode()))]
+    errors = HOST_ERRORS

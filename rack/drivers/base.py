@@ -10,44 +10,17 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from common.hosterrors import (  # noqa: F401  (re-exported for drivers)
+    DriverError,
+    IncompatibleHost,
+    NotLXD,
+    ServerCertificateChanged,
+    UnknownHostType,
+    Unreachable,
+    Untrusted,
+    WrongTrustPassword,
+)
 from common.models import DiscoveredHost, HostCredentials, Project
-
-
-class DriverError(Exception):
-    """A VM-host operation failed; str(error) is the user-facing reason."""
-
-
-class Unreachable(DriverError):
-    """Nothing answered at the address (refused, timed out, DNS failure)."""
-
-
-class NotLXD(DriverError):
-    """Something answered, but it is not an LXD API endpoint."""
-
-
-class Untrusted(DriverError):
-    """Our client certificate is not trusted and no password/token was given."""
-
-
-class WrongTrustPassword(DriverError):
-    """A trust password or token was given but the server rejected it."""
-
-
-class ServerCertificateChanged(DriverError):
-    """The server's certificate is not the one pinned for this host."""
-
-    def __init__(self, expected: str, got: str):
-        self.expected = expected
-        self.got = got
-        super().__init__(
-            f"the VM host's TLS certificate changed: expected SHA-256 fingerprint {expected}, "
-            f"got {got}. If the host was reinstalled or its certificate renewed on purpose, "
-            f"update the pinned fingerprint; otherwise something is intercepting the connection."
-        )
-
-
-class IncompatibleHost(DriverError):
-    """The host lacks an API feature we need."""
 
 
 @runtime_checkable
@@ -61,4 +34,11 @@ class VMHostDriver(Protocol):
     def discover_projects(self, address: str, creds: HostCredentials,
                           password: str | None = None) -> list[Project]:
         """The host's projects (names and descriptions)."""
+        ...
+
+    def delete_vm(self, address: str, creds: HostCredentials, project: str,
+                  instance_name: str) -> list[str]:
+        """Delete the VM `instance_name` of `project` (force-stopping it first) and the
+        storage volumes attached to it; return warnings (a VM that is already gone, a
+        volume that could not be deleted).  Other failures raise DriverError."""
         ...

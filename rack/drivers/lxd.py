@@ -9,7 +9,7 @@ Connection (spec §6.1), done fresh for every operation:
      `CERT_NONE`, then `getpeercert(binary_form=True)`) gives the SHA-256 of
      the server's DER certificate -- the same value `lxc info` prints as
      `certificate_fingerprint`.  If `creds.server_fingerprint` is set and
-     differs, `ServerCertificateChanged(expected, got)` is raised before any
+     differs, `ServerCertificateChanged` is raised before any
      request (and before the client certificate or a password is sent).
    - the requests session used by pylxd has `verify=False` but its HTTPS
      adapter passes `assert_fingerprint=<that fingerprint>` to urllib3, so
@@ -33,13 +33,15 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import shutil
 import socket
 import ssl
 import tempfile
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pylxd
 import requests
@@ -49,6 +51,7 @@ from requests.adapters import HTTPAdapter
 from common import tls
 from common.models import (
     DiscoveredHost,
+    DiscoveredVM,
     HostCredentials,
     HostInterface,
     HugepageInfo,
@@ -65,18 +68,25 @@ from rack.drivers.base import (
     Untrusted,
     WrongTrustPassword,
 )
+from rack.drivers.lxd_instances import (
+    STOPPED,
+    custom_volume,
+    debian_architecture,
+    instance_location,
+    instance_to_vm,
+    is_vm,
+    network_refs,
+    pools_needing_default,
+    volume_refs,
+)
 
 DEFAULT_PORT = 8443
 DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds, for every request
 REQUIRED_EXTENSIONS = ("projects", "virtual-machines", "custom_block_volumes")
 CAPABILITIES = ["composable", "dynamic_local_storage", "over_commit", "storage_pools"]
 PROJECT_DESCRIPTION = "Project managed by vmyard"
-
-# kernel architecture -> Debian architecture (as MAAS names them, "/generic" added)
-_DEBIAN_ARCH = {
-    "x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64el", "s390x": "s390x",
-    "armv7l": "armhf", "armv8l": "armhf", "i686": "i386", "i586": "i386", "riscv64": "riscv64",
-}
+OPERATION_TIMEOUT = 300  # seconds an LXD operation (stop, delete) may take in all
+_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 
 
 def endpoint_for(address: str) -> tuple[str, str, int]:
@@ -189,7 +199,7 @@ class LXDDriver:
         got = _probe_fingerprint(host, port, self.timeout[0])
         expected = (creds.server_fingerprint or "").replace(":", "").lower() or None
         if expected is not None and expected != got:
-            raise ServerCertificateChanged(expected, got)
+            raise ServerCertificateChanged.between(expected, got)
         with _cert_files(creds) as cert:
             session = requests.Session()
             session.trust_env = False
@@ -209,7 +219,7 @@ class LXDDriver:
                 yield client, got
             except requests.exceptions.SSLError as e:
                 if _fingerprint_mismatch(e):
-                    raise ServerCertificateChanged(got, "(a different certificate)") from None
+                    raise ServerCertificateChanged.between(got, "(a different certificate)") from None
                 raise NotLXD(f"TLS error talking to {url}: {e}") from None
             except requests.exceptions.Timeout:
                 raise Unreachable(f"the LXD host at {url} did not answer within "
@@ -218,7 +228,7 @@ class LXDDriver:
                 raise Unreachable(f"lost the connection to the LXD host at {url}: {e}") from None
             except lxd_exc.ClientConnectionFailed as e:
                 if _fingerprint_mismatch(e):
-                    raise ServerCertificateChanged(got, "(a different certificate)") from None
+                    raise ServerCertificateChanged.between(got, "(a different certificate)") from None
                 raise Unreachable(f"cannot talk to the LXD host at {url}: {e}") from None
             finally:
                 session.close()
@@ -290,6 +300,7 @@ class LXDDriver:
             env = client.host_info.get("environment") or {}
             resources = self._get(client.api.resources)
             numa, cores, cpu_speed, memory = _parse_cpu_memory(resources)
+            clustered = bool(env.get("server_clustered", False))
             return DiscoveredHost(
                 name=env.get("server_name", ""),
                 version=env.get("server_version", ""),
@@ -303,17 +314,139 @@ class LXDDriver:
                 projects=self._projects(client),
                 server_fingerprint=fingerprint,
                 capabilities=list(CAPABILITIES),
-                clustered=bool(env.get("server_clustered", False)),
+                clustered=clustered,
+                vms=self._vms(client, project, clustered),
             )
+
+    def delete_vm(self, address: str, creds: HostCredentials, project: str,
+                  instance_name: str) -> list[str]:
+        """Delete a VM and the custom volumes its own devices use (spec §6.5).
+
+        A running VM is force-stopped first.  A VM that does not exist is already
+        gone: that is a warning, not an error.  Volumes attached through a profile
+        are left alone (other instances may use them); a volume that cannot be
+        deleted (e.g. still attached elsewhere) is a warning too.  Returns the
+        warnings; anything else that fails raises DriverError.
+        """
+        if not isinstance(instance_name, str) or not _INSTANCE_NAME.match(instance_name):
+            raise DriverError(f"invalid LXD instance name {instance_name!r}")
+        what = f"LXD VM {instance_name!r} in project {project!r}"
+        params = {"project": project}
+        with self._connect(address, creds, None) as (client, _):
+            node = client.api.instances[instance_name]
+            try:
+                instance = node.get(params=params).json()["metadata"]
+            except lxd_exc.NotFound as e:
+                return [f"{what} not found; nothing to delete (LXD said: {_lxd_error(e)})"]
+            except lxd_exc.LXDAPIException as e:
+                raise DriverError(f"cannot read {what}: {_lxd_error(e)}") from None
+            if not is_vm(instance):
+                raise DriverError(f"refusing to delete {what}: it is a "
+                                  f"{instance.get('type') or 'instance'}, not a virtual machine")
+            volumes = [ref for dev in (instance.get("devices") or {}).values()
+                       if isinstance(dev, dict) and (ref := custom_volume(dev))]
+            if instance.get("status_code") != STOPPED:
+                self._run(client, f"cannot stop {what}", node.state.put, params=params,
+                          json={"action": "stop", "force": True, "timeout": 30})
+            warnings = []
+            if not self._run(client, f"cannot delete {what}", node.delete, params=params,
+                             missing_ok=True):
+                warnings.append(f"{what} disappeared while it was being deleted")
+            for pool, volume in volumes:
+                vol_node = client.api.storage_pools[quote(pool, safe="")].volumes.custom[
+                    quote(volume, safe="")]
+                try:
+                    if not self._run(client, "", vol_node.delete, params=params, missing_ok=True):
+                        warnings.append(f"storage volume {volume!r} in pool {pool!r} (used by "
+                                        f"{what}) was already gone")
+                except DriverError as e:
+                    warnings.append(f"{what} was deleted, but not its storage volume {volume!r} "
+                                    f"in pool {pool!r}: {e}")
+            return warnings
 
     # -- helpers ---------------------------------------------------------------------------
 
     @staticmethod
-    def _get(node) -> Any:
+    def _get(node, params: dict | None = None, what: str = "LXD request failed") -> Any:
         try:
-            return node.get().json()["metadata"]
+            return node.get(params=params).json()["metadata"]
         except lxd_exc.LXDAPIException as e:
-            raise DriverError(f"LXD request failed: {_lxd_error(e)}") from None
+            raise DriverError(f"{what}: {_lxd_error(e)}") from None
+
+    def _get_or_none(self, node, params: dict | None = None) -> Any:
+        try:
+            return node.get(params=params).json()["metadata"]
+        except lxd_exc.LXDAPIException:
+            return None
+
+    def _run(self, client: pylxd.Client, what: str, method, *, missing_ok: bool = False,
+             **kwargs) -> bool:
+        """Send a change (PUT/DELETE...) and wait for its operation to end.  False if
+        LXD answered 404 and `missing_ok`; failures raise DriverError("what: reason")."""
+        prefix = f"{what}: " if what else ""
+        try:
+            response = method(**kwargs)
+        except lxd_exc.NotFound as e:
+            if missing_ok:
+                return False
+            raise DriverError(f"{prefix}{_lxd_error(e)}") from None
+        except lxd_exc.LXDAPIException as e:
+            raise DriverError(f"{prefix}{_lxd_error(e)}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            return True
+        if body.get("type") != "async":
+            return True
+        op_id = ((body.get("metadata") or {}).get("id")
+                 or str(body.get("operation", "")).rsplit("/", 1)[-1])
+        deadline = time.monotonic() + OPERATION_TIMEOUT
+        step = max(1, int(self.timeout[1] / 2))  # server-side wait, shorter than our read timeout
+        while True:
+            try:
+                waited = client.api.operations[op_id].wait.get(params={"timeout": step})
+                op = waited.json().get("metadata") or {}
+            except lxd_exc.LXDAPIException as e:
+                raise DriverError(f"{prefix}{_lxd_error(e)}") from None
+            code = int(op.get("status_code") or 0)
+            if 200 <= code < 300:
+                return True
+            if code >= 400:
+                raise DriverError(f"{prefix}{op.get('err') or op.get('status') or code}")
+            if time.monotonic() >= deadline:
+                raise DriverError(f"{prefix}LXD did not finish within {OPERATION_TIMEOUT} s "
+                                  f"(operation {op_id} is {op.get('status')})")
+
+    def _vms(self, client: pylxd.Client, project: str, clustered: bool) -> list[DiscoveredVM]:
+        """Every virtual machine of `project` (one listing; one extra request per custom
+        volume pool, managed network and pool default that the VMs use)."""
+        params = {"project": project}
+        listed = self._get(client.api.instances, {**params, "recursion": 1},
+                           f"cannot list the instances of LXD project {project!r}")
+        instances = [i for i in listed or [] if isinstance(i, dict) and is_vm(i)]
+
+        volume_sizes: dict[tuple[str, str, str | None], Any] = {}
+        for pool in sorted({pool for i in instances for pool, _ in volume_refs(i)}):
+            node = client.api.storage_pools[quote(pool, safe="")].volumes.custom
+            for vol in self._get_or_none(node, {**params, "recursion": 1}) or []:
+                size = (vol.get("config") or {}).get("size")
+                location = instance_location(vol, clustered)
+                volume_sizes[(pool, vol.get("name", ""), location)] = size
+                volume_sizes.setdefault((pool, vol.get("name", ""), None), size)
+
+        network_types: dict[str, str | None] = {}
+        for name in sorted({n for i in instances for n in network_refs(i)}):
+            net = self._get_or_none(client.api.networks[quote(name, safe="")], params)
+            network_types[name] = (net or {}).get("type") or None
+
+        pool_volume_sizes: dict[str, Any] = {}
+        for pool in sorted({p for i in instances for p in pools_needing_default(i)}):
+            info = self._get_or_none(client.api.storage_pools[quote(pool, safe="")])
+            pool_volume_sizes[pool] = ((info or {}).get("config") or {}).get("volume.size")
+
+        return [instance_to_vm(i, project, clustered=clustered, volume_sizes=volume_sizes,
+                               network_types=network_types, pool_volume_sizes=pool_volume_sizes)
+                for i in instances]
 
     def _ensure_project(self, client: pylxd.Client, name: str) -> None:
         """Create the project if missing, with LXD's default features (no config sent:
@@ -362,9 +495,7 @@ def _lxd_error(e: lxd_exc.LXDAPIException) -> str:
 
 def _architectures(env: dict) -> list[str]:
     kernel = env.get("kernel_architecture")
-    if not kernel:
-        return []
-    return [f"{_DEBIAN_ARCH.get(kernel, kernel)}/generic"]
+    return [debian_architecture(kernel)] if kernel else []
 
 
 def _parse_cpu_memory(res: dict) -> tuple[list[NumaNode], int, int, int]:

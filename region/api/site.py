@@ -10,8 +10,10 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
+from common import hosterrors
 from region.api import auth
 from region.api.errors import (
+    ServiceUnavailable,
     ApiError,
     BadRequest,
     Forbidden,
@@ -24,6 +26,7 @@ from region.api.handler import Call, Handler
 from region.api.params import MAX_BODY, Params, parse_body, parse_query
 from region.db import errors as dberrors
 from region.db import users
+from region.rpc import NoRackConnected
 
 log = Logger()
 
@@ -99,6 +102,11 @@ class RouterResource(resource.Resource):
             return e.render()
         except (dberrors.NotFound, dberrors.FieldError, dberrors.Refused) as e:
             return _db_error(e).render()
+        except NoRackConnected:
+            return ServiceUnavailable("No rack controller is connected, so the VM host cannot be reached; "
+                                      "start or reconnect a rack and try again.", retry_after=10).render()
+        except hosterrors.DriverError as e:  # as MAAS's PodProblem: 503 with the reason
+            return ServiceUnavailable(str(e)).render()
 
     async def _dispatch(self, request: server.Request) -> Any:
         path = request.path.decode("utf-8", errors="replace")

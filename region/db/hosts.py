@@ -155,3 +155,98 @@ def delete_thd(cur, host_id: int | str) -> VMHost:
     cur.execute("DELETE FROM vm_hosts WHERE id = %s", (host.id,))
     secrets.delete_thd(cur, key_secret_name(host.id))
     return host
+
+
+def find_duplicate_thd(cur, host_type: str, address: str, project: str, exclude_id: int | None = None) -> str | None:
+    """The name of another host with the same type, address and project, if any."""
+    cur.execute("SELECT name FROM vm_hosts WHERE type = %s AND power_address = %s AND project = %s"
+                " AND id IS DISTINCT FROM %s", (host_type, address, project, exclude_id))
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def name_taken_thd(cur, name: str, exclude_id: int | None = None) -> bool:
+    cur.execute("SELECT 1 FROM vm_hosts WHERE name = %s AND id IS DISTINCT FROM %s", (name, exclude_id))
+    return cur.fetchone() is not None
+
+
+_UPDATABLE = frozenset({
+    "name", "power_address", "project", "zone_id", "pool_id", "tags", "cpu_over_commit_ratio",
+    "memory_over_commit_ratio", "default_storage_pool", "default_macvlan_mode", "certificate",
+    "server_fingerprint",
+})
+
+
+def update_thd(cur, box: SecretBox, host_id: int, changes: dict, key: str | None = None) -> VMHost:
+    """Change the given columns (and the key, when given); unknown names are a bug."""
+    unknown = set(changes) - _UPDATABLE
+    if unknown:
+        raise ValueError(f"not updatable: {sorted(unknown)}")
+    if changes:
+        assignments = ", ".join(f"{column} = %s" for column in changes)
+        cur.execute("SAVEPOINT update_host")
+        try:
+            cur.execute(f"UPDATE vm_hosts SET {assignments}, updated = now() WHERE id = %s",
+                        (*changes.values(), host_id))
+        except psycopg2.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT update_host")
+            raise FieldError("name", f"A VM host named {changes.get('name')!r} already exists.") from None
+    if key is not None:
+        secrets.put_thd(cur, box, key_secret_name(host_id), key)
+        cur.execute("UPDATE vm_hosts SET key_secret = %s WHERE id = %s", (key_secret_name(host_id), host_id))
+    return get_thd(cur, host_id)
+
+
+def record_discovery_thd(cur, host_id: int, found) -> None:
+    """A successful discovery: live facts, the pinned server certificate, state ready."""
+    cur.execute(
+        "UPDATE vm_hosts SET version = %s, architectures = %s, capabilities = %s, cores = %s,"
+        " cpu_speed = %s, memory = %s, server_fingerprint = COALESCE(server_fingerprint, %s),"
+        " state = 'ready', state_message = '', last_refresh = now(), updated = now() WHERE id = %s",
+        (found.version, found.architectures, found.capabilities, found.cores, found.cpu_speed,
+         found.memory, found.server_fingerprint, host_id),
+    )
+
+
+def record_failure_thd(cur, host_id: int, state: str, message: str) -> None:
+    """A failed discovery: the state and reason change, everything else is kept."""
+    cur.execute("UPDATE vm_hosts SET state = %s, state_message = %s, updated = now() WHERE id = %s",
+                (state, message, host_id))
+
+
+# -- refresh lease: at most one refresh per host at a time, across all regions -------------
+
+def claim_refresh_thd(cur, host_id: int, owner: str, lease_seconds: float) -> bool:
+    cur.execute(
+        "UPDATE vm_hosts SET refresh_owner = %s, refresh_lease_until = now() + make_interval(secs => %s)"
+        " WHERE id = %s AND (refresh_lease_until IS NULL OR refresh_lease_until < now()) RETURNING id",
+        (owner, lease_seconds, host_id),
+    )
+    return cur.fetchone() is not None
+
+
+def release_refresh_thd(cur, host_id: int, owner: str, next_in_seconds: float) -> None:
+    cur.execute(
+        "UPDATE vm_hosts SET refresh_owner = NULL, refresh_lease_until = NULL,"
+        " next_refresh = now() + make_interval(secs => %s) WHERE id = %s AND refresh_owner = %s",
+        (next_in_seconds, host_id, owner),
+    )
+
+
+def schedule_refresh_thd(cur, host_id: int, next_in_seconds: float) -> None:
+    cur.execute("UPDATE vm_hosts SET next_refresh = now() + make_interval(secs => %s) WHERE id = %s",
+                (next_in_seconds, host_id))
+
+
+def due_for_refresh_thd(cur, limit: int) -> list[int]:
+    cur.execute(
+        "SELECT id FROM vm_hosts WHERE next_refresh <= now()"
+        " AND (refresh_lease_until IS NULL OR refresh_lease_until < now())"
+        " ORDER BY next_refresh LIMIT %s", (limit,))
+    return [r[0] for r in cur.fetchall()]
+
+
+def refreshing_thd(cur, host_id: int) -> bool:
+    cur.execute("SELECT refresh_lease_until > now() FROM vm_hosts WHERE id = %s", (host_id,))
+    row = cur.fetchone()
+    return bool(row and row[0])

@@ -1,0 +1,73 @@
+"""Runs VM-host driver calls for the region, off the reactor, in a bounded pool."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import threads
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from common.hosterrors import DriverError, UnknownHostType
+from common.models import DiscoveredHost, HostCredentials
+from rack.drivers.base import VMHostDriver
+
+log = Logger()
+
+
+def default_drivers() -> dict[str, VMHostDriver]:
+    from rack.drivers.lxd import LXDDriver
+
+    return {"lxd": LXDDriver()}
+
+
+class HostOperations:
+    """Driver calls with at most `max_threads` running at once per rack.
+
+    Driver errors are re-raised as they are (they are AMP errors); anything
+    else is logged with its traceback and reported as a plain DriverError so
+    the region never sees a bare "unhandled error".
+    """
+
+    def __init__(self, reactor, drivers: dict[str, VMHostDriver] | None = None,
+                 max_threads: int = 8) -> None:
+        self.reactor = reactor
+        self.drivers = drivers if drivers is not None else default_drivers()
+        self.pool = ThreadPool(minthreads=0, maxthreads=max_threads, name="vmyard-hostops")
+        self._started = False
+
+    def _driver(self, host_type: str) -> VMHostDriver:
+        try:
+            return self.drivers[host_type]
+        except KeyError:
+            raise UnknownHostType(f"this rack has no driver for VM hosts of type {host_type!r}") from None
+
+    async def _run(self, what: str, address: str, fn: Callable[..., Any], *args) -> Any:
+        if not self._started:
+            self.pool.start()
+            self._started = True
+        try:
+            return await threads.deferToThreadPool(self.reactor, self.pool, fn, *args)
+        except DriverError as e:
+            log.warn("{what} {address} failed: {error}", what=what, address=address, error=str(e))
+            raise
+        except Exception as e:
+            log.failure("{what} {address} failed unexpectedly", what=what, address=address)
+            raise DriverError(f"{what} failed on the rack: {type(e).__name__}: {e}") from None
+
+    async def discover(self, host_type: str, address: str, project: str, credentials: HostCredentials,
+                       password: str | None) -> DiscoveredHost:
+        driver = self._driver(host_type)
+        return await self._run("discovering VM host", address, driver.discover, address, credentials,
+                               project, password or None)
+
+    async def delete_vm(self, host_type: str, address: str, project: str, credentials: HostCredentials,
+                        instance_name: str) -> list[str]:
+        driver = self._driver(host_type)
+        return await self._run(f"deleting VM {instance_name} on", address, driver.delete_vm, address,
+                               credentials, project, instance_name)
+
+    def stop(self) -> None:
+        if self._started:
+            self.pool.stop()
+            self._started = False

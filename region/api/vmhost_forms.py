@@ -1,0 +1,150 @@
+"""Validation of vm-hosts/ create and update requests (every bad field in one 400)."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import attrs
+
+from common import tls
+from region.api.params import Form, Params
+
+MACVLAN_MODES = ("bridge", "passthru", "private", "vepa")
+HOST_TYPES = ("lxd", "virsh")
+CERT_DAYS_DEFAULT = 3650
+_FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def client_cn(name: str) -> str:
+    """'<host>@<controller>', capped at 64 characters as LXD shows it."""
+    controller = socket.gethostname()[:32]
+    return f"{name[: 63 - len(controller)]}@{controller}"[:64]
+
+
+def name_from_address(address: str | None) -> str:
+    """'10.1.2.3:8443' -> '10-1-2-3-8443': a valid name when none was given."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", address or "host").strip("-") or "host"
+
+
+def ratio(form: Form, field: str) -> float | None:
+    """An overcommit ratio (0-10), or None when not given."""
+    raw = form.params.get(field)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        form.error(field, "Enter a number.")
+        return None
+    if value != value or value < 0:  # NaN compares unequal to itself
+        form.error(field, "Ensure this value is greater than or equal to 0.")
+    elif value > 10:
+        form.error(field, "Ensure this value is less than or equal to 10.")
+    return value
+
+
+def identity(form: Form, name: str, *, regenerate_on_empty: bool) -> tuple[str | None, str | None]:
+    """The client certificate and key: imported and checked, generated, or (None, None)
+    when the request does not touch them."""
+    params = form.params
+    cert, key = params.get("certificate"), params.get("key")
+    wants_new = (cert is None and key is None and not regenerate_on_empty) or (cert == "" and key == "")
+    if wants_new:
+        pair = tls.make_self_signed(client_cn(name), days=CERT_DAYS_DEFAULT, kind="rsa")
+        return pair.cert_pem, pair.key_pem
+    if cert is None and key is None:
+        return None, None
+    if not cert or not key:
+        form.error("certificate" if not cert else "key", "certificate and key must be given together.")
+        return None, None
+    try:
+        tls.load_cert(cert)
+    except tls.CertificateError as e:
+        form.error("certificate", str(e))
+        return None, None
+    try:
+        tls.check_pair(cert, key)
+    except tls.CertificateError as e:
+        form.error("key", str(e))
+        return None, None
+    return cert, key
+
+
+def trust_secret(params: Params) -> str | None:
+    """The one-time trust password or token (`password` or `trust_token`)."""
+    return params.get("trust_token") or params.get("password") or None
+
+
+def fingerprint(form: Form, field: str = "fingerprint") -> str | None:
+    raw = form.params.get(field)
+    if not raw:
+        return None
+    value = raw.replace(":", "").strip().lower()
+    if not _FINGERPRINT_RE.match(value):
+        form.error(field, "Enter a SHA-256 fingerprint: 64 hexadecimal digits (colons allowed).")
+        return None
+    return value
+
+
+@attrs.frozen
+class HostFields:
+    """Validated fields of a create or update; None means "not given"."""
+
+    type: str | None
+    power_address: str | None
+    name: str | None
+    project: str | None
+    zone: str | None
+    pool: str | None
+    tags: list[str] | None
+    cpu_over_commit_ratio: float | None
+    memory_over_commit_ratio: float | None
+    default_macvlan_mode: str | None  # "" clears it
+    default_storage_pool: str | None
+    certificate: str | None
+    key: str | None = attrs.field(repr=False)
+    password: str | None = attrs.field(repr=False)
+
+
+def parse_host_fields(params: Params, *, creating: bool, current_type: str | None = None,
+                      current_name: str | None = None) -> HostFields:
+    form = Form(params)
+    host_type = form.text("type", required=creating)
+    if host_type is not None and host_type not in HOST_TYPES:
+        form.error("type", "Select a valid choice. That choice is not one of the available choices.")
+    if current_type is not None and host_type not in (None, current_type):
+        form.error("type", "Cannot change the type of a VM host. Delete and re-create the VM host with a "
+                           "different type.")
+    effective_type = host_type or current_type
+    if effective_type == "virsh":
+        form.error("type", "virsh VM hosts are not supported by this version of vmyard yet.")
+    address = form.text("power_address", required=creating, max_length=255)
+    if address is not None and not address.strip():
+        form.error("power_address", "This field is required.")
+    name = form.name()
+    if creating and name is None and "name" not in form.errors:
+        name = name_from_address(address)
+    project = form.text("project", max_length=63)
+    if project is not None and (project == "" or "/" in project or not project.isprintable()):
+        form.error("project", "Enter a valid LXD project name.")
+    if creating and project is None:
+        project = "default"
+    macvlan = form.text("default_macvlan_mode")
+    if macvlan not in (None, "") and macvlan not in MACVLAN_MODES:
+        form.error("default_macvlan_mode", f"Select one of {', '.join(MACVLAN_MODES)}.")
+    tags = params.getlist("tags", split_commas=True) if "tags" in params else None
+    cpu_ratio = ratio(form, "cpu_over_commit_ratio")
+    memory_ratio = ratio(form, "memory_over_commit_ratio")
+    cert = key = None
+    if effective_type == "lxd" and not form.errors:
+        cert, key = identity(form, name or current_name or "host", regenerate_on_empty=not creating)
+    form.check()
+    return HostFields(
+        type=host_type, power_address=address.strip() if address else address, name=name, project=project,
+        zone=params.get("zone") or None, pool=params.get("pool") or None,
+        tags=[t.strip() for t in tags if t.strip()] if tags is not None else None,
+        cpu_over_commit_ratio=cpu_ratio, memory_over_commit_ratio=memory_ratio,
+        default_macvlan_mode=macvlan, default_storage_pool=params.get("default_storage_pool") or None,
+        certificate=cert, key=key, password=trust_secret(params),
+    )

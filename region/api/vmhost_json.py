@@ -1,0 +1,111 @@
+"""The JSON shapes of VM hosts: the MAAS read object and vmyard's `op=resources`."""
+
+from __future__ import annotations
+
+import attrs
+
+from common.models import HostInterface, NumaNode
+from region.api.site import API_PREFIX
+from region.api.zone_handlers import pool_json, zone_json
+from region.db import hosts, machines
+
+MIB = 1024 * 1024
+
+
+def _usage(host: hosts.VMHost, vms: list[machines.Machine]) -> dict:
+    """What the host's VMs in its tracked project hold (cores, MiB, bytes)."""
+    tracked = [m for m in vms if m.project == host.project]
+    return {
+        "cores": sum(m.cpu_count for m in tracked),
+        "memory": sum(m.memory for m in tracked) // MIB,
+        "local_storage": sum(d.size for m in tracked for d in m.disks),
+    }
+
+
+def _pool_used(pool_name: str, host: hosts.VMHost, vms: list[machines.Machine]) -> int:
+    return sum(d.size for m in vms if m.project == host.project for d in m.disks if d.pool == pool_name)
+
+
+def host_json(host: hosts.VMHost, zone, pool, vms: list[machines.Machine], collection: str) -> dict:
+    """The read object, keys as MAAS 2.0 clients read them (memory MiB, storage bytes).
+
+    `used` counts what the VMs of the tracked project were given; storage pool
+    `used` likewise (as MAAS does), while `pool_used`/`pool_available` add what
+    LXD itself reports for the pool.
+    """
+    total = {"cores": host.cores, "memory": host.memory // MIB,
+             "local_storage": sum(p.total for p in host.storage_pools)}
+    used = _usage(host, vms)
+    return {
+        "id": host.id,
+        "name": host.name,
+        "type": host.type,
+        "version": host.version,
+        "state": host.state,
+        "state_message": host.state_message,
+        "power_address": host.power_address,
+        "project": host.project,
+        "server_fingerprint": host.server_fingerprint,
+        "last_refresh": host.last_refresh.isoformat() if host.last_refresh else None,
+        "tags": list(host.tags),
+        "architectures": list(host.architectures),
+        "capabilities": list(host.capabilities),
+        "cpu_speed": host.cpu_speed,
+        "total": total,
+        "used": used,
+        "available": {k: total[k] - used[k] for k in total},
+        "zone": zone_json(zone),
+        "pool": pool_json(pool),
+        "cpu_over_commit_ratio": float(host.cpu_over_commit_ratio),
+        "memory_over_commit_ratio": float(host.memory_over_commit_ratio),
+        "default_macvlan_mode": host.default_macvlan_mode,
+        "default_storage_pool": host.default_storage_pool,
+        "storage_pools": [_pool_json(p, host, vms) for p in host.storage_pools],
+        "host": {"system_id": None, "__incomplete__": True},
+        "resource_uri": f"{API_PREFIX}{collection}/{host.id}/",
+    }
+
+
+def _pool_json(p: hosts.HostStoragePool, host: hosts.VMHost, vms: list[machines.Machine]) -> dict:
+    return {"id": p.id, "name": p.name, "type": p.type, "path": p.path, "total": p.total,
+            "used": p.used, "available": p.available, "default": p.name == host.default_storage_pool,
+            "allocated": _pool_used(p.name, host, vms)}
+
+
+def resources_json(host: hosts.VMHost, numa: list[NumaNode], interfaces: list[HostInterface],
+                   vms: list[machines.Machine]) -> dict:
+    """Per NUMA node: cores (allocated to pinned VMs / free), memory, hugepages, VMs and NICs.
+
+    A VM belongs to a node when it is recorded there (compose) or its pinned
+    cores lie on it; unpinned VMs are counted host-wide only.
+    """
+    nodes = []
+    for node in numa:
+        on_node = [m for m in vms if node.index in m.numa_nodes
+                   or (m.pinned_cores and set(m.pinned_cores) <= set(node.cores))]
+        pinned = sorted({c for m in on_node for c in m.pinned_cores if c in node.cores})
+        nodes.append({
+            "index": node.index,
+            "cores": {"total": len(node.cores), "ids": node.cores, "pinned": pinned,
+                      "free": [c for c in node.cores if c not in pinned]},
+            "memory": {"total": node.memory // MIB,
+                       "allocated": sum(m.memory for m in on_node if not m.hugepages_backed) // MIB},
+            "hugepages": [attrs.asdict(h) for h in node.hugepages],
+            "vms": [{"system_id": m.system_id, "hostname": m.hostname, "pinned_cores": m.pinned_cores}
+                    for m in on_node],
+            "interfaces": [attrs.asdict(i) for i in interfaces if i.numa_node == node.index],
+        })
+    return {
+        "id": host.id,
+        "name": host.name,
+        "cores": {"total": host.cores, "allocated": _usage(host, vms)["cores"],
+                  "over_commit_ratio": float(host.cpu_over_commit_ratio)},
+        "memory": {"total": host.memory // MIB, "allocated": _usage(host, vms)["memory"],
+                   "over_commit_ratio": float(host.memory_over_commit_ratio)},
+        "numa": nodes,
+        "interfaces": [attrs.asdict(i) for i in interfaces],
+        "vms": [{"system_id": m.system_id, "hostname": m.hostname, "project": m.project,
+                 "cores": m.cpu_count, "pinned_cores": m.pinned_cores, "memory": m.memory // MIB,
+                 "hugepages_backed": m.hugepages_backed, "power_state": m.power_state}
+                for m in vms],
+    }

@@ -1,0 +1,236 @@
+"""VM-host work that needs a rack: discovery (on create, refresh and periodically)
+and deleting VMs, with rack failover and one refresh per host at a time.
+
+The host's client key and certificate go with every call, so any connected
+rack can do the work.  A trust password or token is passed through once and
+never written anywhere.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import attrs
+from twisted.internet import defer, error as neterror, task
+from twisted.logger import Logger
+from twisted.protocols import amp
+
+from common import hosterrors
+from common.models import DiscoveredHost, HostCredentials
+from common.rpc import rack_commands
+from region.db import events, host_inventory, hosts, machines
+from region.rpc import NoRackConnected
+
+log = Logger()
+
+RPC_TIMEOUT = 120.0  # seconds for one rack to answer one host operation
+RACK_WAIT = 5.0  # seconds to wait for a rack to (re)connect before answering 503
+LEASE_SECONDS = 300.0  # a refresh lease outlives any single discovery
+CERTIFICATE_PATH = "vmhost-certificate/"
+
+# Errors that say "this rack could not do it"; another rack may.
+_RACK_LOCAL = (hosterrors.Unreachable, defer.TimeoutError, neterror.ConnectionDone, neterror.ConnectionLost,
+               amp.ProtocolSwitched, hosterrors.UnknownHostType)
+
+
+@attrs.frozen
+class Target:
+    """Where a host is and how to authenticate to it (never logged: repr hides the key)."""
+
+    type: str
+    address: str
+    project: str
+    credentials: HostCredentials
+
+
+class RackFailure(Exception):
+    """Every connected rack failed for rack-local reasons; the message lists them."""
+
+
+def untrusted_message(region_url: str, name: str) -> str:
+    url = f"{region_url}{CERTIFICATE_PATH}{name}"
+    return (
+        "The LXD host does not trust this VM host's certificate yet. On the LXD host run\n"
+        f"  curl -s {url} | lxc config trust add -\n"
+        "or, on LXD 5.0 (which reads no certificate from stdin),\n"
+        f"  curl -s {url} -o /tmp/vmyard.crt && lxc config trust add /tmp/vmyard.crt\n"
+        f"then `vmyard vm-host refresh {name}` (or wait for the next automatic refresh). "
+        "Alternatively update the host with a trust password or token."
+    )
+
+
+def state_for(error: Exception) -> str:
+    return "awaiting-trust" if isinstance(error, hosterrors.Untrusted) else "error"
+
+
+class HostManager:
+    """Discovery and VM deletion through racks, plus the refresh bookkeeping."""
+
+    def __init__(self, db, box, racks, reactor, owner: str, region_url: str,
+                 refresh_interval: float = 60.0) -> None:
+        self.db = db
+        self.box = box
+        self.racks = racks
+        self.reactor = reactor
+        self.owner = owner
+        self.region_url = region_url
+        self.refresh_interval = refresh_interval
+        self._refreshing: dict[int, defer.Deferred] = {}
+
+    # -- talking to racks ---------------------------------------------------------------------
+
+    async def _call(self, command, **kwargs) -> dict:
+        """Call one rack after another (random order) until one that can reach the host answers."""
+        conns = self.racks.one_connection_per_rack()
+        for _ in range(int(RACK_WAIT / 0.25)):  # e.g. just after a restart, racks reconnect
+            if conns:
+                break
+            await task.deferLater(self.reactor, 0.25, lambda: None)
+            conns = self.racks.one_connection_per_rack()
+        if not conns:
+            raise NoRackConnected("any rack")
+        random.shuffle(conns)
+        failures: list[str] = []
+        for conn in conns:
+            d = conn.callRemote(command, **kwargs)
+            d.addTimeout(RPC_TIMEOUT, self.reactor)
+            try:
+                return await d
+            except _RACK_LOCAL as e:
+                reason = str(e) or type(e).__name__
+                log.warn("rack {rack} could not reach the VM host: {reason}", rack=conn.rack.system_id,
+                         reason=reason)
+                failures.append(f"rack {conn.rack.hostname}: {reason}")
+        if len(failures) == 1:
+            raise hosterrors.Unreachable(failures[0].split(": ", 1)[1])
+        raise hosterrors.Unreachable("no rack could reach the VM host. " + "; ".join(failures))
+
+    async def discover(self, target: Target, password: str | None = None) -> DiscoveredHost:
+        args: dict[str, Any] = dict(type=target.type, address=target.address, project=target.project,
+                                    credentials=target.credentials)
+        if password:
+            args["password"] = password
+        return (await self._call(rack_commands.DiscoverHost, **args))["host"]
+
+    async def delete_vm(self, target: Target, instance_name: str) -> list[str]:
+        result = await self._call(rack_commands.DeleteVM, type=target.type, address=target.address,
+                                  project=target.project, credentials=target.credentials,
+                                  instance_name=instance_name)
+        return list(result["warnings"])
+
+    async def target(self, host_id: int) -> tuple[hosts.VMHost, Target]:
+        def load_thd(cur):
+            host = hosts.get_thd(cur, host_id)
+            return host, hosts.key_thd(cur, self.box, host.id)
+
+        host, key = await self.db.run(load_thd)
+        creds = HostCredentials(cert_pem=host.certificate or "", key_pem=key or "",
+                                server_fingerprint=host.server_fingerprint)
+        return host, Target(host.type, host.power_address, host.project, creds)
+
+    # -- refresh ------------------------------------------------------------------------------
+
+    def next_refresh_in(self) -> float:
+        # Jitter spreads hosts (and regions) out instead of refreshing in lock step.
+        return self.refresh_interval * random.uniform(0.8, 1.2) if self.refresh_interval > 0 else 10 * 365 * 86400
+
+    async def refresh(self, host_id: int, password: str | None = None, username: str | None = None) -> hosts.VMHost:
+        """Discover and sync one host; raises the discovery error after recording it.
+
+        A refresh already running (here or in another region) is waited for and
+        its outcome read back, unless a password must be used: then this one
+        runs after it.
+        """
+        running = self._refreshing.get(host_id)
+        if running is not None and password is None:
+            await _shared(running)
+            return await self.db.run(hosts.get_thd, host_id)
+        while not await self.db.run(hosts.claim_refresh_thd, host_id, self.owner, LEASE_SECONDS):
+            await self._wait_for_other_refresh(host_id)
+            if password is None:
+                return await self.db.run(hosts.get_thd, host_id)
+        done: defer.Deferred = defer.Deferred()
+        self._refreshing[host_id] = done
+        try:
+            return await self._refresh_holding_lease(host_id, password, username)
+        finally:
+            del self._refreshing[host_id]
+            done.callback(None)
+
+    async def _wait_for_other_refresh(self, host_id: int) -> None:
+        waited = 0.0
+        while await self.db.run(hosts.refreshing_thd, host_id):
+            if waited > RPC_TIMEOUT + 30:
+                raise hosterrors.DriverError("another refresh of this VM host is still running; try again later")
+            await task.deferLater(self.reactor, 0.5, lambda: None)
+            waited += 0.5
+
+    async def _refresh_holding_lease(self, host_id: int, password: str | None, username: str | None) -> hosts.VMHost:
+        try:
+            host, target = await self.target(host_id)
+        except BaseException:
+            await self.db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
+            raise
+        try:
+            found = await self.discover(target, password)
+        except (hosterrors.DriverError, NoRackConnected) as e:
+            message = untrusted_message(self.region_url, host.name) if isinstance(e, hosterrors.Untrusted) \
+                else _describe(e)
+            await self.db.run(self._failed_thd, host_id, state_for(e), message)
+            raise
+        except BaseException:
+            await self.db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
+            raise
+        return await self.db.run(self._synced_thd, host_id, found, username)
+
+    def _failed_thd(self, cur, host_id: int, state: str, message: str) -> None:
+        hosts.release_refresh_thd(cur, host_id, self.owner, self.next_refresh_in())
+        host = hosts.get_thd(cur, host_id)
+        if (host.state, host.state_message) != (state, message):
+            hosts.record_failure_thd(cur, host_id, state, message)
+            events.record_thd(cur, "VM_HOST_REFRESH_FAILED", f"VM host {host.name}: {message}", level="WARNING",
+                              object_type="vm-host", object_id=host_id)
+
+    def _synced_thd(self, cur, host_id: int, found: DiscoveredHost, username: str | None) -> hosts.VMHost:
+        hosts.release_refresh_thd(cur, host_id, self.owner, self.next_refresh_in())
+        before = hosts.get_thd(cur, host_id)
+        apply_discovery_thd(cur, before, found, username)
+        return hosts.get_thd(cur, host_id)
+
+    async def refresh_due(self, limit: int = 20) -> None:
+        """One tick of the periodic refresh: every host whose time has come, concurrently."""
+        due = await self.db.run(hosts.due_for_refresh_thd, limit)
+        results = await defer.DeferredList(
+            [defer.Deferred.fromCoroutine(self.refresh(host_id)) for host_id in due], consumeErrors=True)
+        for host_id, (ok, result) in zip(due, results):
+            if not ok and not result.check(hosterrors.DriverError, NoRackConnected):
+                log.failure("periodic refresh of VM host {host} failed", result, host=host_id)
+
+
+def apply_discovery_thd(cur, host: hosts.VMHost, found: DiscoveredHost, username: str | None) -> None:
+    """Write a successful discovery of `host` (state ready, inventory, machines)."""
+    hosts.record_discovery_thd(cur, host.id, found)
+    pools = host_inventory.apply_discovery_thd(cur, host.id, found)
+    synced = machines.sync_discovered_thd(cur, hosts.get_thd(cur, host.id), found.vms)
+    if host.state != "ready":
+        events.record_thd(cur, "VM_HOST_READY", f"VM host {host.name} is ready", username=username,
+                          object_type="vm-host", object_id=host.id)
+    for what, names in (("storage pool added", pools.added), ("storage pool removed", pools.removed),
+                        ("VM imported", synced.added), ("VM gone from the host", synced.removed)):
+        for name in names:
+            events.record_thd(cur, "VM_HOST_INVENTORY", f"VM host {host.name}: {what}: {name}",
+                              object_type="vm-host", object_id=host.id)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, NoRackConnected):
+        return "No rack controller is connected, so the VM host cannot be reached."
+    return str(error)
+
+
+async def _shared(d: defer.Deferred) -> None:
+    """Wait for a Deferred another caller owns, without consuming its result."""
+    waiter: defer.Deferred = defer.Deferred()
+    d.addBoth(lambda r: (waiter.callback(None), r)[1])
+    await waiter
