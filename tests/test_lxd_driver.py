@@ -27,7 +27,7 @@ from rack.drivers.base import (
     VMHostDriver,
     WrongTrustPassword,
 )
-from rack.drivers.lxd import LXDDriver, _parse_cpu_memory, _parse_interfaces, endpoint_for
+from rack.drivers.lxd import LXDDriver
 from rack.drivers.lxd_instances import (
     DEFAULT_DISK_SIZE,
     DEFAULT_MEMORY,
@@ -40,6 +40,8 @@ from rack.drivers.lxd_instances import (
     power_state,
     volume_refs,
 )
+from rack.drivers.lxd_resources import parse_cpu_memory, parse_interfaces
+from rack.drivers.lxd_tls import endpoint_for
 
 
 def new_creds(pin: str | None = None) -> HostCredentials:
@@ -281,12 +283,12 @@ def test_parse_resources_sriov_and_numa():
                                "ports": [{"id": "enp1s0", "address": "00:11:22:33:44:55",
                                           "link_speed": 10000}]}]},
     }
-    nodes, cores, speed, memory = _parse_cpu_memory(res)
+    nodes, cores, speed, memory = parse_cpu_memory(res)
     assert (cores, speed, memory) == (4, 3500, 8 << 30)
     assert [(n.index, n.cores, n.memory) for n in nodes] == [(0, [0, 1], 4 << 30), (1, [2], 4 << 30)]
     assert nodes[0].hugepages[0].page_size == 2 << 20
     assert (nodes[0].hugepages[0].total, nodes[0].hugepages[0].free) == (10, 6)
-    [nic] = _parse_interfaces(res)
+    [nic] = parse_interfaces(res)
     assert (nic.name, nic.numa_node, nic.sriov_max_vfs, nic.sriov_current_vfs, nic.link_speed) == \
         ("enp1s0", 1, 8, 2, 10000)
 

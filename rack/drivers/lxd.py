@@ -30,32 +30,21 @@ Connection (spec §6.1), done fresh for every operation:
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
-import os
 import re
-import shutil
-import socket
-import ssl
-import tempfile
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import pylxd
 import requests
 from pylxd import exceptions as lxd_exc
-from requests.adapters import HTTPAdapter
 
 from common import tls
 from common.models import (
     DiscoveredHost,
     DiscoveredVM,
     HostCredentials,
-    HostInterface,
-    HugepageInfo,
-    NumaNode,
     Project,
     StoragePool,
 )
@@ -79,108 +68,15 @@ from rack.drivers.lxd_instances import (
     pools_needing_default,
     volume_refs,
 )
+from rack.drivers.lxd_resources import parse_cpu_memory, parse_interfaces
+from rack.drivers.lxd_tls import PinnedAdapter, cert_files, endpoint_for, fingerprint_mismatch, probe_fingerprint
 
-DEFAULT_PORT = 8443
 DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds, for every request
 REQUIRED_EXTENSIONS = ("projects", "virtual-machines", "custom_block_volumes")
 CAPABILITIES = ["composable", "dynamic_local_storage", "over_commit", "storage_pools"]
 PROJECT_DESCRIPTION = "Project managed by vmyard"
 OPERATION_TIMEOUT = 300  # seconds an LXD operation (stop, delete) may take in all
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
-
-
-def endpoint_for(address: str) -> tuple[str, str, int]:
-    """`h` → https://h:8443; `h:1234` → https://h:1234; returns (url, host, port)."""
-    address = address.strip()
-    if "://" not in address:
-        address = "https://" + address
-    parts = urlsplit(address)
-    if parts.scheme != "https":
-        raise DriverError(f"LXD is reached over https, not {parts.scheme}: {address}")
-    try:
-        host, port = parts.hostname, parts.port or DEFAULT_PORT
-    except ValueError as e:
-        raise DriverError(f"invalid LXD address {address!r}: {e}") from None
-    if not host:
-        raise DriverError(f"invalid LXD address {address!r}: no host")
-    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"https://{netloc}", host, port
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
-
-
-def _probe_fingerprint(host: str, port: int, timeout: float) -> str:
-    """SHA-256 (hex) of the certificate the server presents, from a bare handshake."""
-    where = f"{host}:{port}"
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except socket.timeout:
-        raise Unreachable(f"cannot reach the LXD host at {where}: connection timed out "
-                          f"after {timeout:g} s") from None
-    except OSError as e:
-        raise Unreachable(f"cannot reach the LXD host at {where}: {e.strerror or e}") from None
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    try:
-        with ctx.wrap_socket(sock, server_hostname=None if _is_ip(host) else host) as tsock:
-            der = tsock.getpeercert(binary_form=True)
-    except socket.timeout:
-        raise Unreachable(f"the host at {where} accepted the connection but did not complete "
-                          f"a TLS handshake within {timeout:g} s") from None
-    except (ssl.SSLError, ConnectionError) as e:
-        raise NotLXD(f"the host at {where} does not speak TLS, so it is not an LXD API "
-                     f"endpoint ({e.__class__.__name__}: {e})") from None
-    except OSError as e:
-        raise Unreachable(f"cannot reach the LXD host at {where}: {e.strerror or e}") from None
-    finally:
-        sock.close()
-    if not der:
-        raise NotLXD(f"the host at {where} presented no TLS certificate")
-    return hashlib.sha256(der).hexdigest()
-
-
-class _PinnedAdapter(HTTPAdapter):
-    """HTTPS adapter that makes urllib3 check the server certificate's SHA-256 on
-    every handshake (works with verify=False: it is independent of CA checks)."""
-
-    def __init__(self, fingerprint: str):
-        self._fingerprint = fingerprint
-        super().__init__(max_retries=0)
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["assert_fingerprint"] = self._fingerprint
-        super().init_poolmanager(*args, **kwargs)
-
-
-@contextmanager
-def _cert_files(creds: HostCredentials) -> Iterator[tuple[str, str]]:
-    try:
-        tls.check_pair(creds.cert_pem, creds.key_pem)
-    except tls.CertificateError as e:
-        raise DriverError(f"the client certificate for this VM host is unusable: {e}") from None
-    tmp = tempfile.mkdtemp(prefix="vmyard-lxd-cert-")  # 0700
-    try:
-        paths = []
-        for name, data in (("client.crt", creds.cert_pem), ("client.key", creds.key_pem)):
-            path = os.path.join(tmp, name)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(data)
-            paths.append(path)
-        yield paths[0], paths[1]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _fingerprint_mismatch(e: BaseException) -> bool:
-    return "Fingerprints did not match" in str(e)
 
 
 class LXDDriver:
@@ -196,16 +92,16 @@ class LXDDriver:
                  password: str | None) -> Iterator[tuple[pylxd.Client, str]]:
         """A trusted pylxd client (default project) and the server's fingerprint."""
         url, host, port = endpoint_for(address)
-        got = _probe_fingerprint(host, port, self.timeout[0])
+        got = probe_fingerprint(host, port, self.timeout[0])
         expected = (creds.server_fingerprint or "").replace(":", "").lower() or None
         if expected is not None and expected != got:
             raise ServerCertificateChanged.between(expected, got)
-        with _cert_files(creds) as cert:
+        with cert_files(creds) as cert:
             session = requests.Session()
             session.trust_env = False
             session.verify = False
             session.cert = cert
-            session.mount("https://", _PinnedAdapter(got))
+            session.mount("https://", PinnedAdapter(got))
             try:
                 self._check_is_lxd(session, url)
                 client = self._client(url, cert, session)
@@ -218,7 +114,7 @@ class LXDDriver:
                         "extensions: " + ",".join(missing))
                 yield client, got
             except requests.exceptions.SSLError as e:
-                if _fingerprint_mismatch(e):
+                if fingerprint_mismatch(e):
                     raise ServerCertificateChanged.between(got, "(a different certificate)") from None
                 raise NotLXD(f"TLS error talking to {url}: {e}") from None
             except requests.exceptions.Timeout:
@@ -227,7 +123,7 @@ class LXDDriver:
             except requests.exceptions.ConnectionError as e:
                 raise Unreachable(f"lost the connection to the LXD host at {url}: {e}") from None
             except lxd_exc.ClientConnectionFailed as e:
-                if _fingerprint_mismatch(e):
+                if fingerprint_mismatch(e):
                     raise ServerCertificateChanged.between(got, "(a different certificate)") from None
                 raise Unreachable(f"cannot talk to the LXD host at {url}: {e}") from None
             finally:
@@ -237,7 +133,7 @@ class LXDDriver:
         try:
             r = session.get(f"{url}/1.0", timeout=self.timeout)
         except requests.exceptions.SSLError as e:
-            if _fingerprint_mismatch(e):
+            if fingerprint_mismatch(e):
                 raise
             raise NotLXD(f"TLS error talking to {url}; it is not an LXD API endpoint: {e}") from None
         try:
@@ -256,7 +152,7 @@ class LXDDriver:
             return pylxd.Client(endpoint=url, cert=cert, verify=False, session=session,
                                 timeout=self.timeout)
         except lxd_exc.ClientConnectionFailed as e:
-            if _fingerprint_mismatch(e):
+            if fingerprint_mismatch(e):
                 raise
             if not str(e):  # pylxd: non-200 from GET /1.0
                 raise NotLXD(f"{url} is not an LXD API endpoint") from None
@@ -299,7 +195,7 @@ class LXDDriver:
             self._ensure_project(client, project)
             env = client.host_info.get("environment") or {}
             resources = self._get(client.api.resources)
-            numa, cores, cpu_speed, memory = _parse_cpu_memory(resources)
+            numa, cores, cpu_speed, memory = parse_cpu_memory(resources)
             clustered = bool(env.get("server_clustered", False))
             return DiscoveredHost(
                 name=env.get("server_name", ""),
@@ -310,7 +206,7 @@ class LXDDriver:
                 memory=memory,
                 numa_nodes=numa,
                 storage_pools=self._storage_pools(client),
-                interfaces=_parse_interfaces(resources),
+                interfaces=parse_interfaces(resources),
                 projects=self._projects(client),
                 server_fingerprint=fingerprint,
                 capabilities=list(CAPABILITIES),
@@ -496,52 +392,3 @@ def _lxd_error(e: lxd_exc.LXDAPIException) -> str:
 def _architectures(env: dict) -> list[str]:
     kernel = env.get("kernel_architecture")
     return [debian_architecture(kernel)] if kernel else []
-
-
-def _parse_cpu_memory(res: dict) -> tuple[list[NumaNode], int, int, int]:
-    """NUMA nodes (thread ids, memory, hugepages), total threads, speed (MHz), memory."""
-    cpu = res.get("cpu") or {}
-    mem = res.get("memory") or {}
-    cores: dict[int, list[int]] = {}
-    speed = 0
-    for sock in cpu.get("sockets") or []:
-        speed = max(speed, int(sock.get("frequency_turbo") or sock.get("frequency") or 0))
-        for core in sock.get("cores") or []:
-            for thread in core.get("threads") or []:
-                if thread.get("online", True):
-                    cores.setdefault(int(thread.get("numa_node") or 0), []).append(int(thread["id"]))
-    page_size = int(mem.get("hugepages_size") or 0)
-    memory_by_node: dict[int, tuple[int, list[HugepageInfo]]] = {}
-    for node in mem.get("nodes") or []:
-        hp = []
-        if page_size:
-            total = int(node.get("hugepages_total") or 0)
-            hp.append(HugepageInfo(page_size=page_size, total=total,
-                                   free=max(total - int(node.get("hugepages_used") or 0), 0)))
-        memory_by_node[int(node.get("numa_node") or 0)] = (int(node.get("total") or 0), hp)
-    nodes = [
-        NumaNode(index=i, cores=sorted(cores.get(i, [])),
-                 memory=memory_by_node.get(i, (0, []))[0],
-                 hugepages=memory_by_node.get(i, (0, []))[1])
-        for i in sorted(set(cores) | set(memory_by_node))
-    ]
-    total_threads = int(cpu.get("total") or sum(len(c) for c in cores.values()))
-    return nodes, total_threads, speed, int(mem.get("total") or 0)
-
-
-def _parse_interfaces(res: dict) -> list[HostInterface]:
-    out = []
-    for card in (res.get("network") or {}).get("cards") or []:
-        sriov = card.get("sriov") or {}
-        numa = card.get("numa_node")
-        for port in card.get("ports") or []:
-            out.append(HostInterface(
-                name=port.get("id", ""),
-                type="physical",
-                mac=port.get("address", ""),
-                numa_node=int(numa) if numa is not None else None,
-                sriov_max_vfs=int(sriov.get("maximum_vfs") or 0),
-                sriov_current_vfs=int(sriov.get("current_vfs") or 0),
-                link_speed=int(port["link_speed"]) if port.get("link_speed") else None,
-            ))
-    return out

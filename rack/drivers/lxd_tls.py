@@ -1,0 +1,118 @@
+"""How the LXD driver reaches a server safely: the endpoint, the server
+certificate's fingerprint from a bare handshake, an HTTPS adapter that pins it
+on every connection, and private temp files for the client certificate."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import shutil
+import socket
+import ssl
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from requests.adapters import HTTPAdapter
+
+from common import tls
+from common.models import HostCredentials
+from rack.drivers.base import DriverError, NotLXD, Unreachable
+
+DEFAULT_PORT = 8443
+
+
+def endpoint_for(address: str) -> tuple[str, str, int]:
+    """`h` → https://h:8443; `h:1234` → https://h:1234; returns (url, host, port)."""
+    address = address.strip()
+    if "://" not in address:
+        address = "https://" + address
+    parts = urlsplit(address)
+    if parts.scheme != "https":
+        raise DriverError(f"LXD is reached over https, not {parts.scheme}: {address}")
+    try:
+        host, port = parts.hostname, parts.port or DEFAULT_PORT
+    except ValueError as e:
+        raise DriverError(f"invalid LXD address {address!r}: {e}") from None
+    if not host:
+        raise DriverError(f"invalid LXD address {address!r}: no host")
+    netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"https://{netloc}", host, port
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def probe_fingerprint(host: str, port: int, timeout: float) -> str:
+    """SHA-256 (hex) of the certificate the server presents, from a bare handshake."""
+    where = f"{host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except socket.timeout:
+        raise Unreachable(f"cannot reach the LXD host at {where}: connection timed out "
+                          f"after {timeout:g} s") from None
+    except OSError as e:
+        raise Unreachable(f"cannot reach the LXD host at {where}: {e.strerror or e}") from None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with ctx.wrap_socket(sock, server_hostname=None if is_ip(host) else host) as tsock:
+            der = tsock.getpeercert(binary_form=True)
+    except socket.timeout:
+        raise Unreachable(f"the host at {where} accepted the connection but did not complete "
+                          f"a TLS handshake within {timeout:g} s") from None
+    except (ssl.SSLError, ConnectionError) as e:
+        raise NotLXD(f"the host at {where} does not speak TLS, so it is not an LXD API "
+                     f"endpoint ({e.__class__.__name__}: {e})") from None
+    except OSError as e:
+        raise Unreachable(f"cannot reach the LXD host at {where}: {e.strerror or e}") from None
+    finally:
+        sock.close()
+    if not der:
+        raise NotLXD(f"the host at {where} presented no TLS certificate")
+    return hashlib.sha256(der).hexdigest()
+
+
+class PinnedAdapter(HTTPAdapter):
+    """HTTPS adapter that makes urllib3 check the server certificate's SHA-256 on
+    every handshake (works with verify=False: it is independent of CA checks)."""
+
+    def __init__(self, fingerprint: str):
+        self._fingerprint = fingerprint
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["assert_fingerprint"] = self._fingerprint
+        super().init_poolmanager(*args, **kwargs)
+
+
+@contextmanager
+def cert_files(creds: HostCredentials) -> Iterator[tuple[str, str]]:
+    try:
+        tls.check_pair(creds.cert_pem, creds.key_pem)
+    except tls.CertificateError as e:
+        raise DriverError(f"the client certificate for this VM host is unusable: {e}") from None
+    tmp = tempfile.mkdtemp(prefix="vmyard-lxd-cert-")  # 0700
+    try:
+        paths = []
+        for name, data in (("client.crt", creds.cert_pem), ("client.key", creds.key_pem)):
+            path = os.path.join(tmp, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(data)
+            paths.append(path)
+        yield paths[0], paths[1]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fingerprint_mismatch(e: BaseException) -> bool:
+    return "Fingerprints did not match" in str(e)
