@@ -284,3 +284,23 @@ def test_periodic_refresh_completes_registration(start_region, lxd_server, dsn):
         time.sleep(0.5)
     refreshed = api.get(f"vm-hosts/{host['id']}/").json()
     assert refreshed["storage_pools"] and refreshed["last_refresh"]
+
+
+def test_decompose_that_cannot_delete_a_vm_keeps_the_host_and_names_it(api, lxd_server, dsn):
+    project = unique("protect")
+    lxd_server.lxc("project", "create", project)
+    lxd_server.lxc("init", "--empty", "--vm", "guarded", "--project", project, "-s", "default",
+                   "-c", "security.secureboot=false", "-c", "security.protection.delete=true")
+    lxd_server.lxc("init", "--empty", "--vm", "plain", "--project", project, "-s", "default",
+                   "-c", "security.secureboot=false")
+    host = add_trusted_host(api, lxd_server, project=project)
+    reply = api.delete(f"vm-hosts/{host['id']}/", query={"decompose": "true"})
+    assert reply.status == 503
+    assert "guarded" in reply.text and "could not be deleted" in reply.text
+    # The deletable VM is gone (in LXD and in the records); the host and the guarded VM stay.
+    assert [i["name"] for i in lxc_json(lxd_server, f"/1.0/instances?recursion=1&project={project}")] == ["guarded"]
+    assert [r[0] for r in sql(dsn, "SELECT instance_name FROM machines WHERE host_id = %s", host["id"])] == ["guarded"]
+    assert api.get(f"vm-hosts/{host['id']}/").status == 200
+    lxd_server.lxc("config", "unset", "guarded", "security.protection.delete", "--project", project)
+    assert api.delete(f"vm-hosts/{host['id']}/", query={"decompose": "true"}).status == 204
+    assert lxc_json(lxd_server, f"/1.0/instances?project={project}") == []
