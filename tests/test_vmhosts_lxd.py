@@ -67,7 +67,7 @@ def test_generated_certificate_two_step_registration(api, lxd_server, lxd_region
     assert host["storage_pools"] == [] and host["server_fingerprint"] is None
     # Refreshing before trust: 503 with the same instructions, still awaiting trust.
     early = api.post(f"vm-hosts/{host['id']}/", data={"op": "refresh"})
-    assert early.status == 503 and "lxc config trust add" in early.text
+    assert early.status == 503 and f"curl -s {url} | lxc config trust add -" in early.text
     # Run the LXD 5.0 form of the printed command against our private LXD.
     command = next(line.strip() for line in hint.splitlines() if "-o /tmp/vmyard.crt" in line)
     subprocess.run(["bash", "-c", command], env=lxd_server._env, check=True, timeout=60)

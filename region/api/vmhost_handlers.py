@@ -253,7 +253,11 @@ class VmHostHandler(VmHostsHandler):
         :type password: String
         """
         host_id = (await call.region.db.run(hosts.get_thd, call.path_args["id"])).id
-        host = await call.region.hosts.refresh(host_id, trust_secret(call.params), call.user.username)
+        try:
+            host = await call.region.hosts.refresh(host_id, trust_secret(call.params), call.user.username)
+        except hosterrors.DriverError:
+            # The recorded message is the helpful one (e.g. the exact trust command).
+            host = await call.region.db.run(hosts.get_thd, host_id)
         if host.state != "ready":
             raise ServiceUnavailable(host.state_message)
         return await self._render_one(call, host)

@@ -30,6 +30,12 @@ def render_table(columns: list[tuple[str, str]], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def render_key_values(pairs: list[tuple[str, Any]]) -> str:
+    """Aligned `Key: value` lines; values render as table cells do (None as "-")."""
+    width = max((len(key) for key, _ in pairs), default=0) + 1
+    return "\n".join(f"{key + ':':<{width}} {_cell(value)}".rstrip() for key, value in pairs)
+
+
 def human_bytes(n: int | None) -> str:
     if n is None:
         return "-"

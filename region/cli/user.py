@@ -9,6 +9,7 @@ from typing import Any
 
 from region.cli.client import ApiClient, ClientError, Profile, ProfileStore, api_url
 from region.cli.table import render_table
+from region.cli.vmhost_cli import add_vm_host_parser
 
 
 def _output(args, data: Any, columns: list[tuple[str, str]]) -> None:
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_named_parser(sub, "zones", "zone", _named_commands("zones/", "zones/"))
     _add_named_parser(sub, "pools", "resource pool",
                       _named_commands("resourcepools/", "resourcepool/"))
+    add_vm_host_parser(sub)
     return parser
 
 
