@@ -120,3 +120,34 @@ class DiscoveredHost:
     capabilities: list[str]
     clustered: bool = False
     vms: list[DiscoveredVM] = attrs.field(factory=list)  # VMs in the tracked project
+
+
+@attrs.frozen
+class RequestedDisk:
+    name: str  # device name: "root" for the first, then "disk1", "disk2"...
+    size: int  # bytes
+    pool: str
+
+
+@attrs.frozen
+class RequestedNic:
+    name: str  # eth0...
+    nictype: str  # bridged, macvlan, sriov
+    parent: str  # host interface (bridge, macvlan parent, SR-IOV physical function)
+    vlan: int | None = None  # VLAN id to tag (macvlan/sriov), None for untagged
+    hwaddr: str | None = None  # fixed MAC, None lets LXD choose
+
+
+@attrs.frozen
+class ComposeRequest:
+    """A VM to create on a host, fully decided by the region (placement done)."""
+
+    instance_name: str
+    project: str
+    architecture: str  # "amd64/generic"
+    cores: int
+    memory: int  # bytes
+    pinned_cores: list[int] = attrs.field(factory=list)
+    hugepages_backed: bool = False
+    disks: list[RequestedDisk] = attrs.field(factory=list)
+    nics: list[RequestedNic] = attrs.field(factory=list)

@@ -29,9 +29,15 @@ RACK_WAIT = 5.0  # seconds to wait for a rack to (re)connect before answering 50
 LEASE_SECONDS = 300.0  # a refresh lease outlives any single discovery
 CERTIFICATE_PATH = "vmhost-certificate/"
 
-# Errors that say "this rack could not do it"; another rack may.
-_RACK_LOCAL = (hosterrors.Unreachable, defer.TimeoutError, neterror.ConnectionDone, neterror.ConnectionLost,
-               amp.ProtocolSwitched, hosterrors.UnknownHostType)
+# Errors that say "this rack could not do it"; another rack may.  The lost-call
+# kinds leave it unknown whether the host acted, so only idempotent commands
+# move on to another rack after them.
+_RACK_CANNOT = (hosterrors.Unreachable, hosterrors.UnknownHostType)
+_CALL_LOST = (defer.TimeoutError, neterror.ConnectionDone, neterror.ConnectionLost, amp.ProtocolSwitched)
+
+
+class CallLost(hosterrors.Unreachable):
+    """The rack connection was lost or timed out mid-call: the outcome is unknown."""
 
 
 @attrs.frozen
@@ -80,7 +86,7 @@ class HostManager:
 
     # -- talking to racks ---------------------------------------------------------------------
 
-    async def _call(self, command, **kwargs) -> dict:
+    async def _call(self, command, idempotent: bool = True, **kwargs) -> dict:
         """Call one rack after another (random order) until one that can reach the host answers."""
         conns = self.racks.one_connection_per_rack()
         for _ in range(int(RACK_WAIT / 0.25)):  # e.g. just after a restart, racks reconnect
@@ -97,7 +103,14 @@ class HostManager:
             d.addTimeout(RPC_TIMEOUT, self.reactor)
             try:
                 return await d
-            except _RACK_LOCAL as e:
+            except _CALL_LOST as e:
+                if not idempotent:
+                    raise CallLost(f"lost rack {conn.rack.hostname} during the call "
+                                   f"({type(e).__name__}); the outcome is unknown") from None
+                reason = type(e).__name__
+                log.warn("rack {rack} call failed: {reason}", rack=conn.rack.system_id, reason=reason)
+                failures.append(f"rack {conn.rack.hostname}: {reason}")
+            except _RACK_CANNOT as e:
                 reason = str(e) or type(e).__name__
                 log.warn("rack {rack} could not reach the VM host: {reason}", rack=conn.rack.system_id,
                          reason=reason)
@@ -118,6 +131,18 @@ class HostManager:
                                   project=target.project, credentials=target.credentials,
                                   instance_name=instance_name)
         return list(result["warnings"])
+
+    async def compose_vm(self, target: Target, request) -> Any:
+        result = await self._call(rack_commands.ComposeVM, idempotent=False, type=target.type,
+                                  address=target.address, project=target.project,
+                                  credentials=target.credentials, request=request)
+        return result["vm"]
+
+    async def power(self, target: Target, instance_name: str, action: str) -> str:
+        result = await self._call(rack_commands.PowerVM, idempotent=action == "query", type=target.type,
+                                  address=target.address, project=target.project,
+                                  credentials=target.credentials, instance_name=instance_name, action=action)
+        return result["state"]
 
     async def target(self, host_id: int) -> tuple[hosts.VMHost, Target]:
         def load_thd(cur):

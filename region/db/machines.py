@@ -126,6 +126,27 @@ def _replace_children_thd(cur, machine_id: int, vm: DiscoveredVM) -> None:
                     (machine_id, nic.name, nic.mac, nic.attach_type, nic.attach_name, nic.vid, nic.boot))
 
 
+def _refresh_children_thd(cur, machine_id: int, vm: DiscoveredVM) -> None:
+    """Live facts of a known VM's disks and NICs, keeping what the region decided
+    (NIC ids, static IPs and attachments survive a refresh)."""
+    cur.execute("SELECT name FROM machine_interfaces WHERE machine_id = %s", (machine_id,))
+    known_nics = {r[0] for r in cur.fetchall()}
+    for nic in vm.interfaces:
+        if nic.name in known_nics:
+            cur.execute("UPDATE machine_interfaces SET mac = %s, vid = %s WHERE machine_id = %s AND name = %s",
+                        (nic.mac, nic.vid, machine_id, nic.name))
+        else:
+            cur.execute("INSERT INTO machine_interfaces (machine_id, name, mac, attach_type, attach_name, vid, boot)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        (machine_id, nic.name, nic.mac, nic.attach_type, nic.attach_name, nic.vid, nic.boot))
+    cur.execute("DELETE FROM machine_interfaces WHERE machine_id = %s AND NOT (name = ANY(%s))",
+                (machine_id, [n.name for n in vm.interfaces]))
+    cur.execute("DELETE FROM machine_disks WHERE machine_id = %s", (machine_id,))
+    for disk in vm.disks:
+        cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool) VALUES (%s, %s, %s, %s)",
+                    (machine_id, disk.name, disk.size, disk.pool))
+
+
 def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
     """Make the machines of `host`'s tracked project match `vms`.
 
@@ -135,8 +156,13 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
     sent to the host).
     """
     tracked = [vm for vm in vms if vm.project == host.project and vm.location in (None, host.name)]
-    cur.execute("SELECT id, project, instance_name FROM machines WHERE host_id = %s", (host.id,))
-    known = {(project, name): machine_id for machine_id, project, name in cur.fetchall()}
+    # A VM still being composed may not be on the host yet: keep its record for a while.
+    cur.execute("SELECT id, project, instance_name, status = 'composing'"
+                " AND created > now() - make_interval(secs => %s) FROM machines WHERE host_id = %s",
+                (COMPOSE_GRACE_SECONDS, host.id))
+    rows = cur.fetchall()
+    known = {(project, name): machine_id for machine_id, project, name, _ in rows}
+    in_flight = {machine_id for machine_id, _, _, young in rows if young}
     added, updated = [], []
     for vm in tracked:
         facts = (vm.power_state, vm.architecture, vm.cores, vm.pinned_cores, vm.memory, vm.hugepages_backed)
@@ -155,11 +181,110 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
         else:
             cur.execute(
                 "UPDATE machines SET power_state = %s, architecture = %s, cpu_count = %s, pinned_cores = %s,"
-                " memory = %s, hugepages_backed = %s, updated = now() WHERE id = %s",
+                " memory = %s, hugepages_backed = %s, updated = now(),"
+                " status = CASE WHEN status = 'composing' THEN 'ready' ELSE status END WHERE id = %s",
                 (*facts, machine_id),
             )
             updated.append(vm.instance_name)
+            _refresh_children_thd(cur, machine_id, vm)
+            continue
         _replace_children_thd(cur, machine_id, vm)
-    for machine_id in known.values():
-        delete_thd(cur, machine_id)
+    for key, machine_id in list(known.items()):
+        if machine_id in in_flight:
+            del known[key]
+        else:
+            delete_thd(cur, machine_id)
     return SyncResult(added=added, updated=updated, removed=sorted(name for _, name in known))
+
+
+# -- compose: reserve, finish, abandon ---------------------------------------------------------
+
+COMPOSE_GRACE_SECONDS = 600  # a 'composing' record with no VM on the host after this is dropped
+
+
+@attrs.frozen
+class NewNic:
+    name: str
+    attach_type: str
+    attach_name: str
+    vid: int
+    host_interface_id: int | None = None
+
+
+@attrs.frozen
+class NewMachine:
+    """A VM about to be composed: placed, but not yet on the host."""
+
+    hostname: str
+    host_id: int
+    project: str
+    architecture: str
+    cpu_count: int
+    memory: int  # bytes
+    pinned_cores: list[int]
+    hugepages_backed: bool
+    numa_nodes: list[int]
+    zone_id: int
+    pool_id: int
+    owner_id: int | None
+    dynamic: bool
+    tags: list[str]
+    disks: list[VMDisk]
+    nics: list[NewNic]
+
+
+def hostname_taken_thd(cur, hostname: str) -> bool:
+    cur.execute("SELECT 1 FROM machines WHERE hostname = %s", (hostname,))
+    return cur.fetchone() is not None
+
+
+def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
+    """Insert the machine as 'composing' so it counts at once; returns it and its NIC ids by name."""
+    cur.execute(
+        "INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic, status,"
+        " power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
+        " zone_id, pool_id, owner_id) VALUES (%s, %s, %s, %s, %s, 'composed', %s, 'composing', 'off', %s, %s,"
+        " %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (_new_system_id_thd(cur), new.hostname, new.host_id, new.project, new.hostname, new.dynamic,
+         new.architecture, new.cpu_count, new.pinned_cores, new.memory, new.hugepages_backed, new.numa_nodes,
+         new.tags, new.zone_id, new.pool_id, new.owner_id),
+    )
+    machine_id = cur.fetchone()[0]
+    for disk in new.disks:
+        cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool) VALUES (%s, %s, %s, %s)",
+                    (machine_id, disk.name, disk.size, disk.pool))
+    nic_ids = {}
+    for i, nic in enumerate(new.nics):
+        cur.execute("INSERT INTO machine_interfaces (machine_id, name, attach_type, attach_name, vid, boot)"
+                    " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                    (machine_id, nic.name, nic.attach_type, nic.attach_name, nic.vid, i == 0))
+        nic_ids[nic.name] = cur.fetchone()[0]
+    return _machines(cur, "WHERE id = %s", (machine_id,))[0], nic_ids
+
+
+def finish_compose_thd(cur, machine_id: int, vm: DiscoveredVM) -> Machine:
+    """The VM exists: record what the host made of it (MACs, disk sizes, power state)."""
+    cur.execute("UPDATE machines SET status = 'ready', power_state = %s, updated = now() WHERE id = %s",
+                (vm.power_state, machine_id))
+    for nic in vm.interfaces:
+        cur.execute("UPDATE machine_interfaces SET mac = %s WHERE machine_id = %s AND name = %s",
+                    (nic.mac, machine_id, nic.name))
+    for disk in vm.disks:
+        cur.execute("UPDATE machine_disks SET size = %s WHERE machine_id = %s AND name = %s",
+                    (disk.size, machine_id, disk.name))
+    return _machines(cur, "WHERE id = %s", (machine_id,))[0]
+
+
+def set_power_state_thd(cur, machine_id: int, state: str) -> None:
+    cur.execute("UPDATE machines SET power_state = %s, updated = now() WHERE id = %s", (state, machine_id))
+
+
+def update_thd(cur, machine_id: int, changes: dict) -> Machine:
+    allowed = {"hostname", "zone_id", "pool_id", "tags", "status", "owner_id", "dynamic"}
+    if set(changes) - allowed:
+        raise ValueError(f"not updatable: {sorted(set(changes) - allowed)}")
+    if changes:
+        assignments = ", ".join(f"{column} = %s" for column in changes)
+        cur.execute(f"UPDATE machines SET {assignments}, updated = now() WHERE id = %s",
+                    (*changes.values(), machine_id))
+    return _machines(cur, "WHERE id = %s", (machine_id,))[0]
