@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from common import hosterrors
 from common.models import HostCredentials
+from region.api.compose_handler import ComposeOperation
 from region.api.errors import BadRequest, NotFound, ServiceUnavailable
 from region.api.handler import Call, Handler, operation, restful
 from region.api.params import Form
@@ -142,7 +143,7 @@ class VmHostsHandler(Handler):
         return await self._render_one(call, await region.db.run(create_thd))
 
 
-class VmHostHandler(VmHostsHandler):
+class VmHostHandler(ComposeOperation, VmHostsHandler):
     """Manage one VM host."""
 
     path = "vm-hosts/{id}/"

@@ -9,6 +9,7 @@ from typing import Any
 
 from region.cli.client import ApiClient, ClientError, Profile, ProfileStore, api_url
 from region.cli.table import render_table
+from region.cli.machine_cli import add_machine_parser
 from region.cli.vmhost_cli import add_vm_host_parser
 
 
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_named_parser(sub, "pools", "resource pool",
                       _named_commands("resourcepools/", "resourcepool/"))
     add_vm_host_parser(sub)
+    add_machine_parser(sub)
     return parser
 
 

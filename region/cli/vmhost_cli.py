@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from region.cli import machine_cli
 from region.cli.client import ApiClient, ClientError
 from region.cli.table import human_bytes, render_key_values, render_table
 
@@ -276,6 +277,10 @@ def cmd_show(args, client: ApiClient) -> None:
     _emit(args, host, lambda h: _show_text(h, client.call("GET", _item(h), op="resources")))
 
 
+def cmd_compose(args, client: ApiClient) -> None:
+    machine_cli.cmd_compose(args, client, resolve(client, args.host))
+
+
 def cmd_cert(args, client: ApiClient) -> None:
     host = resolve(client, args.host)
     pem = certificate_pem(client, host["name"])
@@ -390,6 +395,7 @@ def add_vm_host_parser(sub) -> None:
     _add_identity_options(a, updating=False)
     action("list", cmd_list, "list VM hosts", on_host=False)
     action("show", cmd_show, "show a VM host, its storage pools and NUMA nodes")
+    machine_cli.add_compose_options(action("compose", cmd_compose, "compose a VM on the host"))
     action("cert", cmd_cert, "print the host's client certificate (PEM), e.g. for `lxc config trust add -`")
     _add_secret_options(action("refresh", cmd_refresh, "rediscover a VM host now"))
     u = action("update", cmd_update, "change a VM host (a new address, project or identity rediscovers it)")

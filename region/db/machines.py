@@ -11,9 +11,29 @@ import datetime
 
 import attrs
 
-from common.models import DiscoveredVM, VMDisk, VMInterface
+from common.models import DiscoveredVM, VMDisk
 from common.tls import new_system_id
 from region.db.errors import NotFound
+
+
+@attrs.frozen
+class MachineDisk:
+    id: int
+    name: str
+    size: int  # bytes
+    pool: str | None
+
+
+@attrs.frozen
+class MachineNic:
+    id: int
+    name: str
+    mac: str | None
+    attach_type: str | None
+    attach_name: str | None
+    vid: int
+    boot: bool
+    ips: list[tuple[str, int]] = attrs.field(factory=list)  # (address, subnet id) allocated to it
 
 
 @attrs.frozen
@@ -39,8 +59,8 @@ class Machine:
     pool_id: int
     owner_id: int | None
     created: datetime.datetime
-    disks: list[VMDisk] = attrs.field(factory=list)
-    interfaces: list[VMInterface] = attrs.field(factory=list)
+    disks: list[MachineDisk] = attrs.field(factory=list)
+    interfaces: list[MachineNic] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -58,16 +78,22 @@ _COLUMNS = (
 
 
 def _children_thd(cur, ids: list[int]) -> tuple[dict, dict]:
-    cur.execute("SELECT machine_id, name, size, storage_pool FROM machine_disks"
+    cur.execute("SELECT machine_id, id, name, size, storage_pool FROM machine_disks"
                 " WHERE machine_id = ANY(%s) ORDER BY id", (ids,))
-    disks: dict[int, list[VMDisk]] = {}
+    disks: dict[int, list[MachineDisk]] = {}
     for machine_id, *row in cur.fetchall():
-        disks.setdefault(machine_id, []).append(VMDisk(*row))
-    cur.execute("SELECT machine_id, name, mac, attach_type, attach_name, vid, boot FROM machine_interfaces"
+        disks.setdefault(machine_id, []).append(MachineDisk(*row))
+    cur.execute("SELECT machine_interface_id, host(ip), subnet_id FROM static_ips"
+                " WHERE machine_interface_id IN (SELECT id FROM machine_interfaces WHERE machine_id = ANY(%s))"
+                " ORDER BY ip", (ids,))
+    ips: dict[int, list[tuple[str, int]]] = {}
+    for nic_id, ip, subnet_id in cur.fetchall():
+        ips.setdefault(nic_id, []).append((ip, subnet_id))
+    cur.execute("SELECT machine_id, id, name, mac, attach_type, attach_name, vid, boot FROM machine_interfaces"
                 " WHERE machine_id = ANY(%s) ORDER BY id", (ids,))
-    nics: dict[int, list[VMInterface]] = {}
-    for machine_id, *row in cur.fetchall():
-        nics.setdefault(machine_id, []).append(VMInterface(*row))
+    nics: dict[int, list[MachineNic]] = {}
+    for machine_id, nic_id, *row in cur.fetchall():
+        nics.setdefault(machine_id, []).append(MachineNic(nic_id, *row, ips=ips.get(nic_id, [])))
     return disks, nics
 
 

@@ -1,0 +1,56 @@
+"""`op=compose` on vm-hosts/{id}/ (and pods/{id}/)."""
+
+from __future__ import annotations
+
+from region import compose
+from region.api.compose_form import parse_compose
+from region.api.errors import BadRequest, Conflict
+from region.api.handler import Call, operation
+from region.api.machine_json import machine_uri
+from region.db import hosts
+
+
+class ComposeOperation:
+    """Mixed into the VM host item handlers."""
+
+    @operation("POST", "compose", admin_only=True)
+    async def compose(self, call: Call):
+        """Compose a virtual machine on the host.
+
+        A request that does not fit is refused with 409 and a message saying
+        which resource falls short, by how much, per NUMA node where relevant.
+
+        :param cores: Optional. vCPUs (default 1, or the number of pinned cores).
+        :type cores: Int
+        :param pinned_cores: Optional. Host cores to pin (repeat, or ``0-3,8``).
+        :type pinned_cores: Int
+        :param memory: Optional. MiB (default 2048, at least 1024).
+        :type memory: Int
+        :param hugepages_backed: Optional. Back the memory with the host's hugepages.
+        :type hugepages_backed: Boolean
+        :param architecture: Optional. One of the host's architectures.
+        :type architecture: String
+        :param cpu_speed: Optional. MHz (accepted for compatibility).
+        :type cpu_speed: Int
+        :param hostname: Optional. Hostname (also the LXD instance name).
+        :type hostname: String
+        :param zone: Optional. Zone name or id (default: the default zone).
+        :type zone: String
+        :param pool: Optional. Resource pool name or id (default: the host's).
+        :type pool: String
+        :param storage: Optional. ``label:size(pool),…`` in GB (default ``root:8(local)``); a tag
+            naming a storage pool puts the disk there, else the default pool, else the emptiest.
+        :type storage: String
+        :param interfaces: Optional. ``label:key=value[,…][;…]`` with keys such as space, subnet,
+            vlan, fabric, ip (a static address from that subnet).
+        :type interfaces: String
+        """
+        host = await call.region.db.run(hosts.get_thd, call.path_args["id"])
+        if "composable" not in host.capabilities:
+            raise BadRequest("VM host does not support composability.")
+        ask = parse_compose(call.params, architectures=list(host.architectures))
+        try:
+            machine = await compose.compose(call.region, host.id, ask, call.user)
+        except compose.ComposeRefused as e:
+            raise Conflict(str(e)) from None
+        return {"system_id": machine.system_id, "resource_uri": machine_uri(machine.system_id)}

@@ -1,0 +1,102 @@
+"""The MAAS 2.0 machine object, as libmaas, gomaasapi (Juju) and Terraform read it."""
+
+from __future__ import annotations
+
+from region.api.site import API_PREFIX
+from region.api.zone_handlers import pool_json, zone_json
+from region.db import machines
+
+MIB = 1024 * 1024
+DOMAIN = {"id": 0, "name": "maas", "resource_uri": f"{API_PREFIX}domains/0/"}
+
+# vmyard status -> (MAAS NodeStatus value, status_name).  A VM being composed
+# reads as Commissioning, which is what Terraform waits through.
+STATUSES = {
+    "composing": (1, "Commissioning"),
+    "ready": (4, "Ready"),
+    "broken": (8, "Broken"),
+    "deploying": (9, "Deploying"),
+    "deployed": (6, "Deployed"),
+    "allocated": (10, "Allocated"),
+}
+
+
+def machine_uri(system_id: str) -> str:
+    return f"{API_PREFIX}machines/{system_id}/"
+
+
+def _nic_json(m: machines.Machine, nic: machines.MachineNic, subnets: dict) -> dict:
+    links = [{"id": i, "mode": "static", "ip_address": ip, "subnet": subnets.get(subnet_id)}
+             for i, (ip, subnet_id) in enumerate(nic.ips)]
+    return {
+        "id": nic.id, "name": nic.name, "type": "physical", "mac_address": nic.mac, "enabled": True,
+        "vlan": None, "links": links, "tags": [], "params": {}, "parents": [], "children": [],
+        "effective_mtu": 1500, "system_id": m.system_id,
+        "attach_type": nic.attach_type, "attach_name": nic.attach_name,
+        "resource_uri": f"{machine_uri(m.system_id)}interfaces/{nic.id}/",
+    }
+
+
+def _disk_json(m: machines.Machine, index: int, disk: machines.MachineDisk) -> dict:
+    name = "sd" + "abcdefghijklmnopqrstuvwxyz"[index % 26]
+    return {
+        "id": disk.id, "name": name, "path": f"/dev/disk/by-dname/{name}", "type": "physical",
+        "size": disk.size, "block_size": 512, "model": "QEMU HARDDISK", "serial": f"lxd_{disk.name}",
+        "id_path": f"/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_lxd_{disk.name}", "tags": [],
+        "storage_pool": disk.pool, "used_for": "", "partitions": [], "system_id": m.system_id,
+        "resource_uri": f"{machine_uri(m.system_id)}blockdevices/{disk.id}/",
+    }
+
+
+def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, subnets: dict | None = None) -> dict:
+    """`host` is the VM host row, `subnets` maps subnet id -> subnet JSON for the IP links."""
+    status, status_name = STATUSES.get(m.status, (0, m.status.capitalize()))
+    nics = [_nic_json(m, n, subnets or {}) for n in m.interfaces]
+    disks = [_disk_json(m, i, d) for i, d in enumerate(m.disks)]
+    return {
+        "system_id": m.system_id,
+        "hostname": m.hostname,
+        "fqdn": f"{m.hostname}.maas",
+        "domain": DOMAIN,
+        "architecture": m.architecture or None,
+        "cpu_count": m.cpu_count,
+        "cpu_speed": host.cpu_speed,
+        "memory": m.memory // MIB,
+        "storage": sum(d.size for d in m.disks) / 1000**2,  # MB, as MAAS reports it
+        "status": status,
+        "status_name": status_name,
+        "status_message": "",
+        "status_action": "",
+        "power_state": m.power_state,
+        "power_type": host.type,
+        "node_type": 0,
+        "node_type_name": "Machine",
+        "owner": owner,
+        "owner_data": {},
+        "zone": zone_json(zone),
+        "pool": pool_json(pool),
+        "tag_names": list(m.tags),
+        "interface_set": nics,
+        "blockdevice_set": disks,
+        "physicalblockdevice_set": disks,
+        "ip_addresses": [ip for n in m.interfaces for ip, _ in n.ips],
+        "boot_interface": nics[0] if nics else None,
+        "boot_disk": disks[0] if disks else None,
+        "osystem": "",
+        "distro_series": "",
+        "netboot": False,
+        "locked": False,
+        "disable_ipv4": False,
+        "hwe_kernel": None,
+        "min_hwe_kernel": "",
+        "hardware_info": {},
+        "pod": {"id": host.id, "name": host.name, "resource_uri": f"{API_PREFIX}vm-hosts/{host.id}/"},
+        "virtualmachine_id": m.id,
+        "numa_nodes": list(m.numa_nodes),
+        "pinned_cores": list(m.pinned_cores),
+        "hugepages_backed": m.hugepages_backed,
+        "instance_name": m.instance_name,
+        "project": m.project,
+        "dynamic": m.dynamic,
+        "resource_uri": machine_uri(m.system_id),
+    }
