@@ -9,7 +9,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from common.hosterrors import DriverError, UnknownHostType
-from common.models import DiscoveredHost, HostCredentials
+from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostCredentials
 from rack.drivers.base import VMHostDriver
 
 log = Logger()
@@ -66,6 +66,22 @@ class HostOperations:
         driver = self._driver(host_type)
         return await self._run(f"deleting VM {instance_name} on", address, driver.delete_vm, address,
                                credentials, project, instance_name)
+
+    async def compose_vm(self, host_type: str, address: str, project: str, credentials: HostCredentials,
+                         request: ComposeRequest) -> DiscoveredVM:
+        driver = self._driver(host_type)
+        return await self._run(f"composing VM {request.instance_name} on", address, driver.compose_vm,
+                               address, credentials, project, request)
+
+    async def power(self, host_type: str, address: str, project: str, credentials: HostCredentials,
+                    instance_name: str, action: str) -> str:
+        """`action` is "on", "off" or "query"; returns the power state afterwards."""
+        driver = self._driver(host_type)
+        methods = {"on": driver.power_on, "off": driver.power_off, "query": driver.power_state}
+        if action not in methods:
+            raise DriverError(f"unknown power action {action!r} (on, off or query)")
+        return await self._run(f"power {action} of VM {instance_name} on", address, methods[action],
+                               address, credentials, project, instance_name)
 
     def stop(self) -> None:
         if self._started:

@@ -71,6 +71,17 @@ class RackClientProtocol(amp.AMP):
         warnings = await self.rack.hostops.delete_vm(type, address, project, credentials, instance_name)
         return {"warnings": warnings}
 
+    @rack_commands.ComposeVM.responder
+    async def compose_vm(self, type: str, address: str, project: str, credentials, request) -> dict:
+        vm = await self.rack.hostops.compose_vm(type, address, project, credentials, request)
+        return {"vm": vm}
+
+    @rack_commands.PowerVM.responder
+    async def power_vm(self, type: str, address: str, project: str, credentials, instance_name: str,
+                       action: str) -> dict:
+        state = await self.rack.hostops.power(type, address, project, credentials, instance_name, action)
+        return {"state": state}
+
 
 class RackClientFactory(protocol.Factory):
     def __init__(self, rack, index: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.protocols import amp
 
 from common import hosterrors
-from common.models import DiscoveredHost, HostCredentials
+from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostCredentials
 from common.rpc.arguments import AttrsArgument
 from common.rpc.wire import RackHello
 
@@ -66,4 +66,25 @@ class DeleteVM(amp.Command):
 
     arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode())]
     response = [(b"warnings", amp.ListOf(amp.Unicode()))]
+    errors = HOST_ERRORS
+
+
+class ComposeVM(amp.Command):
+    """Create (never start) one VM on a host as `request` describes (placement is done);
+    returns it as the host reports it (MACs, disk sizes and pools).  A failure leaves
+    nothing behind: the rack removes what it created before answering with the error.
+    Not idempotent: an instance of the same name is an error, never touched.  :since: 1"""
+
+    arguments = _HOST_TARGET + [(b"request", AttrsArgument(ComposeRequest))]
+    response = [(b"vm", AttrsArgument(DiscoveredVM))]
+    errors = HOST_ERRORS
+
+
+class PowerVM(amp.Command):
+    """Power one VM `on` (start), `off` (hard stop) or `query` it; answers the power state
+    afterwards ("on", "off" or "unknown").  Turning on a running VM or off a stopped one
+    changes nothing.  :since: 1"""
+
+    arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode()), (b"action", amp.Unicode())]
+    response = [(b"state", amp.Unicode())]
     errors = HOST_ERRORS

@@ -20,7 +20,7 @@ from common.hosterrors import (  # noqa: F401  (re-exported for drivers)
     Untrusted,
     WrongTrustPassword,
 )
-from common.models import DiscoveredHost, HostCredentials, Project
+from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostCredentials, Project
 
 
 @runtime_checkable
@@ -41,4 +41,28 @@ class VMHostDriver(Protocol):
         """Delete the VM `instance_name` of `project` (force-stopping it first) and the
         storage volumes attached to it; return warnings (a VM that is already gone, a
         volume that could not be deleted).  Other failures raise DriverError."""
+        ...
+
+    def compose_vm(self, address: str, creds: HostCredentials, project: str,
+                   request: ComposeRequest) -> DiscoveredVM:
+        """Create (never start) the VM `request` describes in `project` and return it as the
+        host reports it.  On any failure, first remove whatever this call created (never
+        anything that existed before, such as an instance of the same name), then raise
+        DriverError."""
+        ...
+
+    def power_state(self, address: str, creds: HostCredentials, project: str,
+                    instance_name: str) -> str:
+        """"on", "off" or "unknown"; a VM that does not exist raises DriverError."""
+        ...
+
+    def power_on(self, address: str, creds: HostCredentials, project: str,
+                 instance_name: str) -> str:
+        """Start the VM (nothing to do if it runs) and wait; the state afterwards.  A start
+        that fails raises DriverError with the host's reason."""
+        ...
+
+    def power_off(self, address: str, creds: HostCredentials, project: str,
+                  instance_name: str) -> str:
+        """Hard-stop the VM (nothing to do if it is stopped) and wait; the state afterwards."""
         ...

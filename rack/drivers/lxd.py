@@ -57,6 +57,7 @@ from rack.drivers.base import (
     Untrusted,
     WrongTrustPassword,
 )
+from rack.drivers.lxd_compose import LXDComposeMixin, lxd_error as _lxd_error
 from rack.drivers.lxd_instances import (
     STOPPED,
     custom_volume,
@@ -79,8 +80,9 @@ OPERATION_TIMEOUT = 300  # seconds an LXD operation (stop, delete) may take in a
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 
 
-class LXDDriver:
-    """Implements rack.drivers.base.VMHostDriver for LXD."""
+class LXDDriver(LXDComposeMixin):
+    """Implements rack.drivers.base.VMHostDriver for LXD.  compose_vm, power_state,
+    power_on and power_off come from LXDComposeMixin (rack/drivers/lxd_compose.py)."""
 
     def __init__(self, timeout: tuple[float, float] = DEFAULT_TIMEOUT):
         self.timeout = timeout
@@ -276,7 +278,7 @@ class LXDDriver:
             return None
 
     def _run(self, client: pylxd.Client, what: str, method, *, missing_ok: bool = False,
-             **kwargs) -> bool:
+             op_timeout: float | None = None, **kwargs) -> bool:
         """Send a change (PUT/DELETE...) and wait for its operation to end.  False if
         LXD answered 404 and `missing_ok`; failures raise DriverError("what: reason")."""
         prefix = f"{what}: " if what else ""
@@ -288,29 +290,37 @@ class LXDDriver:
             raise DriverError(f"{prefix}{_lxd_error(e)}") from None
         except lxd_exc.LXDAPIException as e:
             raise DriverError(f"{prefix}{_lxd_error(e)}") from None
+        self._wait(client, prefix, response, op_timeout)
+        return True
+
+    def _wait(self, client: pylxd.Client, prefix: str, response, op_timeout: float | None = None) -> None:
+        """Wait (at most `op_timeout`, default OPERATION_TIMEOUT s) for the operation an
+        accepted request started; its failure raises DriverError(prefix + LXD's error)."""
         try:
             body = response.json()
         except ValueError:
-            return True
+            return
         if body.get("type") != "async":
-            return True
+            return
         op_id = ((body.get("metadata") or {}).get("id")
                  or str(body.get("operation", "")).rsplit("/", 1)[-1])
-        deadline = time.monotonic() + OPERATION_TIMEOUT
+        limit = OPERATION_TIMEOUT if op_timeout is None else op_timeout
+        deadline = time.monotonic() + limit
         step = max(1, int(self.timeout[1] / 2))  # server-side wait, shorter than our read timeout
         while True:
+            wait = max(1, min(step, int(deadline - time.monotonic())))
             try:
-                waited = client.api.operations[op_id].wait.get(params={"timeout": step})
+                waited = client.api.operations[op_id].wait.get(params={"timeout": wait})
                 op = waited.json().get("metadata") or {}
             except lxd_exc.LXDAPIException as e:
                 raise DriverError(f"{prefix}{_lxd_error(e)}") from None
             code = int(op.get("status_code") or 0)
             if 200 <= code < 300:
-                return True
+                return
             if code >= 400:
                 raise DriverError(f"{prefix}{op.get('err') or op.get('status') or code}")
             if time.monotonic() >= deadline:
-                raise DriverError(f"{prefix}LXD did not finish within {OPERATION_TIMEOUT} s "
+                raise DriverError(f"{prefix}LXD did not finish within {limit:g} s "
                                   f"(operation {op_id} is {op.get('status')})")
 
     def _vms(self, client: pylxd.Client, project: str, clustered: bool) -> list[DiscoveredVM]:
@@ -320,7 +330,13 @@ class LXDDriver:
         listed = self._get(client.api.instances, {**params, "recursion": 1},
                            f"cannot list the instances of LXD project {project!r}")
         instances = [i for i in listed or [] if isinstance(i, dict) and is_vm(i)]
+        return self._to_vms(client, project, instances, clustered)
 
+    def _to_vms(self, client: pylxd.Client, project: str, instances: list[dict],
+                clustered: bool) -> list[DiscoveredVM]:
+        """`instances` (LXD dicts) as DiscoveredVMs, with the volume sizes, network types and
+        pool defaults they need looked up."""
+        params = {"project": project}
         volume_sizes: dict[tuple[str, str, str | None], Any] = {}
         for pool in sorted({pool for i in instances for pool, _ in volume_refs(i)}):
             node = client.api.storage_pools[quote(pool, safe="")].volumes.custom
@@ -380,13 +396,6 @@ class LXDDriver:
         if not pools:
             raise DriverError("No storage pools exist. Please create a storage pool in LXD.")
         return pools
-
-
-def _lxd_error(e: lxd_exc.LXDAPIException) -> str:
-    try:
-        return e.response.json().get("error") or str(e)
-    except Exception:
-        return str(e)
 
 
 def _architectures(env: dict) -> list[str]:

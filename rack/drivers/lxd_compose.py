@@ -1,0 +1,343 @@
+"""Composing LXD virtual machines and powering them (spec §6.4, §6.5).
+
+The first half is pure: it checks a `ComposeRequest` and turns it into the LXD
+instance definition and the custom volumes it needs, with no I/O.  The second
+half, `LXDComposeMixin`, is mixed into `LXDDriver` (rack/drivers/lxd.py) and
+sends the requests; it uses the driver's `_connect`, `_run`, `_wait`, `_get`
+and `_to_vms`.
+
+Compose never starts the VM.  Everything it creates (custom volumes, then the
+instance) is recorded as it goes; on any failure it is removed again, newest
+first, before DriverError is raised with LXD's message.  Something that was
+already there (an instance or volume of the same name) is never touched.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any, Callable
+from urllib.parse import quote
+
+from pylxd import exceptions as lxd_exc
+
+from common.hosterrors import DriverError
+from common.models import ComposeRequest, DiscoveredVM, HostCredentials, RequestedDisk, RequestedNic
+from rack.drivers.lxd_instances import DEBIAN_ARCH, STOPPED, is_vm, power_state
+
+# Debian architecture -> kernel architecture (the first kernel name wins: armhf → armv7l)
+KERNEL_ARCH = {debian: kernel for kernel, debian in reversed(list(DEBIAN_ARCH.items()))}
+NICTYPES = {"bridged": "bridged", "bridge": "bridged", "macvlan": "macvlan", "sriov": "sriov"}
+FROZEN = 110
+VOLUME_PREFIX = "vmyard-"
+POWER_TIMEOUT = 120  # seconds a start/stop operation may take in all
+POWER_ACTIONS = ("on", "off", "query")
+
+# LXD instance names are host names: letters, digits, hyphens, at most 63, starting
+# with a letter, not ending with a hyphen.
+_NEW_INSTANCE_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_ANY_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")  # existing ones, safe in a URL
+_DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_IFACE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
+_POOL_NAME = re.compile(r"^(?!\.\.?$)[^/\s]{1,255}$")
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
+
+
+def lxd_error(e: lxd_exc.LXDAPIException) -> str:
+    """LXD's own error text of a refused request."""
+    try:
+        return e.response.json().get("error") or str(e)
+    except Exception:
+        return str(e)
+
+
+# -- pure helpers -----------------------------------------------------------------------------
+
+def kernel_architecture(architecture: str) -> str:
+    """"amd64/generic" (or "amd64") → "x86_64"; a kernel name is kept as it is."""
+    debian = (architecture or "").split("/", 1)[0]
+    if debian in KERNEL_ARCH:
+        return KERNEL_ARCH[debian]
+    if debian in DEBIAN_ARCH:
+        return debian
+    raise DriverError(f"unsupported architecture {architecture!r} (known: "
+                      f"{', '.join(sorted(KERNEL_ARCH))})")
+
+
+def cpu_limit(cores: int, pinned: list[int]) -> str:
+    """`limits.cpu`: a count without pinning; "N-N" for one pinned core (a bare number
+    would be a count); otherwise the sorted pinned cores, comma-joined."""
+    if not pinned:
+        return str(cores)
+    if len(pinned) == 1:
+        return f"{pinned[0]}-{pinned[0]}"
+    return ",".join(str(c) for c in sorted(pinned))
+
+
+def volume_name(instance_name: str, disk: RequestedDisk) -> str:
+    return f"{VOLUME_PREFIX}{instance_name}-{disk.name}"
+
+
+def random_mac() -> str:
+    """A random unicast, locally administered MAC address."""
+    octets = bytearray(secrets.token_bytes(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join(f"{b:02x}" for b in octets)
+
+
+def check_request(request: ComposeRequest, project: str) -> None:
+    """Everything that can be checked without asking LXD; raises DriverError."""
+    name = request.instance_name
+    if not isinstance(name, str) or not _NEW_INSTANCE_NAME.match(name):
+        raise DriverError(f"invalid LXD instance name {name!r}: use letters, digits and hyphens "
+                          f"(at most 63), starting with a letter and not ending with a hyphen")
+    if not project or "/" in project:
+        raise DriverError(f"invalid LXD project name {project!r}")
+    if request.project and request.project != project:
+        raise DriverError(f"the VM {name} is for project {request.project!r}, not {project!r}")
+    if request.architecture:
+        kernel_architecture(request.architecture)
+    if request.cores < 1:
+        raise DriverError(f"a VM needs at least 1 core, not {request.cores}")
+    if request.memory < 1:
+        raise DriverError(f"a VM needs memory, not {request.memory} bytes")
+    pinned = request.pinned_cores
+    if any(not isinstance(c, int) or c < 0 for c in pinned) or len(set(pinned)) != len(pinned):
+        raise DriverError(f"invalid pinned cores {pinned!r}")
+    if pinned and len(pinned) != request.cores:
+        raise DriverError(f"{request.cores} cores requested but {len(pinned)} pinned")
+    if not request.disks:
+        raise DriverError("a VM needs at least one disk (the first is its root disk)")
+    devices: set[str] = set()
+    for disk in request.disks:
+        _check_device_name(disk.name, devices)
+        if disk.size < 1:
+            raise DriverError(f"disk {disk.name} has no size ({disk.size} bytes)")
+        if not isinstance(disk.pool, str) or not _POOL_NAME.match(disk.pool):
+            raise DriverError(f"invalid storage pool name {disk.pool!r} for disk {disk.name}")
+    for nic in request.nics:
+        _check_device_name(nic.name, devices)
+        if nic.nictype not in NICTYPES:
+            raise DriverError(f"NIC {nic.name}: unsupported nictype {nic.nictype!r} (bridged, "
+                              f"macvlan or sriov)")
+        if not isinstance(nic.parent, str) or not _IFACE_NAME.match(nic.parent):
+            raise DriverError(f"NIC {nic.name}: invalid parent interface name {nic.parent!r}")
+        if nic.vlan is not None and not 0 <= nic.vlan <= 4094:
+            raise DriverError(f"NIC {nic.name}: VLAN {nic.vlan} is not within 0-4094")
+        if nic.hwaddr is not None and not _MAC.match(nic.hwaddr):
+            raise DriverError(f"NIC {nic.name}: invalid MAC address {nic.hwaddr!r}")
+
+
+def _check_device_name(name: str, seen: set[str]) -> None:
+    if not isinstance(name, str) or not _DEVICE_NAME.match(name):
+        raise DriverError(f"invalid device name {name!r}")
+    if name in seen:
+        raise DriverError(f"two devices are named {name!r}")
+    seen.add(name)
+
+
+def volume_definitions(request: ComposeRequest) -> list[tuple[str, dict]]:
+    """(pool, POST body) of the custom block volume for each disk after the first."""
+    return [(disk.pool, {"name": volume_name(request.instance_name, disk), "type": "custom",
+                         "content_type": "block", "config": {"size": str(disk.size)}})
+            for disk in request.disks[1:]]
+
+
+def nic_device(nic: RequestedNic, boot: bool, mac: Callable[[], str] = random_mac) -> dict:
+    nictype = NICTYPES[nic.nictype]
+    device = {"type": "nic", "nictype": nictype, "parent": nic.parent, "name": nic.name}
+    if nic.vlan:  # None or 0: untagged
+        device["vlan"] = str(nic.vlan)
+    if nic.hwaddr:
+        device["hwaddr"] = nic.hwaddr.lower()
+    elif nictype == "sriov":
+        device["hwaddr"] = mac()
+    if boot:
+        device["boot.priority"] = "1"  # network boot before the root disk (priority 0)
+    return device
+
+
+def instance_definition(request: ComposeRequest, kernel_arch: str,
+                        mac: Callable[[], str] = random_mac) -> dict:
+    """The POST /1.0/instances body: an empty VM (no image, no profiles)."""
+    root, *others = request.disks
+    devices: dict[str, dict] = {root.name: {"path": "/", "type": "disk", "pool": root.pool,
+                                            "size": str(root.size), "boot.priority": "0"}}
+    for disk in others:
+        devices[disk.name] = {"type": "disk", "pool": disk.pool,
+                              "source": volume_name(request.instance_name, disk)}
+    for index, nic in enumerate(request.nics):
+        devices[nic.name] = nic_device(nic, boot=index == 0, mac=mac)
+    return {
+        "name": request.instance_name,
+        "type": "virtual-machine",
+        "source": {"type": "none"},
+        "profiles": [],
+        "architecture": kernel_arch,
+        "config": {
+            "limits.cpu": cpu_limit(request.cores, request.pinned_cores),
+            "limits.memory": str(request.memory),
+            "limits.memory.hugepages": "true" if request.hugepages_backed else "false",
+            "security.secureboot": "false",
+        },
+        "devices": devices,
+    }
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+class LXDComposeMixin:
+    """compose_vm and power for LXDDriver."""
+
+    def compose_vm(self, address: str, creds: HostCredentials, project: str,
+                   request: ComposeRequest) -> DiscoveredVM:
+        """Create (never start) the VM `request` describes in `project` and return it as LXD
+        reports it.  On failure whatever this call created is removed first."""
+        check_request(request, project)
+        with self._connect(address, creds, None) as (client, _):
+            return self._compose(client, project, request)
+
+    def power_state(self, address: str, creds: HostCredentials, project: str, instance_name: str) -> str:
+        return self._power_call(address, creds, project, instance_name, "query")
+
+    def power_on(self, address: str, creds: HostCredentials, project: str, instance_name: str) -> str:
+        return self._power_call(address, creds, project, instance_name, "on")
+
+    def power_off(self, address: str, creds: HostCredentials, project: str, instance_name: str) -> str:
+        return self._power_call(address, creds, project, instance_name, "off")
+
+    # -- compose ----------------------------------------------------------------------------------
+
+    def _compose(self, client, project: str, request: ComposeRequest) -> DiscoveredVM:
+        name = request.instance_name
+        params = {"project": project}
+        node = client.api.instances[name]
+        try:
+            node.get(params=params)
+        except lxd_exc.NotFound:
+            pass
+        except lxd_exc.LXDAPIException as e:
+            raise DriverError(f"cannot compose LXD VM {name!r}: {lxd_error(e)}") from None
+        else:
+            raise DriverError(f"an instance named {name} already exists in project {project}")
+        env = client.host_info.get("environment") or {}
+        arch = kernel_architecture(request.architecture or env.get("kernel_architecture") or "")
+        for nic in request.nics:
+            try:
+                client.api.networks[quote(nic.parent, safe="")].get()
+            except lxd_exc.NotFound:
+                raise DriverError(f"cannot compose LXD VM {name!r}: NIC {nic.name}: the LXD host has "
+                                  f"no network interface {nic.parent!r}") from None
+            except lxd_exc.LXDAPIException as e:
+                raise DriverError(f"cannot compose LXD VM {name!r}: NIC {nic.name}: "
+                                  f"{lxd_error(e)}") from None
+        created: list[tuple[str, ...]] = []  # ("volume", pool, name) / ("instance", name)
+        try:
+            for pool, body in volume_definitions(request):
+                self._create(client, created, ("volume", pool, body["name"]),
+                             f"cannot create storage volume {body['name']!r} in pool {pool!r}",
+                             client.api.storage_pools[quote(pool, safe="")].volumes.custom.post,
+                             json=body, params=params)
+            self._create(client, created, ("instance", name), f"cannot create LXD VM {name!r}",
+                         client.api.instances.post, json=instance_definition(request, arch),
+                         params=params)
+            instance = self._get(node, params, f"cannot read LXD VM {name!r} back")
+            clustered = bool(env.get("server_clustered", False))
+            return self._to_vms(client, project, [instance], clustered)[0]
+        except BaseException as e:
+            left = self._undo(client, project, created)
+            if isinstance(e, DriverError):
+                if left:
+                    raise type(e)(f"{e}; {left}") from None
+                raise
+            if left:  # the outcome is known only in part: say so, whatever the cause
+                raise DriverError(f"composing LXD VM {name!r} failed ({type(e).__name__}: {e}); "
+                                  f"{left}") from e
+            raise
+
+    def _create(self, client, created: list, key: tuple[str, ...], what: str, method, **kwargs) -> None:
+        """POST and wait.  `key` is in `created` from the moment LXD may have made the
+        thing, unless LXD refused it outright or it turned out to exist already."""
+        created.append(key)
+        try:
+            response = method(**kwargs)
+        except lxd_exc.LXDAPIException as e:
+            created.remove(key)
+            raise DriverError(f"{what}: {lxd_error(e)}") from None
+        try:
+            self._wait(client, f"{what}: ", response)
+        except DriverError as e:
+            if "already exists" in str(e):
+                created.remove(key)
+            raise
+
+    def _undo(self, client, project: str, created: list[tuple[str, ...]]) -> str:
+        """Remove what `_compose` created, newest first; "" or what is left behind."""
+        params = {"project": project}
+        left = []
+        for key in reversed(created):
+            if key[0] == "instance":
+                what, node = f"VM {key[1]!r}", client.api.instances[key[1]]
+            else:
+                what = f"storage volume {key[2]!r} in pool {key[1]!r}"
+                node = client.api.storage_pools[quote(key[1], safe="")].volumes.custom[
+                    quote(key[2], safe="")]
+            try:
+                self._run(client, "", node.delete, params=params, missing_ok=True)
+            except Exception as e:
+                left.append(f"{what} ({type(e).__name__}: {e})" if not isinstance(e, DriverError)
+                            else f"{what} ({e})")
+        return ("could not remove what was already created: " + "; ".join(left)) if left else ""
+
+    # -- power ------------------------------------------------------------------------------------
+
+    def _power_call(self, address: str, creds: HostCredentials, project: str, instance_name: str,
+                    action: str) -> str:
+        if not isinstance(instance_name, str) or not _ANY_INSTANCE_NAME.match(instance_name):
+            raise DriverError(f"invalid LXD instance name {instance_name!r}")
+        if action not in POWER_ACTIONS:
+            raise DriverError(f"unknown power action {action!r} (on, off or query)")
+        with self._connect(address, creds, None) as (client, _):
+            return self._power(client, project, instance_name, action)
+
+    def _power(self, client, project: str, name: str, action: str) -> str:
+        """Query, start or force-stop a VM (spec §6.5); the state afterwards.
+
+        Running (101, 103) is "on"; Stopped (102) and Frozen (110) are "off".  Powering on
+        a frozen VM unfreezes it; powering off stops anything that is not stopped (a
+        frozen VM too).  A change is waited for, at most POWER_TIMEOUT s."""
+        what = f"LXD VM {name!r} in project {project!r}"
+        params = {"project": project}
+        node = client.api.instances[name]
+        code = self._status(node, params, name, project)
+        state = power_state(code)
+        if action == "query" or (action == "on" and state == "on") \
+                or (action == "off" and code == STOPPED):
+            return state
+        if action == "on":
+            verb, body = ("unfreeze", {"action": "unfreeze"}) if code == FROZEN \
+                else ("start", {"action": "start", "timeout": 30})
+        else:
+            verb, body = "stop", {"action": "stop", "force": True, "timeout": 30}
+        try:
+            self._run(client, f"cannot {verb} {what}", node.state.put, params=params, json=body,
+                      op_timeout=POWER_TIMEOUT)
+        except DriverError:
+            # Someone else may have got there first ("already running/stopped").
+            if power_state(self._status(node, params, name, project)) == action:
+                return action
+            raise
+        return power_state(self._status(node, params, name, project))
+
+    def _status(self, node, params: dict, name: str, project: str) -> Any:
+        try:
+            instance = node.get(params=params).json()["metadata"]
+        except lxd_exc.NotFound:
+            raise DriverError(f"no VM named {name!r} in LXD project {project!r}") from None
+        except lxd_exc.LXDAPIException as e:
+            raise DriverError(f"cannot read LXD VM {name!r} in project {project!r}: "
+                              f"{lxd_error(e)}") from None
+        if not is_vm(instance):
+            raise DriverError(f"{name!r} in LXD project {project!r} is a "
+                              f"{instance.get('type') or 'instance'}, not a virtual machine")
+        return instance.get("status_code")
