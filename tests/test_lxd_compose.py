@@ -481,3 +481,13 @@ def test_check_request(change, message):
     values.update(change)
     with pytest.raises(DriverError, match=re.escape(message)):
         check_request(ComposeRequest(**values), "p")
+
+
+def test_discover_lists_unmanaged_bridges_as_host_interfaces(lxd_server, driver, creds, bridge):
+    host = driver.discover(lxd_server.address, creds, "default")
+    [found] = [i for i in host.interfaces if i.name == bridge]
+    state = lxc_json(lxd_server, f"/1.0/networks/{bridge}/state")
+    assert (found.type, found.mac) == ("bridge", state["hwaddr"])
+    # Physical NICs still come from /1.0/resources, each once.
+    names = [i.name for i in host.interfaces]
+    assert len(names) == len(set(names))

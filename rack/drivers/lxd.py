@@ -45,6 +45,7 @@ from common.models import (
     DiscoveredHost,
     DiscoveredVM,
     HostCredentials,
+    HostInterface,
     Project,
     StoragePool,
 )
@@ -69,7 +70,12 @@ from rack.drivers.lxd_instances import (
     pools_needing_default,
     volume_refs,
 )
-from rack.drivers.lxd_resources import parse_cpu_memory, parse_interfaces
+from rack.drivers.lxd_resources import (
+    NETWORK_INTERFACE_TYPES,
+    parse_cpu_memory,
+    parse_interfaces,
+    parse_networks,
+)
 from rack.drivers.lxd_tls import PinnedAdapter, cert_files, endpoint_for, fingerprint_mismatch, probe_fingerprint
 
 DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds, for every request
@@ -208,7 +214,7 @@ class LXDDriver(LXDComposeMixin):
                 memory=memory,
                 numa_nodes=numa,
                 storage_pools=self._storage_pools(client),
-                interfaces=parse_interfaces(resources),
+                interfaces=self._interfaces(client, resources),
                 projects=self._projects(client),
                 server_fingerprint=fingerprint,
                 capabilities=list(CAPABILITIES),
@@ -270,6 +276,14 @@ class LXDDriver(LXDComposeMixin):
             return node.get(params=params).json()["metadata"]
         except lxd_exc.LXDAPIException as e:
             raise DriverError(f"{what}: {_lxd_error(e)}") from None
+
+    def _interfaces(self, client: pylxd.Client, resources: dict) -> list[HostInterface]:
+        """Physical NICs from the resources, then the host's bridges and bonds."""
+        physical = parse_interfaces(resources)
+        networks = self._get(client.api.networks, params={"recursion": "1"}, what="listing networks failed")
+        wanted = [n["name"] for n in networks if n.get("type") in NETWORK_INTERFACE_TYPES]
+        states = {name: self._get_or_none(client.api.networks[name].state) or {} for name in wanted}
+        return physical + parse_networks(networks, states, {i.name for i in physical})
 
     def _get_or_none(self, node, params: dict | None = None) -> Any:
         try:

@@ -53,3 +53,21 @@ def parse_interfaces(res: dict) -> list[HostInterface]:
                 link_speed=int(port["link_speed"]) if port.get("link_speed") else None,
             ))
     return out
+
+
+# LXD's /1.0/networks lists host bridges and bonds (managed or not), which
+# /1.0/resources does not; VMs attach to bridges, so they are host interfaces too.
+NETWORK_INTERFACE_TYPES = ("bridge", "bond")
+
+
+def parse_networks(networks: list[dict], states: dict[str, dict], known: set[str]) -> list[HostInterface]:
+    """Bridges and bonds from `GET /1.0/networks?recursion=1` (with each one's /state),
+    skipping names already known from the resources."""
+    out = []
+    for net in networks:
+        name, kind = net.get("name", ""), net.get("type", "")
+        if kind not in NETWORK_INTERFACE_TYPES or not name or name in known:
+            continue
+        state = states.get(name) or {}
+        out.append(HostInterface(name=name, type=kind, mac=state.get("hwaddr") or ""))
+    return out
