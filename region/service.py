@@ -14,7 +14,7 @@ from twisted.web import resource, server
 
 from common import sdnotify, tls
 from common.tlsopts import region_server_options
-from region.api import core_handlers, vmhost_handlers, zone_handlers
+from region.api import core_handlers, machine_handlers, network_handlers, subnet_handlers, vmhost_handlers, zone_handlers
 from region.api.site import API_PREFIX, RouterResource
 from region.config import RegionConfig
 from region.db import migrate, racks, secrets
@@ -38,10 +38,25 @@ API_HANDLERS = [
     zone_handlers.ResourcePoolHandler,
     zone_handlers.ResourcePoolsAliasHandler,
     zone_handlers.ResourcePoolAliasHandler,
+    network_handlers.FabricsHandler,
+    network_handlers.FabricHandler,
+    network_handlers.FabricVlansHandler,
+    network_handlers.FabricVlanHandler,
+    network_handlers.VlanHandler,
+    network_handlers.SpacesHandler,
+    network_handlers.SpaceHandler,
+    subnet_handlers.SubnetsHandler,
+    subnet_handlers.SubnetHandler,
+    subnet_handlers.IPRangesHandler,
+    subnet_handlers.IPRangeHandler,
+    subnet_handlers.VmHostInterfacesHandler,
+    subnet_handlers.VmHostInterfaceHandler,
     vmhost_handlers.VmHostsHandler,
     vmhost_handlers.VmHostHandler,
     vmhost_handlers.PodsHandler,
     vmhost_handlers.PodHandler,
+    machine_handlers.MachinesHandler,
+    machine_handlers.MachineHandler,
 ]
 CERTIFICATE_PREFIX = "/MAAS/vmhost-certificate/"
 

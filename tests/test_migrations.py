@@ -8,7 +8,7 @@ import attrs
 import psycopg2
 import pytest
 
-from region.db import events, hosts, migrate, named, racks, users
+from region.db import events, hosts, migrate, named, network_models, racks, users
 
 # Each attrs row type and the table it is read from.
 MODELS = [
@@ -19,6 +19,12 @@ MODELS = [
     (events.Event, "events"),
     (hosts.VMHost, "vm_hosts"),
     (hosts.HostStoragePool, "vm_host_storage_pools"),
+    (network_models.Space, "spaces"),
+    (network_models.Fabric, "fabrics"),
+    (network_models.Vlan, "vlans"),
+    (network_models.Subnet, "subnets"),
+    (network_models.IPRange, "ip_ranges"),
+    (network_models.StaticIP, "static_ips"),
 ]
 DERIVED = {"connections", "storage_pools"}  # computed by the query, not stored
 

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from region.cli.client import ApiClient, ClientError, Profile, ProfileStore, api_url
+from region.cli.network_cli import add_network_parsers
 from region.cli.table import render_table
 from region.cli.machine_cli import add_machine_parser
 from region.cli.vmhost_cli import add_vm_host_parser
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_named_parser(sub, "zones", "zone", _named_commands("zones/", "zones/"))
     _add_named_parser(sub, "pools", "resource pool",
                       _named_commands("resourcepools/", "resourcepool/"))
+    add_network_parsers(sub)
     add_vm_host_parser(sub)
     add_machine_parser(sub)
     return parser

@@ -52,17 +52,28 @@ def _replace_thd(cur, table: str, host_id: int, columns: tuple[str, ...], rows: 
                         [(host_id, *row) for row in rows])
 
 
+def _sync_interfaces_thd(cur, host_id: int, discovered: DiscoveredHost) -> None:
+    """Matched by name, so an interface keeps its id, its VLAN link and its tags."""
+    for i in discovered.interfaces:
+        cur.execute(
+            "INSERT INTO vm_host_interfaces (host_id, name, type, mac, numa_node, sriov_max_vfs,"
+            " sriov_current_vfs, link_speed) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (host_id, name) DO UPDATE SET type = EXCLUDED.type, mac = EXCLUDED.mac,"
+            " numa_node = EXCLUDED.numa_node, sriov_max_vfs = EXCLUDED.sriov_max_vfs,"
+            " sriov_current_vfs = EXCLUDED.sriov_current_vfs, link_speed = EXCLUDED.link_speed",
+            (host_id, i.name, i.type, i.mac, i.numa_node, i.sriov_max_vfs, i.sriov_current_vfs, i.link_speed),
+        )
+    cur.execute("DELETE FROM vm_host_interfaces WHERE host_id = %s AND NOT (name = ANY(%s))",
+                (host_id, [i.name for i in discovered.interfaces]))
+
+
 def apply_discovery_thd(cur, host_id: int, discovered: DiscoveredHost) -> PoolChanges:
     changes = _sync_storage_pools_thd(cur, host_id, discovered)
     _replace_thd(cur, "vm_host_numa_nodes", host_id, ("index", "cores", "memory", "hugepages"), [
         (n.index, n.cores, n.memory, json.dumps([attrs.asdict(h) for h in n.hugepages]))
         for n in discovered.numa_nodes
     ])
-    _replace_thd(cur, "vm_host_interfaces", host_id,
-                 ("name", "type", "mac", "numa_node", "sriov_max_vfs", "sriov_current_vfs", "link_speed"), [
-                     (i.name, i.type, i.mac, i.numa_node, i.sriov_max_vfs, i.sriov_current_vfs, i.link_speed)
-                     for i in discovered.interfaces
-                 ])
+    _sync_interfaces_thd(cur, host_id, discovered)
     _replace_thd(cur, "vm_host_projects", host_id, ("name", "description"),
                  [(p.name, p.description) for p in discovered.projects])
     return changes
