@@ -38,6 +38,9 @@ class RackSettings:
     secret: str | None = attrs.field(default=None, repr=False)
     connections: int = 2
     hostname: str = attrs.field(factory=socket.gethostname)
+    # The region a rack runs inside knows its RPC endpoint better than the
+    # identity saved at enrolment (its port may have changed since).
+    rpc_endpoint: tuple[str, int] | None = None
 
 
 @attrs.frozen
@@ -163,6 +166,9 @@ class RackService(service.MultiService):
             log.info("enrolled with the region as {system_id}", system_id=identity.system_id)
         if not self.running:
             return
+        if self.settings.rpc_endpoint is not None:
+            host, port = self.settings.rpc_endpoint
+            self.identity = attrs.evolve(self.identity, rpc_host=host, rpc_port=port)
         ident = self.identity
         options = rack_client_options(ident.ca_pem, ident.pair)
         tcp = endpoints.HostnameEndpoint(self.reactor, ident.rpc_host, ident.rpc_port, timeout=10)

@@ -105,7 +105,8 @@ def _hostname_thd(cur, ask: ComposeAsk) -> str:
             return name
 
 
-def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynamic: bool):
+def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynamic: bool,
+                region_id: str | None = None):
     """Place and record the VM (status 'composing'); returns (machine, request for the rack)."""
     # READ COMMITTED + the host row lock: once the lock is ours, every later
     # statement sees the reservations committed before it.  (Under the pool's
@@ -142,7 +143,8 @@ def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynami
         hostname=hostname, host_id=host.id, project=host.project, architecture=ask.architecture,
         cpu_count=ask.cores, memory=ask.memory, pinned_cores=list(placed.pinned),
         hugepages_backed=ask.hugepages_backed, numa_nodes=list(placed.numa_nodes), zone_id=zone_id,
-        pool_id=pool_id, owner_id=owner_id, dynamic=dynamic, tags=list(host.tags), disks=disks, nics=nics)
+        pool_id=pool_id, owner_id=owner_id, dynamic=dynamic, tags=list(host.tags), disks=disks, nics=nics,
+        composing_region=region_id)
     machine, nic_ids = machines.reserve_thd(cur, new)
     for r in resolved:
         for ip in r.ask.ips:
@@ -168,7 +170,7 @@ def _event_thd(cur, kind: str, text: str, machine: machines.Machine, username: s
 
 async def compose(region, host_id: int, ask: ComposeAsk, user, dynamic: bool = False) -> machines.Machine:
     owner_id = user.id if dynamic else None
-    machine, request = await region.db.run(reserve_thd, host_id, ask, owner_id, dynamic)
+    machine, request = await region.db.run(reserve_thd, host_id, ask, owner_id, dynamic, region.region_id)
     _, target = await region.hosts.target(host_id)
     try:
         vm = await region.hosts.compose_vm(target, request)

@@ -61,6 +61,16 @@ API_HANDLERS = [
 CERTIFICATE_PREFIX = "/MAAS/vmhost-certificate/"
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()  # a previous incarnation with our PID is not us
+
+
 def database_dsn(config: RegionConfig) -> tuple[str, EmbeddedPostgres | None]:
     """The DSN to use and, for the embedded default, the cluster behind it."""
     if config.database_dsn:
@@ -147,6 +157,9 @@ class RegionService(service.Service):
         self.db.start()
         self.ca = await self.db.run(load_or_create_ca_thd, self.box)
         await self.db.run(secrets.get_or_create_thd, self.box, secrets.ENROLLMENT_SECRET, new_enrolment_secret)
+        dead = await self.db.run(racks.forget_dead_local_regions_thd, socket.gethostname(), _pid_alive)
+        if dead:
+            log.info("forgot region processes that died on this machine: {ids}", ids=dead)
         await self.db.run(racks.register_region_thd, self.region_id, socket.gethostname(), os.getpid())
         self.rpc = RackRegistry(self.db, self.region_id, self.reactor)
         await self._listen_rpc()
@@ -228,6 +241,8 @@ class RegionService(service.Service):
             data_dir=self.config.data_dir / "rack",
             region_url=f"http://{host}:{self.http_port}/MAAS/",
             secret=secret,
+            rpc_endpoint=(self.config.rpc_host if self.config.rpc_host not in ("0.0.0.0", "::") else "127.0.0.1",
+                          self.rpc_port),
         )
         self.local_rack = RackService(settings, self.reactor)
         self.local_rack.startService()

@@ -207,7 +207,18 @@ class HostManager:
         except BaseException:
             await self.db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
             raise
-        return await self.db.run(self._synced_thd, host_id, found, username)
+        host, abandoned = await self.db.run(self._synced_thd, host_id, found, username)
+        for instance_name in abandoned:
+            await self._clean_abandoned(target, instance_name)
+        return host
+
+    async def _clean_abandoned(self, target: Target, instance_name: str) -> None:
+        """A compose whose region died before the VM existed may have left volumes behind."""
+        try:
+            await self.delete_vm(target, instance_name)
+        except Exception as e:
+            log.warn("could not clean up after the abandoned compose of {name}: {error}", name=instance_name,
+                     error=str(e) or type(e).__name__)
 
     def _failed_thd(self, cur, host_id: int, state: str, message: str) -> None:
         hosts.release_refresh_thd(cur, host_id, self.owner, self.next_refresh_in())
@@ -217,11 +228,12 @@ class HostManager:
             events.record_thd(cur, "VM_HOST_REFRESH_FAILED", f"VM host {host.name}: {message}", level="WARNING",
                               object_type="vm-host", object_id=host_id)
 
-    def _synced_thd(self, cur, host_id: int, found: DiscoveredHost, username: str | None) -> hosts.VMHost:
+    def _synced_thd(self, cur, host_id: int, found: DiscoveredHost,
+                    username: str | None) -> tuple[hosts.VMHost, list[str]]:
         hosts.release_refresh_thd(cur, host_id, self.owner, self.next_refresh_in())
         before = hosts.get_thd(cur, host_id)
-        apply_discovery_thd(cur, before, found, username)
-        return hosts.get_thd(cur, host_id)
+        synced = apply_discovery_thd(cur, before, found, username)
+        return hosts.get_thd(cur, host_id), synced.abandoned
 
     async def refresh_due(self, limit: int = 20) -> None:
         """One tick of the periodic refresh: every host whose time has come, concurrently."""
@@ -233,7 +245,8 @@ class HostManager:
                 log.failure("periodic refresh of VM host {host} failed", result, host=host_id)
 
 
-def apply_discovery_thd(cur, host: hosts.VMHost, found: DiscoveredHost, username: str | None) -> None:
+def apply_discovery_thd(cur, host: hosts.VMHost, found: DiscoveredHost,
+                        username: str | None) -> machines.SyncResult:
     """Write a successful discovery of `host` (state ready, inventory, machines)."""
     hosts.record_discovery_thd(cur, host.id, found)
     pools = host_inventory.apply_discovery_thd(cur, host.id, found)
@@ -246,6 +259,7 @@ def apply_discovery_thd(cur, host: hosts.VMHost, found: DiscoveredHost, username
         for name in names:
             events.record_thd(cur, "VM_HOST_INVENTORY", f"VM host {host.name}: {what}: {name}",
                               object_type="vm-host", object_id=host.id)
+    return synced
 
 
 def _describe(error: Exception) -> str:

@@ -58,7 +58,7 @@ from rack.drivers.base import (
     Untrusted,
     WrongTrustPassword,
 )
-from rack.drivers.lxd_compose import LXDComposeMixin, lxd_error as _lxd_error
+from rack.drivers.lxd_compose import VOLUME_PREFIX, LXDComposeMixin, lxd_error as _lxd_error
 from rack.drivers.lxd_instances import (
     STOPPED,
     custom_volume,
@@ -241,7 +241,8 @@ class LXDDriver(LXDComposeMixin):
             try:
                 instance = node.get(params=params).json()["metadata"]
             except lxd_exc.NotFound as e:
-                return [f"{what} not found; nothing to delete (LXD said: {_lxd_error(e)})"]
+                return [f"{what} not found; nothing to delete (LXD said: {_lxd_error(e)})",
+                        *self._delete_leftover_volumes(client, project, instance_name)]
             except lxd_exc.LXDAPIException as e:
                 raise DriverError(f"cannot read {what}: {_lxd_error(e)}") from None
             if not is_vm(instance):
@@ -276,6 +277,23 @@ class LXDDriver(LXDComposeMixin):
             return node.get(params=params).json()["metadata"]
         except lxd_exc.LXDAPIException as e:
             raise DriverError(f"{what}: {_lxd_error(e)}") from None
+
+    def _delete_leftover_volumes(self, client: pylxd.Client, project: str, instance_name: str) -> list[str]:
+        """Volumes a compose made for `instance_name` before it was interrupted
+        (named by compose, so nothing else is touched)."""
+        prefix = f"{VOLUME_PREFIX}{instance_name}-"
+        removed = []
+        for pool in client.storage_pools.all():
+            node = client.api.storage_pools[quote(pool.name, safe="")].volumes
+            names = self._get_or_none(node, params={"project": project}) or []
+            for url in names:
+                name = url.rsplit("/", 1)[-1].split("?", 1)[0]
+                if "/custom/" in url and name.startswith(prefix):
+                    self._run(client, f"cannot delete leftover volume {name!r}",
+                              node.custom[quote(name, safe="")].delete, params={"project": project},
+                              missing_ok=True)
+                    removed.append(f"deleted leftover volume {name!r} in pool {pool.name!r}")
+        return removed
 
     def _interfaces(self, client: pylxd.Client, resources: dict) -> list[HostInterface]:
         """Physical NICs from the resources, then the host's bridges and bonds."""

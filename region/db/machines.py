@@ -14,6 +14,7 @@ import attrs
 from common.models import DiscoveredVM, VMDisk
 from common.tls import new_system_id
 from region.db.errors import NotFound
+from region.db.racks import REGION_STALE_AFTER
 
 
 @attrs.frozen
@@ -68,6 +69,7 @@ class SyncResult:
     added: list[str]
     updated: list[str]
     removed: list[str]
+    abandoned: list[str] = attrs.field(factory=list)  # composes whose region died before the VM existed
 
 
 _COLUMNS = (
@@ -182,13 +184,20 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
     sent to the host).
     """
     tracked = [vm for vm in vms if vm.project == host.project and vm.location in (None, host.name)]
-    # A VM still being composed may not be on the host yet: keep its record for a while.
-    cur.execute("SELECT id, project, instance_name, status = 'composing'"
-                " AND created > now() - make_interval(secs => %s) FROM machines WHERE host_id = %s",
-                (COMPOSE_GRACE_SECONDS, host.id))
+    # A VM still being composed may not be on the host yet: keep its record while
+    # the region composing it is alive (and not for ever).  A dead region's
+    # reservation is settled now: adopted if its VM exists, else dropped.
+    cur.execute("SELECT m.id, m.project, m.instance_name, m.status = 'composing'"
+                " AND m.created > now() - make_interval(secs => %s)"
+                " AND EXISTS (SELECT 1 FROM region_processes r WHERE r.id = m.composing_region"
+                "             AND r.heartbeat > now() - %s)"
+                " FROM machines m WHERE m.host_id = %s",
+                (COMPOSE_GRACE_SECONDS, REGION_STALE_AFTER, host.id))
     rows = cur.fetchall()
     known = {(project, name): machine_id for machine_id, project, name, _ in rows}
     in_flight = {machine_id for machine_id, _, _, young in rows if young}
+    cur.execute("SELECT instance_name FROM machines WHERE host_id = %s AND status = 'composing'", (host.id,))
+    composing = {r[0] for r in cur.fetchall()}
     added, updated = [], []
     for vm in tracked:
         facts = (vm.power_state, vm.architecture, vm.cores, vm.pinned_cores, vm.memory, vm.hugepages_backed)
@@ -220,7 +229,9 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
             del known[key]
         else:
             delete_thd(cur, machine_id)
-    return SyncResult(added=added, updated=updated, removed=sorted(name for _, name in known))
+    removed = sorted(name for _, name in known)
+    return SyncResult(added=added, updated=updated, removed=removed,
+                      abandoned=[name for name in removed if name in composing])
 
 
 # -- compose: reserve, finish, abandon ---------------------------------------------------------
@@ -257,6 +268,7 @@ class NewMachine:
     tags: list[str]
     disks: list[VMDisk]
     nics: list[NewNic]
+    composing_region: str | None = None
 
 
 def hostname_taken_thd(cur, hostname: str) -> bool:
@@ -269,11 +281,11 @@ def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
     cur.execute(
         "INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic, status,"
         " power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
-        " zone_id, pool_id, owner_id) VALUES (%s, %s, %s, %s, %s, 'composed', %s, 'composing', 'off', %s, %s,"
-        " %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        " zone_id, pool_id, owner_id, composing_region) VALUES (%s, %s, %s, %s, %s, 'composed', %s, 'composing',"
+        " 'off', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (_new_system_id_thd(cur), new.hostname, new.host_id, new.project, new.hostname, new.dynamic,
          new.architecture, new.cpu_count, new.pinned_cores, new.memory, new.hugepages_backed, new.numa_nodes,
-         new.tags, new.zone_id, new.pool_id, new.owner_id),
+         new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region),
     )
     machine_id = cur.fetchone()[0]
     for disk in new.disks:

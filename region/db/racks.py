@@ -80,6 +80,17 @@ def register_region_thd(cur, region_id: str, hostname: str, pid: int) -> None:
     cur.execute("DELETE FROM region_processes WHERE heartbeat < now() - %s * 10", (REGION_STALE_AFTER,))
 
 
+def forget_dead_local_regions_thd(cur, hostname: str, is_alive) -> list[str]:
+    """Drop region processes of this machine whose PID is gone (killed, crashed):
+    their racks' connections and their compose reservations stop counting now,
+    not after the heartbeat goes stale."""
+    cur.execute("SELECT id, pid FROM region_processes WHERE hostname = %s", (hostname,))
+    dead = [region_id for region_id, pid in cur.fetchall() if not is_alive(pid)]
+    if dead:
+        cur.execute("DELETE FROM region_processes WHERE id = ANY(%s)", (dead,))
+    return dead
+
+
 def heartbeat_thd(cur, region_id: str) -> None:
     cur.execute("UPDATE region_processes SET heartbeat = now() WHERE id = %s", (region_id,))
 
