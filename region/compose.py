@@ -40,18 +40,22 @@ class ComposeRefused(Exception):
     """The host cannot take the VM; str() explains what falls short (HTTP 409)."""
 
 
-def capacity_thd(cur, host: hosts.VMHost) -> tuple[placement.HostCapacity, list[placement.Allocation]]:
+def host_capacity(host: hosts.VMHost, numa_nodes) -> placement.HostCapacity:
+    """What the host may give, from its recorded discovery (LXD has one hugepage size)."""
     numa = [placement.NumaCapacity(n.index, tuple(n.cores), n.memory,
                                    n.hugepages[0].page_size if n.hugepages else 0,
                                    n.hugepages[0].total if n.hugepages else 0)
-            for n in host_inventory.numa_nodes_thd(cur, host.id)]
-    capacity = placement.HostCapacity(
+            for n in numa_nodes]
+    return placement.HostCapacity(
         name=host.name, cores=host.cores, memory=host.memory, cpu_ratio=host.cpu_over_commit_ratio,
         memory_ratio=host.memory_over_commit_ratio, numa=tuple(numa),
         pools=tuple(placement.PoolCapacity(p.name, p.total, p.used) for p in host.storage_pools),
         default_pool=host.default_storage_pool)
-    allocations = [allocation_of(m) for m in machines.list_for_host_thd(cur, host.id)]
-    return capacity, allocations
+
+
+def capacity_thd(cur, host: hosts.VMHost) -> tuple[placement.HostCapacity, list[placement.Allocation]]:
+    capacity = host_capacity(host, host_inventory.numa_nodes_thd(cur, host.id))
+    return capacity, [allocation_of(m) for m in machines.list_for_host_thd(cur, host.id)]
 
 
 def allocation_of(m: machines.Machine) -> placement.Allocation:
@@ -71,14 +75,13 @@ def _sriov_shortfalls_thd(cur, host: hosts.VMHost, nics: list[machines.NewNic], 
     for nic in nics:
         if nic.attach_type == "sriov":
             wanted[nic.attach_name] = wanted.get(nic.attach_name, 0) + 1
+    used = machines.vfs_used_thd(cur, host.id) if wanted else {}
     out = []
     for name, count in wanted.items():
-        cur.execute("SELECT count(*) FROM machine_interfaces i JOIN machines m ON m.id = i.machine_id"
-                    " WHERE m.host_id = %s AND i.attach_type = 'sriov' AND i.attach_name = %s", (host.id, name))
-        used = cur.fetchone()[0]
         limit = next(i.sriov_max_vfs for i in ifaces if i.name == name)
-        if used + count > limit:
-            out.append(f"interface {name} has {max(limit - used, 0)} free SR-IOV VFs of {limit}; {count} needed")
+        free = limit - used.get(name, 0)
+        if count > free:
+            out.append(f"interface {name} has {max(free, 0)} free SR-IOV VFs of {limit}; {count} needed")
     return out
 
 

@@ -116,6 +116,9 @@ def test_compose_two_disks_two_nics_static_ip_pinned_then_decompose_frees_everyt
     resources = api.get(f"vm-hosts/{hid}/", query={"op": "resources"}).json()
     node0 = next(n for n in resources["numa"] if 0 in n["cores"]["ids"])
     assert 0 in node0["cores"]["pinned"] and system_id in [v["system_id"] for v in node0["vms"]]
+    assert node0["cores"]["allocated"] >= 1 and 0 not in node0["cores"]["free"]
+    assert {(n["name"], n["host_interface"]) for n in machine["numa_alignment"]["nics"]} == \
+        {("eth0", bridges[0]), ("eth1", bridges[1])}
 
     # The static IP is taken: a second VM asking for it is refused and nothing is created.
     clash = api.post(f"vm-hosts/{hid}/", data={"op": "compose", "hostname": "db2", "storage": "root:1",

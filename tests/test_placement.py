@@ -178,3 +178,16 @@ def test_freeing_a_vm_restores_exactly_what_it_held(h, before, ask, extra):
     freed = [v for v in added if v is not added[-1]]
     assert node_usage(h, freed) == node_usage(h, vms)
     assert outcome(freed) == baseline
+
+
+def test_nic_numa_alignment_is_reported():
+    from region.api.machine_json import numa_alignment
+    from region.db.machines import Machine, MachineNic
+
+    nic = lambda name, parent: MachineNic(1, name, None, "bridge", parent, 0, False)  # noqa: E731
+    m = Machine(1, "s", "h", 1, "p", "h", "composed", False, "ready", "off", "", 1, [], MIB, False, [1], [], 1, 1,
+                None, None, interfaces=[nic("eth0", "br0"), nic("eth1", "enp1")])
+    report = numa_alignment(m, {"br0": 1, "enp1": 0})
+    assert report["aligned"] is False
+    assert [(n["name"], n["aligned"]) for n in report["nics"]] == [("eth0", True), ("eth1", False)]
+    assert numa_alignment(m, {})["aligned"] is None

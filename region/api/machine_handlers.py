@@ -9,7 +9,7 @@ from region.api.handler import Call, Handler, operation, restful
 from region.api.machine_json import machine_json
 from region.api.params import Form
 from region.api.site import Response
-from region.db import events, hosts, machines, named, users
+from region.db import events, host_inventory, hosts, machines, named, users
 from region.db.errors import NotFound as RowNotFound
 from region.db.subnets import list_subnets_thd
 
@@ -25,11 +25,13 @@ async def render_machines(call: Call, found: list[machines.Machine]) -> list[dic
             {p.id: p for p in named.list_thd(cur, named.RESOURCE_POOLS)},
             {u.id: u.username for u in users.list_users_thd(cur)},
             {s.id: {"id": s.id, "name": s.name, "cidr": s.cidr} for s in list_subnets_thd(cur)},
+            {h: {i.name: i.numa_node for i in host_inventory.interfaces_thd(cur, h)} for h in host_ids},
         )
 
-    by_host, zones, pools, owners, subnets = await call.region.db.run(lookup_thd)
+    by_host, zones, pools, owners, subnets, nic_numa = await call.region.db.run(lookup_thd)
     return [machine_json(m, host=by_host[m.host_id], zone=zones[m.zone_id], pool=pools[m.pool_id],
-                         owner=owners.get(m.owner_id), subnets=subnets) for m in found]
+                         owner=owners.get(m.owner_id), subnets=subnets, host_nic_numa=nic_numa[m.host_id])
+            for m in found]
 
 
 class MachinesHandler(Handler):

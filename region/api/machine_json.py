@@ -48,8 +48,21 @@ def _disk_json(m: machines.Machine, index: int, disk: machines.MachineDisk) -> d
     }
 
 
-def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, subnets: dict | None = None) -> dict:
-    """`host` is the VM host row, `subnets` maps subnet id -> subnet JSON for the IP links."""
+def numa_alignment(m: machines.Machine, host_nic_numa: dict[str, int | None]) -> dict:
+    """Whether each NIC's host interface sits on a NUMA node the VM uses (None: unknown)."""
+    nics = []
+    for nic in m.interfaces:
+        node = host_nic_numa.get(nic.attach_name or "")
+        aligned = None if node is None or not m.numa_nodes else node in m.numa_nodes
+        nics.append({"name": nic.name, "host_interface": nic.attach_name, "numa_node": node, "aligned": aligned})
+    known = [n["aligned"] for n in nics if n["aligned"] is not None]
+    return {"numa_nodes": list(m.numa_nodes), "aligned": all(known) if known else None, "nics": nics}
+
+
+def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, subnets: dict | None = None,
+                 host_nic_numa: dict | None = None) -> dict:
+    """`host` is the VM host row, `subnets` maps subnet id -> subnet JSON for the IP links,
+    `host_nic_numa` the host's interfaces' NUMA nodes by name."""
     status, status_name = STATUSES.get(m.status, (0, m.status.capitalize()))
     nics = [_nic_json(m, n, subnets or {}) for n in m.interfaces]
     disks = [_disk_json(m, i, d) for i, d in enumerate(m.disks)]
@@ -93,6 +106,7 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
         "pod": {"id": host.id, "name": host.name, "resource_uri": f"{API_PREFIX}vm-hosts/{host.id}/"},
         "virtualmachine_id": m.id,
         "numa_nodes": list(m.numa_nodes),
+        "numa_alignment": numa_alignment(m, host_nic_numa or {}),
         "pinned_cores": list(m.pinned_cores),
         "hugepages_backed": m.hugepages_backed,
         "instance_name": m.instance_name,

@@ -308,7 +308,7 @@ class VmHostHandler(ComposeOperation, VmHostsHandler):
             host = hosts.get_thd(cur, call.path_args["id"])
             return resources_json(host, host_inventory.numa_nodes_thd(cur, host.id),
                                   host_inventory.interfaces_thd(cur, host.id),
-                                  machines.list_for_host_thd(cur, host.id))
+                                  machines.list_for_host_thd(cur, host.id), machines.vfs_used_thd(cur, host.id))
 
         return await call.region.db.run(resources_thd)
 

@@ -7,6 +7,8 @@ import attrs
 from common.models import HostInterface, NumaNode
 from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
+from region import placement
+from region.compose import allocation_of, host_capacity
 from region.db import hosts, machines
 
 MIB = 1024 * 1024
@@ -73,39 +75,57 @@ def _pool_json(p: hosts.HostStoragePool, host: hosts.VMHost, vms: list[machines.
 
 
 def resources_json(host: hosts.VMHost, numa: list[NumaNode], interfaces: list[HostInterface],
-                   vms: list[machines.Machine]) -> dict:
-    """Per NUMA node: cores (allocated to pinned VMs / free), memory, hugepages, VMs and NICs.
+                   vms: list[machines.Machine], vfs_used: dict[str, int]) -> dict:
+    """Per NUMA node: cores, memory (general and hugepages), VMs and NICs with their VFs.
 
-    A VM belongs to a node when it is recorded there (compose) or its pinned
-    cores lie on it; unpinned VMs are counted host-wide only.
+    Computed with the same accounting compose places with (`region.placement`),
+    so what this shows free is exactly what a compose may take.  Memory in MiB.
     """
+    capacity, allocations = _capacity(host, numa, vms)
+    usage = placement.node_usage(capacity, allocations)
     nodes = []
-    for node in numa:
-        on_node = [m for m in vms if node.index in m.numa_nodes
-                   or (m.pinned_cores and set(m.pinned_cores) <= set(node.cores))]
-        pinned = sorted({c for m in on_node for c in m.pinned_cores if c in node.cores})
+    for node, cap in zip(numa, capacity.numa):
+        used = usage[node.index]
+        on_node = [m for m in vms if node.index in m.numa_nodes or set(m.pinned_cores) & set(node.cores)]
+        general_total = node.memory - cap.hugepage_bytes
         nodes.append({
             "index": node.index,
-            "cores": {"total": len(node.cores), "ids": node.cores, "pinned": pinned,
-                      "free": [c for c in node.cores if c not in pinned]},
-            "memory": {"total": node.memory // MIB,
-                       "allocated": sum(m.memory for m in on_node if not m.hugepages_backed) // MIB},
-            "hugepages": [attrs.asdict(h) for h in node.hugepages],
+            "cores": {"total": len(node.cores), "ids": node.cores, "allocated": round(used.cores, 2),
+                      "pinned": sorted(used.pinned), "free": [c for c in node.cores if c not in used.pinned],
+                      "over_commit_ratio": float(host.cpu_over_commit_ratio)},
+            "memory": {"total": node.memory // MIB, "allocated": int(used.memory) // MIB,
+                       "general": {"total": general_total // MIB, "allocated": int(used.memory) // MIB,
+                                   "free": int(general_total * host.memory_over_commit_ratio - used.memory) // MIB}},
+            "hugepages": [{**attrs.asdict(h), "allocated": int(used.hugepages),
+                           "available": h.page_size * h.total - int(used.hugepages)} for h in node.hugepages],
             "vms": [{"system_id": m.system_id, "hostname": m.hostname, "pinned_cores": m.pinned_cores}
                     for m in on_node],
-            "interfaces": [attrs.asdict(i) for i in interfaces if i.numa_node == node.index],
+            "interfaces": [_nic(i, vfs_used) for i in interfaces if i.numa_node == node.index],
         })
+    usage_total = _usage(host, vms)
     return {
         "id": host.id,
         "name": host.name,
-        "cores": {"total": host.cores, "allocated": _usage(host, vms)["cores"],
-                  "over_commit_ratio": float(host.cpu_over_commit_ratio)},
-        "memory": {"total": host.memory // MIB, "allocated": _usage(host, vms)["memory"],
+        "cores": {"total": host.cores, "allocated": usage_total["cores"],
+                  "over_commit_ratio": float(host.cpu_over_commit_ratio),
+                  "available": host.cores * host.cpu_over_commit_ratio - usage_total["cores"]},
+        "memory": {"total": host.memory // MIB, "allocated": usage_total["memory"],
                    "over_commit_ratio": float(host.memory_over_commit_ratio)},
         "numa": nodes,
-        "interfaces": [attrs.asdict(i) for i in interfaces],
-        "vms": [{"system_id": m.system_id, "hostname": m.hostname, "project": m.project,
+        "interfaces": [_nic(i, vfs_used) for i in interfaces],
+        "vms": [{"system_id": m.system_id, "hostname": m.hostname, "project": m.project, "status": m.status,
                  "cores": m.cpu_count, "pinned_cores": m.pinned_cores, "memory": m.memory // MIB,
-                 "hugepages_backed": m.hugepages_backed, "power_state": m.power_state}
+                 "hugepages_backed": m.hugepages_backed, "numa_nodes": m.numa_nodes, "power_state": m.power_state}
                 for m in vms],
     }
+
+
+def _capacity(host, numa, vms):
+    return host_capacity(host, numa), [allocation_of(m) for m in vms]
+
+
+def _nic(i: HostInterface, vfs_used: dict[str, int]) -> dict:
+    used = vfs_used.get(i.name, 0)
+    attach = "bridge" if i.type == "bridge" else "sriov" if i.sriov_max_vfs > 0 else "macvlan"
+    return {**attrs.asdict(i), "attach_type": attach,
+            "virtual_functions": {"total": i.sriov_max_vfs, "allocated": used, "free": i.sriov_max_vfs - used}}

@@ -326,3 +326,10 @@ def update_thd(cur, machine_id: int, changes: dict) -> Machine:
         cur.execute(f"UPDATE machines SET {assignments}, updated = now() WHERE id = %s",
                     (*changes.values(), machine_id))
     return _machines(cur, "WHERE id = %s", (machine_id,))[0]
+
+
+def vfs_used_thd(cur, host_id: int) -> dict[str, int]:
+    """SR-IOV VFs held by the host's VMs, by host interface (physical function) name."""
+    cur.execute("SELECT i.attach_name, count(*) FROM machine_interfaces i JOIN machines m ON m.id = i.machine_id"
+                " WHERE m.host_id = %s AND i.attach_type = 'sriov' GROUP BY i.attach_name", (host_id,))
+    return dict(cur.fetchall())
