@@ -10,9 +10,10 @@ import pytest
 from common import tls
 from region import compose
 from region.api.compose_form import ComposeAsk, StorageAsk
-from region.db import hosts, named
+from region.db import hosts, machines, named
 from region.db.errors import FieldError
 from region.db.pool import run_sync
+from region.netconstraints import parse_interfaces
 from region.secretbox import SecretBox
 
 GIB = 1024**3
@@ -75,3 +76,25 @@ def test_duplicate_hostnames_and_unknown_zone_are_field_errors(dsn, tmp_path):
         run_sync(dsn, compose.reserve_thd, host_id, attrs.evolve(ask("db2"), zone="mars"), None,
                  False)
     assert e.value.field == "zone"
+
+
+def test_sriov_nics_take_a_vf_each_and_refuse_when_none_is_free(dsn, tmp_path):
+    host_id = make_ready_host(dsn, tmp_path, cores=8, cpu_ratio=1.0)
+
+    def add_pf_thd(cur):
+        cur.execute("SELECT id FROM vlans WHERE vid = 0 ORDER BY id LIMIT 1")
+        vlan_id = cur.fetchone()[0]
+        cur.execute("INSERT INTO vm_host_interfaces (host_id, name, type, mac, sriov_max_vfs, vlan_id)"
+                    " VALUES (%s, 'enp5s0f0', 'physical', '00:11:22:33:44:55', 2, %s)", (host_id, vlan_id))
+
+    run_sync(dsn, add_pf_thd)
+    with_nic = attrs.evolve(ask(), interfaces=tuple(parse_interfaces("eth0:vid=0")))
+    for name in ("vf1", "vf2"):
+        machine, request = run_sync(dsn, compose.reserve_thd, host_id, attrs.evolve(with_nic, hostname=name),
+                                    None, False)
+        assert [(n.nictype, n.parent) for n in request.nics] == [("sriov", "enp5s0f0")]
+    with pytest.raises(compose.ComposeRefused, match="interface enp5s0f0 has 0 free SR-IOV VFs of 2; 1 needed"):
+        run_sync(dsn, compose.reserve_thd, host_id, attrs.evolve(with_nic, hostname="vf3"), None, False)
+    # Freeing one VM frees its VF.
+    run_sync(dsn, machines.delete_thd, machine.id)
+    run_sync(dsn, compose.reserve_thd, host_id, attrs.evolve(with_nic, hostname="vf3"), None, False)
