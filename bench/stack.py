@@ -1,0 +1,113 @@
+"""A throw-away vmyard stack for benchmarks: PostgreSQL, a private LXD, a region with its local rack.
+
+Everything lives in temp dirs and listens on 127.0.0.1 only; `running_stack()` stops
+what it started (by PID: the region's, the LXD daemon's, PostgreSQL's) on the way out,
+whatever happens.  No LXD network is ever created and `lxd init --auto` is never run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import attrs
+
+from region.db import users
+from region.db.pool import run_sync
+from region.secretbox import SecretBox
+from tests.fixtures.daemons import RegionProcess, wait_for
+from tests.fixtures.http import plaintext_header
+from tests.fixtures.lxd import LxdServer
+from tests.fixtures.postgres import PostgresCluster
+
+for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # as the tests do: no CA bundle from the environment
+    os.environ.pop(_var, None)
+
+
+@attrs.define
+class Client:
+    """The MAAS REST API with OAuth PLAINTEXT; returns (status, parsed JSON or text)."""
+
+    base: str
+    apikey: str
+
+    def call(self, method: str, path: str, data: dict | None = None, timeout: float = 600):
+        url = self.base + path
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        headers = {"Authorization": plaintext_header(self.apikey, url, method)}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        req = urllib.request.Request(url, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, raw = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+
+@attrs.define
+class Stack:
+    pg: PostgresCluster
+    lxd: LxdServer
+    region: RegionProcess
+    dsn: str
+    api: Client
+    host: dict  # the registered VM host, as GET vm-hosts/{id}/ returns it
+
+
+def _admin_key(dsn: str, data_dir: Path) -> str:
+    box = SecretBox.load(data_dir / "region.key")
+
+    def create_thd(cur):
+        user = users.create_user_thd(cur, "bench", "pw-bench", "bench@example.com", is_superuser=True)
+        return users.create_token_thd(cur, box, user.id).apikey
+
+    return run_sync(dsn, create_thd)
+
+
+def _rack_connected(api: Client) -> bool:
+    status, racks = api.call("GET", "rackcontrollers/", timeout=10)
+    return status == 200 and any(r.get("status") == "connected" for r in racks)
+
+
+def register_lxd(api: Client, lxd: LxdServer) -> dict:
+    """Add the LXD as a VM host with its trust password (vmyard creates the project)."""
+    suffix = uuid.uuid4().hex[:6]
+    status, host = api.call("POST", "vm-hosts/", {
+        "type": "lxd", "power_address": lxd.address, "name": f"bench-{suffix}",
+        "project": f"bench-{suffix}", "password": lxd.trust_password})
+    if status != 200 or host.get("state") != "ready":
+        raise RuntimeError(f"registering the LXD host failed: HTTP {status}: {host}")
+    return host
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[Stack]:
+    with contextlib.ExitStack() as stop:
+        pg = PostgresCluster.start()
+        stop.callback(pg.stop)
+        lxd = LxdServer.start()
+        stop.callback(lxd.stop)
+        base = Path(tempfile.mkdtemp(prefix="vmyard-bench-", dir="/tmp"))
+        stop.callback(shutil.rmtree, base, ignore_errors=True)
+        dsn = pg.new_database()
+        region = RegionProcess.make(base / "region", dsn=dsn, local_rack=True,
+                                    extra=["--vm-host-refresh-interval", "0"])
+        stop.callback(region.stop)  # SIGTERM to the PID it started, then SIGKILL
+        region.start().wait_ready()
+        api = Client(region.api, _admin_key(dsn, region.data_dir))
+        wait_for(lambda: _rack_connected(api), 60, "the local rack to connect", region.proc, region.log)
+        yield Stack(pg, lxd, region, dsn, api, register_lxd(api, lxd))
