@@ -11,6 +11,8 @@ import shutil
 import socket
 import ssl
 import tempfile
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Iterator
 from urllib.parse import urlsplit
@@ -91,13 +93,44 @@ class PinnedAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args, **kwargs):
         kwargs["assert_fingerprint"] = self._fingerprint
+        # A bare context: no CA store to load (the fingerprint is the check), which
+        # would otherwise cost ~20 ms per connection.
+        kwargs["ssl_context"] = bare_client_context()
         super().init_poolmanager(*args, **kwargs)
+
+
+def bare_client_context() -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+# Checking that a key matches its certificate means parsing the key, which for
+# RSA includes a costly consistency check (~0.2 s); remember pairs already checked.
+_CHECKED_PAIRS: OrderedDict[bytes, None] = OrderedDict()
+_CHECKED_LOCK = threading.Lock()
+_CHECKED_MAX = 256
+
+
+def check_pair_cached(cert_pem: str, key_pem: str) -> None:
+    digest = hashlib.sha256(cert_pem.encode() + b"\0" + key_pem.encode()).digest()
+    with _CHECKED_LOCK:
+        if digest in _CHECKED_PAIRS:
+            _CHECKED_PAIRS.move_to_end(digest)
+            return
+    tls.check_pair(cert_pem, key_pem)
+    with _CHECKED_LOCK:
+        _CHECKED_PAIRS[digest] = None
+        while len(_CHECKED_PAIRS) > _CHECKED_MAX:
+            _CHECKED_PAIRS.popitem(last=False)
 
 
 @contextmanager
 def cert_files(creds: HostCredentials) -> Iterator[tuple[str, str]]:
     try:
-        tls.check_pair(creds.cert_pem, creds.key_pem)
+        check_pair_cached(creds.cert_pem, creds.key_pem)
     except tls.CertificateError as e:
         raise DriverError(f"the client certificate for this VM host is unusable: {e}") from None
     tmp = tempfile.mkdtemp(prefix="vmyard-lxd-cert-")  # 0700
