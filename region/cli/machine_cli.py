@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from typing import Any
 
 from region.cli.client import ApiClient, ClientError
-from region.cli.table import human_bytes, render_key_values, render_table
+from region.cli.table import decimal_bytes, human_bytes, render_key_values, render_table
 
 MIB = 1024 * 1024
 LIST_COLUMNS = [("SYSTEM_ID", "system_id"), ("HOSTNAME", "hostname"), ("STATUS", "status_name"),
@@ -29,7 +30,7 @@ def memory_mib(text: str) -> int:
 
 
 def _row(m: dict) -> dict:
-    return {**m, "memory_h": human_bytes(m["memory"] * MIB), "storage_h": human_bytes(int(m["storage"] * 1000**2)),
+    return {**m, "memory_h": human_bytes(m["memory"] * MIB), "storage_h": decimal_bytes(m["storage"] * 1000**2),
             "pod_name": (m.get("pod") or {}).get("name"), "numa": ",".join(map(str, m.get("numa_nodes") or [])),
             "zone_name": m["zone"]["name"], "pool_name": m["pool"]["name"]}
 
@@ -43,8 +44,8 @@ def _show(m: dict) -> str:
              ("Memory", human_bytes(m["memory"] * MIB) + (" (hugepages)" if m.get("hugepages_backed") else "")),
              ("NUMA nodes", ",".join(map(str, m.get("numa_nodes") or [])) or "-"),
              ("Zone", m["zone"]["name"]), ("Pool", m["pool"]["name"]), ("Owner", m.get("owner")),
-             ("Tags", ", ".join(m.get("tag_names") or []))]
-    disks = [{**d, "size_h": human_bytes(d["size"])} for d in m["blockdevice_set"]]
+             ("Tags", ", ".join(m.get("tag_names") or []) or "-")]
+    disks = [{**d, "size_h": decimal_bytes(d["size"])} for d in m["blockdevice_set"]]
     nics = [{**n, "attach": f"{n.get('attach_type') or '-'}:{n.get('attach_name') or '-'}",
              "ips": ",".join(link["ip_address"] for link in n["links"] if link.get("ip_address")) or "-"}
             for n in m["interface_set"]]
@@ -57,10 +58,11 @@ def _emit(args, data: Any, text) -> None:
 
 
 def resolve_machine(client: ApiClient, ref: str) -> dict:
-    """A machine by system id or hostname."""
-    for m in client.call("GET", "machines/"):
-        if ref in (m["system_id"], m["hostname"]):
-            return m
+    """A machine by hostname or system id (a hostname wins)."""
+    for key in ("hostname", "id"):
+        for m in client.call("GET", "machines/", query={key: ref}):
+            if ref == m["hostname" if key == "hostname" else "system_id"]:
+                return m
     raise ClientError(f"no machine named {ref}")
 
 
@@ -73,13 +75,22 @@ def cmd_show(args, client: ApiClient) -> None:
     _emit(args, resolve_machine(client, args.machine), _show)
 
 
+def _confirmed(question: str) -> bool:
+    """Ask on a terminal; without one there is nobody to ask, so the answer is no."""
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
 def cmd_delete(args, client: ApiClient) -> None:
     m = resolve_machine(client, args.machine)
-    if not args.yes:
-        raise ClientError(f"this deletes the VM {m['hostname']} on its VM host and frees what it held; "
+    what = f"{m['hostname']} ({m['system_id']})"
+    if not args.yes and not _confirmed(f"Delete {what} and its VM on {(m.get('pod') or {}).get('name')}?"):
+        raise ClientError(f"not deleting {what}: this deletes its VM on the VM host and frees what it held; "
                           f"add --yes to confirm")
     client.call("DELETE", f"machines/{m['system_id']}/")
-    print(f"Deleted {m['hostname']} ({m['system_id']}) and its VM.")
+    deleted = {"system_id": m["system_id"], "hostname": m["hostname"], "deleted": True}
+    _emit(args, deleted, lambda d: f"Deleted {what} and its VM.")
 
 
 def cmd_power(args, client: ApiClient) -> None:

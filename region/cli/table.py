@@ -44,3 +44,14 @@ def human_bytes(n: int | None) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def decimal_bytes(n: int | float | None) -> str:
+    """Sizes given in GB (10^9 bytes), as compose storage is: 10**9 -> "1 GB", 1.5e9 -> "1.5 GB"."""
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} B" if unit == "B" else f"{n:.1f}".removesuffix(".0") + f" {unit}"
+        n /= 1000
+    return str(n)

@@ -22,6 +22,7 @@ from typing import Any, Callable
 from region.cli import machine_cli
 from region.cli.client import ApiClient, ClientError
 from region.cli.table import human_bytes, render_key_values, render_table
+from region.cli.vmhost_interfaces_cli import add_interface_actions
 
 MIB = 1024 * 1024
 # Where the region serves a host's client certificate anonymously (region.vmhosts.CERTIFICATE_PATH).
@@ -395,6 +396,7 @@ def add_vm_host_parser(sub) -> None:
     _add_identity_options(a, updating=False)
     action("list", cmd_list, "list VM hosts", on_host=False)
     action("show", cmd_show, "show a VM host, its storage pools and NUMA nodes")
+    add_interface_actions(action)
     machine_cli.add_compose_options(action("compose", cmd_compose, "compose a VM on the host"))
     action("cert", cmd_cert, "print the host's client certificate (PEM), e.g. for `lxc config trust add -`")
     _add_secret_options(action("refresh", cmd_refresh, "rediscover a VM host now"))
