@@ -15,9 +15,10 @@ from twisted.web import resource, server
 from common import sdnotify, tls
 from common.tlsopts import region_server_options
 from region.api import core_handlers, machine_handlers, network_handlers, subnet_handlers, vmhost_handlers, zone_handlers
+from region.api import account_handlers, describe, tag_handlers
 from region.api.site import API_PREFIX, RouterResource
 from region.config import RegionConfig
-from region.db import migrate, racks, secrets
+from region.db import migrate, racks, secrets, users
 from region.db.pool import Database
 from region.embedded_pg import EmbeddedPostgres
 from region.enrol import EnrolHandler, new_enrolment_secret
@@ -28,8 +29,13 @@ from region.vmhosts import HostManager
 log = Logger()
 
 API_HANDLERS = [
+    describe.DescribeHandler,
     core_handlers.VersionHandler,
     core_handlers.UsersHandler,
+    core_handlers.UserHandler,
+    account_handlers.AccountHandler,
+    tag_handlers.TagsHandler,
+    tag_handlers.TagHandler,
     core_handlers.RackControllersHandler,
     core_handlers.RackControllerHandler,
     zone_handlers.ZonesHandler,
@@ -177,6 +183,9 @@ class RegionService(service.Service):
             await self._start_local_rack()
         sdnotify.notify("READY=1\nSTATUS=region ready")
         log.info("region ready: API at {url}api/2.0/, RPC on port {rpc}", url=self._url(), rpc=self.rpc_port)
+        if not any(u.is_superuser for u in await self.db.run(users.list_users_thd)):
+            log.info("no administrator yet: create one with `vmyard-region createadmin --username admin "
+                     "--password PASSWORD --email admin@example.com`, then `vmyard-region apikey --username admin` for `vmyard login`")
         self.ready.callback(self)
 
     def _url(self) -> str:
@@ -201,6 +210,8 @@ class RegionService(service.Service):
             API_PREFIX: RouterResource(self, API_HANDLERS, API_PREFIX),
             "/MAAS/rpc/": RouterResource(self, [EnrolHandler], "/MAAS/rpc/"),
             CERTIFICATE_PREFIX: RouterResource(self, [vmhost_handlers.CertificateHandler], CERTIFICATE_PREFIX),
+            account_handlers.ACCOUNTS_PREFIX: RouterResource(self, [account_handlers.AuthenticateHandler],
+                                                             account_handlers.ACCOUNTS_PREFIX),
         }))
         site.displayTracebacks = False
         site.noisy = False

@@ -61,6 +61,17 @@ class UsersHandler(Handler):
         return [user_json(u) for u in await call.region.db.run(users.list_users_thd)]
 
 
+class UserHandler(Handler):
+    """One user, by username (where a user's `resource_uri` points)."""
+
+    path = "users/{username}/"
+
+    @restful("GET")
+    async def read(self, call: Call):
+        """Read a user."""
+        return user_json(await call.region.db.run(users.get_user_thd, call.path_args["username"]))
+
+
 def rack_json(rack: racks.Rack) -> dict:
     return {
         "id": rack.id,

@@ -67,6 +67,9 @@ def check_password(stored: str, password: str) -> bool:
     return hmac.compare_digest(got, base64.b64decode(digest))
 
 
+_DUMMY_HASH = hash_password("not a password anyone has")
+
+
 def _random_string(length: int) -> str:
     return "".join(_random.choice(_ALPHANUM) for _ in range(length))
 
@@ -108,7 +111,9 @@ def list_users_thd(cur) -> list[User]:
 def authenticate_password_thd(cur, username: str, password: str) -> User | None:
     cur.execute(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = %s", (username,))
     row = cur.fetchone()
-    if row is None or not row[4] or not check_password(row[5], password):
+    # Unknown users cost a hash check too, so timing does not tell which names exist.
+    matches = check_password(row[5] if row is not None else _DUMMY_HASH, password)
+    if row is None or not row[4] or not matches:
         return None
     cur.execute("UPDATE users SET last_login = now() WHERE id = %s", (row[0],))
     return User(*row[:5])

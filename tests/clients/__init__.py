@@ -1,0 +1,1 @@
+"""Client programs and helpers the client-compatibility tests run (some in their own virtualenv)."""
