@@ -35,6 +35,7 @@ class RegionConfig:
     log_format: str = "text"
     maas_url: str | None = None  # what racks and printed hints use to reach us
     vm_host_refresh_interval: float = 60.0  # seconds between automatic refreshes; 0 turns them off
+    allocation_policy: str = attrs.field(default="pack", validator=attrs.validators.in_(("pack", "spread")))
 
     @property
     def key_file(self) -> Path:
@@ -64,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--maas-url", help="URL racks and clients use to reach this region")
     parser.add_argument("--vm-host-refresh-interval", type=float,
                         help="seconds between automatic VM host refreshes (default 60; 0: never)")
+    parser.add_argument("--allocation-policy", choices=("pack", "spread"),
+                        help="where allocate composes VMs: the fullest host that fits (pack, default) or the emptiest")
     parser.add_argument("--log-level", choices=LEVELS)
     parser.add_argument("--log-format", choices=("text", "json"))
 
@@ -108,6 +111,7 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             log_format=pick("log_format", "text"),
             maas_url=pick("maas_url"),
             vm_host_refresh_interval=float(pick("vm_host_refresh_interval", 60.0)),
+            allocation_policy=pick("allocation_policy", "pack"),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad configuration: {e}") from None

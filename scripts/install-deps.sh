@@ -6,6 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(postgresql postgresql-contrib ca-certificates curl lxd qemu-system-x86 ovmf)
+# The client tests build a Python 3.11 virtualenv with python-libmaas from PyPI.
+if [ "${1:-}" = "--test" ]; then
+  APT_PACKAGES+=(python3-venv)
+  # tests/test_gomaasapi.py builds Juju's MAAS client library offline (GOPATH mode) from
+  # /usr/share/gocode; apt brings in its golang-github-juju-* dependencies.
+  APT_PACKAGES+=(golang-go golang-github-juju-gomaasapi-dev)
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -6,35 +6,17 @@ from common import hosterrors
 from region import compose
 from region.api.errors import BadRequest, ServiceUnavailable
 from region.api.handler import Call, Handler, operation, restful
-from region.api.machine_json import machine_json
+from region.api.allocate_ops import AllocateOperations, MachineAllocateOperations
+from region.api.machine_json import render_machines  # noqa: F401  (also imported from here by other handlers)
 from region.api.params import Form
 from region.api.site import Response
-from region.db import events, host_inventory, hosts, machines, named, users
+from region.db import allocations, events, machines, named
 from region.db.errors import NotFound as RowNotFound
-from region.db.subnets import list_subnets_thd
 
 _CHOICE = "Select a valid choice. That choice is not one of the available choices."
 
 
-async def render_machines(call: Call, found: list[machines.Machine]) -> list[dict]:
-    def lookup_thd(cur):
-        host_ids = {m.host_id for m in found}
-        return (
-            {h.id: h for h in hosts.list_thd(cur) if h.id in host_ids},
-            {z.id: z for z in named.list_thd(cur, named.ZONES)},
-            {p.id: p for p in named.list_thd(cur, named.RESOURCE_POOLS)},
-            {u.id: u.username for u in users.list_users_thd(cur)},
-            {s.id: {"id": s.id, "name": s.name, "cidr": s.cidr} for s in list_subnets_thd(cur)},
-            {h: {i.name: i.numa_node for i in host_inventory.interfaces_thd(cur, h)} for h in host_ids},
-        )
-
-    by_host, zones, pools, owners, subnets, nic_numa = await call.region.db.run(lookup_thd)
-    return [machine_json(m, host=by_host[m.host_id], zone=zones[m.zone_id], pool=pools[m.pool_id],
-                         owner=owners.get(m.owner_id), subnets=subnets, host_nic_numa=nic_numa[m.host_id])
-            for m in found]
-
-
-class MachinesHandler(Handler):
+class MachinesHandler(AllocateOperations, Handler):
     """Manage the collection of machines (VMs on VM hosts)."""
 
     path = "machines/"
@@ -51,10 +33,25 @@ class MachinesHandler(Handler):
         :type zone: String
         :param pool: Optional. Only machines in this resource pool.
         :type pool: String
+        :param agent_name: Optional. Only machines allocated with this agent name (Juju: its model).
+        :type agent_name: String
+        :param mac_address: Optional. Only machines with a NIC with this MAC (repeatable).
+        :type mac_address: String
         """
-        found = await call.region.db.run(machines.list_thd)
+        agent_name = call.params.get("agent_name")
+
+        def list_thd(cur):
+            found = machines.list_thd(cur)
+            if agent_name:
+                wanted = allocations.ids_with_agent_thd(cur, agent_name)
+                found = [m for m in found if m.id in wanted]
+            return found
+
+        found = await call.region.db.run(list_thd)
         names, ids = call.params.getlist("hostname"), call.params.getlist("id")
-        found = [m for m in found if (not names or m.hostname in names) and (not ids or m.system_id in ids)]
+        macs = {m.lower() for m in call.params.getlist("mac_address")}
+        found = [m for m in found if (not names or m.hostname in names) and (not ids or m.system_id in ids)
+                 and (not macs or macs & {(n.mac or "").lower() for n in m.interfaces})]
         rendered = await render_machines(call, found)
         for key in ("zone", "pool"):
             wanted = call.params.get(key)
@@ -63,7 +60,7 @@ class MachinesHandler(Handler):
         return rendered
 
 
-class MachineHandler(Handler):
+class MachineHandler(MachineAllocateOperations, Handler):
     """Manage one machine."""
 
     path = "machines/{system_id}/"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from region.api.network_json import subnet_json, vlan_json
 from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
-from region.db import machines
+from region.db import allocations, host_inventory, hosts, machines, named, networks, users
 
 MIB = 1024 * 1024
 DOMAIN = {"id": 0, "name": "maas", "resource_uri": f"{API_PREFIX}domains/0/"}
@@ -25,12 +26,15 @@ def machine_uri(system_id: str) -> str:
     return f"{API_PREFIX}machines/{system_id}/"
 
 
-def _nic_json(m: machines.Machine, nic: machines.MachineNic, subnets: dict) -> dict:
-    links = [{"id": i, "mode": "static", "ip_address": ip, "subnet": subnets.get(subnet_id)}
+def _nic_json(m: machines.Machine, nic: machines.MachineNic, subnets: dict, vlans: dict) -> dict:
+    # gomaasapi parses a link's subnet as a full subnet object: leave it out rather than send a stub.
+    links = [{"id": i, "mode": "static", "ip_address": ip,
+              **({"subnet": subnets[subnet_id]} if subnet_id in subnets else {})}
              for i, (ip, subnet_id) in enumerate(nic.ips)]
     return {
         "id": nic.id, "name": nic.name, "type": "physical", "mac_address": nic.mac, "enabled": True,
-        "vlan": None, "links": links, "tags": [], "params": {}, "parents": [], "children": [],
+        # The VLAN of the host interface the NIC is attached to (as MAAS's VLAN correction copies it).
+        "vlan": vlans.get(nic.attach_name or ""), "links": links, "tags": [], "params": {}, "parents": [], "children": [],
         "effective_mtu": 1500, "system_id": m.system_id,
         "attach_type": nic.attach_type, "attach_name": nic.attach_name,
         "resource_uri": f"{machine_uri(m.system_id)}interfaces/{nic.id}/",
@@ -44,6 +48,7 @@ def _disk_json(m: machines.Machine, index: int, disk: machines.MachineDisk) -> d
         "size": disk.size, "block_size": 512, "model": "QEMU HARDDISK", "serial": f"lxd_{disk.name}",
         "id_path": f"/dev/disk/by-id/scsi-0QEMU_QEMU_HARDDISK_lxd_{disk.name}", "tags": [],
         "storage_pool": disk.pool, "used_for": "", "partitions": [], "system_id": m.system_id,
+        "uuid": None, "used_size": 0, "filesystem": None,
         "resource_uri": f"{machine_uri(m.system_id)}blockdevices/{disk.id}/",
     }
 
@@ -60,11 +65,14 @@ def numa_alignment(m: machines.Machine, host_nic_numa: dict[str, int | None]) ->
 
 
 def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, subnets: dict | None = None,
-                 host_nic_numa: dict | None = None) -> dict:
+                 host_nic_numa: dict | None = None, host_vlans: dict | None = None,
+                 allocation: allocations.Allocation | None = None) -> dict:
     """`host` is the VM host row, `subnets` maps subnet id -> subnet JSON for the IP links,
-    `host_nic_numa` the host's interfaces' NUMA nodes by name."""
+    `host_nic_numa` the host's interfaces' NUMA nodes by name, `host_vlans` their VLAN JSON by
+    name, `allocation` who holds the machine for what (agent name, owner data, series)."""
     status, status_name = STATUSES.get(m.status, (0, m.status.capitalize()))
-    nics = [_nic_json(m, n, subnets or {}) for n in m.interfaces]
+    allocation = allocation or allocations.Allocation()
+    nics = [_nic_json(m, n, subnets or {}, host_vlans or {}) for n in m.interfaces]
     disks = [_disk_json(m, i, d) for i, d in enumerate(m.disks)]
     return {
         "system_id": m.system_id,
@@ -85,7 +93,7 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
         "node_type": 0,
         "node_type_name": "Machine",
         "owner": owner,
-        "owner_data": {},
+        "owner_data": dict(allocation.owner_data),
         "zone": zone_json(zone),
         "pool": pool_json(pool),
         "tag_names": list(m.tags),
@@ -95,8 +103,8 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
         "ip_addresses": [ip for n in m.interfaces for ip, _ in n.ips],
         "boot_interface": nics[0] if nics else None,
         "boot_disk": disks[0] if disks else None,
-        "osystem": "",
-        "distro_series": "",
+        "osystem": "ubuntu" if allocation.distro_series else "",
+        "distro_series": allocation.distro_series,
         "netboot": False,
         "locked": False,
         "disable_ipv4": False,
@@ -114,3 +122,27 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
         "dynamic": m.dynamic,
         "resource_uri": machine_uri(m.system_id),
     }
+
+
+async def render_machines(call, found: list[machines.Machine]) -> list[dict]:
+    """Machine objects for a request (`call`: region.api.handler.Call), looked up in one transaction."""
+    def lookup_thd(cur):
+        host_ids = {m.host_id for m in found}
+        catalog = networks.catalog_thd(cur)
+        host_ifaces = {h: networks.host_interface_networks_thd(cur, h) for h in host_ids}
+        return (
+            {h.id: h for h in hosts.list_thd(cur) if h.id in host_ids},
+            {z.id: z for z in named.list_thd(cur, named.ZONES)},
+            {p.id: p for p in named.list_thd(cur, named.RESOURCE_POOLS)},
+            {u.id: u.username for u in users.list_users_thd(cur)},
+            {s.id: subnet_json(s, catalog) for s in catalog.subnets},
+            {h: {i.name: i.numa_node for i in host_inventory.interfaces_thd(cur, h)} for h in host_ids},
+            {h: {i.name: vlan_json(i.vlan, catalog) for i in ifaces if i.vlan} for h, ifaces in host_ifaces.items()},
+            allocations.extras_thd(cur, [m.id for m in found]),
+        )
+
+    by_host, zones, pools, owners, subnets, nic_numa, vlans, extras = await call.region.db.run(lookup_thd)
+    return [machine_json(m, host=by_host[m.host_id], zone=zones[m.zone_id], pool=pools[m.pool_id],
+                         owner=owners.get(m.owner_id), subnets=subnets, host_nic_numa=nic_numa[m.host_id],
+                         host_vlans=vlans[m.host_id], allocation=extras.get(m.id))
+            for m in found]

@@ -69,7 +69,9 @@ def host_json(host: hosts.VMHost, zone, pool, vms: list[machines.Machine], colle
 
 
 def _pool_json(p: hosts.HostStoragePool, host: hosts.VMHost, vms: list[machines.Machine]) -> dict:
-    return {"id": p.id, "name": p.name, "type": p.type, "path": p.path, "total": p.total,
+    # MAAS's pool id is the hypervisor's pool id, a string (LXD: the pool name);
+    # Terraform's client decodes it as one.
+    return {"id": p.name, "name": p.name, "type": p.type, "path": p.path, "total": p.total,
             "used": p.used, "available": p.available, "default": p.name == host.default_storage_pool,
             "allocated": _pool_used(p.name, host, vms)}
 

@@ -1,0 +1,70 @@
+"""The constraints of `machines/?op=allocate`, as Juju (gomaasapi), python-libmaas and the CLI send them.
+
+Repeated fields may also come comma-joined.  Names MAAS accepts that mean
+nothing here (bridge options, `verbose`) are accepted and ignored; any other
+unknown name is a 400, so a typo never silently widens the match.
+"""
+
+from __future__ import annotations
+
+from region.allocate import Constraints
+from region.api.compose_form import parse_storage
+from region.api.errors import BadRequest
+from region.api.params import Form, Params
+from region.netconstraints import ConstraintError, parse_interfaces
+
+SINGLE = ("name", "system_id", "zone", "pool", "pod", "pod_type", "agent_name", "comment")
+MULTI = ("arch", "tags", "not_tags", "not_in_zone", "not_in_pool", "not_pod", "not_pod_type")
+NETWORK = ("subnets", "not_subnets", "vlans", "not_vlans", "fabrics", "not_fabrics", "fabric_classes",
+           "not_fabric_classes")
+IGNORED = ("op", "verbose", "bridge_all", "bridge_type", "bridge_stp", "bridge_fd")
+KNOWN = frozenset(SINGLE + MULTI + NETWORK + IGNORED + ("cpu_count", "mem", "storage", "interfaces",
+                                                          "link_speed", "dry_run"))
+TRUE = ("true", "1", "yes", "on")
+
+
+def _number(form: Form, field: str) -> float | None:
+    raw = form.params.get(field)
+    if raw in (None, ""):
+        return None
+    try:
+        value = min(float(v) for v in form.params.getlist(field) if v != "")  # MAAS: the least asked
+    except ValueError:
+        form.error(field, f"Invalid number: {raw}")
+        return None
+    if value < 0:
+        form.error(field, "Ensure this value is greater than or equal to 0.")
+    return value
+
+
+def parse_allocate(params: Params) -> Constraints:
+    unknown = sorted(k for k in params.keys() if k not in KNOWN and not k.startswith("oauth_"))
+    if unknown:
+        raise BadRequest({k: [f"Unknown constraint: {k!r}."] for k in unknown})
+    form = Form(params)
+    single = {f: (params.get(f) or None) for f in SINGLE}
+    multi = {f: tuple(params.getlist(f, split_commas=True)) for f in MULTI}
+    cpu_count, mem = _number(form, "cpu_count"), _number(form, "mem")
+    link_speed = _number(form, "link_speed")
+    storage = ()
+    joined = ",".join(v for v in params.getlist("storage") if v)  # gomaasclient repeats the field
+    if joined:
+        try:
+            storage = parse_storage(joined)
+        except ValueError as e:
+            form.error("storage", str(e))
+    interfaces = ()
+    try:
+        interfaces = tuple(parse_interfaces(params.get("interfaces")))
+    except ConstraintError as e:
+        form.error("interfaces", str(e))
+    form.check()
+    return Constraints(
+        name=single["name"], system_id=single["system_id"], arch=multi["arch"], cpu_count=cpu_count, mem=mem,
+        tags=multi["tags"], not_tags=multi["not_tags"], zone=single["zone"], not_in_zone=multi["not_in_zone"],
+        pool=single["pool"], not_in_pool=multi["not_in_pool"], pod=single["pod"], not_pod=multi["not_pod"],
+        pod_type=single["pod_type"], not_pod_type=multi["not_pod_type"], storage=storage, interfaces=interfaces,
+        networks={k: tuple(params.getlist(k, split_commas=True)) for k in NETWORK if params.getlist(k)},
+        link_speed=None if link_speed is None else int(link_speed),
+        agent_name=single["agent_name"] or "", comment=single["comment"] or "",
+        dry_run=(params.get("dry_run") or "").lower() in TRUE)

@@ -1,0 +1,179 @@
+// Command gomaasapi-check drives vmyard with Juju's real MAAS client library
+// (github.com/juju/gomaasapi, as packaged by Debian) the way Juju's MAAS
+// provider does: connect, read zones and spaces, allocate a machine with an
+// interface constraint on a space (vmyard composes a VM for it), set owner
+// data, find it by agent name, release it, and check that it is gone.
+//
+// It prints two JSON lines on stdout: the allocation, then (after a line on
+// stdin when -pause is given, so a test can look at the VM) the release.
+// Any client-side error (a schema check, a bad id in constraints_by_type)
+// ends it with a non-zero exit and the error on stderr.
+//
+// A 409 from allocate (gomaasapi's NoMatchError) prints {"no_match": ...} and exits 3.
+//
+// Usage: gomaasapi-check -url http://127.0.0.1:PORT/MAAS/api/2.0/ -key KEY -space NAME [-agent UUID] [-cpus N] [-pause]
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/juju/gomaasapi"
+)
+
+type nic struct {
+	ID   int    `json:"id"`
+	Name string `json:"name"`
+	MAC  string `json:"mac_address"`
+	VLAN int    `json:"vid"`
+}
+
+type disk struct {
+	ID   int    `json:"id"`
+	Path string `json:"path"`
+	Size uint64 `json:"size"`
+}
+
+type report struct {
+	Zones      []string          `json:"zones"`
+	Spaces     map[string]int    `json:"spaces"`
+	SystemID   string            `json:"system_id"`
+	Hostname   string            `json:"hostname"`
+	Status     string            `json:"status_name"`
+	CPUCount   int               `json:"cpu_count"`
+	Memory     int               `json:"memory"`
+	Zone       string            `json:"zone"`
+	Interfaces []nic             `json:"interface_set"`
+	BlockDevs  []disk            `json:"blockdevice_set"`
+	Matches    map[string][]nic  `json:"interface_matches"`
+	Storage    map[string][]disk `json:"storage_matches"`
+	OwnerData  map[string]string `json:"owner_data"`
+	ByAgent    []string          `json:"machines_by_agent"`
+}
+
+type released struct {
+	SystemID   string `json:"released"`
+	AfterCount int    `json:"machines_after_release"`
+}
+
+func fail(step string, err error) {
+	fmt.Fprintf(os.Stderr, "%s: %v\n", step, err)
+	os.Exit(1)
+}
+
+func toNic(i gomaasapi.Interface) nic {
+	n := nic{ID: i.ID(), Name: i.Name(), MAC: i.MACAddress()}
+	if v := i.VLAN(); v != nil {
+		n.VLAN = v.VID()
+	}
+	return n
+}
+
+func main() {
+	url := flag.String("url", "", "MAAS API URL")
+	key := flag.String("key", "", "API key consumer:token:secret")
+	spaceName := flag.String("space", "", "space for the interface constraint")
+	agent := flag.String("agent", "3f1c6a2e-model", "agent name (Juju: the model UUID)")
+	pause := flag.Bool("pause", false, "wait for a line on stdin before releasing")
+	cpus := flag.Int("cpus", 1, "minimum CPU count to ask for")
+	flag.Parse()
+	enc := json.NewEncoder(os.Stdout)
+
+	ctrl, err := gomaasapi.NewController(gomaasapi.ControllerArgs{BaseURL: *url, APIKey: *key})
+	if err != nil {
+		fail("NewController", err)
+	}
+	out := report{Spaces: map[string]int{}}
+	zones, err := ctrl.Zones()
+	if err != nil {
+		fail("Zones", err)
+	}
+	for _, z := range zones {
+		out.Zones = append(out.Zones, z.Name())
+	}
+	spaces, err := ctrl.Spaces()
+	if err != nil {
+		fail("Spaces", err)
+	}
+	spaceID := ""
+	for _, s := range spaces {
+		out.Spaces[s.Name()] = s.ID()
+		if s.Name() == *spaceName {
+			spaceID = fmt.Sprint(s.ID())
+		}
+	}
+	if spaceID == "" {
+		fail("Spaces", fmt.Errorf("no space named %q", *spaceName))
+	}
+
+	// As Juju's acquireNode: the label and the space are the space's provider id.
+	machine, matches, err := ctrl.AllocateMachine(gomaasapi.AllocateMachineArgs{
+		MinCPUCount: *cpus,
+		MinMemory:   1024,
+		Storage:     []gomaasapi.StorageSpec{{Label: "root", Size: 1}},
+		Interfaces:  []gomaasapi.InterfaceSpec{{Label: spaceID, Space: spaceID}},
+		AgentName:   *agent,
+		Comment:     "gomaasapi-check",
+	})
+	if gomaasapi.IsNoMatchError(err) {
+		// What Juju does next is try another zone; report it and stop.
+		enc.Encode(map[string]string{"no_match": err.Error()})
+		os.Exit(3)
+	}
+	if err != nil {
+		fail("AllocateMachine", err)
+	}
+	out.SystemID, out.Hostname, out.Status = machine.SystemID(), machine.Hostname(), machine.StatusName()
+	out.CPUCount, out.Memory, out.Zone = machine.CPUCount(), machine.Memory(), machine.Zone().Name()
+	for _, i := range machine.InterfaceSet() {
+		out.Interfaces = append(out.Interfaces, toNic(i))
+	}
+	for _, b := range machine.BlockDevices() {
+		out.BlockDevs = append(out.BlockDevs, disk{b.ID(), b.Path(), b.Size()})
+	}
+	out.Matches = map[string][]nic{}
+	for label, ifaces := range matches.Interfaces {
+		for _, i := range ifaces {
+			out.Matches[label] = append(out.Matches[label], toNic(i))
+		}
+	}
+	out.Storage = map[string][]disk{}
+	for label, devs := range matches.Storage {
+		for _, d := range devs {
+			out.Storage[label] = append(out.Storage[label], disk{d.ID(), d.Path(), d.Size()})
+		}
+	}
+
+	if err := machine.SetOwnerData(map[string]string{"juju-machine-id": "0"}); err != nil {
+		fail("SetOwnerData", err)
+	}
+	out.OwnerData = machine.OwnerData()
+	byAgent, err := ctrl.Machines(gomaasapi.MachinesArgs{AgentName: *agent, SystemIDs: []string{machine.SystemID()}})
+	if err != nil {
+		fail("Machines(agent)", err)
+	}
+	for _, m := range byAgent {
+		out.ByAgent = append(out.ByAgent, m.SystemID())
+	}
+
+	if err := enc.Encode(out); err != nil {
+		fail("encode", err)
+	}
+	if *pause {
+		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+
+	if err := ctrl.ReleaseMachines(gomaasapi.ReleaseMachinesArgs{SystemIDs: []string{machine.SystemID()}, Comment: "done"}); err != nil {
+		fail("ReleaseMachines", err)
+	}
+	after, err := ctrl.Machines(gomaasapi.MachinesArgs{SystemIDs: []string{machine.SystemID()}})
+	if err != nil {
+		fail("Machines(after)", err)
+	}
+	if err := enc.Encode(released{machine.SystemID(), len(after)}); err != nil {
+		fail("encode", err)
+	}
+}

@@ -1,0 +1,124 @@
+"""Juju's own MAAS client library (gomaasapi, as Debian packages it) against a real region and LXD.
+
+The Go program in tests/clients/gomaasapi/ does what Juju's MAAS provider
+does: NewController, Zones, Spaces, AllocateMachine with an interface
+constraint on a space (vmyard composes a VM on demand), SetOwnerData,
+Machines by agent name, ReleaseMachines, and checks the machine is gone.
+It is built offline from the Debian packages (GOPATH mode, no module proxy)
+and cached by the hash of its source and the Go version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_user, region_box
+from tests.test_compose_lxd import bridges, lab, lxc_missing, second_pool  # noqa: F401  (fixtures)
+from tests.test_vmhosts_lxd import lxc_json
+
+SOURCE = Path(__file__).parent / "clients" / "gomaasapi"
+GOCODE = Path("/usr/share/gocode")
+PACKAGE = GOCODE / "src" / "github.com" / "juju" / "gomaasapi"
+
+
+def _go_env(workdir: Path) -> dict[str, str]:
+    # GOPATH mode against the Debian-packaged sources; nothing is downloaded.
+    env = dict(os.environ, GO111MODULE="off", GOPATH=f"{workdir / 'gopath'}:{GOCODE}", GOPROXY="off",
+               GOFLAGS="", GOCACHE=str(workdir / "gocache"), CGO_ENABLED="0")
+    env.pop("GOROOT", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def gomaasapi_check(tmp_path_factory) -> Path:
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("the Go toolchain is not installed (apt package golang-go; scripts/install-deps.sh --test "
+                    "installs it)")
+    if not (PACKAGE / "controller.go").exists():
+        pytest.skip(f"{PACKAGE} is missing (apt package golang-github-juju-gomaasapi-dev; "
+                    f"scripts/install-deps.sh --test installs it)")
+    version = subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout
+    digest = hashlib.sha256(version.encode() + (SOURCE / "main.go").read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vmyard-tests"
+    binary = cache / f"gomaasapi-check-{digest}"
+    if binary.exists():
+        return binary
+    workdir = tmp_path_factory.mktemp("gobuild")
+    built = subprocess.run([go, "build", "-o", str(workdir / "gomaasapi-check"), "."], cwd=SOURCE,
+                           env=_go_env(workdir), capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, f"building the gomaasapi client failed:\n{built.stderr}"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(workdir / "gomaasapi-check", binary)
+    except OSError:
+        return workdir / "gomaasapi-check"  # no writable cache: use this build
+    return binary
+
+
+def test_juju_client_allocates_a_composed_vm_by_space_and_releases_it(gomaasapi_check, lab, lxd_region, dsn,
+                                                                      lxd_server, bridges):
+    admin, host = lab
+    project = host["project"]
+    dmz = admin.get("spaces/dmz/").json()["id"]
+    juju_key = make_user(dsn, region_box(lxd_region), "juju", admin=False)
+    proc = subprocess.Popen([str(gomaasapi_check), "-url", lxd_region.api, "-key", juju_key, "-space", "dmz",
+                             "-agent", "model-uuid-1", "-pause"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line, f"gomaasapi client failed: {proc.stderr.read()}"
+        got = json.loads(line)
+        # While allocated: the VM exists in LXD with its NIC on the dmz bridge.
+        instance = lxc_json(lxd_server, f"/1.0/instances/{got['hostname']}?project={project}")
+        nic = instance["devices"][f"eth{dmz}"]
+        assert nic["parent"] == bridges[1]
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+
+    assert "default" in got["zones"] and {"storage", "dmz"} <= set(got["spaces"])
+    assert got["spaces"]["dmz"] == dmz
+    assert got["status_name"] == "Allocated" and got["cpu_count"] == 1 and got["memory"] == 1024
+    assert got["zone"] == "default"
+    # constraints_by_type: gomaasapi resolved the label to the machine's own NIC and disk.
+    matched = got["interface_matches"][str(dmz)]
+    assert len(matched) == 1 and matched[0] in got["interface_set"]
+    assert matched[0]["name"] == f"eth{dmz}" and matched[0]["vid"] == 30
+    assert matched[0]["mac_address"] == instance["config"][f"volatile.eth{dmz}.hwaddr"]
+    root = got["storage_matches"]["root"]
+    assert len(root) == 1 and root[0] in got["blockdevice_set"] and root[0]["size"] == 1000**3
+    assert got["owner_data"] == {"juju-machine-id": "0"}
+    assert got["machines_by_agent"] == [got["system_id"]]
+
+    released = json.loads(rest.strip().splitlines()[-1])
+    assert released == {"released": got["system_id"], "machines_after_release": 0}
+    assert lxc_missing(lxd_server, f"/1.0/instances/{got['hostname']}?project={project}")
+    assert admin.get("machines/").json() == []
+
+
+def test_juju_client_gets_a_no_match_error_naming_the_host(gomaasapi_check, lab, lxd_region, dsn):
+    admin, host = lab
+    juju_key = make_user(dsn, region_box(lxd_region), "juju", admin=False)
+    too_many = host["total"]["cores"] + 3
+    started = time.monotonic()
+    done = subprocess.run([str(gomaasapi_check), "-url", lxd_region.api, "-key", juju_key, "-space", "dmz",
+                           "-cpus", str(too_many)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    message = json.loads(done.stdout)["no_match"]
+    assert f"VM host {host['name']}: needs {too_many} cores" in message
+    assert time.monotonic() - started < 10  # a 409 is not retried
+    assert admin.get("machines/").json() == []
