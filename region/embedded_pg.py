@@ -148,15 +148,7 @@ class EmbeddedPostgres:
 
     def is_running(self) -> bool:
         pid = self.pid()
-        if pid is None:
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid is not None and process_exists(pid)
 
     def pid(self) -> int | None:
         try:
@@ -219,3 +211,14 @@ class EmbeddedPostgres:
         self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60", "stop"],
                   self._run_as())
         self.started_here = False
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this PID exists (ours or another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -20,7 +20,7 @@ from region.api.site import API_PREFIX, RouterResource
 from region.config import RegionConfig
 from region.db import migrate, racks, secrets, users
 from region.db.pool import Database
-from region.embedded_pg import EmbeddedPostgres
+from region.embedded_pg import EmbeddedPostgres, process_exists
 from region.enrol import EnrolHandler, new_enrolment_secret
 from region.rpc import RackRegistry, new_region_id
 from region.secretbox import SecretBox
@@ -68,13 +68,8 @@ CERTIFICATE_PREFIX = "/MAAS/vmhost-certificate/"
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid != os.getpid()  # a previous incarnation with our PID is not us
+    # A previous incarnation that had our PID is not us.
+    return pid != os.getpid() and process_exists(pid)
 
 
 def database_dsn(config: RegionConfig) -> tuple[str, EmbeddedPostgres | None]:
