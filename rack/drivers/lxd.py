@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 from urllib.parse import quote
 
@@ -70,6 +70,7 @@ from rack.drivers.lxd_instances import (
     pools_needing_default,
     volume_refs,
 )
+from rack.drivers.lxd_pool import ClientPool, PooledClient, pool_key
 from rack.drivers.lxd_resources import (
     NETWORK_INTERFACE_TYPES,
     parse_cpu_memory,
@@ -90,27 +91,49 @@ class LXDDriver(LXDComposeMixin):
     """Implements rack.drivers.base.VMHostDriver for LXD.  compose_vm, power_state,
     power_on and power_off come from LXDComposeMixin (rack/drivers/lxd_compose.py)."""
 
-    def __init__(self, timeout: tuple[float, float] = DEFAULT_TIMEOUT):
+    def __init__(self, timeout: tuple[float, float] = DEFAULT_TIMEOUT, pool: ClientPool | None = None):
         self.timeout = timeout
+        self._pool = pool if pool is not None else ClientPool()
 
     # -- connection ------------------------------------------------------------------------
 
     @contextmanager
     def _connect(self, address: str, creds: HostCredentials,
                  password: str | None) -> Iterator[tuple[pylxd.Client, str]]:
-        """A trusted pylxd client (default project) and the server's fingerprint."""
+        """A trusted pylxd client (default project) and the server's fingerprint,
+        reused from the idle pool when one for this host and identity is there."""
         url, host, port = endpoint_for(address)
-        got = probe_fingerprint(host, port, self.timeout[0])
         expected = (creds.server_fingerprint or "").replace(":", "").lower() or None
+        key = pool_key(url, creds.cert_pem, creds.key_pem, expected)
+        pooled = None if password else self._pool.take(key)
+        if pooled is None:
+            pooled = self._open(url, host, port, creds, expected, password)
+        healthy = False  # after any failure (even "not authorized") start afresh next time
+        try:
+            with self._translated(url, pooled.fingerprint):
+                yield pooled.client, pooled.fingerprint
+            healthy = True
+        finally:
+            if healthy:
+                self._pool.give(key, pooled)
+            else:
+                pooled.close()
+
+    def _open(self, url: str, host: str, port: int, creds: HostCredentials, expected: str | None,
+              password: str | None) -> PooledClient:
+        got = probe_fingerprint(host, port, self.timeout[0])
         if expected is not None and expected != got:
             raise ServerCertificateChanged.between(expected, got)
-        with cert_files(creds) as cert:
-            session = requests.Session()
-            session.trust_env = False
-            session.verify = False
-            session.cert = cert
-            session.mount("https://", PinnedAdapter(got))
-            try:
+        resources = ExitStack()
+        cert = resources.enter_context(cert_files(creds))
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = False
+        session.cert = cert
+        session.mount("https://", PinnedAdapter(got))
+        pooled = PooledClient(None, session, got, resources)
+        try:
+            with self._translated(url, got):
                 self._check_is_lxd(session, url)
                 client = self._client(url, cert, session)
                 if not client.trusted:
@@ -120,22 +143,30 @@ class LXDDriver(LXDComposeMixin):
                     raise IncompatibleHost(
                         "Please upgrade your LXD host to 4.16 or higher to support the following "
                         "extensions: " + ",".join(missing))
-                yield client, got
-            except requests.exceptions.SSLError as e:
-                if fingerprint_mismatch(e):
-                    raise ServerCertificateChanged.between(got, "(a different certificate)") from None
-                raise NotLXD(f"TLS error talking to {url}: {e}") from None
-            except requests.exceptions.Timeout:
-                raise Unreachable(f"the LXD host at {url} did not answer within "
-                                  f"{self.timeout[1]:g} s") from None
-            except requests.exceptions.ConnectionError as e:
-                raise Unreachable(f"lost the connection to the LXD host at {url}: {e}") from None
-            except lxd_exc.ClientConnectionFailed as e:
-                if fingerprint_mismatch(e):
-                    raise ServerCertificateChanged.between(got, "(a different certificate)") from None
-                raise Unreachable(f"cannot talk to the LXD host at {url}: {e}") from None
-            finally:
-                session.close()
+        except BaseException:
+            pooled.close()
+            raise
+        pooled.client = client
+        return pooled
+
+    @contextmanager
+    def _translated(self, url: str, got: str) -> Iterator[None]:
+        """requests/pylxd connection failures as the driver's errors."""
+        try:
+            yield
+        except requests.exceptions.SSLError as e:
+            if fingerprint_mismatch(e):
+                raise ServerCertificateChanged.between(got, "(a different certificate)") from None
+            raise NotLXD(f"TLS error talking to {url}: {e}") from None
+        except requests.exceptions.Timeout:
+            raise Unreachable(f"the LXD host at {url} did not answer within "
+                              f"{self.timeout[1]:g} s") from None
+        except requests.exceptions.ConnectionError as e:
+            raise Unreachable(f"lost the connection to the LXD host at {url}: {e}") from None
+        except lxd_exc.ClientConnectionFailed as e:
+            if fingerprint_mismatch(e):
+                raise ServerCertificateChanged.between(got, "(a different certificate)") from None
+            raise Unreachable(f"cannot talk to the LXD host at {url}: {e}") from None
 
     def _check_is_lxd(self, session: requests.Session, url: str) -> None:
         try:

@@ -1,0 +1,73 @@
+"""Reusing LXD clients: the pool itself, and the driver against a real LXD."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from contextlib import ExitStack
+
+from common import tls
+from common.hosterrors import Untrusted
+from common.models import HostCredentials
+from rack.drivers import lxd as lxd_module
+from rack.drivers.lxd import LXDDriver
+from rack.drivers.lxd_pool import ClientPool, PooledClient
+
+
+class FakeSession:
+    closed = False
+
+    def close(self):
+        self.closed = True
+
+
+def pooled() -> PooledClient:
+    return PooledClient(object(), FakeSession(), "ab" * 32, ExitStack())
+
+
+def test_pool_hands_back_per_key_expires_and_caps():
+    now = [0.0]
+    pool = ClientPool(idle_seconds=10, per_key=2, clock=lambda: now[0])
+    a, b, c = pooled(), pooled(), pooled()
+    for p in (a, b, c):
+        pool.give(("k",), p)
+    assert c.session.closed and not a.session.closed  # over the cap: closed at once
+    assert pool.take(("other",)) is None
+    assert pool.take(("k",)) is b
+    now[0] = 11
+    assert pool.take(("k",)) is None and a.session.closed  # expired while idle
+    d = pooled()
+    pool.give(("k",), d)
+    pool.close_all()
+    assert d.session.closed and pool.take(("k",)) is None
+
+
+def test_driver_reuses_a_client_and_starts_afresh_after_trust_is_revoked(lxd_server, monkeypatch):
+    pair = tls.make_self_signed(f"pool-{uuid.uuid4().hex[:6]}", kind="rsa")
+    name = f"pool-{uuid.uuid4().hex[:6]}"
+    lxd_server.trust_add(pair.cert_pem, name)
+    creds = HostCredentials(pair.cert_pem, pair.key_pem)
+    probes = []
+    real_probe = lxd_module.probe_fingerprint
+    monkeypatch.setattr(lxd_module, "probe_fingerprint", lambda *a: probes.append(a) or real_probe(*a))
+    driver = LXDDriver(timeout=(5, 30))
+    first = driver.discover(lxd_server.address, creds, "default")
+    driver.discover(lxd_server.address, creds, "default")
+    assert len(probes) == 1, "the second operation reused the pinned, trusted client"
+    # A different pin is a different key: probed (and refused) again.
+    pinned = HostCredentials(pair.cert_pem, pair.key_pem, first.server_fingerprint)
+    driver.discover(lxd_server.address, pinned, "default")
+    assert len(probes) == 2
+    # Revoke trust: the pooled client fails once, is dropped, and a fresh one says why.
+    fingerprint = tls.cert_fingerprint(pair.cert_pem)
+    lxd_server.lxc("config", "trust", "remove", fingerprint)
+    try:
+        driver.discover(lxd_server.address, creds, "default")
+    except Exception as e:  # the stale client's failure, whatever LXD said
+        assert "not authorized" in str(e) or isinstance(e, Untrusted), e
+    try:
+        driver.discover(lxd_server.address, creds, "default")
+        raise AssertionError("an untrusted certificate was accepted")
+    except Untrusted:
+        pass
+    assert fingerprint not in json.dumps(json.loads(lxd_server.lxc("query", "/1.0/certificates")))
