@@ -14,8 +14,17 @@ from twisted.web import resource, server
 
 from common import sdnotify, tls
 from common.tlsopts import region_server_options
-from region.api import core_handlers, machine_handlers, network_handlers, subnet_handlers, vmhost_handlers, zone_handlers
-from region.api import account_handlers, describe, tag_handlers
+from region.api import (
+    account_handlers,
+    core_handlers,
+    describe,
+    machine_handlers,
+    network_handlers,
+    subnet_handlers,
+    tag_handlers,
+    vmhost_handlers,
+    zone_handlers,
+)
 from region.api.site import API_PREFIX, RouterResource
 from region.config import RegionConfig
 from region.db import migrate, racks, secrets, users
@@ -180,7 +189,8 @@ class RegionService(service.Service):
         log.info("region ready: API at {url}api/2.0/, RPC on port {rpc}", url=self._url(), rpc=self.rpc_port)
         if not any(u.is_superuser for u in await self.db.run(users.list_users_thd)):
             log.info("no administrator yet: create one with `vmyard-region createadmin --username admin "
-                     "--password PASSWORD --email admin@example.com`, then `vmyard-region apikey --username admin` for `vmyard login`")
+                     "--password PASSWORD --email admin@example.com`, then `vmyard-region apikey "
+                     "--username admin` for `vmyard login`")
         self.ready.callback(self)
 
     def _url(self) -> str:
