@@ -17,7 +17,10 @@ log = Logger()
 
 def default_drivers() -> dict[str, VMHostDriver]:
     from rack.drivers.lxd import LXDDriver
+    from rack.drivers.lxd_tls import sweep_stale_cert_dirs
 
+    for path in sweep_stale_cert_dirs():
+        log.info("removed client certificate files left by a rack that died: {path}", path=path)
     return {"lxd": LXDDriver()}
 
 

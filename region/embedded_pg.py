@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 import attrs
+
+from common.procs import process_exists
 from twisted.logger import Logger
 
 log = Logger()
@@ -212,13 +214,3 @@ class EmbeddedPostgres:
                   self._run_as())
         self.started_here = False
 
-
-def process_exists(pid: int) -> bool:
-    """Whether a process with this PID exists (ours or another user's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -218,10 +218,19 @@ def _numa_nodes(host: HostCapacity, usage: dict[int, NodeUsage], request: Reques
     if request.pinned:
         nodes = tuple(sorted({n.index for n in host.numa if set(n.cores) & set(request.pinned)}))
         if request.hugepages_backed:
-            free = sum(_node_free(n, usage[n.index], host, True)[1] for n in host.numa if n.index in nodes)
-            if free < request.memory:
-                return nodes, [f"needs {human(request.memory)} of hugepages on NUMA node(s) {_cores(nodes)} "
-                               f"(the nodes of its pinned cores), which have {human(max(free, 0))} free"]
+            # Memory follows the pinned cores (as node_usage counts it): each node must hold its share.
+            short = []
+            for n in host.numa:
+                on_node = len(set(n.cores) & set(request.pinned))
+                if not on_node:
+                    continue
+                share = _round_to_pages(-(-request.memory * on_node // len(request.pinned)), n.hugepage_size)
+                free = _node_free(n, usage[n.index], host, True)[1]
+                if free < share:
+                    short.append(f"NUMA node {n.index} needs {human(share)} and has {human(max(free, 0))} free")
+            if short:
+                return nodes, [f"needs {human(request.memory)} of hugepages on the nodes of its pinned cores: "
+                               + ", ".join(short)]
         return nodes, []
     free = {n.index: _node_free(n, usage[n.index], host, request.hugepages_backed) for n in host.numa}
     fitting = [n for n in host.numa
@@ -230,19 +239,24 @@ def _numa_nodes(host: HostCapacity, usage: dict[int, NodeUsage], request: Reques
     if fitting:
         best = max(fitting, key=lambda n: (free[n.index][1], -n.index))
         return (best.index,), []
-    # Span the fewest nodes, most free memory first.
+    # Span the fewest nodes, most free memory first.  A spanning VM is split evenly
+    # (as node_usage counts it), so each chosen node must hold its share of
+    # hugepages; ordinary memory and cores need only fit in total.
     order = sorted(host.numa, key=lambda n: (-free[n.index][1], n.index))
-    chosen, cores, memory = [], 0.0, 0.0
-    for node in order:
-        if cores >= request.cores and memory >= request.memory:
-            break
-        chosen.append(node.index)
-        cores += max(free[node.index][0], 0)
-        memory += max(free[node.index][1], 0)
-    if request.hugepages_backed and memory < request.memory:
+    for k in range(2, len(order) + 1):
+        chosen = order[:k]
+        if request.hugepages_backed:
+            share = -(-request.memory // k)
+            fits = all(free[n.index][1] >= _round_to_pages(share, n.hugepage_size) for n in chosen)
+        else:
+            fits = (sum(max(free[n.index][0], 0) for n in chosen) >= request.cores
+                    and sum(max(free[n.index][1], 0) for n in chosen) >= request.memory)
+        if fits:
+            return tuple(sorted(n.index for n in chosen)), []
+    if request.hugepages_backed:
         per_node = ", ".join(f"NUMA node {i} has {human(max(free[i][1], 0))} free" for i in sorted(free))
-        return tuple(sorted(chosen)), [f"needs {human(request.memory)} of hugepages; {per_node}"]
-    return tuple(sorted(chosen)), []
+        return (), [f"needs {human(request.memory)} of hugepages; {per_node}"]
+    return tuple(sorted(n.index for n in host.numa)), []
 
 
 def _numa_detail(host: HostCapacity, usage: dict[int, NodeUsage], request: Request) -> str:

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from common import sdnotify, tls
+from common.procs import process_exists
 from common.tlsopts import region_server_options
 from region.api import (
     account_handlers,
@@ -29,7 +30,7 @@ from region.api.site import API_PREFIX, RouterResource
 from region.config import RegionConfig
 from region.db import migrate, racks, secrets, users
 from region.db.pool import Database
-from region.embedded_pg import EmbeddedPostgres, process_exists
+from region.embedded_pg import EmbeddedPostgres
 from region.enrol import EnrolHandler, new_enrolment_secret
 from region.rpc import RackRegistry, new_region_id
 from region.secretbox import SecretBox

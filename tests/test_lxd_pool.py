@@ -71,3 +71,19 @@ def test_driver_reuses_a_client_and_starts_afresh_after_trust_is_revoked(lxd_ser
     except Untrusted:
         pass
     assert fingerprint not in json.dumps(json.loads(lxd_server.lxc("query", "/1.0/certificates")))
+
+
+def test_certificate_dirs_of_dead_racks_are_swept(tmp_path):
+    import os
+
+    from rack.drivers.lxd_tls import CERT_DIR_PREFIX, sweep_stale_cert_dirs
+
+    dead_pid = 4_194_000  # above any pid_max default in use here
+    dead = tmp_path / f"{CERT_DIR_PREFIX}{dead_pid}-abc"
+    alive = tmp_path / f"{CERT_DIR_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "unrelated"
+    for d in (dead, alive, other):
+        d.mkdir()
+        (d / "client.key").write_text("k")
+    assert sweep_stale_cert_dirs(str(tmp_path)) == [str(dead)]
+    assert not dead.exists() and alive.exists() and other.exists()

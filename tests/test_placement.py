@@ -117,8 +117,10 @@ requests = st.builds(
     disks=st.lists(st.builds(DiskRequest, size=st.integers(1, 40).map(lambda g: g * GIB),
                              pool=st.sampled_from([None, "a", "b"])), min_size=1, max_size=3).map(tuple),
 )
-pinned_requests = st.sets(st.integers(0, 7), min_size=1, max_size=3).map(
-    lambda cores: Request(cores=len(cores), memory=GIB, pinned=tuple(sorted(cores)), disks=(DiskRequest(GIB),)))
+pinned_requests = st.builds(
+    lambda cores, huge: Request(cores=len(cores), memory=GIB // 2, pinned=tuple(sorted(cores)), hugepages_backed=huge,
+                                disks=(DiskRequest(GIB),)),
+    st.sets(st.integers(0, 7), min_size=1, max_size=3), st.booleans())
 hosts = st.builds(
     lambda ratio, mratio, pages, used: host(
         cores=8, memory=16 * GIB, cpu_ratio=ratio, memory_ratio=mratio, numa=two_nodes(hugepages=pages),
@@ -191,3 +193,20 @@ def test_nic_numa_alignment_is_reported():
     assert report["aligned"] is False
     assert [(n["name"], n["aligned"]) for n in report["nics"]] == [("eth0", True), ("eth1", False)]
     assert numa_alignment(m, {})["aligned"] is None
+
+
+def test_a_hugepage_vm_spanning_nodes_needs_its_share_on_each():
+    h = host(numa=two_nodes(hugepages=512))  # 1 GiB of hugepages per node
+    half_used = [Allocation(cores=1, memory=GIB // 2, hugepages_backed=True, numa_nodes=(0,))]
+    # 1.25 GiB in total is free, but an even split needs 640 MiB on node 0, which has 512 MiB.
+    with pytest.raises(DoesNotFit, match="NUMA node 0 has 512 MiB free"):
+        place(h, half_used, Request(cores=1, memory=GIB + GIB // 8, hugepages_backed=True))
+    quarter_used = [Allocation(cores=1, memory=GIB // 4, hugepages_backed=True, numa_nodes=(0,))]
+    ask = Request(cores=1, memory=GIB + GIB // 4, hugepages_backed=True)
+    placed = place(h, quarter_used, ask)
+    assert placed.numa_nodes == (0, 1)  # 640 MiB on each: node 0 has 768 MiB free
+    usage = node_usage(h, quarter_used + [as_allocation(ask, placed)])
+    assert usage[0].hugepages <= GIB and usage[1].hugepages <= GIB
+    # Pinned: the memory follows the cores, so the node of the pinned cores must hold it.
+    with pytest.raises(DoesNotFit, match="NUMA node 0 needs 1 GiB and has 512 MiB free"):
+        place(h, half_used, Request(cores=1, memory=GIB, pinned=(1,), hugepages_backed=True))

@@ -21,6 +21,7 @@ from requests.adapters import HTTPAdapter
 
 from common import tls
 from common.models import HostCredentials
+from common.procs import process_exists
 from rack.drivers.base import DriverError, NotLXD, Unreachable
 
 DEFAULT_PORT = 8443
@@ -133,7 +134,7 @@ def cert_files(creds: HostCredentials) -> Iterator[tuple[str, str]]:
         check_pair_cached(creds.cert_pem, creds.key_pem)
     except tls.CertificateError as e:
         raise DriverError(f"the client certificate for this VM host is unusable: {e}") from None
-    tmp = tempfile.mkdtemp(prefix="vmyard-lxd-cert-")  # 0700
+    tmp = tempfile.mkdtemp(prefix=f"{CERT_DIR_PREFIX}{os.getpid()}-")  # 0700
     try:
         paths = []
         for name, data in (("client.crt", creds.cert_pem), ("client.key", creds.key_pem)):
@@ -145,6 +146,27 @@ def cert_files(creds: HostCredentials) -> Iterator[tuple[str, str]]:
         yield paths[0], paths[1]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+CERT_DIR_PREFIX = "vmyard-lxd-cert-"
+
+
+def sweep_stale_cert_dirs(root: str | None = None) -> list[str]:
+    """Remove certificate directories left by rack processes that died mid-operation
+    (the PID in the name no longer exists).  Returns what was removed."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    for name in os.listdir(root):
+        if not name.startswith(CERT_DIR_PREFIX):
+            continue
+        pid = name[len(CERT_DIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or process_exists(int(pid)):
+            continue
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and os.stat(path).st_uid == os.getuid():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def fingerprint_mismatch(e: BaseException) -> bool:
