@@ -16,10 +16,11 @@ from region.db.errors import FieldError, NotFound, Refused
 class NamedKind:
     table: str
     label: str  # what users call it: "zone", "resource pool"
+    reference: str  # the column VM hosts and machines point at it with
 
 
-ZONES = NamedKind("zones", "zone")
-RESOURCE_POOLS = NamedKind("resource_pools", "resource pool")
+ZONES = NamedKind("zones", "zone", "zone_id")
+RESOURCE_POOLS = NamedKind("resource_pools", "resource pool", "pool_id")
 
 
 @attrs.frozen
@@ -99,5 +100,14 @@ def delete_thd(cur, kind: NamedKind, key: str | int) -> NamedObject:
     obj = get_thd(cur, kind, key)
     if obj.is_default:
         raise Refused(f"This is the default {kind.label}, it cannot be deleted.")
+    users = []
+    for table, what in (("vm_hosts", "VM host"), ("machines", "machine")):
+        cur.execute(f"SELECT count(*) FROM {table} WHERE {kind.reference} = %s", (obj.id,))
+        count = cur.fetchone()[0]
+        if count:
+            users.append(f"{count} {what}{'s' if count > 1 else ''}")
+    if users:
+        raise Refused(f"The {kind.label} {obj.name} is used by {' and '.join(users)}; move them to another "
+                      f"{kind.label} first.")
     cur.execute(f"DELETE FROM {kind.table} WHERE id = %s", (obj.id,))
     return obj
