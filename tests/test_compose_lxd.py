@@ -132,6 +132,11 @@ def test_compose_two_disks_two_nics_static_ip_pinned_then_decompose_frees_everyt
     huge = api.post(f"vm-hosts/{hid}/", data={"op": "compose", "hugepages_backed": "true", "storage": "root:1"})
     assert huge.status == 409 and "hugepages" in huge.text
 
+    # The subnet cannot be deleted under the machine's feet.
+    subnet_id = next(sn["id"] for sn in api.get("subnets/").json() if sn["cidr"] == "10.30.0.0/24")
+    refused = api.delete(f"subnets/{subnet_id}/")
+    assert refused.status == 400 and "10.30.0.50 (db1)" in refused.text
+
     assert api.delete(f"machines/{system_id}/").status == 204
     assert lxc_missing(lxd_server, f"/1.0/instances/db1?project={project}")
     assert lxc_missing(lxd_server, f"/1.0/storage-pools/default/volumes/custom/{data_disk['source']}?project={project}")

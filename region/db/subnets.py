@@ -179,8 +179,18 @@ def _check_contents_fit(cur, subnet_id: int, net: Network) -> None:
 
 
 def delete_subnet_thd(cur, key: int | str) -> Subnet:
-    """Its ranges and allocated IPs go with it (as in MAAS)."""
+    """Its ranges go with it; addresses machines still hold block it (unlike MAAS, which
+    drops them silently)."""
     subnet = get_subnet_thd(cur, key)
+    cur.execute("SELECT host(s.ip), m.hostname FROM static_ips s JOIN machine_interfaces i"
+                " ON i.id = s.machine_interface_id JOIN machines m ON m.id = i.machine_id"
+                " WHERE s.subnet_id = %s ORDER BY s.ip", (subnet.id,))
+    held = cur.fetchall()
+    if held:
+        listed = ", ".join(f"{ip} ({hostname})" for ip, hostname in held[:5])
+        more = f" and {len(held) - 5} more" if len(held) > 5 else ""
+        raise Refused(f"Subnet {subnet.cidr} has addresses in use by machines: {listed}{more}; "
+                      f"delete or release those machines first.")
     cur.execute("DELETE FROM subnets WHERE id = %s", (subnet.id,))
     return subnet
 
