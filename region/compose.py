@@ -173,8 +173,12 @@ def _event_thd(cur, kind: str, text: str, machine: machines.Machine, username: s
 
 async def compose(region, host_id: int, ask: ComposeAsk, user, dynamic: bool = False) -> machines.Machine:
     owner_id = user.id if dynamic else None
-    machine, request = await region.db.run(reserve_thd, host_id, ask, owner_id, dynamic, region.region_id)
-    _, target = await region.hosts.target(host_id)
+
+    def reserve_and_target_thd(cur):
+        machine, request = reserve_thd(cur, host_id, ask, owner_id, dynamic, region.region_id)
+        return machine, request, region.hosts.target_thd(cur, hosts.get_thd(cur, host_id))
+
+    machine, request, target = await region.db.run(reserve_and_target_thd)
     try:
         vm = await region.hosts.compose_vm(target, request)
     except (hosterrors.DriverError, NoRackConnected) as e:
@@ -206,9 +210,10 @@ async def _abandon(region, machine: machines.Machine, target, clean: bool) -> No
     await region.db.run(machines.delete_thd, machine.id)
 
 
-async def decompose(region, machine: machines.Machine, username: str | None) -> list[str]:
+async def decompose(region, machine: machines.Machine, username: str | None, target=None) -> list[str]:
     """Delete the VM on its host, then the record (freeing its IPs, VFs and resources)."""
-    _, target = await region.hosts.target(machine.host_id)
+    if target is None:
+        _, target = await region.hosts.target(machine.host_id)
     warnings = await region.hosts.delete_vm(for_project(target, machine.project), machine.instance_name)
 
     def forget_thd(cur):

@@ -147,12 +147,16 @@ class HostManager:
     async def target(self, host_id: int) -> tuple[hosts.VMHost, Target]:
         def load_thd(cur):
             host = hosts.get_thd(cur, host_id)
-            return host, hosts.key_thd(cur, self.box, host.id)
+            return host, self.target_thd(cur, host)
 
-        host, key = await self.db.run(load_thd)
+        return await self.db.run(load_thd)
+
+    def target_thd(self, cur, host: hosts.VMHost) -> Target:
+        """How to reach `host`, its key decrypted (inside the caller's transaction)."""
+        key = hosts.key_thd(cur, self.box, host.id)
         creds = HostCredentials(cert_pem=host.certificate or "", key_pem=key or "",
                                 server_fingerprint=host.server_fingerprint)
-        return host, Target(host.type, host.power_address, host.project, creds)
+        return Target(host.type, host.power_address, host.project, creds)
 
     # -- refresh ------------------------------------------------------------------------------
 

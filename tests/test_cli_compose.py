@@ -123,7 +123,7 @@ def test_compose_then_list_show_power_and_delete_the_machine(vmyard, lab, lxd_se
     [nic] = table_titled(out, "Interfaces")
     instance = lxc_json(lxd_server, f"/1.0/instances/db1?project={project}")
     assert (nic["NAME"], nic["ATTACH"], nic["MAC"]) == ("eth0", f"bridge:{bridge}",
-                                                        instance["config"]["volatile.eth0.hwaddr"])
+                                                        instance["devices"]["eth0"]["hwaddr"])
     assert instance["devices"]["eth0"]["parent"] == bridge
 
     listing = ok(vmyard("machine", "list"))

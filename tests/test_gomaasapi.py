@@ -98,7 +98,7 @@ def test_juju_client_allocates_a_composed_vm_by_space_and_releases_it(gomaasapi_
     matched = got["interface_matches"][str(dmz)]
     assert len(matched) == 1 and matched[0] in got["interface_set"]
     assert matched[0]["name"] == f"eth{dmz}" and matched[0]["vid"] == 30
-    assert matched[0]["mac_address"] == instance["config"][f"volatile.eth{dmz}.hwaddr"]
+    assert matched[0]["mac_address"] == instance["devices"][f"eth{dmz}"]["hwaddr"]
     root = got["storage_matches"]["root"]
     assert len(root) == 1 and root[0] in got["blockdevice_set"] and root[0]["size"] == 1000**3
     assert got["owner_data"] == {"juju-machine-id": "0"}

@@ -183,9 +183,7 @@ def test_compose_vm(lxd_server, driver, creds, project):
     assert vm == DiscoveredVM(
         instance_name=name, project=p, architecture=debian_architecture(arch), power_state="off",
         cores=len(pinned), memory=GiB, pinned_cores=pinned, hugepages_backed=not own_volumes,
-        disks=[{"root": VMDisk("root", 2 * GiB, "default"),
-                "disk1": VMDisk("disk1", GiB, "default")}[n]
-               for n, d in inst["expanded_devices"].items() if d["type"] == "disk"],
+        disks=[VMDisk("root", 2 * GiB, "default"), VMDisk("disk1", GiB, "default")],  # root first
         interfaces=[], location=None)
     # Discovery sees the same VM.
     assert driver.discover(lxd_server.address, creds, p).vms == [vm]
@@ -222,13 +220,16 @@ def test_compose_vm_nics(lxd_server, driver, creds, vm_project, bridge):
 
     inst = lxc_json(lxd_server, f"/1.0/instances/{name}?project={vm_project}")
     nics = {k: d for k, d in inst["devices"].items() if d["type"] == "nic"}
+    lxd_mac = nics["eth0"].get("hwaddr")  # chosen by vmyard: a random locally administered MAC
+    assert lxd_mac and int(lxd_mac.split(":")[0], 16) & 0x03 == 0x02
     assert nics == {
         "eth0": {"type": "nic", "nictype": "bridged", "parent": bridge, "name": "eth0",
-                 "boot.priority": "1"},
+                 "boot.priority": "1", "hwaddr": lxd_mac},
         "eth1": {"type": "nic", "nictype": "bridged", "parent": bridge, "name": "eth1",
                  "vlan": "42", "hwaddr": "00:16:3e:ab:cd:ef"},
     }
-    lxd_mac = inst["config"]["volatile.eth0.hwaddr"]  # chosen by LXD
+    # ...and what LXD reports is what compose returned.
+    assert driver.discover(lxd_server.address, creds, vm_project).vms[0].interfaces == vm.interfaces
     assert _by_name(vm.interfaces) == {
         "eth0": VMInterface("eth0", lxd_mac, "bridge", bridge, vid=0, boot=True),
         "eth1": VMInterface("eth1", "00:16:3e:ab:cd:ef", "bridge", bridge, vid=42, boot=False),
@@ -269,16 +270,25 @@ def test_compose_failure_when_lxd_refuses_the_instance(lxd_server, driver, creds
     assert _volumes(lxd_server, vm_project, "badroot") == []
 
 
+def _failing_after_instance_created(driver, error):
+    """A `_wait` that lets LXD finish creating the instance, then fails (as a lost or
+    failed operation would, with the VM already there)."""
+    real_wait = driver._wait
+
+    def wait(client, prefix, response, *args, **kwargs):
+        real_wait(client, prefix, response, *args, **kwargs)
+        if prefix.startswith("cannot create LXD VM"):
+            raise error
+
+    return wait
+
+
 @pytest.mark.parametrize("error", [DriverError("reading back failed"), RuntimeError("bug")])
 def test_compose_failure_after_the_instance_exists_removes_it(lxd_server, driver, creds, vm_project,
                                                               monkeypatch, error):
     arch, _ = _host(lxd_server)
 
-    def fail(*args, **kwargs):
-        assert not lxc_missing(lxd_server, f"/1.0/instances/late?project={vm_project}")
-        raise error
-
-    monkeypatch.setattr(driver, "_to_vms", fail)
+    monkeypatch.setattr(driver, "_wait", _failing_after_instance_created(driver, error))
     with pytest.raises(type(error)) as e:
         driver.compose_vm(lxd_server.address, creds, vm_project, _request("late", vm_project, arch))
     assert str(e.value) == str(error)  # everything was removed: nothing to add
@@ -296,10 +306,7 @@ def test_compose_failure_says_what_it_could_not_remove(lxd_server, driver, creds
             raise DriverError("refused for the test")
         return real_run(client, what, method, **kwargs)
 
-    def fail(*args):
-        raise DriverError("boom")
-
-    monkeypatch.setattr(driver, "_to_vms", fail)
+    monkeypatch.setattr(driver, "_wait", _failing_after_instance_created(driver, DriverError("boom")))
     monkeypatch.setattr(driver, "_run", run)
     with pytest.raises(DriverError) as e:
         driver.compose_vm(lxd_server.address, creds, vm_project, _request("stuck", vm_project, arch))

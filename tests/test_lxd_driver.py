@@ -431,8 +431,9 @@ def test_discover_vms(lxd_server, driver, trusted_creds, vm_project, nic_parent)
     assert vms["vm1"] == DiscoveredVM(
         instance_name="vm1", project=p, architecture="amd64/generic", power_state="off",
         cores=2, memory=512 * MiB, pinned_cores=[], hugepages_backed=False,
-        # in LXD's expanded_devices order
-        disks=[disks[n] for n, d in vm1["expanded_devices"].items() if d["type"] == "disk"],
+        # the root disk first, then LXD's expanded_devices order
+        disks=[disks["root"]] + [disks[n] for n, d in vm1["expanded_devices"].items()
+                                 if d["type"] == "disk" and n != "root"],
         interfaces=[nics[n] for n, d in vm1["expanded_devices"].items() if d["type"] == "nic"],
         location=None,
     )
@@ -462,8 +463,8 @@ def test_discover_vms_volume_in_default_project(lxd_server, driver, trusted_cred
         lxd_server.lxc("config", "device", "add", "vm1", "data", "disk", "pool=default",
                        f"source={vol}", "--project", p)
         [vm] = driver.discover(lxd_server.address, trusted_creds, p).vms
-        assert [(d.name, d.size) for d in vm.disks] == [("data", 16 * MiB),
-                                                         ("root", DEFAULT_DISK_SIZE)]
+        assert [(d.name, d.size) for d in vm.disks] == [("root", DEFAULT_DISK_SIZE),
+                                                         ("data", 16 * MiB)]
         assert driver.delete_vm(lxd_server.address, trusted_creds, p, "vm1") == []
         assert lxc_missing(lxd_server, f"/1.0/storage-pools/default/volumes/custom/{vol}")
     finally:

@@ -19,11 +19,12 @@ import secrets
 from typing import Any, Callable
 from urllib.parse import quote
 
+import attrs
 from pylxd import exceptions as lxd_exc
 
 from common.hosterrors import DriverError
 from common.models import ComposeRequest, DiscoveredVM, HostCredentials, RequestedDisk, RequestedNic
-from rack.drivers.lxd_instances import DEBIAN_ARCH, STOPPED, is_vm, power_state
+from rack.drivers.lxd_instances import DEBIAN_ARCH, STOPPED, instance_to_vm, is_vm, power_state
 
 # Debian architecture -> kernel architecture (the first kernel name wins: armhf → armv7l)
 KERNEL_ARCH = {debian: kernel for kernel, debian in reversed(list(DEBIAN_ARCH.items()))}
@@ -184,6 +185,15 @@ def instance_definition(request: ComposeRequest, kernel_arch: str,
     }
 
 
+def created_vm(definition: dict, request: ComposeRequest, project: str, clustered: bool) -> DiscoveredVM:
+    """The VM LXD made from `definition` (created stopped), read as discovery reads instances."""
+    instance = {**definition, "status_code": STOPPED, "expanded_config": definition["config"],
+                "expanded_devices": definition["devices"], "location": "none"}
+    sizes = {(disk.pool, volume_name(request.instance_name, disk), None): str(disk.size)
+             for disk in request.disks[1:]}
+    return instance_to_vm(instance, project, clustered=clustered, volume_sizes=sizes)
+
+
 # -- requests -----------------------------------------------------------------------------------
 
 class LXDComposeMixin:
@@ -211,15 +221,6 @@ class LXDComposeMixin:
     def _compose(self, client, project: str, request: ComposeRequest) -> DiscoveredVM:
         name = request.instance_name
         params = {"project": project}
-        node = client.api.instances[name]
-        try:
-            node.get(params=params)
-        except lxd_exc.NotFound:
-            pass
-        except lxd_exc.LXDAPIException as e:
-            raise DriverError(f"cannot compose LXD VM {name!r}: {lxd_error(e)}") from None
-        else:
-            raise DriverError(f"an instance named {name} already exists in project {project}")
         env = client.host_info.get("environment") or {}
         arch = kernel_architecture(request.architecture or env.get("kernel_architecture") or "")
         for nic in request.nics:
@@ -231,6 +232,10 @@ class LXDComposeMixin:
             except lxd_exc.LXDAPIException as e:
                 raise DriverError(f"cannot compose LXD VM {name!r}: NIC {nic.name}: "
                                   f"{lxd_error(e)}") from None
+        # Every NIC gets its MAC from us, so the VM is known without reading it back.
+        request = attrs.evolve(request, nics=[n if n.hwaddr else attrs.evolve(n, hwaddr=random_mac())
+                                              for n in request.nics])
+        definition = instance_definition(request, arch)
         created: list[tuple[str, ...]] = []  # ("volume", pool, name) / ("instance", name)
         try:
             for pool, body in volume_definitions(request):
@@ -239,13 +244,11 @@ class LXDComposeMixin:
                              client.api.storage_pools[quote(pool, safe="")].volumes.custom.post,
                              json=body, params=params)
             self._create(client, created, ("instance", name), f"cannot create LXD VM {name!r}",
-                         client.api.instances.post, json=instance_definition(request, arch),
-                         params=params)
-            instance = self._get(node, params, f"cannot read LXD VM {name!r} back")
-            clustered = bool(env.get("server_clustered", False))
-            return self._to_vms(client, project, [instance], clustered)[0]
+                         client.api.instances.post, json=definition, params=params)
         except BaseException as e:
             left = self._undo(client, project, created)
+            if isinstance(e, DriverError) and "already exists" in str(e) and self._exists(client, name, params):
+                raise DriverError(f"an instance named {name} already exists in project {project}") from None
             if isinstance(e, DriverError):
                 if left:
                     raise type(e)(f"{e}; {left}") from None
@@ -254,6 +257,14 @@ class LXDComposeMixin:
                 raise DriverError(f"composing LXD VM {name!r} failed ({type(e).__name__}: {e}); "
                                   f"{left}") from e
             raise
+        return created_vm(definition, request, project, clustered=bool(env.get("server_clustered", False)))
+
+    def _exists(self, client, name: str, params: dict) -> bool:
+        try:
+            client.api.instances[name].get(params=params)
+        except lxd_exc.LXDAPIException:
+            return False
+        return True
 
     def _create(self, client, created: list, key: tuple[str, ...], what: str, method, **kwargs) -> None:
         """POST and wait.  `key` is in `created` from the moment LXD may have made the

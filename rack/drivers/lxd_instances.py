@@ -218,7 +218,8 @@ def instance_to_vm(instance: Mapping[str, Any], project: str, *, clustered: bool
     location = instance_location(instance, clustered)
     cores, pinned = parse_cpu_limit(config.get("limits.cpu"))
     disks, nics = [], []
-    for name, device in _devices(instance):
+    # The root disk (mounted at /) first, as the machine's boot disk; then device order.
+    for name, device in sorted(_devices(instance), key=lambda item: item[1].get("path") != "/"):
         if is_machine_disk(device):
             disks.append(_disk(name, device, location, volume_sizes or {}, pool_volume_sizes or {}))
         elif device.get("type") == "nic":

@@ -10,7 +10,7 @@ from region.api.allocate_ops import AllocateOperations, MachineAllocateOperation
 from region.api.machine_json import render_machines  # noqa: F401  (also imported from here by other handlers)
 from region.api.params import Form
 from region.api.site import Response
-from region.db import allocations, events, machines, named
+from region.db import allocations, events, hosts, machines, named
 from region.db.errors import NotFound as RowNotFound
 
 _CHOICE = "Select a valid choice. That choice is not one of the available choices."
@@ -112,9 +112,15 @@ class MachineHandler(MachineAllocateOperations, Handler):
     @restful("DELETE", admin_only=True)
     async def delete(self, call: Call):
         """Delete the machine: its VM is deleted on the host first, then every resource it held is freed."""
-        machine = await self._machine(call)
+        region = call.region
+
+        def load_thd(cur):  # the machine and how to reach its host, in one transaction
+            machine = machines.get_thd(cur, call.path_args["system_id"])
+            return machine, region.hosts.target_thd(cur, hosts.get_thd(cur, machine.host_id))
+
+        machine, target = await region.db.run(load_thd)
         try:
-            await compose.decompose(call.region, machine, call.user.username)
+            await compose.decompose(region, machine, call.user.username, target)
         except hosterrors.DriverError as e:
             raise ServiceUnavailable(f"Unable to decompose machine because: {e}") from None
         return Response(204)
