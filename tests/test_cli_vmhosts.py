@@ -177,3 +177,24 @@ def test_walkthrough_forms_type_address_option_token_and_overcommit(vmyard, lxd_
     host = json.loads(ok(vmyard("--json", "vm-host", "show", second)))
     assert (host["cpu_over_commit_ratio"], host["memory_over_commit_ratio"]) == (2.0, 1.5)
     assert "give the address once" in failed(vmyard("vm-host", "add", "lxd", "h:1", "--address", "h:2"))
+
+
+def test_bring_your_own_certificate_and_a_passphrase_key_is_refused(vmyard, lxd_server, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    from common import tls
+
+    pair = tls.make_self_signed(unique("byo"), kind="ec")
+    crt, key, locked = tmp_path / "crt.pem", tmp_path / "key.pem", tmp_path / "locked.pem"
+    crt.write_text(pair.cert_pem)
+    key.write_text(pair.key_pem)
+    locked.write_text(tls.load_key(pair.key_pem).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret")).decode())
+    error = failed(vmyard("vm-host", "add", "lxd", "--address", lxd_server.address, "--name", unique("byo"),
+                          "--certificate", str(crt), "--key", str(locked)))
+    assert "key" in error and "passphrase" in error
+    lxd_server.trust_add(pair.cert_pem, unique("byo"))
+    out = ok(vmyard("vm-host", "add", "lxd", "--address", lxd_server.address, "--name", unique("byo"),
+                    "--project", unique("p"), "--certificate", str(crt), "--key", str(key)))
+    assert "ready" in out

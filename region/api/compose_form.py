@@ -42,7 +42,7 @@ def parse_storage(value: str) -> tuple[StorageAsk, ...]:
     """`label:size(tags),…`; sizes in GB (10^9) unless a unit says otherwise (20G, 512M, 1.5T, 8GiB).
     The first disk stays first (root); the rest go most-tagged first, as MAAS orders them."""
     items = []
-    for index, raw in enumerate(value.split(",") if value else []):
+    for index, raw in enumerate(_split_outside_parens(value) if value else []):
         m = _STORAGE_ITEM.match(raw)
         if not m:
             raise ValueError(f'Malformed storage constraint, "{value}".')
@@ -59,6 +59,18 @@ def parse_storage(value: str) -> tuple[StorageAsk, ...]:
     if len(set(labels)) != len(labels):
         raise ValueError(f'Malformed storage constraint, "{value}": a label is used twice.')
     return (items[0], *sorted(items[1:], key=lambda i: -len(i.tags)))
+
+
+def _split_outside_parens(value: str) -> list[str]:
+    """'a:1,b:2(x,y)' -> ['a:1', 'b:2(x,y)']: tags in parentheses may hold commas."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(value):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(value[start:i])
+            start = i + 1
+    parts.append(value[start:])
+    return parts
 
 
 def _int(form: Form, field: str, default: int, minimum: int) -> int:
