@@ -17,7 +17,7 @@ import pytest
 
 from common import tls
 from common.models import DiscoveredHost, DiscoveredVM, HostCredentials, VMDisk, VMInterface
-from rack.drivers import lxd as lxd_module
+from rack.drivers import lxd_delete as lxd_delete_module
 from rack.drivers.base import (
     DriverError,
     NotLXD,
@@ -526,7 +526,7 @@ def test_delete_vm_stop_failure(lxd_server, driver, trusted_creds, vm_project, m
     """VMs cannot run here, so make the driver believe a stopped one runs: LXD rejects
     the stop, the error names the VM and carries LXD's text, and nothing is deleted."""
     init_vm(lxd_server, vm_project, "vm1")
-    monkeypatch.setattr(lxd_module, "STOPPED", -1)
+    monkeypatch.setattr(lxd_delete_module, "STOPPED", -1)
     with pytest.raises(DriverError) as e:
         driver.delete_vm(lxd_server.address, trusted_creds, vm_project, "vm1")
     assert "cannot stop LXD VM 'vm1'" in str(e.value)
