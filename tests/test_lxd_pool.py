@@ -54,6 +54,12 @@ def test_driver_reuses_a_client_and_starts_afresh_after_trust_is_revoked(lxd_ser
     first = driver.discover(lxd_server.address, creds, "default")
     driver.discover(lxd_server.address, creds, "default")
     assert len(probes) == 1, "the second operation reused the pinned, trusted client"
+    # The pooled client keeps its key in memory only: no certificate files remain on disk.
+    import glob
+    import os
+    import tempfile
+
+    assert glob.glob(os.path.join(tempfile.gettempdir(), f"vmyard-lxd-cert-{os.getpid()}-*")) == []
     # A different pin is a different key: probed (and refused) again.
     pinned = HostCredentials(pair.cert_pem, pair.key_pem, first.server_fingerprint)
     driver.discover(lxd_server.address, pinned, "default")

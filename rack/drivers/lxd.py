@@ -121,16 +121,17 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
         got = probe_fingerprint(host, port, self.timeout[0])
         if expected is not None and expected != got:
             raise ServerCertificateChanged.between(expected, got)
-        resources = ExitStack()
-        cert = resources.enter_context(cert_files(creds))
+        # The key is on disk (0600, private dir) only while the client is built: the
+        # TLS context keeps it in memory from then on (pylxd's authenticate reads the
+        # certificate file, so the files outlive the session setup by that much).
         session = requests.Session()
         session.trust_env = False
         session.verify = False
-        session.cert = cert
-        session.mount("https://", PinnedAdapter(got))
-        pooled = PooledClient(None, session, got, resources)
+        pooled = PooledClient(None, session, got, ExitStack())
         try:
-            with self._translated(url, got):
+            with cert_files(creds) as cert, self._translated(url, got):
+                session.cert = cert  # pylxd insists on it while authenticating
+                session.mount("https://", PinnedAdapter(got, client_cert=cert))
                 self._check_is_lxd(session, url)
                 client = self._client(url, cert, session)
                 if not client.trusted:
@@ -140,6 +141,7 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
                     raise IncompatibleHost(
                         "Please upgrade your LXD host to 4.16 or higher to support the following "
                         "extensions: " + ",".join(missing))
+            session.cert = None  # the adapter's TLS context holds it from now on
         except BaseException:
             pooled.close()
             raise

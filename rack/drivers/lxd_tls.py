@@ -86,17 +86,26 @@ def probe_fingerprint(host: str, port: int, timeout: float) -> str:
 
 class PinnedAdapter(HTTPAdapter):
     """HTTPS adapter that makes urllib3 check the server certificate's SHA-256 on
-    every handshake (works with verify=False: it is independent of CA checks)."""
+    every handshake (works with verify=False: it is independent of CA checks).
 
-    def __init__(self, fingerprint: str):
+    With `client_cert` (paths of the PEM certificate and key) the client
+    certificate is loaded into the adapter's TLS context once, so the files are
+    needed only while the adapter is built and can be removed right after.
+    """
+
+    def __init__(self, fingerprint: str, client_cert: tuple[str, str] | None = None):
         self._fingerprint = fingerprint
+        self._client_cert = client_cert
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args, **kwargs):
         kwargs["assert_fingerprint"] = self._fingerprint
         # A bare context: no CA store to load (the fingerprint is the check), which
         # would otherwise cost ~20 ms per connection.
-        kwargs["ssl_context"] = bare_client_context()
+        ctx = bare_client_context()
+        if self._client_cert is not None:
+            ctx.load_cert_chain(*self._client_cert)
+        kwargs["ssl_context"] = ctx
         super().init_poolmanager(*args, **kwargs)
 
 
