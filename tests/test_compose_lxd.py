@@ -221,3 +221,23 @@ def test_a_compose_killed_midway_leaves_record_and_vm_both_or_neither(start_regi
     assert len(custom) == sum(1 for _, in_lxd, _ in outcomes if in_lxd), (custom, outcomes)
     # The kills really landed before, during and after the VM's creation.
     assert {in_lxd for _, in_lxd, _ in outcomes} == {True, False}, outcomes
+
+
+def test_drift_in_lxd_is_repaired_by_a_refresh(lxd_api, lxd_server):
+    """A VM changed or removed behind vmyard's back: the next refresh brings the records
+    (and so the accounting) back in line with the host."""
+    api = lxd_api
+    host = add_trusted_host(api, lxd_server)
+    sid = api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "hostname": "drift", "cores": "1",
+                                                     "storage": "root:1"}).json()["system_id"]
+    project = host["project"]
+    lxd_server.lxc("config", "set", "drift", "limits.cpu=2", "limits.memory=3GiB", "--project", project)
+    assert api.post(f"vm-hosts/{host['id']}/", data={"op": "refresh"}).status == 200
+    machine = api.get(f"machines/{sid}/").json()
+    assert (machine["cpu_count"], machine["memory"]) == (2, 3072)
+    used = api.get(f"vm-hosts/{host['id']}/").json()["used"]
+    assert (used["cores"], used["memory"]) == (2, 3072)
+    lxd_server.lxc("delete", "drift", "--project", project)
+    assert api.post(f"vm-hosts/{host['id']}/", data={"op": "refresh"}).status == 200
+    assert api.get(f"machines/{sid}/").status == 404
+    assert api.get(f"vm-hosts/{host['id']}/").json()["used"]["cores"] == 0
