@@ -169,21 +169,23 @@ def _general_memory(host: HostCapacity) -> int:
     return host.memory - sum(n.hugepage_bytes for n in host.numa)
 
 
-def _host_shortfalls(host: HostCapacity, vms, request: Request) -> list[str]:
+def _host_shortfalls(host: HostCapacity, vms, usage: dict[int, NodeUsage], request: Request) -> list[str]:
     out = []
     cpu_cap = host.cores * host.cpu_ratio
     cpu_used = sum(v.cores for v in vms)
     if cpu_used + request.cores > cpu_cap:
-        out.append(f"needs {request.cores} cores, host has {max(cpu_cap - cpu_used, 0):g} free of "
-                   f"{host.cores}×{_ratio(host.cpu_ratio)}")
+        cpu = (f"needs {request.cores} cores, host has {max(cpu_cap - cpu_used, 0):g} free of "
+               f"{host.cores}×{_ratio(host.cpu_ratio)}")
+        out.append(f"{cpu} ({_numa_detail(host, usage)})" if host.numa else cpu)
     if request.hugepages_backed and not host.numa:
         out.append(f"needs {human(request.memory)} of hugepages, host reports no NUMA nodes with hugepages")
     if not request.hugepages_backed:
-        mem_cap = _general_memory(host) * host.memory_ratio
+        general = _general_memory(host)
+        mem_cap = general * host.memory_ratio
         mem_used = sum(v.memory for v in vms if not v.hugepages_backed)
         if mem_used + request.memory > mem_cap:
             out.append(f"needs {human(request.memory)} memory, host has {human(max(mem_cap - mem_used, 0))} "
-                       f"free of {human(_general_memory(host))}×{_ratio(host.memory_ratio)}")
+                       f"free of {human(general)}×{_ratio(host.memory_ratio)}")
     return out
 
 
@@ -259,7 +261,7 @@ def _numa_nodes(host: HostCapacity, usage: dict[int, NodeUsage], request: Reques
     return tuple(sorted(n.index for n in host.numa)), []
 
 
-def _numa_detail(host: HostCapacity, usage: dict[int, NodeUsage], request: Request) -> str:
+def _numa_detail(host: HostCapacity, usage: dict[int, NodeUsage]) -> str:
     parts = []
     for n in host.numa:
         cpu, _ = _node_free(n, usage[n.index], host, False)
@@ -307,9 +309,7 @@ def place(host: HostCapacity, vms: tuple[Allocation, ...] | list[Allocation], re
     if request.cores < 1 or request.memory < 1:
         raise InvalidRequest("cores" if request.cores < 1 else "memory", "must be at least 1")
     usage = node_usage(host, vms)
-    shortfalls = _host_shortfalls(host, vms, request)
-    if shortfalls and shortfalls[0].startswith("needs") and "cores" in shortfalls[0] and host.numa:
-        shortfalls[0] += f" ({_numa_detail(host, usage, request)})"
+    shortfalls = _host_shortfalls(host, vms, usage, request)
     shortfalls += _check_pinned(host, usage, request)
     nodes, numa_shortfalls = _numa_nodes(host, usage, request)
     shortfalls += numa_shortfalls

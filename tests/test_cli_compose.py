@@ -10,8 +10,9 @@ import pytest
 from region.cli.table import decimal_bytes
 from region.cli.vmhost_interfaces_cli import attach_type, link_speed
 from tests.test_cli_vmhosts import failed, ok, value, vmyard  # noqa: F401 (vmyard is a fixture)
-from tests.test_compose_lxd import bridges, lxc_missing  # noqa: F401 (bridges is a fixture)
-from tests.test_vmhosts_lxd import add_trusted_host, lxc_json, unique
+from tests.fixtures.lxd import lxc_json, lxc_missing, unique
+from tests.test_compose_lxd import bridges  # noqa: F401 (bridges is a fixture)
+from tests.test_vmhosts_lxd import add_trusted_host
 
 IFACE_HEADER = ["NAME", "TYPE", "ATTACH", "MAC", "NUMA", "VFS", "SPEED", "FABRIC", "VLAN", "SPACE", "SUBNETS",
                 "TAGS"]

@@ -11,7 +11,8 @@ import pytest
 
 from region.cli.vmhost_cli import compact_ids, page_size
 from tests.fixtures.daemons import REPO, http_get
-from tests.test_vmhosts_lxd import sql, unique
+from tests.fixtures.lxd import unique
+from tests.test_vmhosts_lxd import sql
 
 POOL_HEADER = ["NAME", "TYPE", "PATH", "TOTAL", "USED", "AVAIL"]
 NUMA_HEADER = ["NODE", "CORES", "MEMORY", "HUGEPAGES", "VMS", "INTERFACES"]

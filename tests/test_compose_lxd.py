@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
@@ -15,17 +14,10 @@ import pytest
 from tests.conftest import make_user, region_box
 from tests.fixtures.daemons import wait_for
 from tests.fixtures.http import Api
-from tests.test_vmhosts_lxd import add_trusted_host, lxc_json, sql, unique
+from tests.fixtures.lxd import lxc_json, lxc_missing, unique
+from tests.test_vmhosts_lxd import add_trusted_host, sql
 
 GB = 1000**3
-
-
-def lxc_missing(lxd_server, path: str) -> bool:
-    try:
-        lxd_server.lxc("query", path)
-    except subprocess.CalledProcessError:
-        return True
-    return False
 
 
 @pytest.fixture
@@ -65,7 +57,7 @@ def lab(lxd_api, lxd_server, bridges, second_pool):
     assert api.post("spaces/", data={"name": "storage"}).status == 200
     assert api.post("spaces/", data={"name": "dmz"}).status == 200
     untagged = api.get("fabrics/0/vlans/0/").json()
-    assert api.put(f"fabrics/0/vlans/0/", data={"space": "storage"}).status == 200
+    assert api.put("fabrics/0/vlans/0/", data={"space": "storage"}).status == 200
     v30 = api.post("fabrics/0/vlans/", data={"vid": "30", "space": "dmz"}).json()
     assert api.post("subnets/", data={"cidr": "10.20.0.0/24", "vlan": untagged["id"]}).status == 200
     assert api.post("subnets/", data={"cidr": "10.30.0.0/24", "vlan": v30["id"], "gateway_ip": "10.30.0.1"}).status == 200

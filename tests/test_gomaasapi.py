@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_user, region_box
-from tests.test_compose_lxd import bridges, lab, lxc_missing, second_pool  # noqa: F401  (fixtures)
-from tests.test_vmhosts_lxd import lxc_json
+from tests.fixtures.lxd import lxc_json, lxc_missing
+from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
 
 SOURCE = Path(__file__).parent / "clients" / "gomaasapi"
 GOCODE = Path("/usr/share/gocode")

@@ -10,7 +10,7 @@ import pytest
 
 from tests.clients.libmaas_venv import LIBMAAS_VERSION, PyPIUnreachable, ensure_libmaas_venv
 from tests.conftest import make_user, region_box
-from tests.test_vmhosts_lxd import lxc_json, unique
+from tests.fixtures.lxd import lxc_json, unique
 
 FLOW = Path(__file__).parent / "clients" / "libmaas_flow.py"
 

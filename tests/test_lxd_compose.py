@@ -36,7 +36,8 @@ from rack.drivers.lxd_compose import (
     volume_definitions,
 )
 from rack.drivers.lxd_instances import debian_architecture
-from tests.test_lxd_driver import lxc_json, lxc_missing, new_creds, purge_project, unique
+from tests.fixtures.lxd import lxc_json, lxc_missing, unique
+from tests.test_lxd_driver import new_creds, purge_project
 
 GiB = 1024**3
 

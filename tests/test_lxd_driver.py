@@ -43,14 +43,12 @@ from rack.drivers.lxd_instances import (
 from rack.drivers.lxd_resources import parse_cpu_memory, parse_interfaces
 from rack.drivers.lxd_tls import endpoint_for
 
+from tests.fixtures.lxd import lxc_json, lxc_missing, unique
+
 
 def new_creds(pin: str | None = None) -> HostCredentials:
     kp = tls.make_self_signed(f"vmyard-test-{uuid.uuid4().hex[:8]}", kind="rsa")
     return HostCredentials(cert_pem=kp.cert_pem, key_pem=kp.key_pem, server_fingerprint=pin)
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
@@ -63,10 +61,6 @@ def trusted_creds(lxd_server) -> HostCredentials:
     creds = new_creds()
     lxd_server.trust_add(creds.cert_pem, unique("trusted"))
     return creds
-
-
-def lxc_json(lxd_server, path: str):
-    return json.loads(lxd_server.lxc("query", path))
 
 
 def test_driver_implements_protocol():
@@ -301,17 +295,6 @@ def test_credentials_repr_hides_key():
 # -- virtual machines ----------------------------------------------------------------------
 
 GiB, MiB = 1024**3, 1024**2
-
-
-def lxc_missing(lxd_server, path: str) -> bool:
-    """True if `lxc query path` answers 404 ("... not found")."""
-    try:
-        lxd_server.lxc("query", path)
-    except subprocess.CalledProcessError as e:
-        if "not found" in (e.stderr or "").lower():
-            return True
-        raise
-    return False
 
 
 def purge_project(lxd_server, project: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.clients.maas_cli import CliError, Profile, encode_multipart
-from tests.test_vmhosts_lxd import lxc_json, unique
+from tests.fixtures.lxd import lxc_json, unique
 
 
 def no_banner(profile: Profile, reply) -> None:

@@ -16,13 +16,12 @@ import time
 import urllib.parse
 
 import attrs
-import pytest
 
 from tests.conftest import make_user, region_box
 from tests.fixtures.daemons import http_get
 from tests.fixtures.http import Reply
-from tests.test_compose_lxd import bridges, lxc_missing  # noqa: F401  (fixture)
-from tests.test_vmhosts_lxd import lxc_json, unique
+from tests.fixtures.lxd import lxc_json, lxc_missing, unique
+from tests.test_compose_lxd import bridges  # noqa: F401  (fixture)
 
 
 @attrs.define

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import http.server
-import json
 import socket
 import subprocess
 import threading
 import time
-import uuid
 
 import pytest
 
@@ -18,15 +16,8 @@ from region.db.pool import run_sync
 from tests.conftest import make_user, region_box
 from tests.fixtures.daemons import http_get, wait_for
 from tests.fixtures.http import Api
+from tests.fixtures.lxd import lxc_json, unique
 from tests.fixtures.postgres import pg_dump
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def lxc_json(lxd_server, path: str):
-    return json.loads(lxd_server.lxc("query", path))
 
 
 def sql(dsn: str, query: str, *args):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from region.api.site import API_PREFIX
 from region.db.network_models import UNDEFINED_SPACE, Fabric, HostInterfaceNetwork, IPRange, Space, Subnet, Vlan
 from region.db.networks import NetworkCatalog
+from region.netconstraints import attach_type
 
 RDNS_ENABLED = 2  # MAAS RDNS_MODE.ENABLED: the only mode vmyard has
 
@@ -58,6 +59,7 @@ def interface_json(host_id: int | str, i: HostInterfaceNetwork, cat: NetworkCata
     return {
         "id": i.id, "name": i.name, "type": i.type, "mac_address": i.mac, "numa_node": i.numa_node,
         "sriov_max_vf": i.sriov_max_vfs, "link_speed": i.link_speed, "tags": i.tags,
+        "attach_type": attach_type(i),
         "vlan": vlan_json(i.vlan, cat) if i.vlan else None,
         "fabric": i.fabric.name if i.fabric else None,
         "space": i.space.name if i.space else UNDEFINED_SPACE,

@@ -9,6 +9,7 @@ from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
 from region import placement
 from region.compose import allocation_of, host_capacity
+from region.netconstraints import attach_type
 from region.db import hosts, machines
 
 MIB = 1024 * 1024
@@ -128,6 +129,5 @@ def _capacity(host, numa, vms):
 
 def _nic(i: HostInterface, vfs_used: dict[str, int]) -> dict:
     used = vfs_used.get(i.name, 0)
-    attach = "bridge" if i.type == "bridge" else "sriov" if i.sriov_max_vfs > 0 else "macvlan"
-    return {**attrs.asdict(i), "attach_type": attach,
+    return {**attrs.asdict(i), "attach_type": attach_type(i),
             "virtual_functions": {"total": i.sriov_max_vfs, "allocated": used, "free": i.sriov_max_vfs - used}}

@@ -187,17 +187,16 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
     # A VM still being composed may not be on the host yet: keep its record while
     # the region composing it is alive (and not for ever).  A dead region's
     # reservation is settled now: adopted if its VM exists, else dropped.
-    cur.execute("SELECT m.id, m.project, m.instance_name, m.status = 'composing'"
-                " AND m.created > now() - make_interval(secs => %s)"
+    cur.execute("SELECT m.id, m.project, m.instance_name, m.status = 'composing',"
+                " m.created > now() - make_interval(secs => %s)"
                 " AND EXISTS (SELECT 1 FROM region_processes r WHERE r.id = m.composing_region"
                 "             AND r.heartbeat > now() - %s)"
                 " FROM machines m WHERE m.host_id = %s",
                 (COMPOSE_GRACE_SECONDS, REGION_STALE_AFTER, host.id))
     rows = cur.fetchall()
-    known = {(project, name): machine_id for machine_id, project, name, _ in rows}
-    in_flight = {machine_id for machine_id, _, _, young in rows if young}
-    cur.execute("SELECT instance_name FROM machines WHERE host_id = %s AND status = 'composing'", (host.id,))
-    composing = {r[0] for r in cur.fetchall()}
+    known = {(project, name): machine_id for machine_id, project, name, _, _ in rows}
+    composing = {name for _, _, name, is_composing, _ in rows if is_composing}
+    in_flight = {machine_id for machine_id, _, _, is_composing, alive in rows if is_composing and alive}
     added, updated = [], []
     for vm in tracked:
         facts = (vm.power_state, vm.architecture, vm.cores, vm.pinned_cores, vm.memory, vm.hugepages_backed)
@@ -211,7 +210,7 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
                 (_new_system_id_thd(cur), _free_hostname_thd(cur, vm.instance_name, host.name), host.id,
                  host.project, vm.instance_name, *facts, list(host.tags), host.zone_id, host.pool_id),
             )
-            machine_id = cur.fetchone()[0]
+            _replace_children_thd(cur, cur.fetchone()[0], vm)
             added.append(vm.instance_name)
         else:
             cur.execute(
@@ -222,14 +221,10 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
             )
             updated.append(vm.instance_name)
             _refresh_children_thd(cur, machine_id, vm)
-            continue
-        _replace_children_thd(cur, machine_id, vm)
-    for key, machine_id in list(known.items()):
-        if machine_id in in_flight:
-            del known[key]
-        else:
-            delete_thd(cur, machine_id)
-    removed = sorted(name for _, name in known)
+    gone = {key: machine_id for key, machine_id in known.items() if machine_id not in in_flight}
+    for machine_id in gone.values():
+        delete_thd(cur, machine_id)
+    removed = sorted(name for _, name in gone)
     return SyncResult(added=added, updated=updated, removed=removed,
                       abandoned=[name for name in removed if name in composing])
 
