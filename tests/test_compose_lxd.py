@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import threading
 import time
-import uuid
 
 import pytest
 
 from tests.conftest import make_user, region_box
 from tests.fixtures.daemons import wait_for
 from tests.fixtures.http import Api
-from tests.fixtures.lxd import lxc_json, lxc_missing, unique
+from tests.fixtures.lxd import BridgesUnavailable, lxc_json, lxc_missing, unique, unmanaged_bridges
 from tests.test_vmhosts_lxd import add_trusted_host, sql
 
 GB = 1000**3
@@ -22,20 +20,12 @@ GB = 1000**3
 
 @pytest.fixture
 def bridges():
-    """Two unmanaged Linux bridges (never LXD managed networks), removed afterwards."""
-    ip = shutil.which("ip")
-    names = ["vyb" + uuid.uuid4().hex[:8] for _ in range(2)]
-    made = []
+    """Two unmanaged Linux bridges, removed afterwards."""
     try:
-        for name in names:
-            r = subprocess.run([ip or "ip", "link", "add", name, "type", "bridge"], capture_output=True, text=True)
-            if r.returncode != 0:
-                pytest.skip(f"cannot create an unmanaged bridge here: {r.stderr.strip()}")
-            made.append(name)
-        yield names
-    finally:
-        for name in made:
-            subprocess.run([ip, "link", "del", name], capture_output=True)
+        with unmanaged_bridges(2) as names:
+            yield names
+    except BridgesUnavailable as e:
+        pytest.skip(f"cannot create an unmanaged bridge here: {e}")
 
 
 @pytest.fixture

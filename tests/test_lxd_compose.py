@@ -8,10 +8,8 @@ power-on failure path is tested with LXD's real error.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -36,7 +34,7 @@ from rack.drivers.lxd_compose import (
     volume_definitions,
 )
 from rack.drivers.lxd_instances import debian_architecture
-from tests.fixtures.lxd import lxc_json, lxc_missing, unique
+from tests.fixtures.lxd import BridgesUnavailable, lxc_json, lxc_missing, unique, unmanaged_bridges
 from tests.test_lxd_driver import new_creds, purge_project
 
 GiB = 1024**3
@@ -88,19 +86,12 @@ def vm_project(lxd_server):
 
 @pytest.fixture
 def bridge():
-    """An unmanaged Linux bridge (never an LXD managed network), removed afterwards."""
-    name = "vyc" + uuid.uuid4().hex[:8]  # <= 15 chars
-    ip = shutil.which("ip")
-    if not ip:
-        pytest.skip("no `ip` command: cannot create an unmanaged bridge for the NIC test")
-    r = subprocess.run([ip, "link", "add", name, "type", "bridge"], capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"`ip link add {name} type bridge` is not permitted here "
-                    f"({r.stderr.strip()}); the NIC part needs an unmanaged bridge")
+    """An unmanaged Linux bridge, removed afterwards."""
     try:
-        yield name
-    finally:
-        subprocess.run([ip, "link", "del", name], capture_output=True)
+        with unmanaged_bridges(1, prefix="vyc") as names:
+            yield names[0]
+    except BridgesUnavailable as e:
+        pytest.skip(f"the NIC part needs an unmanaged bridge: {e}")
 
 
 def _host(lxd_server) -> tuple[str, list[int]]:

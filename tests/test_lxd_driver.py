@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -43,7 +42,7 @@ from rack.drivers.lxd_instances import (
 from rack.drivers.lxd_resources import parse_cpu_memory, parse_interfaces
 from rack.drivers.lxd_tls import endpoint_for
 
-from tests.fixtures.lxd import lxc_json, lxc_missing, unique
+from tests.fixtures.lxd import BridgesUnavailable, lxc_json, lxc_missing, unique, unmanaged_bridges
 
 
 def new_creds(pin: str | None = None) -> HostCredentials:
@@ -345,16 +344,12 @@ def vm_project(lxd_server):
 @pytest.fixture
 def nic_parent():
     """(nictype, parent, expected attach_type) for a NIC that needs no LXD network:
-    an unmanaged bridge made with `ip link` (removed afterwards), else macvlan on lo."""
-    name = "vyt" + uuid.uuid4().hex[:8]  # <= 15 chars
-    ip = shutil.which("ip")
-    made = ip and subprocess.run([ip, "link", "add", name, "type", "bridge"],
-                                 capture_output=True).returncode == 0
+    an unmanaged bridge (removed afterwards), else macvlan on lo."""
     try:
-        yield ("bridged", name, "bridge") if made else ("macvlan", "lo", "macvlan")
-    finally:
-        if made:
-            subprocess.run([ip, "link", "del", name], capture_output=True)
+        with unmanaged_bridges(1, prefix="vyt") as names:
+            yield "bridged", names[0], "bridge"
+    except BridgesUnavailable:
+        yield "macvlan", "lo", "macvlan"
 
 
 def init_vm(lxd_server, project: str, name: str, *args: str) -> None:
