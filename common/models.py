@@ -25,6 +25,25 @@ class HostCredentials:
 
 
 @attrs.frozen
+class HostTarget:
+    """One VM host as a rack needs it for a job: where it is, which project, and the
+    client identity to present.  Sent whole as one AMP argument with every host command
+    and passed whole down to the driver, so any rack can serve any host.
+
+    `server_fingerprint` is the SHA-256 (lower-case hex) of the host's TLS certificate,
+    learned at the first discovery and pinned afterwards; None means "not pinned yet".
+    The key never appears in a repr (nor, therefore, in a log line).
+    """
+
+    type: str  # "lxd" (or "virsh")
+    address: str
+    project: str
+    cert_pem: str
+    key_pem: str = attrs.field(repr=False)
+    server_fingerprint: str | None = None
+
+
+@attrs.frozen
 class HugepageInfo:
     page_size: int  # bytes per page
     total: int  # number of pages

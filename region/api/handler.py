@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 import attrs
 
 from region.api.params import Params
+from region.services.context import Context
 
 ACTION_ATTR = "_vmyard_action"
 
@@ -63,6 +64,11 @@ class Call:
 
     def absolute(self, path: str) -> str:
         return f"{self.scheme}://{self.host}{path}"
+
+    @property
+    def ctx(self) -> Context:
+        """The service context for this request: the region and the authenticated user."""
+        return Context(self.region, self.user)
 
 
 class Handler:

@@ -16,6 +16,7 @@ from region.api.errors import (
     ServiceUnavailable,
     ApiError,
     BadRequest,
+    Conflict,
     Forbidden,
     MethodNotAllowed,
     NotFound,
@@ -24,8 +25,8 @@ from region.api.errors import (
 )
 from region.api.handler import Call, Handler
 from region.api.params import MAX_BODY, Params, parse_body, parse_query
-from region.db import errors as dberrors
 from region.db import users
+from region.services import errors as svcerrors
 from region.rpc import NoRackConnected
 
 log = Logger()
@@ -54,12 +55,25 @@ def render_result(result: Any) -> Rendered:
     return Rendered(200, json.dumps(result).encode(), "application/json")
 
 
-def _db_error(e: Exception) -> ApiError:
-    if isinstance(e, dberrors.NotFound):
+def _domain_error(e: Exception) -> ApiError:
+    """The HTTP form of an error raised by a service (or the db layer beneath it)."""
+    if isinstance(e, svcerrors.NotFound):
         return NotFound(str(e))
-    if isinstance(e, dberrors.FieldError):
+    if isinstance(e, svcerrors.FieldError):
         return BadRequest.field(e.field, e.message)
-    return BadRequest(str(e))
+    if isinstance(e, svcerrors.InvalidInput):
+        return BadRequest(e.errors)
+    if isinstance(e, svcerrors.Forbidden):
+        return Forbidden(str(e))
+    if isinstance(e, svcerrors.Conflict):
+        return Conflict(str(e))
+    if isinstance(e, svcerrors.Unavailable):
+        return ServiceUnavailable(str(e), retry_after=e.retry_after)
+    return BadRequest(str(e))  # Refused
+
+
+_DOMAIN_ERRORS = (svcerrors.NotFound, svcerrors.FieldError, svcerrors.Refused, svcerrors.InvalidInput,
+                  svcerrors.Forbidden, svcerrors.Conflict, svcerrors.Unavailable)
 
 
 class RouterResource(resource.Resource):
@@ -100,8 +114,8 @@ class RouterResource(resource.Resource):
             return render_result(await self._dispatch(request))
         except ApiError as e:
             return e.render()
-        except (dberrors.NotFound, dberrors.FieldError, dberrors.Refused) as e:
-            return _db_error(e).render()
+        except _DOMAIN_ERRORS as e:
+            return _domain_error(e).render()
         except NoRackConnected:
             return ServiceUnavailable("No rack controller is connected, so the VM host cannot be reached; "
                                       "start or reconnect a rack and try again.", retry_after=10).render()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from region.api.handler import Call, Handler, restful
 from region.api.params import Form
 from region.api.site import API_PREFIX, Response
-from region.db import events, named
-from region.db.named import RESOURCE_POOLS, ZONES, NamedKind, NamedObject
+from region.db.named import NamedObject
+from region.services import crud
+from region.services.crud import Table
+from region.services.zones import RESOURCE_POOLS, ZONES, NamedChanges, NamedSpec
 
 
 def zone_json(z: NamedObject) -> dict:
@@ -20,13 +22,13 @@ def pool_json(p: NamedObject) -> dict:
 
 
 class _Collection(Handler):
-    kind: NamedKind
+    table: Table
     render = staticmethod(zone_json)
 
     @restful("GET")
     async def read(self, call: Call):
         """List them all."""
-        return [self.render(o) for o in await call.region.db.run(named.list_thd, self.kind)]
+        return [self.render(o) for o in await crud.list_all(call.ctx, self.table)]
 
     @restful("POST", admin_only=True)
     async def create(self, call: Call):
@@ -38,30 +40,20 @@ class _Collection(Handler):
         :type description: String
         """
         form = Form(call.params)
-        name = form.name(required=True)
-        description = form.text("description") or ""
+        spec = NamedSpec(form.name(required=True), form.text("description") or "")
         form.check()
-        kind = self.kind
-
-        def create_thd(cur):
-            obj = named.create_thd(cur, kind, name, description)
-            events.record_thd(cur, f"{kind.table.upper()}_CREATED", f"{kind.label} {name} created",
-                              level="AUDIT", username=call.user.username,
-                              object_type=kind.label, object_id=obj.id)
-            return obj
-
-        return self.render(await call.region.db.run(create_thd))
+        return self.render(await crud.create(call.ctx, self.table, spec))
 
 
 class _Item(Handler):
-    kind: NamedKind
+    table: Table
     key_arg: str
     render = staticmethod(zone_json)
 
     @restful("GET")
     async def read(self, call: Call):
         """Read one."""
-        return self.render(await call.region.db.run(named.get_thd, self.kind, call.path_args[self.key_arg]))
+        return self.render(await crud.get(call.ctx, self.table, call.path_args[self.key_arg]))
 
     @restful("PUT", admin_only=True)
     async def update(self, call: Call):
@@ -73,32 +65,14 @@ class _Item(Handler):
         :type description: String
         """
         form = Form(call.params)
-        name = form.name() if "name" in call.params else None
-        description = form.text("description")
+        changes = NamedChanges(form.name() if "name" in call.params else None, form.text("description"))
         form.check()
-        kind, key = self.kind, call.path_args[self.key_arg]
-
-        def update_thd(cur):
-            obj = named.update_thd(cur, kind, key, name=name, description=description)
-            events.record_thd(cur, f"{kind.table.upper()}_UPDATED", f"{kind.label} {obj.name} updated",
-                              level="AUDIT", username=call.user.username,
-                              object_type=kind.label, object_id=obj.id)
-            return obj
-
-        return self.render(await call.region.db.run(update_thd))
+        return self.render(await crud.update(call.ctx, self.table, call.path_args[self.key_arg], changes))
 
     @restful("DELETE", admin_only=True)
     async def delete(self, call: Call):
         """Delete one; the default cannot be deleted."""
-        kind, key = self.kind, call.path_args[self.key_arg]
-
-        def delete_thd(cur):
-            obj = named.delete_thd(cur, kind, key)
-            events.record_thd(cur, f"{kind.table.upper()}_DELETED", f"{kind.label} {obj.name} deleted",
-                              level="AUDIT", username=call.user.username,
-                              object_type=kind.label, object_id=obj.id)
-
-        await call.region.db.run(delete_thd)
+        await crud.delete(call.ctx, self.table, call.path_args[self.key_arg])
         return Response(204)
 
 
@@ -106,14 +80,14 @@ class ZonesHandler(_Collection):
     """Manage physical zones."""
 
     path = "zones/"
-    kind = ZONES
+    table = ZONES
 
 
 class ZoneHandler(_Item):
     """Manage a physical zone (addressed by name)."""
 
     path = "zones/{name}/"
-    kind = ZONES
+    table = ZONES
     key_arg = "name"
 
 
@@ -121,7 +95,7 @@ class ResourcePoolsHandler(_Collection):
     """Manage resource pools."""
 
     path = "resourcepools/"
-    kind = RESOURCE_POOLS
+    table = RESOURCE_POOLS
     render = staticmethod(pool_json)
 
 
@@ -129,7 +103,7 @@ class ResourcePoolHandler(_Item):
     """Manage a resource pool (addressed by id, or by name)."""
 
     path = "resourcepool/{id}/"
-    kind = RESOURCE_POOLS
+    table = RESOURCE_POOLS
     key_arg = "id"
     render = staticmethod(pool_json)
 
