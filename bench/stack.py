@@ -24,10 +24,10 @@ import attrs
 from region.db import users
 from region.db.pool import run_sync
 from region.secretbox import SecretBox
-from tests.fixtures.daemons import RegionProcess, wait_for
-from tests.fixtures.http import plaintext_header
-from tests.fixtures.lxd import LxdServer
-from tests.fixtures.postgres import PostgresCluster
+from devstack.daemons import RegionProcess, wait_for
+from devstack.lxd import LxdServer
+from devstack.oauth import plaintext_header
+from devstack.postgres import PostgresCluster
 
 for _var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):  # as the tests do: no CA bundle from the environment
     os.environ.pop(_var, None)
