@@ -79,7 +79,7 @@ def baseline_definition(host: dict, name: str) -> dict:
     """What vmyard sends for SHAPE on this host (its first architecture, its default pool)."""
     arch = host["architectures"][0]
     pool = next(p["name"] for p in host["storage_pools"] if p["default"])
-    request = ComposeRequest(instance_name=name, project=host["project"], architecture=arch, cores=1,
+    request = ComposeRequest(instance_name=name, architecture=arch, cores=1,
                              memory=1024 * MIB, disks=[RequestedDisk("root", 1 * GB, pool)])
     return instance_definition(request, kernel_architecture(arch))
 

@@ -11,20 +11,6 @@ import attrs
 
 
 @attrs.frozen
-class HostCredentials:
-    """What a rack needs to talk to one VM host.
-
-    `server_fingerprint` is the SHA-256 (lower-case hex) of the host's TLS
-    certificate, learned at the first discovery and pinned afterwards; None
-    means "not pinned yet" (trust on first use).
-    """
-
-    cert_pem: str
-    key_pem: str = attrs.field(repr=False)
-    server_fingerprint: str | None = None
-
-
-@attrs.frozen
 class HostTarget:
     """One VM host as a rack needs it for a job: where it is, which project, and the
     client identity to present.  Sent whole as one AMP argument with every host command
@@ -159,10 +145,10 @@ class RequestedNic:
 
 @attrs.frozen
 class ComposeRequest:
-    """A VM to create on a host, fully decided by the region (placement done)."""
+    """A VM to create on a host, fully decided by the region (placement done); the
+    project is the HostTarget's."""
 
     instance_name: str
-    project: str
     architecture: str  # "amd64/generic"
     cores: int
     memory: int  # bytes

@@ -9,7 +9,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from common.hosterrors import DriverError, UnknownHostType
-from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostCredentials
+from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget
 from rack.drivers.base import VMHostDriver
 
 log = Logger()
@@ -45,46 +45,41 @@ class HostOperations:
         except KeyError:
             raise UnknownHostType(f"this rack has no driver for VM hosts of type {host_type!r}") from None
 
-    async def _run(self, what: str, address: str, fn: Callable[..., Any], *args) -> Any:
+    async def _run(self, what: str, target: HostTarget, fn: Callable[..., Any], *args) -> Any:
+        """`fn(target, *args)` in the pool."""
         if not self._started:
             self.pool.start()
             self._started = True
         try:
-            return await threads.deferToThreadPool(self.reactor, self.pool, fn, *args)
+            return await threads.deferToThreadPool(self.reactor, self.pool, fn, target, *args)
         except DriverError as e:
-            log.warn("{what} {address} failed: {error}", what=what, address=address, error=str(e))
+            log.warn("{what} {address} failed: {error}", what=what, address=target.address, error=str(e))
             raise
         except Exception as e:
-            log.failure("{what} {address} failed unexpectedly", what=what, address=address)
+            log.failure("{what} {address} failed unexpectedly", what=what, address=target.address)
             raise DriverError(f"{what} failed on the rack: {type(e).__name__}: {e}") from None
 
-    async def discover(self, host_type: str, address: str, project: str, credentials: HostCredentials,
-                       password: str | None) -> DiscoveredHost:
-        driver = self._driver(host_type)
-        return await self._run("discovering VM host", address, driver.discover, address, credentials,
-                               project, password or None)
+    async def discover(self, target: HostTarget, password: str | None) -> DiscoveredHost:
+        driver = self._driver(target.type)
+        return await self._run("discovering VM host", target, driver.discover, password or None)
 
-    async def delete_vm(self, host_type: str, address: str, project: str, credentials: HostCredentials,
-                        instance_name: str) -> list[str]:
-        driver = self._driver(host_type)
-        return await self._run(f"deleting VM {instance_name} on", address, driver.delete_vm, address,
-                               credentials, project, instance_name)
+    async def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
+        driver = self._driver(target.type)
+        return await self._run(f"deleting VM {instance_name} on", target, driver.delete_vm, instance_name)
 
-    async def compose_vm(self, host_type: str, address: str, project: str, credentials: HostCredentials,
-                         request: ComposeRequest) -> DiscoveredVM:
-        driver = self._driver(host_type)
-        return await self._run(f"composing VM {request.instance_name} on", address, driver.compose_vm,
-                               address, credentials, project, request)
+    async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
+        driver = self._driver(target.type)
+        return await self._run(f"composing VM {request.instance_name} on", target, driver.compose_vm,
+                               request)
 
-    async def power(self, host_type: str, address: str, project: str, credentials: HostCredentials,
-                    instance_name: str, action: str) -> str:
+    async def power(self, target: HostTarget, instance_name: str, action: str) -> str:
         """`action` is "on", "off" or "query"; returns the power state afterwards."""
-        driver = self._driver(host_type)
+        driver = self._driver(target.type)
         methods = {"on": driver.power_on, "off": driver.power_off, "query": driver.power_state}
         if action not in methods:
             raise DriverError(f"unknown power action {action!r} (on, off or query)")
-        return await self._run(f"power {action} of VM {instance_name} on", address, methods[action],
-                               address, credentials, project, instance_name)
+        return await self._run(f"power {action} of VM {instance_name} on", target, methods[action],
+                               instance_name)
 
     def stop(self) -> None:
         if self._started:

@@ -8,6 +8,7 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from common.models import ComposeRequest, HostTarget
 from common.rpc import rack_commands, region_commands
 from common.rpc.wire import RackHello
 from common.version import VERSION
@@ -60,27 +61,20 @@ class RackClientProtocol(amp.AMP):
         return {"payload": payload}
 
     @rack_commands.DiscoverHost.responder
-    async def discover_host(self, type: str, address: str, project: str, credentials,
-                            password: str | None = None) -> dict:
-        host = await self.rack.hostops.discover(type, address, project, credentials, password)
-        return {"host": host}
+    async def discover_host(self, target: HostTarget, password: str | None = None) -> dict:
+        return {"host": await self.rack.hostops.discover(target, password)}
 
     @rack_commands.DeleteVM.responder
-    async def delete_vm(self, type: str, address: str, project: str, credentials,
-                        instance_name: str) -> dict:
-        warnings = await self.rack.hostops.delete_vm(type, address, project, credentials, instance_name)
-        return {"warnings": warnings}
+    async def delete_vm(self, target: HostTarget, instance_name: str) -> dict:
+        return {"warnings": await self.rack.hostops.delete_vm(target, instance_name)}
 
     @rack_commands.ComposeVM.responder
-    async def compose_vm(self, type: str, address: str, project: str, credentials, request) -> dict:
-        vm = await self.rack.hostops.compose_vm(type, address, project, credentials, request)
-        return {"vm": vm}
+    async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> dict:
+        return {"vm": await self.rack.hostops.compose_vm(target, request)}
 
     @rack_commands.PowerVM.responder
-    async def power_vm(self, type: str, address: str, project: str, credentials, instance_name: str,
-                       action: str) -> dict:
-        state = await self.rack.hostops.power(type, address, project, credentials, instance_name, action)
-        return {"state": state}
+    async def power_vm(self, target: HostTarget, instance_name: str, action: str) -> dict:
+        return {"state": await self.rack.hostops.power(target, instance_name, action)}
 
 
 class RackClientFactory(protocol.Factory):

@@ -154,7 +154,7 @@ def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynami
             subnet = networks.subnet_for_ip_thd(cur, ip)
             networks.allocate_ip_thd(cur, subnet.id, ip, nic_ids[r.ask.ifname])
     compose_request = ComposeRequest(
-        instance_name=hostname, project=host.project, architecture=ask.architecture, cores=ask.cores,
+        instance_name=hostname, architecture=ask.architecture, cores=ask.cores,
         memory=ask.memory, pinned_cores=list(placed.pinned), hugepages_backed=ask.hugepages_backed,
         disks=[RequestedDisk("root" if i == 0 else f"disk{i}", d.size, d.pool) for i, d in enumerate(disks)],
         nics=[RequestedNic(n.name, NICTYPE[n.attach_type], n.attach_name) for n in nics])

@@ -1,8 +1,9 @@
-"""VM-host work that needs a rack: discovery (on create, refresh and periodically)
-and deleting VMs, with rack failover and one refresh per host at a time.
+"""VM-host work that needs a rack: discovery (on create, refresh and periodically),
+composing, powering and deleting VMs, with rack failover and one refresh per host
+at a time.
 
-The host's client key and certificate go with every call, so any connected
-rack can do the work.  A trust password or token is passed through once and
+The host's whole HostTarget (address, project, client key and certificate, pinned
+server fingerprint) goes with every call, so any connected rack can do the work.  A trust password or token is passed through once and
 never written anywhere.
 """
 
@@ -11,13 +12,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import attrs
 from twisted.internet import defer, error as neterror, task
 from twisted.logger import Logger
 from twisted.protocols import amp
 
 from common import hosterrors
-from common.models import DiscoveredHost, HostCredentials
+from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget
 from common.rpc import rack_commands
 from region.db import events, host_inventory, hosts, machines
 from region.rpc import NoRackConnected
@@ -38,16 +38,6 @@ _CALL_LOST = (defer.TimeoutError, neterror.ConnectionDone, neterror.ConnectionLo
 
 class CallLost(hosterrors.Unreachable):
     """The rack connection was lost or timed out mid-call: the outcome is unknown."""
-
-
-@attrs.frozen
-class Target:
-    """Where a host is and how to authenticate to it (never logged: repr hides the key)."""
-
-    type: str
-    address: str
-    project: str
-    credentials: HostCredentials
 
 
 class RackFailure(Exception):
@@ -119,44 +109,36 @@ class HostManager:
             raise hosterrors.Unreachable(failures[0].split(": ", 1)[1])
         raise hosterrors.Unreachable("no rack could reach the VM host. " + "; ".join(failures))
 
-    async def discover(self, target: Target, password: str | None = None) -> DiscoveredHost:
-        args: dict[str, Any] = dict(type=target.type, address=target.address, project=target.project,
-                                    credentials=target.credentials)
-        if password:
-            args["password"] = password
-        return (await self._call(rack_commands.DiscoverHost, **args))["host"]
+    async def discover(self, target: HostTarget, password: str | None = None) -> DiscoveredHost:
+        args: dict[str, Any] = {"password": password} if password else {}
+        return (await self._call(rack_commands.DiscoverHost, target=target, **args))["host"]
 
-    async def delete_vm(self, target: Target, instance_name: str) -> list[str]:
-        result = await self._call(rack_commands.DeleteVM, type=target.type, address=target.address,
-                                  project=target.project, credentials=target.credentials,
-                                  instance_name=instance_name)
+    async def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
+        result = await self._call(rack_commands.DeleteVM, target=target, instance_name=instance_name)
         return list(result["warnings"])
 
-    async def compose_vm(self, target: Target, request) -> Any:
-        result = await self._call(rack_commands.ComposeVM, idempotent=False, type=target.type,
-                                  address=target.address, project=target.project,
-                                  credentials=target.credentials, request=request)
+    async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
+        result = await self._call(rack_commands.ComposeVM, idempotent=False, target=target, request=request)
         return result["vm"]
 
-    async def power(self, target: Target, instance_name: str, action: str) -> str:
-        result = await self._call(rack_commands.PowerVM, idempotent=action == "query", type=target.type,
-                                  address=target.address, project=target.project,
-                                  credentials=target.credentials, instance_name=instance_name, action=action)
+    async def power(self, target: HostTarget, instance_name: str, action: str) -> str:
+        result = await self._call(rack_commands.PowerVM, idempotent=action == "query", target=target,
+                                  instance_name=instance_name, action=action)
         return result["state"]
 
-    async def target(self, host_id: int) -> tuple[hosts.VMHost, Target]:
+    async def target(self, host_id: int) -> tuple[hosts.VMHost, HostTarget]:
         def load_thd(cur):
             host = hosts.get_thd(cur, host_id)
             return host, self.target_thd(cur, host)
 
         return await self.db.run(load_thd)
 
-    def target_thd(self, cur, host: hosts.VMHost) -> Target:
+    def target_thd(self, cur, host: hosts.VMHost) -> HostTarget:
         """How to reach `host`, its key decrypted (inside the caller's transaction)."""
         key = hosts.key_thd(cur, self.box, host.id)
-        creds = HostCredentials(cert_pem=host.certificate or "", key_pem=key or "",
-                                server_fingerprint=host.server_fingerprint)
-        return Target(host.type, host.power_address, host.project, creds)
+        return HostTarget(type=host.type, address=host.power_address, project=host.project,
+                          cert_pem=host.certificate or "", key_pem=key or "",
+                          server_fingerprint=host.server_fingerprint)
 
     # -- refresh ------------------------------------------------------------------------------
 
@@ -216,7 +198,7 @@ class HostManager:
             await self._clean_abandoned(target, instance_name)
         return host
 
-    async def _clean_abandoned(self, target: Target, instance_name: str) -> None:
+    async def _clean_abandoned(self, target: HostTarget, instance_name: str) -> None:
         """A compose whose region died before the VM existed may have left volumes behind."""
         try:
             await self.delete_vm(target, instance_name)

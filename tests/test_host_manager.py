@@ -7,13 +7,13 @@ import pytest
 from twisted.internet import defer, task
 
 from common import hosterrors, tls
-from common.models import DiscoveredHost, HostCredentials
+from common.models import DiscoveredHost, HostTarget
 from common.rpc import rack_commands
 from region.db import hosts, named
 from region.db.pool import run_sync
 from region.rpc import NoRackConnected
 from region.secretbox import SecretBox
-from region.vmhosts import RACK_WAIT, HostManager, Target
+from region.vmhosts import RACK_WAIT, HostManager
 
 FOUND = DiscoveredHost(name="lxd1", version="5.0.2", architectures=["amd64/generic"], cores=4, cpu_speed=0,
                        memory=2**30, numa_nodes=[], storage_pools=[], interfaces=[], projects=[],
@@ -52,8 +52,8 @@ def manager(*conns, clock=None) -> HostManager:
                        "http://region/MAAS/")
 
 
-def target() -> Target:
-    return Target("lxd", "10.0.0.1:8443", "default", HostCredentials("cert", "key"))
+def target() -> HostTarget:
+    return HostTarget(type="lxd", address="10.0.0.1:8443", project="default", cert_pem="cert", key_pem="key")
 
 
 def run(coro):

@@ -16,7 +16,7 @@ import pytest
 from common.models import (
     ComposeRequest,
     DiscoveredVM,
-    HostCredentials,
+    HostTarget,
     RequestedDisk,
     RequestedNic,
     VMDisk,
@@ -35,7 +35,7 @@ from rack.drivers.lxd_compose import (
 )
 from rack.drivers.lxd_instances import debian_architecture
 from tests.fixtures.lxd import BridgesUnavailable, lxc_json, lxc_missing, unique, unmanaged_bridges
-from tests.test_lxd_driver import new_creds, purge_project
+from tests.test_lxd_driver import in_project, new_target, purge_project
 
 GiB = 1024**3
 
@@ -46,10 +46,11 @@ def driver() -> LXDDriver:
 
 
 @pytest.fixture
-def creds(lxd_server) -> HostCredentials:
-    c = new_creds()
-    lxd_server.trust_add(c.cert_pem, unique("compose"))
-    return c
+def trusted(lxd_server) -> HostTarget:
+    """The fixture's LXD (project default) with a client identity it trusts."""
+    target = new_target(lxd_server.address)
+    lxd_server.trust_add(target.cert_pem, unique("compose"))
+    return target
 
 
 def _make_project(lxd_server, own_volumes: bool) -> str:
@@ -118,8 +119,8 @@ def _volumes(lxd_server, project: str, containing: str) -> list[str]:
     return [v for u in urls if containing in (v := u.split("?")[0].rsplit("/", 1)[-1])]
 
 
-def _request(name: str, project: str, arch: str, **kw) -> ComposeRequest:
-    values = dict(instance_name=name, project=project, architecture=debian_architecture(arch),
+def _request(name: str, arch: str, **kw) -> ComposeRequest:
+    values = dict(instance_name=name, architecture=debian_architecture(arch),
                   cores=1, memory=GiB,
                   disks=[RequestedDisk("root", 2 * GiB, "default"),
                          RequestedDisk("disk1", 1 * GiB, "default")])
@@ -137,15 +138,15 @@ def test_driver_implements_protocol():
     assert isinstance(LXDDriver(), VMHostDriver)
 
 
-def test_compose_vm(lxd_server, driver, creds, project):
+def test_compose_vm(lxd_server, driver, trusted, project):
     p, own_volumes = project
     arch, threads = _host(lxd_server)
     pinned = threads[:2]  # pin only cores that exist
     name = f"vm-{p}"
-    req = _request(name, p, arch, cores=len(pinned), pinned_cores=pinned,
+    req = _request(name, arch, cores=len(pinned), pinned_cores=pinned,
                    hugepages_backed=not own_volumes)
 
-    vm = driver.compose_vm(lxd_server.address, creds, p, req)
+    vm = driver.compose_vm(in_project(trusted, p), req)
 
     inst = lxc_json(lxd_server, f"/1.0/instances/{name}?project={p}")
     assert inst["type"] == "virtual-machine"
@@ -178,20 +179,20 @@ def test_compose_vm(lxd_server, driver, creds, project):
         disks=[VMDisk("root", 2 * GiB, "default"), VMDisk("disk1", GiB, "default")],  # root first
         interfaces=[], location=None)
     # Discovery sees the same VM.
-    assert driver.discover(lxd_server.address, creds, p).vms == [vm]
+    assert driver.discover(in_project(trusted, p)).vms == [vm]
 
     # Deleting it removes the volume too.
-    assert driver.delete_vm(lxd_server.address, creds, p, name) == []
+    assert driver.delete_vm(in_project(trusted, p), name) == []
     assert lxc_missing(lxd_server, _vol_path(volume, p))
 
 
-def test_compose_vm_single_pinned_core_and_architecture_default(lxd_server, driver, creds,
+def test_compose_vm_single_pinned_core_and_architecture_default(lxd_server, driver, trusted,
                                                                  vm_project):
     arch, threads = _host(lxd_server)
     core = threads[-1]
-    req = _request("one-core", vm_project, arch, architecture="", pinned_cores=[core],
+    req = _request("one-core", arch, architecture="", pinned_cores=[core],
                    disks=[RequestedDisk("root", 3 * GiB, "default")])
-    vm = driver.compose_vm(lxd_server.address, creds, vm_project, req)
+    vm = driver.compose_vm(in_project(trusted, vm_project), req)
     inst = lxc_json(lxd_server, f"/1.0/instances/one-core?project={vm_project}")
     assert inst["config"]["limits.cpu"] == f"{core}-{core}"  # a bare "N" would be a count
     assert inst["architecture"] == arch  # the host's, when the request names none
@@ -200,15 +201,15 @@ def test_compose_vm_single_pinned_core_and_architecture_default(lxd_server, driv
     assert _volumes(lxd_server, vm_project, "one-core") == []
 
 
-def test_compose_vm_nics(lxd_server, driver, creds, vm_project, bridge):
+def test_compose_vm_nics(lxd_server, driver, trusted, vm_project, bridge):
     arch, _ = _host(lxd_server)
     name = "nics"
-    req = _request(name, vm_project, arch, disks=[RequestedDisk("root", GiB, "default")], nics=[
+    req = _request(name, arch, disks=[RequestedDisk("root", GiB, "default")], nics=[
         RequestedNic("eth0", "bridged", bridge),
         RequestedNic("eth1", "bridged", bridge, vlan=42, hwaddr="00:16:3E:AB:CD:EF"),
     ])
 
-    vm = driver.compose_vm(lxd_server.address, creds, vm_project, req)
+    vm = driver.compose_vm(in_project(trusted, vm_project), req)
 
     inst = lxc_json(lxd_server, f"/1.0/instances/{name}?project={vm_project}")
     nics = {k: d for k, d in inst["devices"].items() if d["type"] == "nic"}
@@ -221,7 +222,7 @@ def test_compose_vm_nics(lxd_server, driver, creds, vm_project, bridge):
                  "vlan": "42", "hwaddr": "00:16:3e:ab:cd:ef"},
     }
     # ...and what LXD reports is what compose returned.
-    assert driver.discover(lxd_server.address, creds, vm_project).vms[0].interfaces == vm.interfaces
+    assert driver.discover(in_project(trusted, vm_project)).vms[0].interfaces == vm.interfaces
     assert _by_name(vm.interfaces) == {
         "eth0": VMInterface("eth0", lxd_mac, "bridge", bridge, vid=0, boot=True),
         "eth1": VMInterface("eth1", "00:16:3e:ab:cd:ef", "bridge", bridge, vid=42, boot=False),
@@ -229,17 +230,17 @@ def test_compose_vm_nics(lxd_server, driver, creds, vm_project, bridge):
     assert vm.disks == [VMDisk("root", GiB, "default")]
 
 
-def test_compose_failure_removes_created_volumes(lxd_server, driver, creds, project):
+def test_compose_failure_removes_created_volumes(lxd_server, driver, trusted, project):
     """disk1's volume is created, disk2's pool does not exist: the error carries LXD's
     reason and disk1's volume is gone again; no instance was made."""
     p, _ = project
     arch, _ = _host(lxd_server)
     name = f"fail-{p}"
-    req = _request(name, p, arch, disks=[RequestedDisk("root", GiB, "default"),
+    req = _request(name, arch, disks=[RequestedDisk("root", GiB, "default"),
                                          RequestedDisk("disk1", GiB, "default"),
                                          RequestedDisk("disk2", GiB, "nosuchpool")])
     with pytest.raises(DriverError) as e:
-        driver.compose_vm(lxd_server.address, creds, p, req)
+        driver.compose_vm(in_project(trusted, p), req)
     assert type(e.value) is DriverError
     assert "'nosuchpool'" in str(e.value) and "Storage pool not found" in str(e.value)
     assert "could not remove" not in str(e.value)
@@ -249,13 +250,13 @@ def test_compose_failure_removes_created_volumes(lxd_server, driver, creds, proj
     assert _volumes(lxd_server, p, name) == []
 
 
-def test_compose_failure_when_lxd_refuses_the_instance(lxd_server, driver, creds, vm_project):
+def test_compose_failure_when_lxd_refuses_the_instance(lxd_server, driver, trusted, vm_project):
     """The volume exists, then LXD fails the creation operation (root pool missing)."""
     arch, _ = _host(lxd_server)
-    req = _request("badroot", vm_project, arch, disks=[RequestedDisk("root", GiB, "nosuchpool"),
+    req = _request("badroot", arch, disks=[RequestedDisk("root", GiB, "nosuchpool"),
                                                        RequestedDisk("disk1", GiB, "default")])
     with pytest.raises(DriverError) as e:
-        driver.compose_vm(lxd_server.address, creds, vm_project, req)
+        driver.compose_vm(in_project(trusted, vm_project), req)
     assert "cannot create LXD VM 'badroot'" in str(e.value)
     assert "Storage pool not found" in str(e.value)  # LXD's words
     assert lxc_missing(lxd_server, f"/1.0/instances/badroot?project={vm_project}")
@@ -276,19 +277,19 @@ def _failing_after_instance_created(driver, error):
 
 
 @pytest.mark.parametrize("error", [DriverError("reading back failed"), RuntimeError("bug")])
-def test_compose_failure_after_the_instance_exists_removes_it(lxd_server, driver, creds, vm_project,
+def test_compose_failure_after_the_instance_exists_removes_it(lxd_server, driver, trusted, vm_project,
                                                               monkeypatch, error):
     arch, _ = _host(lxd_server)
 
     monkeypatch.setattr(driver, "_wait", _failing_after_instance_created(driver, error))
     with pytest.raises(type(error)) as e:
-        driver.compose_vm(lxd_server.address, creds, vm_project, _request("late", vm_project, arch))
+        driver.compose_vm(in_project(trusted, vm_project), _request("late", arch))
     assert str(e.value) == str(error)  # everything was removed: nothing to add
     assert lxc_missing(lxd_server, f"/1.0/instances/late?project={vm_project}")
     assert _volumes(lxd_server, vm_project, "late") == []
 
 
-def test_compose_failure_says_what_it_could_not_remove(lxd_server, driver, creds, vm_project,
+def test_compose_failure_says_what_it_could_not_remove(lxd_server, driver, trusted, vm_project,
                                                        monkeypatch):
     arch, _ = _host(lxd_server)
     real_run = driver._run
@@ -301,7 +302,7 @@ def test_compose_failure_says_what_it_could_not_remove(lxd_server, driver, creds
     monkeypatch.setattr(driver, "_wait", _failing_after_instance_created(driver, DriverError("boom")))
     monkeypatch.setattr(driver, "_run", run)
     with pytest.raises(DriverError) as e:
-        driver.compose_vm(lxd_server.address, creds, vm_project, _request("stuck", vm_project, arch))
+        driver.compose_vm(in_project(trusted, vm_project), _request("stuck", arch))
     assert str(e.value).startswith("boom; could not remove what was already created: VM 'stuck'")
     assert "refused for the test" in str(e.value)
     # The instance is left (and said so); its volume could not go while it is in use.
@@ -309,24 +310,24 @@ def test_compose_failure_says_what_it_could_not_remove(lxd_server, driver, creds
     assert "volume 'vmyard-stuck-disk1'" in str(e.value)
 
 
-def test_compose_invalid_nic_parent_creates_nothing(lxd_server, driver, creds, vm_project):
+def test_compose_invalid_nic_parent_creates_nothing(lxd_server, driver, trusted, vm_project):
     arch, _ = _host(lxd_server)
-    req = _request("badnic", vm_project, arch,
+    req = _request("badnic", arch,
                    nics=[RequestedNic("eth0", "bridged", "nosuchbr0")])
     with pytest.raises(DriverError) as e:
-        driver.compose_vm(lxd_server.address, creds, vm_project, req)
+        driver.compose_vm(in_project(trusted, vm_project), req)
     assert "no network interface 'nosuchbr0'" in str(e.value)
     assert lxc_missing(lxd_server, f"/1.0/instances/badnic?project={vm_project}")
     assert _volumes(lxd_server, vm_project, "badnic") == []
 
 
-def test_compose_existing_name_is_refused_untouched(lxd_server, driver, creds, vm_project):
+def test_compose_existing_name_is_refused_untouched(lxd_server, driver, trusted, vm_project):
     arch, _ = _host(lxd_server)
     lxd_server.lxc("init", "--empty", "--vm", "taken", "--project", vm_project, "-s", "default",
                    "-c", "limits.cpu=1", "-c", "user.mine=yes")
     before = lxc_json(lxd_server, f"/1.0/instances/taken?project={vm_project}")
     with pytest.raises(DriverError) as e:
-        driver.compose_vm(lxd_server.address, creds, vm_project, _request("taken", vm_project, arch))
+        driver.compose_vm(in_project(trusted, vm_project), _request("taken", arch))
     assert str(e.value) == f"an instance named taken already exists in project {vm_project}"
     assert lxc_json(lxd_server, f"/1.0/instances/taken?project={vm_project}") == before
     assert _volumes(lxd_server, vm_project, "taken") == []
@@ -334,19 +335,19 @@ def test_compose_existing_name_is_refused_untouched(lxd_server, driver, creds, v
 
 @pytest.mark.parametrize("name", ["1vm", "-vm", "vm-", "v_m", "v.m", "a" * 64, "", "vm/x"])
 def test_compose_invalid_instance_name(driver, name):
-    req = ComposeRequest(name, "p", "amd64/generic", 1, GiB, disks=[RequestedDisk("root", GiB, "d")])
+    req = ComposeRequest(name, "amd64/generic", 1, GiB, disks=[RequestedDisk("root", GiB, "d")])
     with pytest.raises(DriverError) as e:
-        driver.compose_vm("127.0.0.1:1", new_creds(), "p", req)  # refused before connecting
+        driver.compose_vm(new_target("127.0.0.1:1", "p"), req)  # refused before connecting
     assert "invalid LXD instance name" in str(e.value)
 
 
 # -- power --------------------------------------------------------------------------------------
 
-def test_power(lxd_server, driver, creds, vm_project):
+def test_power(lxd_server, driver, trusted, vm_project):
     arch, _ = _host(lxd_server)
     name = "powered"
-    driver.compose_vm(lxd_server.address, creds, vm_project, _request(name, vm_project, arch))
-    args = (lxd_server.address, creds, vm_project, name)
+    driver.compose_vm(in_project(trusted, vm_project), _request(name, arch))
+    args = (in_project(trusted, vm_project), name)
 
     assert driver.power_state(*args) == "off"
     assert driver.power_off(*args) == "off"  # already stopped: nothing to do
@@ -371,24 +372,24 @@ def test_power(lxd_server, driver, creds, vm_project):
         assert driver.power_off(*args) == "off"
 
 
-def test_power_off_when_lxd_says_already_stopped(lxd_server, driver, creds, vm_project, monkeypatch):
+def test_power_off_when_lxd_says_already_stopped(lxd_server, driver, trusted, vm_project, monkeypatch):
     """Believing a stopped VM runs, the driver asks LXD to stop it; LXD answers "already
     stopped", which is the state asked for."""
     lxd_server.lxc("init", "--empty", "--vm", "vm1", "--project", vm_project, "-s", "default")
     monkeypatch.setattr(lxd_compose, "STOPPED", -1)
-    assert driver.power_off(lxd_server.address, creds, vm_project, "vm1") == "off"
+    assert driver.power_off(in_project(trusted, vm_project), "vm1") == "off"
 
 
-def test_power_errors(lxd_server, driver, creds, vm_project):
+def test_power_errors(lxd_server, driver, trusted, vm_project):
     with pytest.raises(DriverError) as e:
-        driver.power_state(lxd_server.address, creds, vm_project, "nosuchvm")
+        driver.power_state(in_project(trusted, vm_project), "nosuchvm")
     assert str(e.value) == f"no VM named 'nosuchvm' in LXD project {vm_project!r}"
     lxd_server.lxc("init", "--empty", "c1", "--project", vm_project, "-s", "default")
     with pytest.raises(DriverError) as e:
-        driver.power_on(lxd_server.address, creds, vm_project, "c1")
+        driver.power_on(in_project(trusted, vm_project), "c1")
     assert "not a virtual machine" in str(e.value)
     with pytest.raises(DriverError) as e:
-        driver.power_off("127.0.0.1:1", creds, vm_project, "../x")
+        driver.power_off(new_target("127.0.0.1:1", vm_project), "../x")
     assert "invalid LXD instance name" in str(e.value)
 
 
@@ -421,7 +422,7 @@ def test_random_mac_is_local_unicast():
 
 def test_instance_definition():
     req = ComposeRequest(
-        "vm1", "p", "arm64/generic", 2, 3 * GiB, pinned_cores=[], hugepages_backed=True,
+        "vm1", "arm64/generic", 2, 3 * GiB, pinned_cores=[], hugepages_backed=True,
         disks=[RequestedDisk("root", 10 * GiB, "fast"), RequestedDisk("disk1", GiB, "slow"),
                RequestedDisk("disk2", 2 * GiB, "fast")],
         nics=[RequestedNic("eth0", "sriov", "enp1s0"),
@@ -456,7 +457,6 @@ def test_instance_definition():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(project="other"), "is for project 'other'"),
     (dict(architecture="vax"), "unsupported architecture"),
     (dict(cores=0), "at least 1 core"),
     (dict(memory=0), "needs memory"),
@@ -475,15 +475,15 @@ def test_instance_definition():
     (dict(nics=[RequestedNic("../x", "bridged", "br0")]), "invalid device name"),
 ])
 def test_check_request(change, message):
-    values = dict(instance_name="vm1", project="p", architecture="amd64/generic", cores=1,
+    values = dict(instance_name="vm1", architecture="amd64/generic", cores=1,
                   memory=GiB, disks=[RequestedDisk("root", GiB, "default")])
     values.update(change)
     with pytest.raises(DriverError, match=re.escape(message)):
         check_request(ComposeRequest(**values), "p")
 
 
-def test_discover_lists_unmanaged_bridges_as_host_interfaces(lxd_server, driver, creds, bridge):
-    host = driver.discover(lxd_server.address, creds, "default")
+def test_discover_lists_unmanaged_bridges_as_host_interfaces(lxd_server, driver, trusted, bridge):
+    host = driver.discover(trusted)
     [found] = [i for i in host.interfaces if i.name == bridge]
     state = lxc_json(lxd_server, f"/1.0/networks/{bridge}/state")
     assert (found.type, found.mac) == ("bridge", state["hwaddr"])

@@ -11,11 +11,12 @@ import subprocess
 import threading
 import uuid
 
+import attrs
 import cattrs
 import pytest
 
 from common import tls
-from common.models import DiscoveredHost, DiscoveredVM, HostCredentials, VMDisk, VMInterface
+from common.models import DiscoveredHost, DiscoveredVM, HostTarget, VMDisk, VMInterface
 from rack.drivers import lxd_delete as lxd_delete_module
 from rack.drivers.base import (
     DriverError,
@@ -45,9 +46,15 @@ from rack.drivers.lxd_tls import endpoint_for
 from tests.fixtures.lxd import BridgesUnavailable, lxc_json, lxc_missing, unique, unmanaged_bridges
 
 
-def new_creds(pin: str | None = None) -> HostCredentials:
+def new_target(address: str, project: str = "default", pin: str | None = None) -> HostTarget:
+    """An LXD host target with a fresh client identity (not trusted anywhere yet)."""
     kp = tls.make_self_signed(f"vmyard-test-{uuid.uuid4().hex[:8]}", kind="rsa")
-    return HostCredentials(cert_pem=kp.cert_pem, key_pem=kp.key_pem, server_fingerprint=pin)
+    return HostTarget(type="lxd", address=address, project=project, cert_pem=kp.cert_pem,
+                      key_pem=kp.key_pem, server_fingerprint=pin)
+
+
+def in_project(target: HostTarget, project: str) -> HostTarget:
+    return attrs.evolve(target, project=project)
 
 
 @pytest.fixture
@@ -56,10 +63,11 @@ def driver() -> LXDDriver:
 
 
 @pytest.fixture
-def trusted_creds(lxd_server) -> HostCredentials:
-    creds = new_creds()
-    lxd_server.trust_add(creds.cert_pem, unique("trusted"))
-    return creds
+def trusted(lxd_server) -> HostTarget:
+    """The fixture's LXD (project default) with a client identity it trusts."""
+    target = new_target(lxd_server.address)
+    lxd_server.trust_add(target.cert_pem, unique("trusted"))
+    return target
 
 
 def test_driver_implements_protocol():
@@ -74,15 +82,15 @@ def test_endpoint_for():
 
 
 def test_untrusted_without_password(lxd_server, driver):
-    creds = new_creds()
+    target = new_target(lxd_server.address)
     with pytest.raises(Untrusted) as e:
-        driver.discover(lxd_server.address, creds, "default")
+        driver.discover(target)
     assert "lxc config trust add" in str(e.value)
-    assert tls.cert_fingerprint(creds.cert_pem) in str(e.value)
+    assert tls.cert_fingerprint(target.cert_pem) in str(e.value)
 
 
-def test_trusted_discover(lxd_server, driver, trusted_creds):
-    host = driver.discover(lxd_server.address, trusted_creds, "default")
+def test_trusted_discover(lxd_server, driver, trusted):
+    host = driver.discover(trusted)
     server = lxc_json(lxd_server, "/1.0")
     env = server["environment"]
     assert host.name == env["server_name"]
@@ -119,48 +127,48 @@ def test_trusted_discover(lxd_server, driver, trusted_creds):
 
 
 def test_trust_password(lxd_server, driver):
-    creds = new_creds()
-    host = driver.discover(lxd_server.address, creds, "default", password=lxd_server.trust_password)
+    target = new_target(lxd_server.address)
+    host = driver.discover(target, password=lxd_server.trust_password)
     assert host.version
     # Now trusted: no password needed any more.
-    assert driver.discover_projects(lxd_server.address, creds)
+    assert driver.discover_projects(target)
     fps = {c["fingerprint"] for c in lxc_json(lxd_server, "/1.0/certificates?recursion=1")}
-    assert tls.cert_fingerprint(creds.cert_pem) in fps
+    assert tls.cert_fingerprint(target.cert_pem) in fps
 
 
 def test_trust_token(lxd_server, driver):
-    creds = new_creds()
+    target = new_target(lxd_server.address)
     token = lxd_server.trust_token(unique("tok"))
-    host = driver.discover(lxd_server.address, creds, "default", password=token)
+    host = driver.discover(target, password=token)
     assert host.server_fingerprint == tls.cert_fingerprint(lxd_server.server_cert_pem)
     # A token is single-use.
     with pytest.raises(WrongTrustPassword):
-        driver.discover(lxd_server.address, new_creds(), "default", password=token)
+        driver.discover(new_target(lxd_server.address), password=token)
 
 
 def test_wrong_password(lxd_server, driver):
     with pytest.raises(WrongTrustPassword) as e:
-        driver.discover(lxd_server.address, new_creds(), "default", password="not-the-password")
+        driver.discover(new_target(lxd_server.address), password="not-the-password")
     assert "not-the-password" not in str(e.value)
     assert "rejected the trust password" in str(e.value)
 
 
-def test_pinned_fingerprint(lxd_server, driver, trusted_creds):
+def test_pinned_fingerprint(lxd_server, driver, trusted):
     real = tls.cert_fingerprint(lxd_server.server_cert_pem)
-    ok = HostCredentials(trusted_creds.cert_pem, trusted_creds.key_pem, real)
-    assert driver.discover(lxd_server.address, ok, "default").server_fingerprint == real
-    bad = HostCredentials(trusted_creds.cert_pem, trusted_creds.key_pem, "ab" * 32)
+    ok = attrs.evolve(trusted, server_fingerprint=real)
+    assert driver.discover(ok).server_fingerprint == real
+    bad = attrs.evolve(trusted, server_fingerprint="ab" * 32)
     with pytest.raises(ServerCertificateChanged) as e:
-        driver.discover(lxd_server.address, bad, "default")
+        driver.discover(bad)
     assert (e.value.expected, e.value.got) == ("ab" * 32, real)
 
 
 def test_pinned_fingerprint_checked_before_password_is_sent(lxd_server, driver):
-    creds = new_creds(pin="cd" * 32)
+    target = new_target(lxd_server.address, pin="cd" * 32)
     with pytest.raises(ServerCertificateChanged):
-        driver.discover(lxd_server.address, creds, "default", password=lxd_server.trust_password)
+        driver.discover(target, password=lxd_server.trust_password)
     fps = {c["fingerprint"] for c in lxc_json(lxd_server, "/1.0/certificates?recursion=1")}
-    assert tls.cert_fingerprint(creds.cert_pem) not in fps
+    assert tls.cert_fingerprint(target.cert_pem) not in fps
 
 
 def test_unreachable_refused(driver):
@@ -168,7 +176,7 @@ def test_unreachable_refused(driver):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens
     with pytest.raises(Unreachable) as e:
-        driver.discover(f"127.0.0.1:{port}", new_creds(), "default")
+        driver.discover(new_target(f"127.0.0.1:{port}"))
     assert "refused" in str(e.value).lower()
 
 
@@ -178,7 +186,7 @@ def test_unreachable_timeout():
         s.listen(5)
         port = s.getsockname()[1]
         with pytest.raises(Unreachable) as e:
-            LXDDriver(timeout=(0.5, 0.5)).discover(f"127.0.0.1:{port}", new_creds(), "default")
+            LXDDriver(timeout=(0.5, 0.5)).discover(new_target(f"127.0.0.1:{port}"))
     assert "0.5 s" in str(e.value)
 
 
@@ -220,19 +228,19 @@ def http_server(tmp_path):
 
 def test_not_lxd_plain_http(http_server, driver):
     with pytest.raises(NotLXD) as e:
-        driver.discover(http_server(use_tls=False), new_creds(), "default")
+        driver.discover(new_target(http_server(use_tls=False)))
     assert "does not speak TLS" in str(e.value)
 
 
 def test_not_lxd_https_json(http_server, driver):
     with pytest.raises(NotLXD) as e:
-        driver.discover(http_server(use_tls=True), new_creds(), "default")
+        driver.discover(new_target(http_server(use_tls=True)))
     assert "not an LXD API response" in str(e.value)
 
 
-def test_project_created_with_default_features(lxd_server, driver, trusted_creds):
+def test_project_created_with_default_features(lxd_server, driver, trusted):
     name = unique("vmyard")
-    host = driver.discover(lxd_server.address, trusted_creds, name)
+    host = driver.discover(in_project(trusted, name))
     assert name in {p.name for p in host.projects}
     project = lxc_json(lxd_server, f"/1.0/projects/{name}")
     assert project["description"] == "Project managed by vmyard"
@@ -240,11 +248,11 @@ def test_project_created_with_default_features(lxd_server, driver, trusted_creds
     assert project["config"] == {"features.images": "true", "features.profiles": "true",
                                  "features.storage.volumes": "true"}
     # Idempotent.
-    driver.discover(lxd_server.address, trusted_creds, name)
+    driver.discover(in_project(trusted, name))
     assert lxc_json(lxd_server, f"/1.0/projects/{name}") == project
 
 
-def test_existing_project_and_vm_untouched(lxd_server, driver, trusted_creds):
+def test_existing_project_and_vm_untouched(lxd_server, driver, trusted):
     name = unique("existing")
     lxd_server.lxc("project", "create", name, "-c", "features.images=false",
                    "-c", "features.profiles=false", "-c", "features.storage.volumes=false")
@@ -254,7 +262,7 @@ def test_existing_project_and_vm_untouched(lxd_server, driver, trusted_creds):
     vm_before = lxc_json(lxd_server, f"/1.0/instances/vm1?project={name}")
     assert vm_before["type"] == "virtual-machine"
 
-    host = driver.discover(lxd_server.address, trusted_creds, name)
+    host = driver.discover(in_project(trusted, name))
 
     assert name in {p.name for p in host.projects}
     assert lxc_json(lxd_server, f"/1.0/projects/{name}") == project_before
@@ -286,9 +294,9 @@ def test_parse_resources_sriov_and_numa():
         ("enp1s0", 1, 8, 2, 10000)
 
 
-def test_credentials_repr_hides_key():
-    creds = new_creds()
-    assert creds.key_pem not in repr(creds)
+def test_target_repr_hides_key():
+    target = new_target("h")
+    assert target.key_pem not in repr(target)
 
 
 # -- virtual machines ----------------------------------------------------------------------
@@ -366,7 +374,7 @@ def snapshot(lxd_server, project: str, names: list[str]) -> dict:
     return {n: lxc_json(lxd_server, f"/1.0/instances/{n}?project={project}") for n in names}
 
 
-def test_discover_vms(lxd_server, driver, trusted_creds, vm_project, nic_parent):
+def test_discover_vms(lxd_server, driver, trusted, vm_project, nic_parent):
     p = vm_project
     nictype, parent, attach_type = nic_parent
     add_volume(lxd_server, p, "vol1", "64MiB")
@@ -385,7 +393,7 @@ def test_discover_vms(lxd_server, driver, trusted_creds, vm_project, nic_parent)
     before = snapshot(lxd_server, p, ["vm1", "vm2", "c1"])
     vol_before = lxc_json(lxd_server, f"/1.0/storage-pools/default/volumes/custom/vol1?project={p}")
 
-    host = driver.discover(lxd_server.address, trusted_creds, p)
+    host = driver.discover(in_project(trusted, p))
 
     assert sorted(vm.instance_name for vm in host.vms) == ["vm1", "vm2"]  # not the container
     vms = {vm.instance_name: vm for vm in host.vms}
@@ -429,7 +437,7 @@ def test_discover_vms(lxd_server, driver, trusted_creds, vm_project, nic_parent)
     assert cattrs.structure(cattrs.unstructure(host), DiscoveredHost) == host
 
 
-def test_discover_vms_volume_in_default_project(lxd_server, driver, trusted_creds):
+def test_discover_vms_volume_in_default_project(lxd_server, driver, trusted):
     """A project without features.storage.volumes keeps its volumes in `default`."""
     p, vol = unique("novols"), unique("vol")
     lxd_server.lxc("project", "create", p, "-c", "features.images=false",
@@ -440,10 +448,10 @@ def test_discover_vms_volume_in_default_project(lxd_server, driver, trusted_cred
         init_vm(lxd_server, p, "vm1")
         lxd_server.lxc("config", "device", "add", "vm1", "data", "disk", "pool=default",
                        f"source={vol}", "--project", p)
-        [vm] = driver.discover(lxd_server.address, trusted_creds, p).vms
+        [vm] = driver.discover(in_project(trusted, p)).vms
         assert [(d.name, d.size) for d in vm.disks] == [("root", DEFAULT_DISK_SIZE),
                                                          ("data", 16 * MiB)]
-        assert driver.delete_vm(lxd_server.address, trusted_creds, p, "vm1") == []
+        assert driver.delete_vm(in_project(trusted, p), "vm1") == []
         assert lxc_missing(lxd_server, f"/1.0/storage-pools/default/volumes/custom/{vol}")
     finally:
         purge_project(lxd_server, p)
@@ -453,7 +461,7 @@ def test_discover_vms_volume_in_default_project(lxd_server, driver, trusted_cred
             pass
 
 
-def test_delete_vm(lxd_server, driver, trusted_creds, vm_project):
+def test_delete_vm(lxd_server, driver, trusted, vm_project):
     p = vm_project
     for vol in ("own", "shared", "viaprofile"):
         add_volume(lxd_server, p, vol, "16MiB")
@@ -473,7 +481,7 @@ def test_delete_vm(lxd_server, driver, trusted_creds, vm_project):
                    "source=shared", "--project", p)
     other_before = snapshot(lxd_server, p, ["other"])
 
-    warnings = driver.delete_vm(lxd_server.address, trusted_creds, p, "doomed")
+    warnings = driver.delete_vm(in_project(trusted, p), "doomed")
 
     assert len(warnings) == 1, warnings
     assert "'shared'" in warnings[0] and "doomed" in warnings[0]
@@ -486,27 +494,27 @@ def test_delete_vm(lxd_server, driver, trusted_creds, vm_project):
     assert snapshot(lxd_server, p, ["other"]) == other_before
 
 
-def test_delete_missing_vm_is_a_warning(lxd_server, driver, trusted_creds, vm_project):
-    warnings = driver.delete_vm(lxd_server.address, trusted_creds, vm_project, "nosuchvm")
+def test_delete_missing_vm_is_a_warning(lxd_server, driver, trusted, vm_project):
+    warnings = driver.delete_vm(in_project(trusted, vm_project), "nosuchvm")
     assert len(warnings) == 1
     assert "'nosuchvm'" in warnings[0] and "not found" in warnings[0]
 
 
-def test_delete_vm_refuses_a_container(lxd_server, driver, trusted_creds, vm_project):
+def test_delete_vm_refuses_a_container(lxd_server, driver, trusted, vm_project):
     lxd_server.lxc("init", "--empty", "c1", "--project", vm_project, "-s", "default")
     with pytest.raises(DriverError) as e:
-        driver.delete_vm(lxd_server.address, trusted_creds, vm_project, "c1")
+        driver.delete_vm(in_project(trusted, vm_project), "c1")
     assert "not a virtual machine" in str(e.value)
     assert not lxc_missing(lxd_server, f"/1.0/instances/c1?project={vm_project}")
 
 
-def test_delete_vm_stop_failure(lxd_server, driver, trusted_creds, vm_project, monkeypatch):
+def test_delete_vm_stop_failure(lxd_server, driver, trusted, vm_project, monkeypatch):
     """VMs cannot run here, so make the driver believe a stopped one runs: LXD rejects
     the stop, the error names the VM and carries LXD's text, and nothing is deleted."""
     init_vm(lxd_server, vm_project, "vm1")
     monkeypatch.setattr(lxd_delete_module, "STOPPED", -1)
     with pytest.raises(DriverError) as e:
-        driver.delete_vm(lxd_server.address, trusted_creds, vm_project, "vm1")
+        driver.delete_vm(in_project(trusted, vm_project), "vm1")
     assert "cannot stop LXD VM 'vm1'" in str(e.value)
     assert "already stopped" in str(e.value)
     assert not lxc_missing(lxd_server, f"/1.0/instances/vm1?project={vm_project}")
@@ -514,7 +522,7 @@ def test_delete_vm_stop_failure(lxd_server, driver, trusted_creds, vm_project, m
 
 def test_delete_vm_invalid_name(driver):
     with pytest.raises(DriverError) as e:
-        driver.delete_vm("127.0.0.1:1", new_creds(), "default", "../x")
+        driver.delete_vm(new_target("127.0.0.1:1"), "../x")
     assert "invalid LXD instance name" in str(e.value)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from contextlib import ExitStack
+
+import attrs
 
 from common import tls
 from common.hosterrors import Untrusted
-from common.models import HostCredentials
+from common.models import HostTarget
 from rack.drivers import lxd as lxd_module
 from rack.drivers.lxd import LXDDriver
 from rack.drivers.lxd_pool import ClientPool, PooledClient
@@ -22,7 +23,7 @@ class FakeSession:
 
 
 def pooled() -> PooledClient:
-    return PooledClient(object(), FakeSession(), "ab" * 32, ExitStack())
+    return PooledClient(object(), FakeSession(), "ab" * 32)
 
 
 def test_pool_hands_back_per_key_expires_and_caps():
@@ -46,13 +47,14 @@ def test_driver_reuses_a_client_and_starts_afresh_after_trust_is_revoked(lxd_ser
     pair = tls.make_self_signed(f"pool-{uuid.uuid4().hex[:6]}", kind="rsa")
     name = f"pool-{uuid.uuid4().hex[:6]}"
     lxd_server.trust_add(pair.cert_pem, name)
-    creds = HostCredentials(pair.cert_pem, pair.key_pem)
+    target = HostTarget(type="lxd", address=lxd_server.address, project="default", cert_pem=pair.cert_pem,
+                        key_pem=pair.key_pem)
     probes = []
     real_probe = lxd_module.probe_fingerprint
     monkeypatch.setattr(lxd_module, "probe_fingerprint", lambda *a: probes.append(a) or real_probe(*a))
     driver = LXDDriver(timeout=(5, 30))
-    first = driver.discover(lxd_server.address, creds, "default")
-    driver.discover(lxd_server.address, creds, "default")
+    first = driver.discover(target)
+    driver.discover(target)
     assert len(probes) == 1, "the second operation reused the pinned, trusted client"
     # The pooled client keeps its key in memory only: no certificate files remain on disk.
     import glob
@@ -61,18 +63,17 @@ def test_driver_reuses_a_client_and_starts_afresh_after_trust_is_revoked(lxd_ser
 
     assert glob.glob(os.path.join(tempfile.gettempdir(), f"vmyard-lxd-cert-{os.getpid()}-*")) == []
     # A different pin is a different key: probed (and refused) again.
-    pinned = HostCredentials(pair.cert_pem, pair.key_pem, first.server_fingerprint)
-    driver.discover(lxd_server.address, pinned, "default")
+    driver.discover(attrs.evolve(target, server_fingerprint=first.server_fingerprint))
     assert len(probes) == 2
     # Revoke trust: the pooled client fails once, is dropped, and a fresh one says why.
     fingerprint = tls.cert_fingerprint(pair.cert_pem)
     lxd_server.lxc("config", "trust", "remove", fingerprint)
     try:
-        driver.discover(lxd_server.address, creds, "default")
+        driver.discover(target)
     except Exception as e:  # the stale client's failure, whatever LXD said
         assert "not authorized" in str(e) or isinstance(e, Untrusted), e
     try:
-        driver.discover(lxd_server.address, creds, "default")
+        driver.discover(target)
         raise AssertionError("an untrusted certificate was accepted")
     except Untrusted:
         pass

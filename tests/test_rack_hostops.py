@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import attrs
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
@@ -14,7 +15,7 @@ from common import hosterrors
 from common.models import (
     ComposeRequest,
     DiscoveredVM,
-    HostCredentials,
+    HostTarget,
     RequestedDisk,
     RequestedNic,
     VMDisk,
@@ -27,9 +28,11 @@ from rack.hostops import HostOperations
 from rack.rpc import RackClientProtocol
 
 GiB = 1024**3
-CREDS = HostCredentials(cert_pem="CERT", key_pem="KEY", server_fingerprint="ab" * 32)
+TARGET = HostTarget(type="lxd", address="h:8443", project="p1", cert_pem="CERT", key_pem="KEY",
+                    server_fingerprint="ab" * 32)
+LIBVIRT = attrs.evolve(TARGET, type="libvirt")
 REQUEST = ComposeRequest(
-    instance_name="vm1", project="p1", architecture="amd64/generic", cores=2, memory=GiB,
+    instance_name="vm1", architecture="amd64/generic", cores=2, memory=GiB,
     pinned_cores=[0, 1], hugepages_backed=True,
     disks=[RequestedDisk("root", 2 * GiB, "default"), RequestedDisk("disk1", GiB, "fast")],
     nics=[RequestedNic("eth0", "bridged", "br0", vlan=5, hwaddr="00:16:3e:00:00:01")])
@@ -55,26 +58,26 @@ class FakeDriver:
             raise self.error
         return result
 
-    def discover(self, address, creds, project, password=None):
-        return self._call("discover", address, creds, project, password)
+    def discover(self, target, password=None):
+        return self._call("discover", target, password)
 
-    def discover_projects(self, address, creds, password=None):
-        return self._call("discover_projects", address, creds, password, result=[])
+    def discover_projects(self, target, password=None):
+        return self._call("discover_projects", target, password, result=[])
 
-    def delete_vm(self, address, creds, project, instance_name):
-        return self._call("delete_vm", address, creds, project, instance_name, result=[])
+    def delete_vm(self, target, instance_name):
+        return self._call("delete_vm", target, instance_name, result=[])
 
-    def compose_vm(self, address, creds, project, request):
-        return self._call("compose_vm", address, creds, project, request, result=VM)
+    def compose_vm(self, target, request):
+        return self._call("compose_vm", target, request, result=VM)
 
-    def power_state(self, address, creds, project, instance_name):
-        return self._call("power_state", address, creds, project, instance_name, result="off")
+    def power_state(self, target, instance_name):
+        return self._call("power_state", target, instance_name, result="off")
 
-    def power_on(self, address, creds, project, instance_name):
-        return self._call("power_on", address, creds, project, instance_name, result="on")
+    def power_on(self, target, instance_name):
+        return self._call("power_on", target, instance_name, result="on")
 
-    def power_off(self, address, creds, project, instance_name):
-        return self._call("power_off", address, creds, project, instance_name, result="off")
+    def power_off(self, target, instance_name):
+        return self._call("power_off", target, instance_name, result="off")
 
 
 @pytest.fixture
@@ -98,9 +101,9 @@ def test_fake_driver_implements_protocol():
 @pytest_twisted.ensureDeferred
 async def test_compose_vm_runs_the_driver_in_the_pool(hostops):
     driver = FakeDriver()
-    vm = await hostops(driver).compose_vm("lxd", "h:8443", "p1", CREDS, REQUEST)
+    vm = await hostops(driver).compose_vm(TARGET, REQUEST)
     assert vm == VM
-    assert driver.calls == [("compose_vm", "h:8443", CREDS, "p1", REQUEST)]
+    assert driver.calls == [("compose_vm", TARGET, REQUEST)]
     assert driver.threads[0] is not threading.main_thread()  # never on the reactor
 
 
@@ -108,18 +111,18 @@ async def test_compose_vm_runs_the_driver_in_the_pool(hostops):
 async def test_power_actions(hostops):
     driver = FakeDriver()
     ops = hostops(driver)
-    assert await ops.power("lxd", "h", "p1", CREDS, "vm1", "on") == "on"
-    assert await ops.power("lxd", "h", "p1", CREDS, "vm1", "off") == "off"
-    assert await ops.power("lxd", "h", "p1", CREDS, "vm1", "query") == "off"
+    assert await ops.power(TARGET, "vm1", "on") == "on"
+    assert await ops.power(TARGET, "vm1", "off") == "off"
+    assert await ops.power(TARGET, "vm1", "query") == "off"
     assert [c[0] for c in driver.calls] == ["power_on", "power_off", "power_state"]
-    assert all(c[1:] == ("h", CREDS, "p1", "vm1") for c in driver.calls)
+    assert all(c[1:] == (TARGET, "vm1") for c in driver.calls)
 
 
 @pytest_twisted.ensureDeferred
 async def test_unknown_power_action(hostops):
     driver = FakeDriver()
     with pytest.raises(hosterrors.DriverError, match="unknown power action 'reset'"):
-        await hostops(driver).power("lxd", "h", "p1", CREDS, "vm1", "reset")
+        await hostops(driver).power(TARGET, "vm1", "reset")
     assert driver.calls == []
 
 
@@ -129,21 +132,21 @@ async def test_unknown_power_action(hostops):
 async def test_driver_errors_pass_through(hostops, error):
     ops = hostops(FakeDriver(error))
     with pytest.raises(type(error)) as e:
-        await ops.compose_vm("lxd", "h", "p1", CREDS, REQUEST)
+        await ops.compose_vm(TARGET, REQUEST)
     assert e.value is error
     with pytest.raises(type(error)):
-        await ops.power("lxd", "h", "p1", CREDS, "vm1", "on")
+        await ops.power(TARGET, "vm1", "on")
 
 
 @pytest_twisted.ensureDeferred
 async def test_unexpected_exception_becomes_driver_error(hostops):
     ops = hostops(FakeDriver(KeyError("status_code")))
     with pytest.raises(hosterrors.DriverError) as e:
-        await ops.compose_vm("lxd", "h", "p1", CREDS, REQUEST)
+        await ops.compose_vm(TARGET, REQUEST)
     assert type(e.value) is hosterrors.DriverError
     assert "composing VM vm1 on failed on the rack: KeyError: 'status_code'" == str(e.value)
     with pytest.raises(hosterrors.DriverError) as e:
-        await ops.power("lxd", "h", "p1", CREDS, "vm1", "query")
+        await ops.power(TARGET, "vm1", "query")
     assert type(e.value) is hosterrors.DriverError and "KeyError" in str(e.value)
 
 
@@ -152,9 +155,9 @@ async def test_unknown_host_type(hostops):
     driver = FakeDriver()
     ops = hostops(driver)
     with pytest.raises(hosterrors.UnknownHostType, match="'libvirt'"):
-        await ops.compose_vm("libvirt", "h", "p1", CREDS, REQUEST)
+        await ops.compose_vm(LIBVIRT, REQUEST)
     with pytest.raises(hosterrors.UnknownHostType):
-        await ops.power("libvirt", "h", "p1", CREDS, "vm1", "on")
+        await ops.power(LIBVIRT, "vm1", "on")
     assert driver.calls == []
 
 
@@ -196,7 +199,7 @@ async def _connected(hostops_factory, driver: FakeDriver):
 
 
 def _target() -> dict:
-    return dict(type="lxd", address="h:8443", project="p1", credentials=CREDS)
+    return dict(target=TARGET)
 
 
 @pytest_twisted.ensureDeferred
@@ -206,7 +209,7 @@ async def test_amp_compose_and_power(hostops):
     try:
         result = await region.callRemote(rack_commands.ComposeVM, request=REQUEST, **_target())
         assert result == {"vm": VM}
-        assert driver.calls == [("compose_vm", "h:8443", CREDS, "p1", REQUEST)]
+        assert driver.calls == [("compose_vm", TARGET, REQUEST)]
         for action, state in (("on", "on"), ("off", "off"), ("query", "off")):
             result = await region.callRemote(rack_commands.PowerVM, instance_name="vm1",
                                              action=action, **_target())
@@ -249,7 +252,7 @@ async def test_amp_unknown_host_type_and_power_action(hostops):
     try:
         with pytest.raises(hosterrors.UnknownHostType):
             await region.callRemote(rack_commands.ComposeVM, request=REQUEST,
-                                    **{**_target(), "type": "libvirt"})
+                                    target=LIBVIRT)
         with pytest.raises(hosterrors.DriverError) as e:
             await region.callRemote(rack_commands.PowerVM, instance_name="vm1", action="cycle",
                                     **_target())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.protocols import amp
 
 from common import hosterrors
-from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostCredentials
+from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget
 from common.rpc.arguments import AttrsArgument
 from common.rpc.wire import RackHello
 
@@ -25,9 +25,9 @@ class Echo(amp.Command):
 
 
 # -- VM hosts -------------------------------------------------------------------------------
-# The host's client key and certificate travel with every call (HostCredentials), so any
-# rack can serve any host.  Errors keep their kind across the wire; DriverError must stay
-# last so that its subclasses are matched first.
+# The whole HostTarget (address, project, client key and certificate, pinned server
+# fingerprint) travels with every call, so any rack can serve any host.  Errors keep their
+# kind across the wire; DriverError must stay last so that its subclasses are matched first.
 
 HOST_ERRORS = {
     hosterrors.Unreachable: b"HOST_UNREACHABLE",
@@ -40,12 +40,7 @@ HOST_ERRORS = {
     hosterrors.DriverError: b"HOST_ACTION_FAILED",
 }
 
-_HOST_TARGET = [
-    (b"type", amp.Unicode()),
-    (b"address", amp.Unicode()),
-    (b"project", amp.Unicode()),
-    (b"credentials", AttrsArgument(HostCredentials)),
-]
+_HOST_TARGET = [(b"target", AttrsArgument(HostTarget))]
 
 
 class DiscoverHost(amp.Command):
@@ -71,8 +66,9 @@ class DeleteVM(amp.Command):
 
 class ComposeVM(amp.Command):
     """Create (never start) one VM on a host as `request` describes (placement is done);
-    returns it as the host reports it (MACs, disk sizes and pools).  A failure leaves
-    nothing behind: the rack removes what it created before answering with the error.
+    returns the VM as created (the rack chose any missing MACs; nothing is read back).  A
+    failure leaves nothing behind: the rack removes what it created before answering with
+    the error.
     Not idempotent: an instance of the same name is an error, never touched.  :since: 1"""
 
     arguments = _HOST_TARGET + [(b"request", AttrsArgument(ComposeRequest))]

@@ -20,49 +20,45 @@ from common.hosterrors import (  # noqa: F401  (re-exported for drivers)
     Untrusted,
     WrongTrustPassword,
 )
-from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostCredentials, Project
+from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, Project
 
 
 @runtime_checkable
 class VMHostDriver(Protocol):
-    def discover(self, address: str, creds: HostCredentials, project: str,
-                 password: str | None = None) -> DiscoveredHost:
+    """Every method takes the whole `target` (address, project, client identity, pinned
+    server fingerprint), exactly as the region sent it."""
+
+    def discover(self, target: HostTarget, password: str | None = None) -> DiscoveredHost:
         """Connect (trusting our certificate with `password` once if needed), make sure
-        `project` exists, and describe the host."""
+        the target's project exists, and describe the host."""
         ...
 
-    def discover_projects(self, address: str, creds: HostCredentials,
-                          password: str | None = None) -> list[Project]:
+    def discover_projects(self, target: HostTarget, password: str | None = None) -> list[Project]:
         """The host's projects (names and descriptions)."""
         ...
 
-    def delete_vm(self, address: str, creds: HostCredentials, project: str,
-                  instance_name: str) -> list[str]:
-        """Delete the VM `instance_name` of `project` (force-stopping it first) and the
-        storage volumes attached to it; return warnings (a VM that is already gone, a
-        volume that could not be deleted).  Other failures raise DriverError."""
+    def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
+        """Delete the VM `instance_name` of the target's project (force-stopping it first)
+        and the storage volumes attached to it; return warnings (a VM that is already gone,
+        a volume that could not be deleted).  Other failures raise DriverError."""
         ...
 
-    def compose_vm(self, address: str, creds: HostCredentials, project: str,
-                   request: ComposeRequest) -> DiscoveredVM:
-        """Create (never start) the VM `request` describes in `project` and return it as the
-        host reports it.  On any failure, first remove whatever this call created (never
-        anything that existed before, such as an instance of the same name), then raise
-        DriverError."""
+    def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
+        """Create (never start) the VM `request` describes in the target's project and
+        return it as created.  On any failure, first remove whatever this call created
+        (never anything that existed before, such as an instance of the same name), then
+        raise DriverError."""
         ...
 
-    def power_state(self, address: str, creds: HostCredentials, project: str,
-                    instance_name: str) -> str:
+    def power_state(self, target: HostTarget, instance_name: str) -> str:
         """"on", "off" or "unknown"; a VM that does not exist raises DriverError."""
         ...
 
-    def power_on(self, address: str, creds: HostCredentials, project: str,
-                 instance_name: str) -> str:
+    def power_on(self, target: HostTarget, instance_name: str) -> str:
         """Start the VM (nothing to do if it runs) and wait; the state afterwards.  A start
         that fails raises DriverError with the host's reason."""
         ...
 
-    def power_off(self, address: str, creds: HostCredentials, project: str,
-                  instance_name: str) -> str:
+    def power_off(self, target: HostTarget, instance_name: str) -> str:
         """Hard-stop the VM (nothing to do if it is stopped) and wait; the state afterwards."""
         ...

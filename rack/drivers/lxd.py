@@ -1,14 +1,15 @@
 """The LXD VM-host driver (pylxd over HTTPS with a per-host client certificate).
 
-Connection (spec §6.1), done fresh for every operation:
+Every method takes the region's `HostTarget` (address, project, client identity,
+pinned server fingerprint).  Connection (spec §6.1):
 
-1. `address` becomes `https://HOST:PORT` (no scheme → https, no port → 8443).
+1. `target.address` becomes `https://HOST:PORT` (no scheme → https, no port → 8443).
 2. **Certificate pinning.**  LXD servers use self-signed certificates, so we
    cannot verify them against a CA.  Instead:
-   - a probe TLS handshake (`_probe_fingerprint`: `ssl` socket with
+   - a probe TLS handshake (`probe_fingerprint`: `ssl` socket with
      `CERT_NONE`, then `getpeercert(binary_form=True)`) gives the SHA-256 of
      the server's DER certificate -- the same value `lxc info` prints as
-     `certificate_fingerprint`.  If `creds.server_fingerprint` is set and
+     `certificate_fingerprint`.  If `target.server_fingerprint` is set and
      differs, `ServerCertificateChanged` is raised before any
      request (and before the client certificate or a password is sent).
    - the requests session used by pylxd has `verify=False` but its HTTPS
@@ -18,20 +19,26 @@ Connection (spec §6.1), done fresh for every operation:
      mismatch there is also `ServerCertificateChanged`.
    - the session has `trust_env=False`, so REQUESTS_CA_BUNDLE / proxies from
      the environment are ignored (they would override verify=False).
-3. The client certificate and key go to 0600 files in a private (0700) temp
-   dir that is removed in `finally`, as soon as the operation ends.
+3. The client certificate and key are on disk (0600 files in a private 0700
+   temp dir) only while the client is built; the adapter's TLS context then
+   holds them in memory.
 4. `GET /1.0` is checked to be an LXD answer (`NotLXD` otherwise).  If the
    certificate is untrusted and a password/token was given, it is used once
    with `client.authenticate()` (`WrongTrustPassword` on rejection), and is
    never logged or stored; with none, `Untrusted`.
 5. Every request has an explicit (connect, read) timeout; refused, timed out
    or unresolvable endpoints give `Unreachable`.
+
+A trusted client is not built for every operation: after a job that went well it
+waits idle in a `ClientPool` (rack/drivers/lxd_pool.py) for the next job on the
+same host with the same identity and pin; a job with a password, or any failure,
+builds afresh.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any, Iterator
 from urllib.parse import quote
 
@@ -43,7 +50,7 @@ from common import tls
 from common.models import (
     DiscoveredHost,
     DiscoveredVM,
-    HostCredentials,
+    HostTarget,
     HostInterface,
     Project,
     StoragePool,
@@ -95,16 +102,15 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
     # -- connection ------------------------------------------------------------------------
 
     @contextmanager
-    def _connect(self, address: str, creds: HostCredentials,
-                 password: str | None) -> Iterator[tuple[pylxd.Client, str]]:
+    def _connect(self, target: HostTarget, password: str | None) -> Iterator[tuple[pylxd.Client, str]]:
         """A trusted pylxd client (default project) and the server's fingerprint,
         reused from the idle pool when one for this host and identity is there."""
-        url, host, port = endpoint_for(address)
-        expected = (creds.server_fingerprint or "").replace(":", "").lower() or None
-        key = pool_key(url, creds.cert_pem, creds.key_pem, expected)
+        url, host, port = endpoint_for(target.address)
+        expected = (target.server_fingerprint or "").replace(":", "").lower() or None
+        key = pool_key(url, target.cert_pem, target.key_pem, expected)
         pooled = None if password else self._pool.take(key)
         if pooled is None:
-            pooled = self._open(url, host, port, creds, expected, password)
+            pooled = self._open(url, host, port, target, expected, password)
         healthy = False  # after any failure (even "not authorized") start afresh next time
         try:
             with self._translated(url, pooled.fingerprint):
@@ -116,7 +122,7 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
             else:
                 pooled.close()
 
-    def _open(self, url: str, host: str, port: int, creds: HostCredentials, expected: str | None,
+    def _open(self, url: str, host: str, port: int, target: HostTarget, expected: str | None,
               password: str | None) -> PooledClient:
         got = probe_fingerprint(host, port, self.timeout[0])
         if expected is not None and expected != got:
@@ -127,15 +133,15 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
         session = requests.Session()
         session.trust_env = False
         session.verify = False
-        pooled = PooledClient(None, session, got, ExitStack())
+        pooled = PooledClient(None, session, got)
         try:
-            with cert_files(creds) as cert, self._translated(url, got):
+            with cert_files(target) as cert, self._translated(url, got):
                 session.cert = cert  # pylxd insists on it while authenticating
                 session.mount("https://", PinnedAdapter(got, client_cert=cert))
                 self._check_is_lxd(session, url)
                 client = self._client(url, cert, session)
                 if not client.trusted:
-                    self._authenticate(client, url, creds, password)
+                    self._authenticate(client, url, target, password)
                 missing = sorted(set(REQUIRED_EXTENSIONS) - set(client.host_info.get("api_extensions") or []))
                 if missing:
                     raise IncompatibleHost(
@@ -198,9 +204,9 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
         except (ValueError, KeyError, TypeError):
             raise NotLXD(f"{url} answered GET /1.0, but not like LXD does") from None
 
-    def _authenticate(self, client: pylxd.Client, url: str, creds: HostCredentials,
+    def _authenticate(self, client: pylxd.Client, url: str, target: HostTarget,
                       password: str | None) -> None:
-        ours = tls.cert_fingerprint(creds.cert_pem)
+        ours = tls.cert_fingerprint(target.cert_pem)
         if not password:
             raise Untrusted(
                 f"the LXD host at {url} does not trust this VM host's client certificate "
@@ -222,15 +228,13 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
 
     # -- operations ------------------------------------------------------------------------
 
-    def discover_projects(self, address: str, creds: HostCredentials,
-                          password: str | None = None) -> list[Project]:
-        with self._connect(address, creds, password) as (client, _):
+    def discover_projects(self, target: HostTarget, password: str | None = None) -> list[Project]:
+        with self._connect(target, password) as (client, _):
             return self._projects(client)
 
-    def discover(self, address: str, creds: HostCredentials, project: str = "default",
-                 password: str | None = None) -> DiscoveredHost:
-        with self._connect(address, creds, password) as (client, fingerprint):
-            self._ensure_project(client, project)
+    def discover(self, target: HostTarget, password: str | None = None) -> DiscoveredHost:
+        with self._connect(target, password) as (client, fingerprint):
+            self._ensure_project(client, target.project)
             env = client.host_info.get("environment") or {}
             resources = self._get(client.api.resources)
             numa, cores, cpu_speed, memory = parse_cpu_memory(resources)
@@ -249,7 +253,7 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
                 server_fingerprint=fingerprint,
                 capabilities=list(CAPABILITIES),
                 clustered=clustered,
-                vms=self._vms(client, project, clustered),
+                vms=self._vms(client, target.project, clustered),
             )
 
     @staticmethod

@@ -23,7 +23,7 @@ import attrs
 from pylxd import exceptions as lxd_exc
 
 from common.hosterrors import DriverError
-from common.models import ComposeRequest, DiscoveredVM, HostCredentials, RequestedDisk, RequestedNic
+from common.models import ComposeRequest, DiscoveredVM, HostTarget, RequestedDisk, RequestedNic
 from rack.drivers.lxd_instances import DEBIAN_ARCH, STOPPED, instance_to_vm, is_vm, power_state
 
 # Debian architecture -> kernel architecture (the first kernel name wins: armhf → armv7l)
@@ -94,8 +94,6 @@ def check_request(request: ComposeRequest, project: str) -> None:
                           f"(at most 63), starting with a letter and not ending with a hyphen")
     if not project or "/" in project:
         raise DriverError(f"invalid LXD project name {project!r}")
-    if request.project and request.project != project:
-        raise DriverError(f"the VM {name} is for project {request.project!r}, not {project!r}")
     if request.architecture:
         kernel_architecture(request.architecture)
     if request.cores < 1:
@@ -199,22 +197,21 @@ def created_vm(definition: dict, request: ComposeRequest, project: str, clustere
 class LXDComposeMixin:
     """compose_vm and power for LXDDriver."""
 
-    def compose_vm(self, address: str, creds: HostCredentials, project: str,
-                   request: ComposeRequest) -> DiscoveredVM:
-        """Create (never start) the VM `request` describes in `project` and return it as LXD
-        reports it.  On failure whatever this call created is removed first."""
-        check_request(request, project)
-        with self._connect(address, creds, None) as (client, _):
-            return self._compose(client, project, request)
+    def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
+        """Create (never start) the VM `request` describes in the target's project and return
+        it as created.  On failure whatever this call created is removed first."""
+        check_request(request, target.project)
+        with self._connect(target, None) as (client, _):
+            return self._compose(client, target.project, request)
 
-    def power_state(self, address: str, creds: HostCredentials, project: str, instance_name: str) -> str:
-        return self._power_call(address, creds, project, instance_name, "query")
+    def power_state(self, target: HostTarget, instance_name: str) -> str:
+        return self._power_call(target, instance_name, "query")
 
-    def power_on(self, address: str, creds: HostCredentials, project: str, instance_name: str) -> str:
-        return self._power_call(address, creds, project, instance_name, "on")
+    def power_on(self, target: HostTarget, instance_name: str) -> str:
+        return self._power_call(target, instance_name, "on")
 
-    def power_off(self, address: str, creds: HostCredentials, project: str, instance_name: str) -> str:
-        return self._power_call(address, creds, project, instance_name, "off")
+    def power_off(self, target: HostTarget, instance_name: str) -> str:
+        return self._power_call(target, instance_name, "off")
 
     # -- compose ----------------------------------------------------------------------------------
 
@@ -302,14 +299,13 @@ class LXDComposeMixin:
 
     # -- power ------------------------------------------------------------------------------------
 
-    def _power_call(self, address: str, creds: HostCredentials, project: str, instance_name: str,
-                    action: str) -> str:
+    def _power_call(self, target: HostTarget, instance_name: str, action: str) -> str:
         if not isinstance(instance_name, str) or not _ANY_INSTANCE_NAME.match(instance_name):
             raise DriverError(f"invalid LXD instance name {instance_name!r}")
         if action not in POWER_ACTIONS:
             raise DriverError(f"unknown power action {action!r} (on, off or query)")
-        with self._connect(address, creds, None) as (client, _):
-            return self._power(client, project, instance_name, action)
+        with self._connect(target, None) as (client, _):
+            return self._power(client, target.project, instance_name, action)
 
     def _power(self, client, project: str, name: str, action: str) -> str:
         """Query, start or force-stop a VM (spec §6.5); the state afterwards.

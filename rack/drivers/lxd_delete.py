@@ -10,7 +10,7 @@ import pylxd
 from pylxd import exceptions as lxd_exc
 
 from common.hosterrors import DriverError
-from common.models import HostCredentials
+from common.models import HostTarget
 from rack.drivers.lxd_compose import VOLUME_PREFIX, lxd_error as _lxd_error
 from rack.drivers.lxd_instances import STOPPED, custom_volume, is_vm
 
@@ -21,8 +21,7 @@ _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 class LXDDeleteMixin:
     """delete_vm for LXDDriver (uses its _connect, _run and _get_or_none)."""
 
-    def delete_vm(self, address: str, creds: HostCredentials, project: str,
-                  instance_name: str) -> list[str]:
+    def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
         """Delete a VM and the custom volumes its own devices use (spec §6.5).
 
         A running VM is force-stopped first.  A VM that does not exist is already
@@ -33,9 +32,10 @@ class LXDDeleteMixin:
         """
         if not isinstance(instance_name, str) or not _INSTANCE_NAME.match(instance_name):
             raise DriverError(f"invalid LXD instance name {instance_name!r}")
+        project = target.project
         what = f"LXD VM {instance_name!r} in project {project!r}"
         params = {"project": project}
-        with self._connect(address, creds, None) as (client, _):
+        with self._connect(target, None) as (client, _):
             node = client.api.instances[instance_name]
             try:
                 instance = node.get(params=params).json()["metadata"]

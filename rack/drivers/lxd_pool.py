@@ -5,8 +5,9 @@ A pooled client is only handed out for the same address, the same client
 certificate and key, and the same expected server fingerprint; its session
 still checks the server's fingerprint on every new TLS connection.  Each
 client is used by one thread at a time (taken, then given back).  Idle
-clients expire after `idle_seconds`; their private certificate files go with
-them.
+clients expire after `idle_seconds`.  A pooled client holds the host's client
+key in its TLS context only (in memory): its certificate files were removed as
+soon as it was built (rack/drivers/lxd.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import atexit
 import hashlib
 import threading
 import time
-from contextlib import ExitStack
 from typing import Any
 
 import attrs
@@ -26,14 +26,10 @@ class PooledClient:
     client: Any  # pylxd.Client
     session: Any  # requests.Session
     fingerprint: str
-    resources: ExitStack  # the certificate files' directory
     idle_since: float = 0.0
 
     def close(self) -> None:
-        try:
-            self.session.close()
-        finally:
-            self.resources.close()
+        self.session.close()
 
 
 def pool_key(url: str, cert_pem: str, key_pem: str, expected: str | None) -> tuple[str, bytes, str | None]:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from requests.adapters import HTTPAdapter
 
 from common import tls
-from common.models import HostCredentials
+from common.models import HostTarget
 from common.procs import process_exists
 from rack.drivers.base import DriverError, NotLXD, Unreachable
 
@@ -138,15 +138,17 @@ def check_pair_cached(cert_pem: str, key_pem: str) -> None:
 
 
 @contextmanager
-def cert_files(creds: HostCredentials) -> Iterator[tuple[str, str]]:
+def cert_files(target: HostTarget) -> Iterator[tuple[str, str]]:
+    """The target's client certificate and key as 0600 files in a private (0700) temp dir,
+    removed on exit."""
     try:
-        check_pair_cached(creds.cert_pem, creds.key_pem)
+        check_pair_cached(target.cert_pem, target.key_pem)
     except tls.CertificateError as e:
         raise DriverError(f"the client certificate for this VM host is unusable: {e}") from None
     tmp = tempfile.mkdtemp(prefix=f"{CERT_DIR_PREFIX}{os.getpid()}-")  # 0700
     try:
         paths = []
-        for name, data in (("client.crt", creds.cert_pem), ("client.key", creds.key_pem)):
+        for name, data in (("client.crt", target.cert_pem), ("client.key", target.key_pem)):
             path = os.path.join(tmp, name)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:

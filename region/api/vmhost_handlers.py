@@ -8,8 +8,10 @@ purpose, in state `awaiting-trust`.
 
 from __future__ import annotations
 
+import attrs
+
 from common import hosterrors
-from common.models import HostCredentials
+from common.models import HostTarget
 from region.api.compose_handler import ComposeOperation
 from region.api.errors import BadRequest, NotFound, ServiceUnavailable
 from region.api.handler import Call, Handler, operation, restful
@@ -19,7 +21,7 @@ from region.api.vmhost_forms import HostFields, fingerprint, parse_host_fields, 
 from region.api.vmhost_json import host_json, resources_json
 from region.db import events, host_inventory, hosts, machines, named
 from region.db.errors import NotFound as RowNotFound
-from region.vmhosts import Target, apply_discovery_thd, untrusted_message
+from region.vmhosts import apply_discovery_thd, untrusted_message
 
 _CHOICE = "Select a valid choice. That choice is not one of the available choices."
 # Changing one of these makes an update rediscover the host.
@@ -115,8 +117,8 @@ class VmHostsHandler(Handler):
                 _named_thd(cur, named.RESOURCE_POOLS, "pool", fields.pool)
 
         zone, pool = await region.db.run(check_thd)
-        target = Target(fields.type, fields.power_address, fields.project,
-                        HostCredentials(fields.certificate, fields.key))
+        target = HostTarget(type=fields.type, address=fields.power_address, project=fields.project,
+                            cert_pem=fields.certificate, key_pem=fields.key)
         try:
             found = await region.hosts.discover(target, fields.password)
         except hosterrors.Untrusted:
@@ -235,8 +237,7 @@ class VmHostHandler(ComposeOperation, VmHostsHandler):
         failed = []
         for vm in vms:
             try:
-                await region.hosts.delete_vm(
-                    Target(target.type, target.address, vm.project, target.credentials), vm.instance_name)
+                await region.hosts.delete_vm(attrs.evolve(target, project=vm.project), vm.instance_name)
             except hosterrors.DriverError as e:
                 failed.append(f"{vm.hostname}: {e}")
                 continue
