@@ -6,11 +6,12 @@ import datetime
 
 import pytest
 
-from region import allocate, placement
-from region.api.compose_form import StorageAsk
+from region import placement
 from region.db import hosts, machines
 from region.db.network_models import Space, Subnet
 from region.netconstraints import parse_interfaces
+from region.services import allocate_match
+from region.services.compose_request import StorageAsk
 from tests.conftest import make_user, region_box
 from tests.fixtures.http import Api
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
@@ -56,45 +57,45 @@ class _Iface:
 IFACES = {"br0": _Iface(1, "br0", "storage", "10.20.0.0/24"), "br1": _Iface(2, "br1", "dmz", "10.30.0.0/24")}
 
 
-def _match(c: allocate.Constraints, **kw):
-    return allocate.match_machine(_machine(**kw), c, host=_host(), zone="default", pool="default",
+def _match(c: allocate_match.Constraints, **kw):
+    return allocate_match.match_machine(_machine(**kw), c, host=_host(), zone="default", pool="default",
                                   host_ifaces=IFACES)
 
 
 def test_a_ready_machine_matches_labels_to_its_own_disks_and_nics():
-    c = allocate.Constraints(cpu_count=2, mem=1024, tags=("virtual",), arch=("amd64",),
+    c = allocate_match.Constraints(cpu_count=2, mem=1024, tags=("virtual",), arch=("amd64",),
                              storage=(StorageAsk("root", 8 * GB), StorageAsk("fast1", GB, ("fast",))),
                              interfaces=tuple(parse_interfaces("a:space=dmz;b:space=storage")))
     match, why = _match(c)
     assert why == "" and match.as_json() == {"interfaces": {"a": [21], "b": [20]},
                                              "storage": {"root": [10], "fast1": [11]}}
-    for bad, reason in [(allocate.Constraints(cpu_count=3), "2 cores < 3"),
-                        (allocate.Constraints(zone="z2"), "in zone default"),
-                        (allocate.Constraints(pod="other"), "on VM host h1"),
-                        (allocate.Constraints(not_tags=("virtual",)), "excluded tag"),
-                        (allocate.Constraints(storage=(StorageAsk("root", 9 * GB),)), "storage"),
-                        (allocate.Constraints(interfaces=tuple(parse_interfaces("a:space=dmz;b:space=dmz"))),
+    for bad, reason in [(allocate_match.Constraints(cpu_count=3), "2 cores < 3"),
+                        (allocate_match.Constraints(zone="z2"), "in zone default"),
+                        (allocate_match.Constraints(pod="other"), "on VM host h1"),
+                        (allocate_match.Constraints(not_tags=("virtual",)), "excluded tag"),
+                        (allocate_match.Constraints(storage=(StorageAsk("root", 9 * GB),)), "storage"),
+                        (allocate_match.Constraints(interfaces=tuple(parse_interfaces("a:space=dmz;b:space=dmz"))),
                          "interfaces"),
-                        (allocate.Constraints(networks={"not_subnets": ("space:dmz",)}), "not_subnets=space:dmz")]:
+                        (allocate_match.Constraints(networks={"not_subnets": ("space:dmz",)}), "not_subnets=space:dmz")]:
         match, why = _match(bad)
         assert match is None and reason in why, (bad, why)
-    assert _match(allocate.Constraints(networks={"subnets": ("ip:10.20.0.7", "cidr:10.30.0.0/24")}))[0]
+    assert _match(allocate_match.Constraints(networks={"subnets": ("ip:10.20.0.7", "cidr:10.30.0.0/24")}))[0]
 
 
 def test_hosts_are_filtered_then_packed_or_spread():
-    c = allocate.Constraints(zone="z", tags=("gpu",))
-    assert allocate.host_filter_reason(c, _host(), "other", "default") == "in zone other, not z; lacks tags gpu"
-    assert allocate.host_filter_reason(allocate.Constraints(arch=("arm64",)), _host(), "z", "p").startswith(
+    c = allocate_match.Constraints(zone="z", tags=("gpu",))
+    assert allocate_match.host_filter_reason(c, _host(), "other", "default") == "in zone other, not z; lacks tags gpu"
+    assert allocate_match.host_filter_reason(allocate_match.Constraints(arch=("arm64",)), _host(), "z", "p").startswith(
         "has no arm64 architecture")
-    opts = [allocate.HostOption(1, "big", None, free_memory=30 * GB, free_cores=10),
-            allocate.HostOption(2, "small", None, free_memory=1 * GB, free_cores=1),
-            allocate.HostOption(3, "full", "needs 2 cores")]
-    assert [o.name for o in allocate.rank(opts)] == ["small", "big"]
-    assert [o.name for o in allocate.rank(opts, "spread")] == ["big", "small"]
+    opts = [allocate_match.HostOption(1, "big", None, free_memory=30 * GB, free_cores=10),
+            allocate_match.HostOption(2, "small", None, free_memory=1 * GB, free_cores=1),
+            allocate_match.HostOption(3, "full", "needs 2 cores")]
+    assert [o.name for o in allocate_match.rank(opts)] == ["small", "big"]
+    assert [o.name for o in allocate_match.rank(opts, "spread")] == ["big", "small"]
     capacity = placement.HostCapacity("h", cores=4, memory=8 * GB, cpu_ratio=2.0, memory_ratio=1.0)
-    assert allocate.free_after(capacity, [placement.Allocation(cores=2, memory=GB)],
+    assert allocate_match.free_after(capacity, [placement.Allocation(cores=2, memory=GB)],
                                placement.Request(cores=1, memory=GB)) == (6 * GB, 5)
-    ask = allocate.compose_ask(allocate.Constraints(cpu_count=1.5, mem=1024, arch=("amd64",)), _host())
+    ask = allocate_match.compose_ask(allocate_match.Constraints(cpu_count=1.5, mem=1024, arch=("amd64",)), _host())
     assert (ask.cores, ask.memory, ask.architecture, [s.label for s in ask.storage]) == (2, 1024 * MIB,
                                                                                         "amd64/generic", ["root"])
 

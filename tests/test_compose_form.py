@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import pytest
 
-from region.api.compose_form import StorageAsk, parse_compose, parse_storage
-from region.api.errors import BadRequest
+from region.api.compose_form import compose_fields
 from region.api.params import Params
 from region.cli.client import ClientError
 from region.cli.machine_cli import memory_mib
+from region.services.compose_request import StorageAsk, parse_storage, validate
+from region.services.errors import InvalidInput
 
 GB = 1000**3
 
 
 def params(**fields) -> Params:
     return Params({k: v if isinstance(v, list) else [v] for k, v in fields.items()})
+
+
+def parse_compose(p: Params, *, architectures: list[str]):
+    return validate(compose_fields(p), architectures)
 
 
 def test_storage_syntax_units_and_order():
@@ -41,13 +46,13 @@ def test_defaults_are_maas_defaults():
 
 
 def test_every_bad_field_in_one_400():
-    with pytest.raises(BadRequest) as e:
+    with pytest.raises(InvalidInput) as e:
         parse_compose(params(cores="x", memory="512", architecture="s390x/generic", hostname="a_b",
                              storage="root:x", interfaces="eth0", pinned_cores="q"),
                       architectures=["amd64/generic"])
     assert set(e.value.errors) == {"cores", "memory", "architecture", "hostname", "storage", "interfaces",
                                    "pinned_cores"}
-    with pytest.raises(BadRequest) as e:
+    with pytest.raises(InvalidInput) as e:
         parse_compose(params(cores="2", pinned_cores="0-2"), architectures=[])
     assert "3 pinned" in e.value.errors["cores"][0]
 

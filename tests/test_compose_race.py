@@ -8,13 +8,14 @@ import attrs
 import pytest
 
 from common import tls
-from region import compose
-from region.api.compose_form import ComposeAsk, StorageAsk
 from region.db import hosts, machines, named
 from region.db.errors import FieldError
 from region.db.pool import run_sync
 from region.netconstraints import parse_interfaces
 from region.secretbox import SecretBox
+from region.services import compose
+from region.services.compose_request import ComposeAsk, StorageAsk
+from region.services.errors import Conflict
 
 GIB = 1024**3
 
@@ -51,7 +52,7 @@ def test_hundred_concurrent_reservations_against_room_for_fifty(dsn, tmp_path):
         try:
             run_sync(dsn, compose.reserve_thd, host_id, ask(f"race-{i}"), None, False)
             return "ok"
-        except compose.ComposeRefused as e:
+        except Conflict as e:
             assert "needs 1 cores, host has 0 free of 5×10" in str(e)
             return "refused"
 
@@ -93,7 +94,7 @@ def test_sriov_nics_take_a_vf_each_and_refuse_when_none_is_free(dsn, tmp_path):
         machine, request = run_sync(dsn, compose.reserve_thd, host_id, attrs.evolve(with_nic, hostname=name),
                                     None, False)
         assert [(n.nictype, n.parent) for n in request.nics] == [("sriov", "enp5s0f0")]
-    with pytest.raises(compose.ComposeRefused, match="interface enp5s0f0 has 0 free SR-IOV VFs of 2; 1 needed"):
+    with pytest.raises(Conflict, match="interface enp5s0f0 has 0 free SR-IOV VFs of 2; 1 needed"):
         run_sync(dsn, compose.reserve_thd, host_id, attrs.evolve(with_nic, hostname="vf3"), None, False)
     # Freeing one VM frees its VF.
     run_sync(dsn, machines.delete_thd, machine.id)

@@ -7,11 +7,11 @@ unknown name is a 400, so a typo never silently widens the match.
 
 from __future__ import annotations
 
-from region.allocate import Constraints
-from region.api.compose_form import parse_storage
 from region.api.errors import BadRequest
 from region.api.params import Form, Params
 from region.netconstraints import ConstraintError, parse_interfaces
+from region.services.allocate_match import Constraints
+from region.services.compose_request import parse_storage
 
 SINGLE = ("name", "system_id", "zone", "pool", "pod", "pod_type", "agent_name", "comment")
 MULTI = ("arch", "tags", "not_tags", "not_in_zone", "not_in_pool", "not_pod", "not_pod_type")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from region import compose
-from region.api.compose_form import parse_compose
-from region.api.errors import BadRequest, Conflict
+from region.api.compose_form import compose_fields
 from region.api.handler import Call, operation
 from region.api.machine_json import machine_uri
-from region.db import hosts
+from region.services import compose
 
 
 class ComposeOperation:
@@ -45,12 +43,5 @@ class ComposeOperation:
             vlan, fabric, ip (a static address from that subnet).
         :type interfaces: String
         """
-        host = await call.region.db.run(hosts.get_thd, call.path_args["id"])
-        if "composable" not in host.capabilities:
-            raise BadRequest("VM host does not support composability.")
-        ask = parse_compose(call.params, architectures=list(host.architectures))
-        try:
-            machine = await compose.compose(call.region, host.id, ask, call.user)
-        except compose.ComposeRefused as e:
-            raise Conflict(str(e)) from None
+        machine = await compose.compose(call.ctx, call.path_args["id"], compose_fields(call.params))
         return {"system_id": machine.system_id, "resource_uri": machine_uri(machine.system_id)}

@@ -120,6 +120,17 @@ def get_thd(cur, host_id: int | str) -> VMHost:
     return _hosts(cur, rows)[0]
 
 
+def lock_for_placement_thd(cur, host_id: int) -> VMHost:
+    """Lock the host row for a placement and return the host; must open the transaction.
+
+    READ COMMITTED + the row lock: once the lock is ours, every later statement sees the
+    reservations committed before it (a REPEATABLE READ snapshot would predate the wait).
+    """
+    cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    cur.execute("SELECT id FROM vm_hosts WHERE id = %s FOR UPDATE", (host_id,))
+    return get_thd(cur, host_id)
+
+
 def certificate_by_name_thd(cur, name: str) -> str | None:
     cur.execute("SELECT certificate FROM vm_hosts WHERE name = %s", (name,))
     row = cur.fetchone()

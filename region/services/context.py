@@ -17,6 +17,7 @@ class RegionResources(Protocol):
     hosts: Any  # region.vmhosts.HostManager: work sent to racks
     rpc: Any  # region.rpc.RackRegistry
     config: Any  # region.config.RegionConfig
+    region_id: str  # this region process (names the compose reservations it holds)
 
 
 @attrs.frozen

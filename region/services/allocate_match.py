@@ -1,30 +1,10 @@
-"""Allocation: which machine a `machines/?op=allocate` gets, and where a VM is composed for it.
+"""Allocation's matching rules, pure: which machines and VM hosts meet the constraints.
 
-1. A **Ready** machine that nobody owns and that matches every constraint is
-   preferred; among several, the cheapest (fewest cores, then memory, then
-   disk) is taken, so bigger machines stay available.  It is claimed with a
-   conditional UPDATE, so concurrent allocations never share a machine.
-2. If none matches and the caller named no machine (`system_id`/`name`), a
-   VM is **composed on demand** (MAAS's dynamic compose) on a VM host that
-   passes the host-level filters (zone, pool, pod, pod_type, pod tags,
-   architecture) and can hold it: the placement rules of `region.placement`
-   over the host's recorded capacity and current VMs, plus the interfaces
-   constraint resolved against the host's interfaces, all read in one
-   transaction.
-3. Host policy: **pack**: the fitting host with the least memory left
-   after the VM (then the fewest cores left, then the lowest id) goes first,
-   keeping big hosts free for big VMs.  `spread` (the most left first) is
-   chosen by the region setting `allocation_policy = "spread"` when the
-   configuration has it.  Hosts that cannot overcommit are not preferred:
-   the free amounts already count the overcommit ratios.
-4. The compose itself re-checks under the host row lock
-   (`region.compose.reserve_thd`); if a concurrent compose took the room
-   (ComposeRefused) or the host failed, the next candidate is tried.
-5. The VM is composed `dynamic` (deleted again on release) and owned by the
-   caller, then marked Allocated.
-
-Nothing fits: `NoMatch` (HTTP 409, no Retry-After), naming every host and
-what it lacks.  Only driver failures on every fitting host give `Unavailable`.
+A Ready machine meets `Constraints` when every filter holds and its own disks and NICs
+can be labelled for the storage and interfaces constraints (`match_machine`).  A VM
+host is a candidate when the host-level filters hold (`host_filter_reason`); the
+candidates that fit are ranked by the room left after the VM (`rank`): pack (least
+left first) or spread (most left first).
 """
 
 from __future__ import annotations
@@ -35,26 +15,15 @@ from typing import Any
 
 import attrs
 
-from common import hosterrors
-from region import compose, placement
-from region.api.compose_form import ComposeAsk, StorageAsk, parse_storage
-from region.db import allocations, events, hosts, machines, named, networks
-from region.db.errors import FieldError
-from region.netconstraints import ConstraintError, InterfaceAsk, matches, resolve
-from region.rpc import NoRackConnected
+from region import placement
+from region.db import hosts, machines
+from region.netconstraints import ConstraintError, InterfaceAsk, matches
+from region.services.compose_request import ComposeAsk, StorageAsk, parse_storage
 
 MIB = 1024 * 1024
 DEFAULT_MEMORY_MIB = 2048
 DEFAULT_STORAGE = "root:8"
 NETWORK_KEYS = ("subnets", "vlans", "fabrics", "fabric_classes")
-
-
-class NoMatch(Exception):
-    """Nothing matches; str() says why, per machine or host (HTTP 409)."""
-
-
-class Unavailable(Exception):
-    """Hosts that fit could not be reached or failed to compose (HTTP 503)."""
 
 
 @attrs.frozen
@@ -272,134 +241,6 @@ def compose_ask(c: Constraints, host: hosts.VMHost) -> ComposeAsk:
         architecture=arch or "amd64/generic", hostname=None, zone=str(host.zone_id), pool=None,
         storage=c.storage or parse_storage(DEFAULT_STORAGE), interfaces=c.interfaces)
 
-
-def survey_thd(cur, c: Constraints) -> list[HostOption]:
-    """Every VM host, with why it cannot take the VM or how much it would have left."""
-    zones = {z.id: z.name for z in named.list_thd(cur, named.ZONES)}
-    pools = {p.id: p.name for p in named.list_thd(cur, named.RESOURCE_POOLS)}
-    out = []
-    for host in hosts.list_thd(cur):
-        reason = host_filter_reason(c, host, zones[host.zone_id], pools[host.pool_id])
-        if reason is not None:
-            out.append(HostOption(host.id, host.name, reason))
-            continue
-        ask = compose_ask(c, host)
-        capacity, vms = compose.capacity_thd(cur, host)
-        pool_names = [p.name for p in host.storage_pools]
-        request = placement.Request(cores=ask.cores, memory=ask.memory, disks=tuple(
-            placement.DiskRequest(s.size, next((t for t in s.tags if t in pool_names), None)) for s in ask.storage))
-        problems: list[str] = []
-        try:
-            placement.place(capacity, vms, request)
-        except placement.DoesNotFit as e:
-            problems += e.shortfalls
-        except placement.InvalidRequest as e:
-            problems.append(str(e))
-        try:
-            ifaces = networks.host_interface_networks_thd(cur, host.id)
-            resolved = resolve(list(ask.interfaces), ifaces, host.name, lambda ip: networks.subnet_for_ip_thd(cur, ip))
-            problems += network_shortfalls(c, [r.iface for r in resolved])
-        except ConstraintError as e:
-            problems.append(str(e))
-        memory, cores = free_after(capacity, vms, request)
-        out.append(HostOption(host.id, host.name, "; ".join(problems) or None, ask, memory, cores))
-    return out
-
-
-# -- the allocation itself --------------------------------------------------------------------
-
-@attrs.frozen
-class Allocated:
-    machine: machines.Machine
-    match: Match
-    composed_on: str | None = None  # the VM host, when composed for this allocation
-
-
-def ready_matches_thd(cur, c: Constraints) -> tuple[list[tuple[machines.Machine, Match]], list[str]]:
-    """Available machines meeting `c`, cheapest first; and why the named ones do not."""
-    zones = {z.id: z.name for z in named.list_thd(cur, named.ZONES)}
-    pools = {p.id: p.name for p in named.list_thd(cur, named.RESOURCE_POOLS)}
-    by_host = {h.id: h for h in hosts.list_thd(cur)}
-    ifaces: dict[int, dict] = {}
-    found, why = [], []
-    named_only = c.system_id is not None or c.name is not None
-    for m in sorted(machines.list_thd(cur), key=machine_cost):
-        if named_only and m.system_id != c.system_id and c.name not in (m.hostname, f"{m.hostname}.maas"):
-            continue
-        if m.status != "ready" or m.owner_id is not None:
-            if named_only:
-                why.append(f"machine {m.hostname} ({m.system_id}) is not available "
-                           f"(status {m.status}{', owned' if m.owner_id is not None else ''})")
-            continue
-        if m.host_id not in ifaces:
-            ifaces[m.host_id] = {i.name: i for i in networks.host_interface_networks_thd(cur, m.host_id)}
-        match, reason = match_machine(m, c, host=by_host[m.host_id], zone=zones[m.zone_id],
-                                      pool=pools[m.pool_id], host_ifaces=ifaces[m.host_id])
-        if match is not None:
-            found.append((m, match))
-        elif named_only:
-            why.append(f"machine {m.hostname} ({m.system_id}) does not match: {reason}")
-    if named_only and not why and not found:
-        why.append(f"no machine is named {c.system_id or c.name}")
-    return found, why
-
-
-def _allocated_thd(cur, system_id: str, c: Constraints, user, how: str) -> machines.Machine:
-    m = machines.get_thd(cur, system_id)
-    text = f"allocated {m.hostname} to {user.username} ({how})" + (f": {c.comment}" if c.comment else "")
-    events.record_thd(cur, "MACHINE_ALLOCATED", text, level="AUDIT", username=user.username,
-                      object_type="machine", object_id=m.system_id)
-    return m
-
-
-async def allocate(region, c: Constraints, user, policy: str = "pack") -> Allocated:
-    found, why = await region.db.run(ready_matches_thd, c)
-    for m, match in found:
-        if c.dry_run:
-            return Allocated(m, match)
-
-        def claim_thd(cur, m=m):
-            if allocations.claim_thd(cur, m.id, user.id, c.agent_name):
-                return _allocated_thd(cur, m.system_id, c, user, "a Ready machine")
-            return None
-
-        claimed = await region.db.run(claim_thd)
-        if claimed is not None:
-            return Allocated(claimed, match)
-    if c.system_id is not None or c.name is not None:
-        raise NoMatch("No available machine matches constraints: " + "; ".join(why) + ".")
-    options = await region.db.run(survey_thd, c)
-    explain = [f"VM host {o.name}: {o.reason}" for o in options if o.reason is not None]
-    fitting = rank(options, policy)
-    head = "No available machine matches constraints, and no VM host can compose one"
-    if c.dry_run:
-        if fitting:
-            raise NoMatch(f"No Ready machine matches constraints; allocate (without dry_run) would compose a VM "
-                          f"on VM host {fitting[0].name} ({fitting[0].ask.cores} cores, "
-                          f"{fitting[0].ask.memory // MIB} MiB).")
-        raise NoMatch(f"{head}: " + ("; ".join(explain) or "there are no VM hosts") + ".")
-    failures = []
-    for option in fitting:
-        try:
-            m = await compose.compose(region, option.host_id, option.ask, user, dynamic=True)
-        except (compose.ComposeRefused, FieldError) as e:
-            explain.append(f"VM host {option.name}: {getattr(e, 'message', None) or e}")
-            continue
-        except (hosterrors.DriverError, NoRackConnected) as e:
-            failures.append(f"VM host {option.name}: {e or type(e).__name__}")
-            continue
-
-        def allocate_thd(cur, m=m):
-            if not allocations.claim_thd(cur, m.id, user.id, c.agent_name, owned_by_caller=True):
-                raise NoMatch(f"The VM {m.hostname} composed for this allocation was taken away before it could "
-                              f"be allocated.")
-            return _allocated_thd(cur, m.system_id, c, user, f"composed on VM host {option.name}")
-
-        composed = await region.db.run(allocate_thd)
-        return Allocated(composed, composed_match(composed, c), option.name)
-    if failures:
-        raise Unavailable("Composing a VM for this allocation failed: " + "; ".join(failures + explain) + ".")
-    raise NoMatch(f"{head}: " + ("; ".join(explain) or "there are no VM hosts") + ".")
 
 
 def composed_match(m: machines.Machine, c: Constraints) -> Match:

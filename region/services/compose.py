@@ -1,0 +1,195 @@
+"""Composing and decomposing VMs: exact accounting under concurrency, no orphans.
+
+1. One transaction locks the host row (`hosts.lock_for_placement_thd`), places the
+   VM over the host's recorded capacity and every VM already there (including those
+   still being composed), allocates any static IPs, and inserts the machine as
+   'composing'.  Concurrent composes on one host therefore queue on the lock and each
+   sees the others' reservations: none can overfill the host.
+2. A rack creates the VM (`ComposeVM`); the driver removes what it created if it fails.
+3. Success marks the machine 'ready' with what the host reported.  A clean failure
+   drops the reservation.  An unclear one (rack lost, timeout) first asks a rack to
+   delete the VM; if even that fails the 'composing' record stays and the next refresh
+   settles it (adopts the VM if it exists, drops the record after a grace period if
+   not).  So the record and the VM end up both existing or neither.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.logger import Logger
+
+from common import hosterrors
+from common.models import ComposeRequest, HostTarget, RequestedDisk, RequestedNic, VMDisk
+from common.tls import new_system_id
+from region import placement
+from region.db import hosts, machines, named, networks
+from region.netconstraints import ConstraintError, attach_type, resolve
+from region.rpc import NoRackConnected
+from region.services import faults
+from region.services.capacity import capacity_thd, disk_requests
+from region.services.compose_request import ComposeAsk, ComposeFields, validate
+from region.services.context import Context
+from region.services.errors import Conflict, FieldError, HostNotReady, Refused
+from region.services.lookups import named_choice_thd
+from region.vmhosts import CallLost
+
+log = Logger()
+
+NICTYPE = {"bridge": "bridged", "macvlan": "macvlan", "sriov": "sriov"}
+
+
+def _sriov_shortfalls_thd(cur, host: hosts.VMHost, nics: list[machines.NewNic], ifaces) -> list[str]:
+    wanted: dict[str, int] = {}
+    for nic in nics:
+        if nic.attach_type == "sriov":
+            wanted[nic.attach_name] = wanted.get(nic.attach_name, 0) + 1
+    used = machines.vfs_used_thd(cur, host.id) if wanted else {}
+    out = []
+    for name, count in wanted.items():
+        limit = next(i.sriov_max_vfs for i in ifaces if i.name == name)
+        free = limit - used.get(name, 0)
+        if count > free:
+            out.append(f"interface {name} has {max(free, 0)} free SR-IOV VFs of {limit}; {count} needed")
+    return out
+
+
+def _zone_pool_thd(cur, ask: ComposeAsk, host: hosts.VMHost) -> tuple[int, int]:
+    zone = named_choice_thd(cur, named.ZONES, "zone", ask.zone, echo_value=True)
+    pool_id = (named_choice_thd(cur, named.RESOURCE_POOLS, "pool", ask.pool, echo_value=True).id
+               if ask.pool else host.pool_id)
+    return zone.id, pool_id
+
+
+def _hostname_thd(cur, ask: ComposeAsk) -> str:
+    if ask.hostname:
+        if machines.hostname_taken_thd(cur, ask.hostname):
+            raise FieldError("hostname", f'Node with hostname "{ask.hostname}" already exists.')
+        return ask.hostname
+    while True:
+        name = f"vm-{new_system_id()}"
+        if not machines.hostname_taken_thd(cur, name):
+            return name
+
+
+def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynamic: bool,
+                region_id: str | None = None) -> tuple[machines.Machine, ComposeRequest]:
+    """Place and record the VM (status 'composing'); returns (machine, request for the rack).
+
+    Raises HostNotReady, Conflict (no room, with every shortfall) or FieldError.
+    """
+    host = hosts.lock_for_placement_thd(cur, host_id)
+    if host.state != "ready":
+        raise HostNotReady(f"VM host {host.name} is not ready ({host.state}): {host.state_message}")
+    zone_id, pool_id = _zone_pool_thd(cur, ask, host)
+    hostname = _hostname_thd(cur, ask)
+    capacity, allocations = capacity_thd(cur, host)
+    request = placement.Request(cores=ask.cores, memory=ask.memory, pinned=ask.pinned_cores,
+                                hugepages_backed=ask.hugepages_backed, disks=disk_requests(ask.storage, host))
+    try:
+        ifaces = networks.host_interface_networks_thd(cur, host.id) if ask.interfaces else []
+        resolved = resolve(list(ask.interfaces), ifaces, host.name,
+                           lambda ip: networks.subnet_for_ip_thd(cur, ip))
+    except ConstraintError as e:
+        raise FieldError("interfaces", str(e)) from None
+    nics = [machines.NewNic(r.ask.ifname, attach_type(r.iface), r.iface.name, 0, r.iface.id) for r in resolved]
+    try:
+        placed = placement.place(capacity, allocations, request)
+        shortfalls = _sriov_shortfalls_thd(cur, host, nics, ifaces)
+    except placement.InvalidRequest as e:
+        raise FieldError(e.field, str(e)) from None
+    except placement.DoesNotFit as e:
+        placed, shortfalls = None, list(e.shortfalls) + _sriov_shortfalls_thd(cur, host, nics, ifaces)
+    if shortfalls:
+        raise Conflict(f"VM host {host.name} cannot fit this VM: " + "; ".join(shortfalls) + ".")
+    disks = [VMDisk(s.label, s.size, pool) for s, pool in zip(ask.storage, placed.disk_pools)]
+    new = machines.NewMachine(
+        hostname=hostname, host_id=host.id, project=host.project, architecture=ask.architecture,
+        cpu_count=ask.cores, memory=ask.memory, pinned_cores=list(placed.pinned),
+        hugepages_backed=ask.hugepages_backed, numa_nodes=list(placed.numa_nodes), zone_id=zone_id,
+        pool_id=pool_id, owner_id=owner_id, dynamic=dynamic, tags=list(host.tags), disks=disks, nics=nics,
+        composing_region=region_id)
+    machine, nic_ids = machines.reserve_thd(cur, new)
+    for r in resolved:
+        for ip in r.ask.ips:
+            subnet = networks.subnet_for_ip_thd(cur, ip)
+            networks.allocate_ip_thd(cur, subnet.id, ip, nic_ids[r.ask.ifname])
+    compose_request = ComposeRequest(
+        instance_name=hostname, architecture=ask.architecture, cores=ask.cores,
+        memory=ask.memory, pinned_cores=list(placed.pinned), hugepages_backed=ask.hugepages_backed,
+        disks=[RequestedDisk("root" if i == 0 else f"disk{i}", d.size, d.pool) for i, d in enumerate(disks)],
+        nics=[RequestedNic(n.name, NICTYPE[n.attach_type], n.attach_name) for n in nics])
+    return machine, compose_request
+
+
+def for_project(target: HostTarget, project: str) -> HostTarget:
+    """The host target aimed at the project a machine lives in."""
+    return attrs.evolve(target, project=project)
+
+
+async def compose(ctx: Context, host_id: int | str, fields: ComposeFields) -> machines.Machine:
+    """`op=compose`: a VM on the host as the fields ask (checked against the host's architectures)."""
+    host = await ctx.db.run(hosts.get_thd, host_id)
+    if "composable" not in host.capabilities:
+        raise Refused("VM host does not support composability.")
+    return await compose_on_host(ctx, host.id, validate(fields, list(host.architectures)))
+
+
+async def compose_on_host(ctx: Context, host_id: int, ask: ComposeAsk, *, dynamic: bool = False) -> machines.Machine:
+    """Reserve, have a rack create the VM, and record it ready (or undo the reservation).
+
+    `dynamic`: composed for an allocation, owned by the actor and deleted again on release.
+    """
+    owner_id = ctx.actor.id if dynamic else None
+
+    def reserve_and_target_thd(cur):
+        machine, request = reserve_thd(cur, host_id, ask, owner_id, dynamic, ctx.region.region_id)
+        return machine, request, ctx.hosts.target_thd(cur, hosts.get_thd(cur, host_id))
+
+    machine, request, target = await ctx.db.run(reserve_and_target_thd)
+    faults.compose_step(faults.AFTER_RESERVE)
+    try:
+        vm = await ctx.hosts.compose_vm(target, request)
+    except (hosterrors.DriverError, NoRackConnected) as e:
+        # A driver's own failure cleaned up after itself; a lost call may have left a VM.
+        await _abandon(ctx, machine, target, clean=not isinstance(e, CallLost))
+        raise
+    except BaseException:
+        await _abandon(ctx, machine, target, clean=False)
+        raise
+    faults.compose_step(faults.AFTER_RACK_CREATED)
+
+    def finish_thd(cur):
+        done = machines.finish_compose_thd(cur, machine.id, vm)
+        ctx.audit_thd(cur, "MACHINE_COMPOSED", f"composed {done.hostname} on VM host {host_id}", "machine",
+                      done.system_id)
+        return done
+
+    done = await ctx.db.run(finish_thd)
+    faults.compose_step(faults.AFTER_RECORD)
+    return done
+
+
+async def _abandon(ctx: Context, machine: machines.Machine, target: HostTarget, clean: bool) -> None:
+    """Drop a reservation whose VM was not (or may not have been) created."""
+    if not clean:
+        try:
+            await ctx.hosts.delete_vm(for_project(target, machine.project), machine.instance_name)
+        except Exception as e:
+            log.warn("compose of {name} ended unclearly and the VM could not be removed ({error}); the next "
+                     "refresh of the host settles it", name=machine.hostname, error=str(e) or type(e).__name__)
+            return
+    await ctx.db.run(machines.delete_thd, machine.id)
+
+
+async def decompose(ctx: Context, machine: machines.Machine, target: HostTarget | None = None) -> list[str]:
+    """Delete the VM on its host, then the record (freeing its IPs, VFs and resources)."""
+    if target is None:
+        _, target = await ctx.hosts.target(machine.host_id)
+    warnings = await ctx.hosts.delete_vm(for_project(target, machine.project), machine.instance_name)
+
+    def forget_thd(cur):
+        machines.delete_thd(cur, machine.id)
+        ctx.audit_thd(cur, "MACHINE_DECOMPOSED", f"decomposed {machine.hostname}", "machine", machine.system_id)
+
+    await ctx.db.run(forget_thd)
+    return warnings

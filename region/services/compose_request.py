@@ -1,0 +1,170 @@
+"""What a compose asks for: the request's fields as sent, checked against the host.
+
+`ComposeFields` carries the MAAS fields as the client sent them; `validate` turns them
+into a `ComposeAsk` (MAAS defaults, vmyard's units) or raises one `InvalidInput` naming
+every bad field at once.  It needs the host's architectures, so the compose service
+runs it once the host is known.
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from region.netconstraints import ConstraintError, InterfaceAsk, parse_interfaces
+from region.services.errors import InvalidInput
+
+GB = 1000**3
+MIB = 1024 * 1024
+_STORAGE_ITEM = re.compile(r"^(?:(?P<label>[a-zA-Z0-9]+):)?(?P<size>[0-9]+(?:\.[0-9]+)?)(?P<unit>[KMGT]i?B?)?"
+                           r"(?:\((?P<tags>[^)]+)\))?$")
+_UNITS = {"K": 1000, "M": 1000**2, "G": GB, "T": 1000**4}
+_HOSTNAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$", re.IGNORECASE)
+DEFAULT_STORAGE = "root:8(local)"
+TRUE = ("true", "1", "yes", "on")
+
+
+@attrs.frozen
+class StorageAsk:
+    label: str
+    size: int  # bytes
+    tags: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ComposeAsk:
+    cores: int
+    memory: int  # bytes
+    pinned_cores: tuple[int, ...]
+    hugepages_backed: bool
+    architecture: str | None
+    hostname: str | None
+    zone: str | None
+    pool: str | None
+    storage: tuple[StorageAsk, ...]
+    interfaces: tuple[InterfaceAsk, ...]
+
+
+@attrs.frozen
+class ComposeFields:
+    """`op=compose`'s fields as sent (None: absent); `pinned_cores` split at commas."""
+
+    cores: str | None = None
+    pinned_cores: tuple[str, ...] = ()
+    memory: str | None = None
+    hugepages_backed: str | None = None
+    architecture: str | None = None
+    cpu_speed: str | None = None
+    hostname: str | None = None
+    zone: str | None = None
+    pool: str | None = None
+    storage: str | None = None
+    interfaces: str | None = None
+
+
+def parse_storage(value: str) -> tuple[StorageAsk, ...]:
+    """`label:size(tags),…`; sizes in GB (10^9) unless a unit says otherwise (20G, 512M, 1.5T, 8GiB).
+    The first disk stays first (root); the rest go most-tagged first, as MAAS orders them.
+    Raises ValueError with the user's message."""
+    items = []
+    for index, raw in enumerate(_split_outside_parens(value) if value else []):
+        m = _STORAGE_ITEM.match(raw)
+        if not m:
+            raise ValueError(f'Malformed storage constraint, "{value}".')
+        unit = m["unit"] or "G"
+        scale = _UNITS[unit[0]] if "i" not in unit else 1024 ** (" KMGT".index(unit[0]))
+        size = int(float(m["size"]) * scale)
+        if size <= 0:
+            raise ValueError(f'Malformed storage constraint, "{value}": sizes must be above zero.')
+        tags = tuple(t.strip() for t in (m["tags"] or "").split(",") if t.strip()) if m["tags"] else ()
+        items.append(StorageAsk(m["label"] or ("root" if index == 0 else f"disk{index}"), size, tags))
+    if not items:
+        raise ValueError(f'Malformed storage constraint, "{value}".')
+    labels = [i.label for i in items]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f'Malformed storage constraint, "{value}": a label is used twice.')
+    return (items[0], *sorted(items[1:], key=lambda i: -len(i.tags)))
+
+
+def _split_outside_parens(value: str) -> list[str]:
+    """'a:1,b:2(x,y)' -> ['a:1', 'b:2(x,y)']: tags in parentheses may hold commas."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(value):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(value[start:i])
+            start = i + 1
+    parts.append(value[start:])
+    return parts
+
+
+class _Errors(dict):
+    """Field → messages, in the order found, so one 400 reports every bad field."""
+
+    def add(self, field: str, message: str) -> None:
+        self.setdefault(field, []).append(message)
+
+
+def _int(errors: _Errors, field: str, raw: str | None, default: int, minimum: int) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        errors.add(field, "Enter a whole number.")
+        return default
+    if value < minimum:
+        errors.add(field, f"Ensure this value is greater than or equal to {minimum}.")
+    return value or default  # MAAS: a falsy value means the default
+
+
+def _pinned(errors: _Errors, values: tuple[str, ...]) -> tuple[int, ...]:
+    cores = set()
+    for v in values:
+        bounds = v.split("-", 1)
+        if not all(b.strip().isdigit() for b in bounds):
+            errors.add("pinned_cores", f"Select a valid choice. {v} is not one of the available choices.")
+            continue
+        low, high = int(bounds[0]), int(bounds[-1])
+        cores.update(range(low, high + 1))
+    return tuple(sorted(cores))
+
+
+def validate(fields: ComposeFields, architectures: list[str]) -> ComposeAsk:
+    """The ask for a host offering `architectures` (its first is the default)."""
+    errors = _Errors()
+    pinned = _pinned(errors, fields.pinned_cores)
+    cores = _int(errors, "cores", fields.cores, len(pinned) or 1, 1)
+    if pinned and fields.cores not in (None, "") and cores != len(pinned):
+        errors.add("cores", f"{cores} cores requested but {len(pinned)} pinned; give one or make them agree.")
+    memory_mib = _int(errors, "memory", fields.memory, 2048, 1024)
+    architecture = fields.architecture or None
+    if architecture is not None and architectures and architecture not in architectures:
+        errors.add("architecture", f"Select a valid choice. {architecture} is not one of the available "
+                                   f"choices ({', '.join(architectures)}).")
+    if fields.cpu_speed not in (None, ""):
+        _int(errors, "cpu_speed", fields.cpu_speed, 0, 300)
+    hostname = fields.hostname or None
+    if hostname is not None and not _HOSTNAME.match(hostname):
+        errors.add("hostname", f"Enter a valid hostname (a DNS label: a letter, then letters, digits or "
+                               f"hyphens, at most 63): {hostname!r}.")
+    storage: tuple[StorageAsk, ...] = ()
+    try:
+        storage = parse_storage(fields.storage or DEFAULT_STORAGE)
+    except ValueError as e:
+        errors.add("storage", str(e))
+    interfaces: tuple[InterfaceAsk, ...] = ()
+    try:
+        interfaces = tuple(parse_interfaces(fields.interfaces))
+    except ConstraintError as e:
+        errors.add("interfaces", str(e))
+    if errors:
+        raise InvalidInput(dict(errors))
+    return ComposeAsk(
+        cores=cores, memory=memory_mib * MIB, pinned_cores=pinned,
+        hugepages_backed=(fields.hugepages_backed or "").lower() in TRUE,
+        architecture=architecture or (architectures[0] if architectures else "amd64/generic"),
+        hostname=hostname, zone=fields.zone or None, pool=fields.pool or None,
+        storage=storage, interfaces=interfaces,
+    )

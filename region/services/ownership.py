@@ -1,0 +1,129 @@
+"""What the holder of an allocated machine does with it: release, deploy, owner data.
+
+Only the owner or an admin may (Forbidden otherwise); a Ready machine nobody owns may
+be deployed by anyone (it is allocated to them first).  Every state change is a
+conditional UPDATE, so a concurrent change is a Conflict, never a silent overwrite.
+"""
+
+from __future__ import annotations
+
+from common import hosterrors
+from region.db import allocations, machines
+from region.rpc import NoRackConnected
+from region.services import compose
+from region.services.context import Context
+from region.services.errors import Conflict, Forbidden, NotFound, Refused, Unavailable
+
+RELEASABLE = ("allocated", "deploying", "deployed")
+
+
+def may_manage(user, m: machines.Machine) -> bool:
+    return bool(user.is_superuser) or (m.owner_id is not None and m.owner_id == user.id)
+
+
+async def machine_for(ctx: Context, system_id: str, action: str) -> machines.Machine:
+    """The machine, if the actor may `action` it ("release", "deploy", "set owner data of")."""
+    m = await ctx.db.run(machines.get_thd, system_id)
+    if not may_manage(ctx.actor, m) and not (action == "deploy" and m.status == "ready" and m.owner_id is None):
+        raise Forbidden(f"You don't have permission to {action} {m.hostname}: only its owner or an admin may.")
+    return m
+
+
+async def release(ctx: Context, m: machines.Machine) -> machines.Machine | None:
+    """Release `m` (allocated, deploying or deployed): a dynamic machine is decomposed (None:
+    it is gone); any other goes back to Ready, powered off, its allocation cleared (returned)."""
+    if m.status not in RELEASABLE:
+        raise Conflict(f"Machine {m.hostname} cannot be released in its current state ({m.status}).")
+    return await _release_one(ctx, m)
+
+
+async def release_many(ctx: Context, system_ids: list[str]) -> list[str]:
+    """Release every machine named that is held (Ready ones are left as they are); nothing
+    is released unless all can be.  Returns the system ids released."""
+    def load_thd(cur):
+        found, missing = [], []
+        for system_id in dict.fromkeys(system_ids):
+            try:
+                found.append(machines.get_thd(cur, system_id))
+            except NotFound:
+                missing.append(system_id)
+        return found, missing
+
+    found, missing = await ctx.db.run(load_thd)
+    if missing:
+        raise Refused(f"Unknown machine(s): {', '.join(missing)}.")
+    denied = [m.system_id for m in found if not may_manage(ctx.actor, m)]
+    if denied:
+        raise Forbidden(f"You don't have the required permission to release the following "
+                        f"machine(s): {', '.join(denied)}.")
+    stuck = [f"{m.system_id} ({m.status})" for m in found if m.status not in (*RELEASABLE, "ready")]
+    if stuck:
+        raise Conflict(f"Machine(s) cannot be released in their current state: {', '.join(stuck)}.")
+    released = []
+    for m in found:
+        if m.status in RELEASABLE:
+            await _release_one(ctx, m)
+            released.append(m.system_id)
+    return released
+
+
+async def _release_one(ctx: Context, m: machines.Machine) -> machines.Machine | None:
+    if m.dynamic:  # composed for an allocation: it goes away with it
+        try:
+            await compose.decompose(ctx, m)
+        except (hosterrors.DriverError, NoRackConnected) as e:
+            raise Unavailable(f"Unable to release {m.hostname}: its VM could not be decomposed: {e}") from None
+        return None
+    if m.power_state == "on":
+        _, target = await ctx.hosts.target(m.host_id)
+        try:
+            state = await ctx.hosts.power(compose.for_project(target, m.project), m.instance_name, "off")
+        except (hosterrors.DriverError, NoRackConnected) as e:
+            raise Unavailable(f"Unable to release {m.hostname}: power off failed: {e}") from None
+        await ctx.db.run(machines.set_power_state_thd, m.id, state)
+
+    def release_thd(cur):
+        if allocations.release_thd(cur, m.id):
+            ctx.audit_thd(cur, "MACHINE_RELEASED", f"released {m.hostname}", "machine", m.system_id)
+        return machines.get_thd(cur, m.system_id)
+
+    return await ctx.db.run(release_thd)
+
+
+async def deploy(ctx: Context, system_id: str, distro_series: str) -> machines.Machine:
+    """Power the machine's VM on and mark it Deployed (claiming a Ready, unowned machine first).
+    If the VM cannot be powered on the machine stays Allocated (Unavailable)."""
+    m = await machine_for(ctx, system_id, "deploy")
+    if m.status == "ready" and m.owner_id is None:
+        if not await ctx.db.run(allocations.claim_thd, m.id, ctx.actor.id, ""):
+            raise Conflict(f"Machine {m.hostname} was allocated to someone else meanwhile.")
+    elif m.status != "allocated":
+        raise Conflict(f"Can't deploy {m.hostname}: it is {m.status}, not allocated.")
+    if not await ctx.db.run(allocations.set_status_thd, m.id, "deploying", expect=("allocated",)):
+        raise Conflict(f"Can't deploy {m.hostname}: its state changed meanwhile.")
+    _, target = await ctx.hosts.target(m.host_id)
+    try:
+        state = await ctx.hosts.power(compose.for_project(target, m.project), m.instance_name, "on")
+    except (hosterrors.DriverError, NoRackConnected) as e:
+        await ctx.db.run(allocations.set_status_thd, m.id, "allocated", expect=("deploying",))
+        raise Unavailable(f"Deploy of {m.hostname} failed: power on failed: {e}; the machine stays "
+                          f"Allocated.") from None
+
+    def deployed_thd(cur):
+        machines.set_power_state_thd(cur, m.id, state)
+        allocations.set_status_thd(cur, m.id, "deployed", expect=("deploying",), distro_series=distro_series)
+        ctx.audit_thd(cur, "MACHINE_DEPLOYED", f"deployed {m.hostname} (VM powered on)", "machine", m.system_id)
+        return machines.get_thd(cur, m.system_id)
+
+    return await ctx.db.run(deployed_thd)
+
+
+async def set_owner_data(ctx: Context, system_id: str, changes: dict[str, str]) -> machines.Machine:
+    """Set owner data keys; an empty value deletes the key."""
+    m = await machine_for(ctx, system_id, "set owner data of")
+
+    def set_thd(cur):
+        allocations.update_owner_data_thd(cur, m.id, changes)
+        return machines.get_thd(cur, m.system_id)
+
+    return await ctx.db.run(set_thd)
