@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import socket
 
-import attrs
-
 from common import tls
 from region.api.params import Form, Params
+from region.services.vmhosts import HostFields
 
 MACVLAN_MODES = ("bridge", "passthru", "private", "vepa")
 HOST_TYPES = ("lxd", "virsh")
@@ -85,26 +84,6 @@ def fingerprint(form: Form, field: str = "fingerprint") -> str | None:
         form.error(field, "Enter a SHA-256 fingerprint: 64 hexadecimal digits (colons allowed).")
         return None
     return value
-
-
-@attrs.frozen
-class HostFields:
-    """Validated fields of a create or update; None means "not given"."""
-
-    type: str | None
-    power_address: str | None
-    name: str | None
-    project: str | None
-    zone: str | None
-    pool: str | None
-    tags: list[str] | None
-    cpu_over_commit_ratio: float | None
-    memory_over_commit_ratio: float | None
-    default_macvlan_mode: str | None  # "" clears it
-    default_storage_pool: str | None
-    certificate: str | None
-    key: str | None = attrs.field(repr=False)
-    password: str | None = attrs.field(repr=False)
 
 
 def parse_host_fields(params: Params, *, creating: bool, current_type: str | None = None,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import attrs
 
-from common.models import HostInterface, NumaNode
+from common.models import HostInterface
 from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
-from region import placement
-from region.compose import allocation_of, host_capacity
 from region.netconstraints import attach_type
 from region.db import hosts, machines
+from region.services.vmhost_ops import HostResources
+from region.services.vmhosts import HostView
 
 MIB = 1024 * 1024
 
@@ -29,13 +29,14 @@ def _pool_used(pool_name: str, host: hosts.VMHost, vms: list[machines.Machine]) 
     return sum(d.size for m in vms if m.project == host.project for d in m.disks if d.pool == pool_name)
 
 
-def host_json(host: hosts.VMHost, zone, pool, vms: list[machines.Machine], collection: str) -> dict:
+def host_json(view: HostView, collection: str) -> dict:
     """The read object, keys as MAAS 2.0 clients read them (memory MiB, storage bytes).
 
     `used` counts what the VMs of the tracked project were given; storage pool
     `used` likewise (as MAAS does), while `pool_used`/`pool_available` add what
     LXD itself reports for the pool.
     """
+    host, vms = view.host, view.vms
     total = {"cores": host.cores, "memory": host.memory // MIB,
              "local_storage": sum(p.total for p in host.storage_pools)}
     used = _usage(host, vms)
@@ -57,8 +58,8 @@ def host_json(host: hosts.VMHost, zone, pool, vms: list[machines.Machine], colle
         "total": total,
         "used": used,
         "available": {k: total[k] - used[k] for k in total},
-        "zone": zone_json(zone),
-        "pool": pool_json(pool),
+        "zone": zone_json(view.zone),
+        "pool": pool_json(view.pool),
         "cpu_over_commit_ratio": float(host.cpu_over_commit_ratio),
         "memory_over_commit_ratio": float(host.memory_over_commit_ratio),
         "default_macvlan_mode": host.default_macvlan_mode,
@@ -77,18 +78,16 @@ def _pool_json(p: hosts.HostStoragePool, host: hosts.VMHost, vms: list[machines.
             "allocated": _pool_used(p.name, host, vms)}
 
 
-def resources_json(host: hosts.VMHost, numa: list[NumaNode], interfaces: list[HostInterface],
-                   vms: list[machines.Machine], vfs_used: dict[str, int]) -> dict:
+def resources_json(r: HostResources) -> dict:
     """Per NUMA node: cores, memory (general and hugepages), VMs and NICs with their VFs.
 
-    Computed with the same accounting compose places with (`region.placement`),
+    Usage comes from the same accounting compose places with (`region.placement`),
     so what this shows free is exactly what a compose may take.  Memory in MiB.
     """
-    capacity, allocations = _capacity(host, numa, vms)
-    usage = placement.node_usage(capacity, allocations)
+    host, vms, interfaces, vfs_used = r.host, r.vms, r.interfaces, r.vfs_used
     nodes = []
-    for node, cap in zip(numa, capacity.numa):
-        used = usage[node.index]
+    for node, cap in zip(r.numa, r.capacity.numa):
+        used = r.usage[node.index]
         on_node = [m for m in vms if node.index in m.numa_nodes or set(m.pinned_cores) & set(node.cores)]
         general_total = node.memory - cap.hugepage_bytes
         nodes.append({
@@ -121,10 +120,6 @@ def resources_json(host: hosts.VMHost, numa: list[NumaNode], interfaces: list[Ho
                  "hugepages_backed": m.hugepages_backed, "numa_nodes": m.numa_nodes, "power_state": m.power_state}
                 for m in vms],
     }
-
-
-def _capacity(host, numa, vms):
-    return host_capacity(host, numa), [allocation_of(m) for m in vms]
 
 
 def _nic(i: HostInterface, vfs_used: dict[str, int]) -> dict:
