@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from common import hosterrors
-from region import compose
-from region.api.errors import BadRequest, ServiceUnavailable
 from region.api.handler import Call, Handler, operation, restful
 from region.api.allocate_ops import AllocateOperations, MachineAllocateOperations
-from region.api.machine_json import render_machines  # noqa: F401  (also imported from here by other handlers)
+from region.api.machine_json import render_machines, render_views  # noqa: F401  (render_machines: imported from here)
 from region.api.params import Form
 from region.api.site import Response
-from region.db import allocations, events, hosts, machines, named
-from region.db.errors import NotFound as RowNotFound
-
-_CHOICE = "Select a valid choice. That choice is not one of the available choices."
+from region.services import machines
+from region.services.machines import MachineChanges, MachineQuery
 
 
 class MachinesHandler(AllocateOperations, Handler):
@@ -38,26 +33,11 @@ class MachinesHandler(AllocateOperations, Handler):
         :param mac_address: Optional. Only machines with a NIC with this MAC (repeatable).
         :type mac_address: String
         """
-        agent_name = call.params.get("agent_name")
-
-        def list_thd(cur):
-            found = machines.list_thd(cur)
-            if agent_name:
-                wanted = allocations.ids_with_agent_thd(cur, agent_name)
-                found = [m for m in found if m.id in wanted]
-            return found
-
-        found = await call.region.db.run(list_thd)
-        names, ids = call.params.getlist("hostname"), call.params.getlist("id")
-        macs = {m.lower() for m in call.params.getlist("mac_address")}
-        found = [m for m in found if (not names or m.hostname in names) and (not ids or m.system_id in ids)
-                 and (not macs or macs & {(n.mac or "").lower() for n in m.interfaces})]
-        rendered = await render_machines(call, found)
-        for key in ("zone", "pool"):
-            wanted = call.params.get(key)
-            if wanted:
-                rendered = [r for r in rendered if r[key]["name"] == wanted]
-        return rendered
+        params = call.params
+        query = MachineQuery(hostnames=tuple(params.getlist("hostname")), system_ids=tuple(params.getlist("id")),
+                             mac_addresses=tuple(params.getlist("mac_address")), zone=params.get("zone") or None,
+                             pool=params.get("pool") or None, agent_name=params.get("agent_name") or None)
+        return render_views(await machines.list_machines(call.ctx, query))
 
 
 class MachineHandler(MachineAllocateOperations, Handler):
@@ -65,16 +45,10 @@ class MachineHandler(MachineAllocateOperations, Handler):
 
     path = "machines/{system_id}/"
 
-    async def _machine(self, call: Call) -> machines.Machine:
-        return await call.region.db.run(machines.get_thd, call.path_args["system_id"])
-
-    async def _render(self, call: Call, machine: machines.Machine) -> dict:
-        return (await render_machines(call, [machine]))[0]
-
     @restful("GET")
     async def read(self, call: Call):
         """Read a machine."""
-        return await self._render(call, await self._machine(call))
+        return render_views(await machines.get_machine(call.ctx, call.path_args["system_id"]))[0]
 
     @restful("PUT", admin_only=True)
     async def update(self, call: Call):
@@ -90,72 +64,26 @@ class MachineHandler(MachineAllocateOperations, Handler):
         form = Form(call.params)
         hostname = form.text("hostname", max_length=63)
         form.check()
-        machine = await self._machine(call)
-
-        def update_thd(cur):
-            changes: dict = {}
-            if hostname and hostname != machine.hostname:
-                if machines.hostname_taken_thd(cur, hostname):
-                    raise BadRequest.field("hostname", f'Node with hostname "{hostname}" already exists.')
-                changes["hostname"] = hostname
-            for field, kind, column in (("zone", named.ZONES, "zone_id"), ("pool", named.RESOURCE_POOLS, "pool_id")):
-                value = call.params.get(field)
-                if value:
-                    try:
-                        changes[column] = named.get_thd(cur, kind, value).id
-                    except RowNotFound:
-                        raise BadRequest.field(field, _CHOICE) from None
-            return machines.update_thd(cur, machine.id, changes)
-
-        return await self._render(call, await call.region.db.run(update_thd))
+        changes = MachineChanges(hostname, call.params.get("zone") or None, call.params.get("pool") or None)
+        return render_views(await machines.update_machine(call.ctx, call.path_args["system_id"], changes))[0]
 
     @restful("DELETE", admin_only=True)
     async def delete(self, call: Call):
         """Delete the machine: its VM is deleted on the host first, then every resource it held is freed."""
-        region = call.region
-
-        def load_thd(cur):  # the machine and how to reach its host, in one transaction
-            machine = machines.get_thd(cur, call.path_args["system_id"])
-            return machine, region.hosts.target_thd(cur, hosts.get_thd(cur, machine.host_id))
-
-        machine, target = await region.db.run(load_thd)
-        try:
-            await compose.decompose(region, machine, call.user.username, target)
-        except hosterrors.DriverError as e:
-            raise ServiceUnavailable(f"Unable to decompose machine because: {e}") from None
+        await machines.delete_machine(call.ctx, call.path_args["system_id"])
         return Response(204)
-
-    async def _power(self, call: Call, action: str) -> dict:
-        machine = await self._machine(call)
-        _, target = await call.region.hosts.target(machine.host_id)
-        target = compose.for_project(target, machine.project)
-        try:
-            state = await call.region.hosts.power(target, machine.instance_name, action)
-        except hosterrors.DriverError as e:
-            await call.region.db.run(machines.set_power_state_thd, machine.id, "error")
-            raise ServiceUnavailable(f"Power {action} of {machine.hostname} failed: {e}") from None
-
-        def record_thd(cur):
-            machines.set_power_state_thd(cur, machine.id, state)
-            if action != "query":
-                events.record_thd(cur, "MACHINE_POWER", f"power {action}: {machine.hostname} is {state}",
-                                  level="AUDIT", username=call.user.username, object_type="machine",
-                                  object_id=machine.system_id)
-            return machines.get_thd(cur, machine.system_id)
-
-        return {"state": state, "machine": await call.region.db.run(record_thd)}
 
     @operation("POST", "power_on", admin_only=True)
     async def power_on(self, call: Call):
         """Start the machine's VM."""
-        return await self._render(call, (await self._power(call, "on"))["machine"])
+        return render_views(await machines.set_power(call.ctx, call.path_args["system_id"], on=True))[0]
 
     @operation("POST", "power_off", admin_only=True)
     async def power_off(self, call: Call):
         """Stop the machine's VM (a hard stop)."""
-        return await self._render(call, (await self._power(call, "off"))["machine"])
+        return render_views(await machines.set_power(call.ctx, call.path_args["system_id"], on=False))[0]
 
     @operation("GET", "query_power_state")
     async def query_power_state(self, call: Call):
         """Ask the VM host for the VM's power state."""
-        return {"state": (await self._power(call, "query"))["state"]}
+        return {"state": await machines.query_power(call.ctx, call.path_args["system_id"])}

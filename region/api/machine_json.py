@@ -5,7 +5,9 @@ from __future__ import annotations
 from region.api.network_json import subnet_json, vlan_json
 from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
-from region.db import allocations, host_inventory, hosts, machines, named, networks, users
+from region.db import allocations, machines
+from region.services import machines as machine_service
+from region.services.machines import MachineViews
 
 MIB = 1024 * 1024
 DOMAIN = {"id": 0, "name": "maas", "resource_uri": f"{API_PREFIX}domains/0/"}
@@ -124,25 +126,18 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
     }
 
 
-async def render_machines(call, found: list[machines.Machine]) -> list[dict]:
-    """Machine objects for a request (`call`: region.api.handler.Call), looked up in one transaction."""
-    def lookup_thd(cur):
-        host_ids = {m.host_id for m in found}
-        catalog = networks.catalog_thd(cur)
-        host_ifaces = {h: networks.host_interface_networks_thd(cur, h) for h in host_ids}
-        return (
-            {h.id: h for h in hosts.list_thd(cur) if h.id in host_ids},
-            {z.id: z for z in named.list_thd(cur, named.ZONES)},
-            {p.id: p for p in named.list_thd(cur, named.RESOURCE_POOLS)},
-            {u.id: u.username for u in users.list_users_thd(cur)},
-            {s.id: subnet_json(s, catalog) for s in catalog.subnets},
-            {h: {i.name: i.numa_node for i in host_inventory.interfaces_thd(cur, h)} for h in host_ids},
-            {h: {i.name: vlan_json(i.vlan, catalog) for i in ifaces if i.vlan} for h, ifaces in host_ifaces.items()},
-            allocations.extras_thd(cur, [m.id for m in found]),
-        )
+def render_views(found: MachineViews) -> list[dict]:
+    """Machine objects for views a service returned."""
+    catalog = found.catalog
+    subnets = {s.id: subnet_json(s, catalog) for s in catalog.subnets}
+    host_vlans = {v.host.id: {i.name: vlan_json(i.vlan, catalog) for i in v.host_interfaces if i.vlan}
+                  for v in found.machines}
+    return [machine_json(v.machine, host=v.host, zone=v.zone, pool=v.pool, owner=v.owner, subnets=subnets,
+                         host_nic_numa={i.name: i.numa_node for i in v.host_interfaces},
+                         host_vlans=host_vlans[v.host.id], allocation=v.allocation)
+            for v in found.machines]
 
-    by_host, zones, pools, owners, subnets, nic_numa, vlans, extras = await call.region.db.run(lookup_thd)
-    return [machine_json(m, host=by_host[m.host_id], zone=zones[m.zone_id], pool=pools[m.pool_id],
-                         owner=owners.get(m.owner_id), subnets=subnets, host_nic_numa=nic_numa[m.host_id],
-                         host_vlans=vlans[m.host_id], allocation=extras.get(m.id))
-            for m in found]
+
+async def render_machines(call, found: list[machines.Machine]) -> list[dict]:
+    """Machine objects for machines a handler already has (`call`: region.api.handler.Call)."""
+    return render_views(await machine_service.views(call.ctx, found))

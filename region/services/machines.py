@@ -1,0 +1,165 @@
+"""Machines (every one a VM on a VM host): read, update, delete, power.
+
+Reads return `MachineView`s: the machine with everything its MAAS object shows (host,
+zone, pool, owner, the host's interfaces and networks, allocation details), looked up in
+the same transaction.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from common import hosterrors
+from region.db import allocations, hosts, machines, named, networks, users
+from region.db.named import NamedObject
+from region.db.network_models import HostInterfaceNetwork
+from region.db.networks import NetworkCatalog
+from region.services import compose
+from region.services.context import Context
+from region.services.errors import FieldError, Unavailable
+from region.services.lookups import named_choice_thd
+
+
+@attrs.frozen
+class MachineView:
+    machine: machines.Machine
+    host: hosts.VMHost
+    zone: NamedObject
+    pool: NamedObject
+    owner: str | None  # username
+    host_interfaces: list[HostInterfaceNetwork]  # the host's, for NIC VLANs and NUMA alignment
+    allocation: allocations.Allocation | None
+
+
+@attrs.frozen
+class MachineViews:
+    machines: list[MachineView]
+    catalog: NetworkCatalog  # every subnet and VLAN the views may name
+
+
+def views_thd(cur, found: list[machines.Machine]) -> MachineViews:
+    host_ids = {m.host_id for m in found}
+    by_host = {h.id: h for h in hosts.list_thd(cur) if h.id in host_ids}
+    interfaces = {h: networks.host_interface_networks_thd(cur, h) for h in host_ids}
+    zones = {z.id: z for z in named.list_thd(cur, named.ZONES)}
+    pools = {p.id: p for p in named.list_thd(cur, named.RESOURCE_POOLS)}
+    owners = {u.id: u.username for u in users.list_users_thd(cur)}
+    extras = allocations.extras_thd(cur, [m.id for m in found])
+    return MachineViews(
+        [MachineView(m, by_host[m.host_id], zones[m.zone_id], pools[m.pool_id], owners.get(m.owner_id),
+                     interfaces[m.host_id], extras.get(m.id)) for m in found],
+        networks.catalog_thd(cur))
+
+
+async def views(ctx: Context, found: list[machines.Machine]) -> MachineViews:
+    """The views of machines another service (or a read) has found."""
+    return await ctx.db.run(views_thd, found)
+
+
+@attrs.frozen
+class MachineQuery:
+    """Which machines to list; every given criterion must hold (empty: any)."""
+
+    hostnames: tuple[str, ...] = ()
+    system_ids: tuple[str, ...] = ()
+    mac_addresses: tuple[str, ...] = ()
+    zone: str | None = None  # name
+    pool: str | None = None  # name
+    agent_name: str | None = None  # allocated with this agent name (Juju: its model)
+
+
+def _matches(m: machines.Machine, q: MachineQuery) -> bool:
+    macs = {mac.lower() for mac in q.mac_addresses}
+    return ((not q.hostnames or m.hostname in q.hostnames) and (not q.system_ids or m.system_id in q.system_ids)
+            and (not macs or bool(macs & {(n.mac or "").lower() for n in m.interfaces})))
+
+
+async def list_machines(ctx: Context, query: MachineQuery) -> MachineViews:
+    def list_thd(cur):
+        found = [m for m in machines.list_thd(cur) if _matches(m, query)]
+        if query.agent_name:
+            wanted = allocations.ids_with_agent_thd(cur, query.agent_name)
+            found = [m for m in found if m.id in wanted]
+        listed = views_thd(cur, found)
+        return attrs.evolve(listed, machines=[
+            v for v in listed.machines
+            if (not query.zone or v.zone.name == query.zone) and (not query.pool or v.pool.name == query.pool)])
+
+    return await ctx.db.run(list_thd)
+
+
+async def get_machine(ctx: Context, system_id: str) -> MachineViews:
+    return await ctx.db.run(lambda cur: views_thd(cur, [machines.get_thd(cur, system_id)]))
+
+
+@attrs.frozen
+class MachineChanges:
+    """What a PUT may change; None or empty: unchanged (the VM itself is not renamed)."""
+
+    hostname: str | None = None
+    zone: str | None = None  # name or id
+    pool: str | None = None  # name or id
+
+
+async def update_machine(ctx: Context, system_id: str, changes: MachineChanges) -> MachineViews:
+    def update_thd(cur):
+        machine = machines.get_thd(cur, system_id)
+        columns: dict = {}
+        if changes.hostname and changes.hostname != machine.hostname:
+            if machines.hostname_taken_thd(cur, changes.hostname):
+                raise FieldError("hostname", f'Node with hostname "{changes.hostname}" already exists.')
+            columns["hostname"] = changes.hostname
+        if changes.zone:
+            columns["zone_id"] = named_choice_thd(cur, named.ZONES, "zone", changes.zone).id
+        if changes.pool:
+            columns["pool_id"] = named_choice_thd(cur, named.RESOURCE_POOLS, "pool", changes.pool).id
+        return views_thd(cur, [machines.update_thd(cur, machine.id, columns)])
+
+    return await ctx.db.run(update_thd)
+
+
+async def delete_machine(ctx: Context, system_id: str) -> None:
+    """Delete the machine's VM on its host, then the record (freeing what it held)."""
+    def load_thd(cur):  # the machine and how to reach its host, in one transaction
+        machine = machines.get_thd(cur, system_id)
+        return machine, ctx.hosts.target_thd(cur, hosts.get_thd(cur, machine.host_id))
+
+    machine, target = await ctx.db.run(load_thd)
+    try:
+        await compose.decompose(ctx, machine, target)
+    except hosterrors.DriverError as e:
+        raise Unavailable(f"Unable to decompose machine because: {e}") from None
+
+
+async def _power(ctx: Context, system_id: str, action: str) -> tuple[machines.Machine, str]:
+    """Ask the machine's host to power it on, off, or say its state; a failure records
+    power state 'error' and is Unavailable."""
+    machine = await ctx.db.run(machines.get_thd, system_id)
+    _, target = await ctx.hosts.target(machine.host_id)
+    try:
+        state = await ctx.hosts.power(compose.for_project(target, machine.project), machine.instance_name, action)
+    except hosterrors.DriverError as e:
+        await ctx.db.run(machines.set_power_state_thd, machine.id, "error")
+        raise Unavailable(f"Power {action} of {machine.hostname} failed: {e}") from None
+    return machine, state
+
+
+async def set_power(ctx: Context, system_id: str, on: bool) -> MachineViews:
+    """Start the machine's VM, or stop it hard; recorded as an audit event."""
+    action = "on" if on else "off"
+    machine, state = await _power(ctx, system_id, action)
+
+    def record_thd(cur):
+        machines.set_power_state_thd(cur, machine.id, state)
+        ctx.audit_thd(cur, "MACHINE_POWER", f"power {action}: {machine.hostname} is {state}", "machine",
+                      machine.system_id)
+        return views_thd(cur, [machines.get_thd(cur, machine.system_id)])
+
+    return await ctx.db.run(record_thd)
+
+
+async def query_power(ctx: Context, system_id: str) -> str:
+    """The VM's power state as its host reports it (also recorded)."""
+    machine, state = await _power(ctx, system_id, "query")
+    await ctx.db.run(machines.set_power_state_thd, machine.id, state)
+    return state
