@@ -1,8 +1,9 @@
-"""Field readers and object specifiers for the network endpoints.
+"""Field readers and request parsers for the network endpoints.
 
 The readers check syntax and collect errors in a Form (one 400 for all bad
-fields); the `*_thd` resolvers turn a specifier (an id, a name, fabric+vid)
-into a row and raise FieldError naming the field when nothing matches.
+fields); the parsers turn a request into the typed fields the network services
+take.  Which rows a specifier (an id, a name, fabric+vid) names is the
+services' business.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from region.api.params import Form
-from region.db import networks
-from region.db.errors import FieldError, NotFound
-from region.db.network_models import DEFAULT_FABRIC_ID, UNDEFINED_SPACE, Vlan
+from region.api.handler import Call
+from region.api.params import Form, Params
+from region.db import subnets
+from region.db.network_models import UNDEFINED_SPACE
+from region.services.networks import FabricFields, SpaceFields, VlanFields
+from region.services.subnets import InterfaceLink, RangeFields, SubnetFields, VlanRef
 
-CHOICE = "Select a valid choice. That choice is not one of the available choices."
+_SPACE_READ_ONLY = "A subnet's space is its VLAN's space: set the space on the VLAN instead."
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
@@ -96,34 +99,85 @@ def tags(form: Form, field: str = "tags") -> list[str] | None:
     return [t for t in form.params.getlist(field, split_commas=True) if t]
 
 
-# -- specifiers ---------------------------------------------------------------------------------
+# -- request parsers ----------------------------------------------------------------------------
 
-def space_id_thd(cur, key: str) -> int | None:
-    """A space by id or name; "" or "undefined" mean no space."""
-    if key.strip() in ("", UNDEFINED_SPACE):
-        return None
-    try:
-        return networks.get_space_thd(cur, key.strip()).id
-    except NotFound:
-        raise FieldError("space", CHOICE) from None
+def _name(form: Form) -> str | None:
+    """Optional name: letters, digits, '-' and '_' (MAAS picks one when it is absent)."""
+    return form.name() if form.params.get("name") else None
 
 
-def vlan_from_params_thd(cur, params, *, default_to_fabric_0: bool) -> Vlan | None:
-    """`vlan` (an id), or `fabric` (id or name) with an optional `vid`, or `vid` alone on
-    fabric-0; with none of them, fabric-0's untagged VLAN or None."""
-    vlan_key, fabric_key, vid = params.get("vlan"), params.get("fabric"), params.get("vid")
-    if vlan_key:
-        try:
-            return networks.get_vlan_thd(cur, vlan_key.strip())
-        except NotFound:
-            raise FieldError("vlan", CHOICE) from None
-    if not fabric_key and not vid:
-        return networks.default_vlan_thd(cur) if default_to_fabric_0 else None
-    try:
-        fabric = networks.get_fabric_thd(cur, fabric_key.strip() if fabric_key else DEFAULT_FABRIC_ID)
-    except NotFound:
-        raise FieldError("fabric", CHOICE) from None
-    try:
-        return networks.get_vlan_by_vid_thd(cur, fabric.id, vid.strip() if vid else 0)
-    except NotFound:
-        raise FieldError("vid", f"No VLAN with VID {vid} on fabric {fabric.name}.") from None
+def fabric_fields(call: Call) -> FabricFields:
+    form = Form(call.params)
+    found = FabricFields(_name(form), form.text("description"), form.text("class_type", max_length=256))
+    form.check()
+    return found
+
+
+def space_fields(call: Call) -> SpaceFields:
+    form = Form(call.params)
+    found = SpaceFields(_name(form), form.text("description"))
+    form.check()
+    return found
+
+
+def vlan_fields(call: Call, *, creating: bool) -> VlanFields:
+    form = Form(call.params)
+    found = VlanFields(
+        fabric=call.path_args.get("fabric_id") if creating else None,
+        vid=integer(form, "vid", minimum=0, maximum=4094, required=creating),
+        name=form.text("name", max_length=256),
+        mtu=integer(form, "mtu", minimum=552, maximum=65535),
+        dhcp_on=boolean(form, "dhcp_on"),
+        description=form.text("description"),
+        space=call.params.get("space") or "" if "space" in call.params else None,
+    )
+    form.check()
+    return found
+
+
+def vlan_ref(params: Params) -> VlanRef:
+    return VlanRef(params.get("vlan"), params.get("fabric"), params.get("vid"))
+
+
+def subnet_fields(call: Call, *, creating: bool) -> SubnetFields:
+    """The given subnet fields, syntax-checked (containment is checked in the db layer)."""
+    form = Form(call.params)
+    space = form.params.get("space")
+    if space not in (None, "", UNDEFINED_SPACE):
+        form.error("space", _SPACE_READ_ONLY)
+    found = SubnetFields(
+        vlan=vlan_ref(call.params),
+        cidr=cidr(form, required=creating),
+        name=form.text("name", max_length=255) or None,
+        description=form.text("description"),
+        gateway_ip=ip_address(form, "gateway_ip"),
+        dns_servers=ip_list(form, "dns_servers"),
+        managed=boolean(form, "managed"),
+        allow_dns=boolean(form, "allow_dns"),
+        allow_proxy=boolean(form, "allow_proxy"),
+    )
+    form.check()
+    return found
+
+
+def range_fields(call: Call, *, creating: bool) -> RangeFields:
+    form = Form(call.params)
+    range_type = form.text("type", required=creating)
+    if range_type is not None and range_type not in subnets.RANGE_TYPES:
+        form.error("type", f"Select one of {', '.join(subnets.RANGE_TYPES)}.")
+    found = RangeFields(subnet=call.params.get("subnet") or None, type_=range_type,
+                        start_ip=ip_address(form, "start_ip") or None, end_ip=ip_address(form, "end_ip") or None,
+                        comment=form.text("comment"))
+    for field in ("start_ip", "end_ip"):
+        if creating and getattr(found, field) is None and field not in form.errors:
+            form.error(field, "This field is required.")
+    form.check()
+    return found
+
+
+def interface_link(call: Call) -> InterfaceLink:
+    form = Form(call.params)
+    found = InterfaceLink(subnet=call.params.get("subnet") or None, vlan=vlan_ref(call.params),
+                          unlink="vlan" in call.params and not call.params.get("vlan"), tags=tags(form))
+    form.check()
+    return found

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from region.api.site import API_PREFIX
+from region.db.ipam import AddressRun
 from region.db.network_models import UNDEFINED_SPACE, Fabric, HostInterfaceNetwork, IPRange, Space, Subnet, Vlan
 from region.db.networks import NetworkCatalog
 from region.netconstraints import attach_type
+from region.services.networks import Catalogued
 
 RDNS_ENABLED = 2  # MAAS RDNS_MODE.ENABLED: the only mode vmyard has
 
@@ -66,3 +70,15 @@ def interface_json(host_id: int | str, i: HostInterfaceNetwork, cat: NetworkCata
         "subnets": [subnet_json(s, cat) for s in i.subnets],
         "resource_uri": f"{API_PREFIX}vm-hosts/{host_id}/interfaces/{i.name}/",
     }
+
+
+def address_run_json(run: AddressRun) -> dict:
+    found = {"start": run.start, "end": run.end, "num_addresses": run.num_addresses}
+    if run.purposes:
+        found["purpose"] = list(run.purposes)
+    return found
+
+
+def catalogued(render: Callable[[Any, NetworkCatalog], dict]) -> Callable[[Catalogued], dict]:
+    """`render(row, catalog)` for the network services' results (a row with its catalog)."""
+    return lambda found: render(found.row, found.catalog)

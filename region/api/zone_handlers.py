@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from region.api.handler import Call, Handler, restful
+from region.api.crud_handlers import CrudCollection, CrudItem
+from region.api.handler import Call
 from region.api.params import Form
-from region.api.site import API_PREFIX, Response
+from region.api.site import API_PREFIX
 from region.db.named import NamedObject
-from region.services import crud
-from region.services.crud import Table
 from region.services.zones import RESOURCE_POOLS, ZONES, NamedChanges, NamedSpec
 
 
@@ -21,59 +20,49 @@ def pool_json(p: NamedObject) -> dict:
             "resource_uri": f"{API_PREFIX}resourcepool/{p.id}/"}
 
 
-class _Collection(Handler):
-    table: Table
+def _named_spec(call: Call) -> NamedSpec:
+    form = Form(call.params)
+    spec = NamedSpec(form.name(required=True), form.text("description") or "")
+    form.check()
+    return spec
+
+
+def _named_changes(call: Call) -> NamedChanges:
+    form = Form(call.params)
+    changes = NamedChanges(form.name() if "name" in call.params else None, form.text("description"))
+    form.check()
+    return changes
+
+
+class _Collection(CrudCollection):
     render = staticmethod(zone_json)
-
-    @restful("GET")
-    async def read(self, call: Call):
-        """List them all."""
-        return [self.render(o) for o in await crud.list_all(call.ctx, self.table)]
-
-    @restful("POST", admin_only=True)
-    async def create(self, call: Call):
-        """Create one.
+    spec = staticmethod(_named_spec)
+    docs = {
+        "read": "List them all.",
+        "create": """Create one.
 
         :param name: Required. Letters, digits, '-' and '_'.
         :type name: String
         :param description: Optional. Free text.
         :type description: String
-        """
-        form = Form(call.params)
-        spec = NamedSpec(form.name(required=True), form.text("description") or "")
-        form.check()
-        return self.render(await crud.create(call.ctx, self.table, spec))
+        """,
+    }
 
 
-class _Item(Handler):
-    table: Table
-    key_arg: str
+class _Item(CrudItem):
     render = staticmethod(zone_json)
-
-    @restful("GET")
-    async def read(self, call: Call):
-        """Read one."""
-        return self.render(await crud.get(call.ctx, self.table, call.path_args[self.key_arg]))
-
-    @restful("PUT", admin_only=True)
-    async def update(self, call: Call):
-        """Update the name or description.
+    changes = staticmethod(_named_changes)
+    docs = {
+        "read": "Read one.",
+        "update": """Update the name or description.
 
         :param name: Optional. The new name.
         :type name: String
         :param description: Optional. The new description.
         :type description: String
-        """
-        form = Form(call.params)
-        changes = NamedChanges(form.name() if "name" in call.params else None, form.text("description"))
-        form.check()
-        return self.render(await crud.update(call.ctx, self.table, call.path_args[self.key_arg], changes))
-
-    @restful("DELETE", admin_only=True)
-    async def delete(self, call: Call):
-        """Delete one; the default cannot be deleted."""
-        await crud.delete(call.ctx, self.table, call.path_args[self.key_arg])
-        return Response(204)
+        """,
+        "delete": "Delete one; the default cannot be deleted.",
+    }
 
 
 class ZonesHandler(_Collection):
@@ -104,7 +93,6 @@ class ResourcePoolHandler(_Item):
 
     path = "resourcepool/{id}/"
     table = RESOURCE_POOLS
-    key_arg = "id"
     render = staticmethod(pool_json)
 
 

@@ -28,6 +28,16 @@ class IPUnavailable(FieldError):
 
 
 @attrs.frozen
+class AddressRun:
+    """An inclusive run of addresses of a subnet and why it is in use (free: no purposes)."""
+
+    start: str
+    end: str
+    num_addresses: int
+    purposes: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class Span:
     """An inclusive run of addresses, as integers, and why it is in use."""
 
@@ -35,12 +45,9 @@ class Span:
     last: int
     purposes: tuple[str, ...] = ()
 
-    def as_json(self, version: int) -> dict:
-        found = {"start": str(to_address(self.first, version)), "end": str(to_address(self.last, version)),
-                 "num_addresses": self.last - self.first + 1}
-        if self.purposes:
-            found["purpose"] = list(self.purposes)
-        return found
+    def as_run(self, version: int) -> AddressRun:
+        return AddressRun(str(to_address(self.first, version)), str(to_address(self.last, version)),
+                          self.last - self.first + 1, self.purposes)
 
 
 def to_address(value: int, version: int):
@@ -107,18 +114,18 @@ def free_spans(first: int, last: int, used: list[Span]) -> Iterator[Span]:
         yield Span(cursor, last)
 
 
-def reserved_ranges_thd(cur, subnet_key: int | str) -> list[dict]:
+def reserved_ranges_thd(cur, subnet_key: int | str) -> list[AddressRun]:
     """MAAS's `reserved_ip_ranges`: what is in use, merged, each with its purposes."""
     subnet = get_subnet_thd(cur, subnet_key)
     net = parse_cidr(subnet.cidr)
-    return [s.as_json(net.version) for s in merge_spans(_in_use_thd(cur, subnet, net))]
+    return [s.as_run(net.version) for s in merge_spans(_in_use_thd(cur, subnet, net))]
 
 
-def unreserved_ranges_thd(cur, subnet_key: int | str) -> list[dict]:
+def unreserved_ranges_thd(cur, subnet_key: int | str) -> list[AddressRun]:
     """MAAS's `unreserved_ip_ranges`: the runs of addresses still free for allocation."""
     subnet = get_subnet_thd(cur, subnet_key)
     net = parse_cidr(subnet.cidr)
-    return [s.as_json(net.version) for s in free_spans(*usable_bounds(net), _in_use_thd(cur, subnet, net))]
+    return [s.as_run(net.version) for s in free_spans(*usable_bounds(net), _in_use_thd(cur, subnet, net))]
 
 
 def _why_unusable(subnet: Subnet, net: Network, address, used: list[Span]) -> str | None:
