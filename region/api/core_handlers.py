@@ -5,7 +5,9 @@ from __future__ import annotations
 from common.version import MAAS_COMPAT_VERSION, VERSION
 from region.api.handler import Call, Handler, operation, restful
 from region.api.site import API_PREFIX, Response
-from region.db import events, racks, users
+from region.db.racks import Rack
+from region.db.users import User
+from region.services import racks, users
 
 CAPABILITIES = [
     "networks-management",
@@ -35,7 +37,7 @@ class VersionHandler(Handler):
         }
 
 
-def user_json(user: users.User) -> dict:
+def user_json(user: User) -> dict:
     return {
         "username": user.username,
         "email": user.email,
@@ -58,7 +60,7 @@ class UsersHandler(Handler):
     @restful("GET")
     async def read(self, call: Call):
         """List users."""
-        return [user_json(u) for u in await call.region.db.run(users.list_users_thd)]
+        return [user_json(u) for u in await users.list_users(call.ctx)]
 
 
 class UserHandler(Handler):
@@ -69,10 +71,10 @@ class UserHandler(Handler):
     @restful("GET")
     async def read(self, call: Call):
         """Read a user."""
-        return user_json(await call.region.db.run(users.get_user_thd, call.path_args["username"]))
+        return user_json(await users.get_user(call.ctx, call.path_args["username"]))
 
 
-def rack_json(rack: racks.Rack) -> dict:
+def rack_json(rack: Rack) -> dict:
     return {
         "id": rack.id,
         "system_id": rack.system_id,
@@ -96,7 +98,7 @@ class RackControllersHandler(Handler):
     @restful("GET")
     async def read(self, call: Call):
         """List rack controllers with their connection status."""
-        return [rack_json(r) for r in await call.region.db.run(racks.list_thd)]
+        return [rack_json(r) for r in await racks.list_all(call.ctx)]
 
 
 class RackControllerHandler(Handler):
@@ -107,18 +109,10 @@ class RackControllerHandler(Handler):
     @restful("GET")
     async def read(self, call: Call):
         """Read a rack controller."""
-        return rack_json(await call.region.db.run(racks.get_thd, call.path_args["system_id"]))
+        return rack_json(await racks.get(call.ctx, call.path_args["system_id"]))
 
     @restful("DELETE", admin_only=True)
     async def delete(self, call: Call):
         """Delete a rack controller: its certificate stops working at once."""
-        system_id = call.path_args["system_id"]
-
-        def delete_thd(cur):
-            racks.delete_thd(cur, system_id)
-            events.record_thd(cur, "RACK_DELETED", f"rack {system_id} deleted", level="AUDIT",
-                              username=call.user.username, object_type="rack", object_id=system_id)
-
-        await call.region.db.run(delete_thd)
-        call.region.rpc.drop_rack(system_id)
+        await racks.delete(call.ctx, call.path_args["system_id"])
         return Response(204)

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from region.api.errors import ApiError
 from region.api.handler import Call, Handler, operation, restful
-from region.api.machine_handlers import render_machines
+from region.api.machine_json import render_views
 from region.api.params import Form
 from region.api.site import API_PREFIX, Response
-from region.db import events, tags
+from region.db.tags import Tag
+from region.services import tags as tag_service
+from region.services.tags import NodeChanges, TagFields
 
 
-class DefinitionMismatch(ApiError):
-    """409: update_nodes was given a definition other than the tag's (MAAS: a stale worker)."""
-
-    status = 409
-
-
-def tag_json(tag: tags.Tag) -> dict:
+def tag_json(tag: Tag) -> dict:
     return {"name": tag.name, "definition": tag.definition, "comment": tag.comment,
             "kernel_opts": tag.kernel_opts, "resource_uri": f"{API_PREFIX}tags/{tag.name}/"}
 
 
-def _tag_fields(form: Form, *, creating: bool) -> dict[str, str]:
-    fields = {}
+def _tag_fields(call: Call, *, creating: bool) -> TagFields:
+    form = Form(call.params)
     name = form.name(required=creating)
-    if name is not None:
-        fields["name"] = name
-    for field in ("definition", "comment", "kernel_opts"):
-        value = form.text(field, max_length=4096)
-        if value is not None:
-            fields[field] = value
+    fields = TagFields(name, *(form.text(f, max_length=4096) for f in ("definition", "comment", "kernel_opts")))
     form.check()
     return fields
 
@@ -42,7 +32,7 @@ class TagsHandler(Handler):
     @restful("GET")
     async def read(self, call: Call):
         """List tags, oldest first."""
-        return [tag_json(t) for t in await call.region.db.run(tags.list_thd)]
+        return [tag_json(t) for t in await tag_service.list_all(call.ctx)]
 
     @restful("POST", admin_only=True)
     async def create(self, call: Call):
@@ -58,15 +48,7 @@ class TagsHandler(Handler):
         :param kernel_opts: Optional. Kernel options for machines with this tag.
         :type kernel_opts: String
         """
-        fields = _tag_fields(Form(call.params), creating=True)
-
-        def create_thd(cur):
-            tag = tags.create_thd(cur, **fields)
-            events.record_thd(cur, "TAG_CREATED", f"Tag '{tag.name}' created.", level="AUDIT",
-                              username=call.user.username, object_type="tag", object_id=tag.name)
-            return tag
-
-        return tag_json(await call.region.db.run(create_thd))
+        return tag_json(await tag_service.create(call.ctx, _tag_fields(call, creating=True)))
 
 
 class TagHandler(Handler):
@@ -77,7 +59,7 @@ class TagHandler(Handler):
     @restful("GET")
     async def read(self, call: Call):
         """Read a tag."""
-        return tag_json(await call.region.db.run(tags.get_thd, call.path_args["name"]))
+        return tag_json(await tag_service.get(call.ctx, call.path_args["name"]))
 
     @restful("PUT", admin_only=True)
     async def update(self, call: Call):
@@ -92,33 +74,19 @@ class TagHandler(Handler):
         :param kernel_opts: Optional. Kernel options for machines with this tag.
         :type kernel_opts: String
         """
-        fields = _tag_fields(Form(call.params), creating=False)
-        old_name = call.path_args["name"]
-
-        def update_thd(cur):
-            tag = tags.update_thd(cur, old_name, fields)
-            action = f"renamed to '{tag.name}'" if tag.name != old_name else "updated"
-            events.record_thd(cur, "TAG_UPDATED", f"Tag '{old_name}' {action}.", level="AUDIT",
-                              username=call.user.username, object_type="tag", object_id=tag.name)
-            return tag
-
-        return tag_json(await call.region.db.run(update_thd))
+        fields = _tag_fields(call, creating=False)
+        return tag_json(await tag_service.update(call.ctx, call.path_args["name"], fields))
 
     @restful("DELETE", admin_only=True)
     async def delete(self, call: Call):
         """Delete a tag; it is taken off every machine."""
-        def delete_thd(cur):
-            tag = tags.delete_thd(cur, call.path_args["name"])
-            events.record_thd(cur, "TAG_DELETED", f"Tag '{tag.name}' deleted.", level="AUDIT",
-                              username=call.user.username, object_type="tag", object_id=tag.name)
-
-        await call.region.db.run(delete_thd)
+        await tag_service.delete(call.ctx, call.path_args["name"])
         return Response(204)
 
     @operation("GET", "machines")
     async def machines(self, call: Call):
         """List the machines carrying this tag."""
-        return await render_machines(call, await call.region.db.run(tags.machines_thd, call.path_args["name"]))
+        return render_views(await tag_service.tagged_machines(call.ctx, call.path_args["name"]))
 
     @operation("GET", "nodes")
     async def nodes(self, call: Call):
@@ -136,21 +104,7 @@ class TagHandler(Handler):
         :param definition: Optional. If given, it must equal the tag's definition (else 409).
         :type definition: String
         """
-        name = call.path_args["name"]
-        add = call.params.getlist("add", split_commas=True)
-        remove = call.params.getlist("remove", split_commas=True)
-        definition = call.params.get("definition")
-
-        def update_nodes_thd(cur):
-            tag = tags.get_thd(cur, name, for_update=True)
-            if definition is not None and definition != tag.definition:
-                raise DefinitionMismatch(f"Definition supplied '{definition}' doesn't match current "
-                                         f"definition '{tag.definition}'")
-            added, removed = tags.update_nodes_thd(cur, name, add, remove)
-            if added or removed:
-                events.record_thd(cur, "TAG_NODES_UPDATED",
-                                  f"Tag '{name}': added to {added}, removed from {removed} machine(s).",
-                                  level="AUDIT", username=call.user.username, object_type="tag", object_id=name)
-            return {"added": added, "removed": removed}
-
-        return await call.region.db.run(update_nodes_thd)
+        changes = NodeChanges(call.params.getlist("add", split_commas=True),
+                              call.params.getlist("remove", split_commas=True), call.params.get("definition"))
+        updated = await tag_service.update_nodes(call.ctx, call.path_args["name"], changes)
+        return {"added": updated.added, "removed": updated.removed}

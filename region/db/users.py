@@ -146,6 +146,12 @@ def delete_token_thd(cur, user_id: int, token_key: str) -> None:
         raise NotFound("token")
 
 
+def rename_token_thd(cur, user_id: int, token_key: str, name: str) -> None:
+    cur.execute("UPDATE api_tokens SET name = %s WHERE user_id = %s AND token_key = %s", (name, user_id, token_key))
+    if cur.rowcount == 0:
+        raise NotFound("token")
+
+
 def lookup_token_thd(cur, box: SecretBox, consumer_key: str, token_key: str) -> tuple[User, str] | None:
     """The active user owning this key pair and the token secret, or None."""
     cur.execute(
