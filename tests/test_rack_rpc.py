@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from common import tls
 from region.db import secrets
 from region.db.pool import run_sync
-from region.enrol import create_one_time_secret_thd
+from region.db.secrets import create_one_time_secret_thd
 from tests.conftest import region_box
 from tests.fixtures.daemons import RegionProcess, free_port, wait_for
 
