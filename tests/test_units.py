@@ -14,7 +14,8 @@ from common.config import ConfigError, parse_endpoint
 from common.enrolment import EnrolRequest, EnrolResponse
 from common.rpc.arguments import AttrsArgument, PayloadTooLarge, decode_value, encode_value
 from common.rpc.wire import RackHello
-from region.api.auth import parse_oauth, signature_matches
+from region.api.auth import parse_oauth
+from region.services.auth import signature_matches
 from region.api.errors import BadRequest, Unauthorized
 from region.api.params import Form, Params, parse_body, parse_query
 from region.cli.table import human_bytes, render_table
@@ -68,7 +69,7 @@ def test_oauth_header_parsing_unescapes_and_checks():
               'oauth_signature="%26s%2Fecret"')
     params = parse_oauth(header, {})
     assert params["oauth_signature"] == "&s/ecret"
-    assert signature_matches(params, "s/ecret") and not signature_matches(params, "other")
+    assert signature_matches(params["oauth_signature"], "s/ecret") and not signature_matches(params["oauth_signature"], "other")
     assert parse_oauth(None, {}) is None
     with pytest.raises(Unauthorized, match="oauth_timestamp"):
         parse_oauth(header.replace('oauth_timestamp="2"', 'oauth_timestamp="x"'), {})
@@ -179,3 +180,13 @@ def test_table_and_sizes():
     out = render_table([("NAME", "name"), ("ZONE", "zone.name")], [{"name": "a", "zone": {"name": "z"}}])
     assert out.splitlines() == ["NAME  ZONE", "a     z"]
     assert human_bytes(1536) == "1.5 KiB" and human_bytes(None) == "-"
+
+
+def test_loggable_escapes_control_characters_and_caps_length():
+    from common.logsafe import loggable
+
+    assert loggable("evil\nFAKE LOG LINE") == "evil\\nFAKE LOG LINE"
+    assert "\n" not in loggable("a\r\n\x1b[31m") and "\x1b" not in loggable("a\r\n\x1b[31m")
+    long = loggable("x" * 1_000_000)
+    assert len(long) < 250 and long.endswith("(1000000 characters)")
+    assert loggable(None) == "-" and loggable(b"host\n") == "host\\n"

@@ -1,13 +1,11 @@
 """OAuth 1.0a PLAINTEXT authentication, as MAAS clients sign requests.
 
-The API key is `consumer_key:token_key:token_secret`; the consumer secret is
-empty, so a valid PLAINTEXT signature is exactly "&" + token_secret.  Every
-MAAS client signs this way (maas CLI, python-libmaas, gomaasapi).
+This module only reads the parameters; region/services/auth.py checks them
+(signature, timestamp window, nonce).  Every MAAS client signs this way (maas
+CLI, python-libmaas, gomaasapi).
 """
 
 from __future__ import annotations
-
-import hmac
 
 from oauthlib.oauth1.rfc5849.utils import parse_authorization_header, unescape
 
@@ -39,10 +37,7 @@ def parse_oauth(header: str | None, query: dict[str, str]) -> dict[str, str] | N
         raise Unauthorized(f"missing OAuth parameters: {', '.join(missing)}")
     if params["oauth_signature_method"] != "PLAINTEXT":
         raise Unauthorized("only the PLAINTEXT signature method is supported")
-    if not params["oauth_timestamp"].isdigit():
-        raise Unauthorized("oauth_timestamp must be an integer")
+    if not (params["oauth_timestamp"].isascii() and params["oauth_timestamp"].isdigit()
+            and len(params["oauth_timestamp"]) <= 12):
+        raise Unauthorized("oauth_timestamp must be an integer (seconds since 1970)")
     return params
-
-
-def signature_matches(params: dict[str, str], token_secret: str) -> bool:
-    return hmac.compare_digest(params["oauth_signature"].encode(), f"&{token_secret}".encode())

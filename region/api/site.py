@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import attrs
@@ -11,6 +12,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from common import hosterrors
+from common.logsafe import loggable
 from region.api import auth
 from region.api.errors import (
     ServiceUnavailable,
@@ -24,8 +26,10 @@ from region.api.errors import (
     Unauthorized,
 )
 from region.api.handler import Call, Handler
-from region.api.params import MAX_BODY, Params, parse_body, parse_query
-from region.db import users
+from region.api.params import MAX_FORM_BODY, Params, parse_body, parse_query
+from region.api.web import INLINE_PARSE_LIMIT, parse_pool
+from region.db.pool import DATABASE_DOWN
+from region.services import auth as authn
 from region.services import errors as svcerrors
 from region.rpc import NoRackConnected
 
@@ -106,8 +110,15 @@ class RouterResource(resource.Resource):
         request.finish()
 
     def _crash(self, failure, request: server.Request) -> None:
-        log.failure("unhandled error in {path}", failure, path=request.path.decode(errors="replace"))
-        self._write(Rendered(500, failure.getErrorMessage().encode(), "text/plain; charset=utf-8"), request)
+        # The client learns only that it failed and how to find it in the log: a traceback
+        # or exception text can quote SQL or other users' data.
+        request_id = secrets.token_hex(8)
+        log.failure("unhandled error in {method} {path} (request {request_id})", failure,
+                    method=request.method.decode("latin-1"), path=loggable(request.path),
+                    request_id=request_id)
+        self._write(Rendered(500, f"Internal server error (request {request_id}); the region's log "
+                                  f"has the details.".encode(), "text/plain; charset=utf-8",
+                             (("X-Request-Id", request_id),)), request)
 
     async def _handle(self, request: server.Request) -> Rendered:
         try:
@@ -121,6 +132,10 @@ class RouterResource(resource.Resource):
                                       "start or reconnect a rack and try again.", retry_after=10).render()
         except hosterrors.DriverError as e:  # as MAAS's PodProblem: 503 with the reason
             return ServiceUnavailable(str(e)).render()
+        except DATABASE_DOWN:
+            log.warn("database unavailable during {path}", path=loggable(request.path))
+            return ServiceUnavailable("The region's database is unavailable; try again shortly.",
+                                      retry_after=5).render()
 
     async def _dispatch(self, request: server.Request) -> Any:
         path = request.path.decode("utf-8", errors="replace")
@@ -134,16 +149,21 @@ class RouterResource(resource.Resource):
         else:
             raise NotFound(f"Unknown API endpoint: {path}")
 
-        params = self._params(request)
-        method = request.method.decode()
+        method = request.method.decode("latin-1")
+        params = Params()
+        parse_query(request.uri.split(b"?", 1)[1] if b"?" in request.uri else b"", params)
+        # Credentials come from the header or the query, never the body: a request that is
+        # neither signed nor aimed at an anonymous action is refused before its body is read.
+        user = await self._authenticate(request, params)
+        if user is None and not handler.has_anonymous_action(method):
+            raise Unauthorized("Authentication credentials were not provided.")
+        await self._add_body(request, params)
         op = params.get("op") or None  # an empty op means no op (gomaasapi sends "op=")
         action = handler.find_action(method, op)
         if action is None:
             if op:
                 raise BadRequest(f"Unrecognised signature: method={method} op={op}")
             raise MethodNotAllowed(f"Method {method} is not allowed here.")
-
-        user = await self._authenticate(request, params)
         if user is None and not action.anonymous:
             raise Unauthorized("Authentication credentials were not provided.")
         if action.admin_only and not (user and user.is_superuser):
@@ -158,18 +178,16 @@ class RouterResource(resource.Resource):
         )
         return await getattr(handler, action.func_name)(call)
 
-    def _params(self, request: server.Request) -> Params:
-        params = Params()
-        query = request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
-        parse_query(query, params)
-        if request.method in (b"POST", b"PUT", b"DELETE"):
-            request.content.seek(0)
-            body = request.content.read(MAX_BODY + 1)
-            if len(body) > MAX_BODY:
-                raise BadRequest(f"request body over {MAX_BODY} bytes")
-            ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
+    async def _add_body(self, request: server.Request, params: Params) -> None:
+        if request.method not in (b"POST", b"PUT", b"DELETE") or request.content is None:
+            return
+        request.content.seek(0)
+        body = request.content.read(MAX_FORM_BODY + 1)
+        ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
+        if len(body) <= INLINE_PARSE_LIMIT:
             parse_body(ctype, body, params)
-        return params
+        else:  # bounded work, but not on the reactor thread
+            await parse_pool().run(parse_body, ctype, body, params)
 
     async def _authenticate(self, request: server.Request, params: Params):
         header = request.getHeader(b"authorization")
@@ -179,9 +197,10 @@ class RouterResource(resource.Resource):
         )
         if oauth is None:
             return None
-        found = await self.region.db.run(
-            users.lookup_token_thd, self.region.box, oauth["oauth_consumer_key"], oauth["oauth_token"]
-        )
-        if found is None or not auth.signature_matches(oauth, found[1]):
-            raise Unauthorized("Invalid access token or signature.")
-        return found[0]
+        creds = authn.OAuthCredentials(oauth["oauth_consumer_key"], oauth["oauth_token"],
+                                       oauth["oauth_signature"], int(oauth["oauth_timestamp"]),
+                                       oauth["oauth_nonce"])
+        try:
+            return await authn.authenticate(self.region, creds)
+        except svcerrors.NotAuthenticated as e:
+            raise Unauthorized(str(e)) from None

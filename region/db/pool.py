@@ -26,6 +26,9 @@ T = TypeVar("T")
 
 RETRYABLE = (psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected)
 MAX_ATTEMPTS = 10
+# What a call raises while PostgreSQL is down or restarting; the API answers 503 + Retry-After
+# and the pool reconnects by itself (cp_reconnect) once the server is back.
+DATABASE_DOWN = (psycopg2.OperationalError, psycopg2.InterfaceError, adbapi.ConnectionLost)
 
 
 def retry_delays(base: float = 0.01, rate: float = 2.5, maximum: float = 2.0):

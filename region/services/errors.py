@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from region.db.errors import FieldError, NotFound, Refused
 
-__all__ = ["Conflict", "FieldError", "Forbidden", "HostNotReady", "InvalidInput", "NotFound",
+__all__ = ["Conflict", "FieldError", "Forbidden", "HostNotReady", "InvalidInput", "NotAuthenticated", "NotFound",
            "Refused", "Unavailable"]
 
 
@@ -23,6 +23,10 @@ class InvalidInput(ValueError):
     @classmethod
     def field(cls, name: str, message: str) -> "InvalidInput":
         return cls({name: [message]})
+
+
+class NotAuthenticated(Exception):
+    """401: the credentials are missing, wrong, expired or replayed."""
 
 
 class Forbidden(Exception):
