@@ -14,6 +14,7 @@ import uuid
 import attrs
 import cattrs
 import pytest
+import requests
 
 from common import tls
 from common.models import DiscoveredHost, DiscoveredVM, HostTarget, VMDisk, VMInterface
@@ -41,7 +42,7 @@ from rack.drivers.lxd_instances import (
     volume_refs,
 )
 from rack.drivers.lxd_resources import parse_cpu_memory, parse_interfaces
-from rack.drivers.lxd_tls import endpoint_for
+from rack.drivers.lxd_tls import PinnedAdapter, endpoint_for
 
 from tests.fixtures.lxd import BridgesUnavailable, lxc_json, lxc_missing, unique, unmanaged_bridges
 
@@ -161,6 +162,22 @@ def test_pinned_fingerprint(lxd_server, driver, trusted):
     with pytest.raises(ServerCertificateChanged) as e:
         driver.discover(bad)
     assert (e.value.expected, e.value.got) == ("ab" * 32, real)
+
+
+def test_every_connection_checks_the_pin(lxd_server):
+    """A certificate that changes after the probe is caught on the next connection, typed."""
+    url, _, _ = endpoint_for(lxd_server.address)
+    real = tls.cert_fingerprint(lxd_server.server_cert_pem)
+    for pin, ok in ((real, True), ("ab" * 32, False)):
+        with requests.Session() as session:
+            session.trust_env, session.verify = False, False
+            session.mount("https://", PinnedAdapter(pin))
+            if ok:
+                assert session.get(f"{url}/1.0", timeout=5).status_code == 200
+                continue
+            with pytest.raises(ServerCertificateChanged) as e:
+                session.get(f"{url}/1.0", timeout=5)
+            assert e.value.expected == "ab" * 32
 
 
 def test_pinned_fingerprint_checked_before_password_is_sent(lxd_server, driver):

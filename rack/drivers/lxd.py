@@ -13,10 +13,10 @@ pinned server fingerprint).  Connection (spec §6.1):
      differs, `ServerCertificateChanged` is raised before any
      request (and before the client certificate or a password is sent).
    - the requests session used by pylxd has `verify=False` but its HTTPS
-     adapter passes `assert_fingerprint=<that fingerprint>` to urllib3, so
-     **every** TLS connection pylxd opens is checked against the same
-     fingerprint during the handshake (no window between probe and use).  A
-     mismatch there is also `ServerCertificateChanged`.
+     adapter (`PinnedAdapter`) checks **every** TLS connection pylxd opens
+     against the same fingerprint right after the handshake, before a request
+     is sent (no window between probe and use).  A mismatch there raises
+     `ServerCertificateChanged` too.
    - the session has `trust_env=False`, so REQUESTS_CA_BUNDLE / proxies from
      the environment are ignored (they would override verify=False).
 3. The client certificate and key are on disk (0600 files in a private 0700
@@ -64,7 +64,7 @@ from rack.drivers.base import (
     Untrusted,
     WrongTrustPassword,
 )
-from rack.drivers.lxd_compose import LXDComposeMixin, lxd_error as _lxd_error
+from rack.drivers.lxd_compose import LXDComposeMixin, OperationFailed, lxd_error as _lxd_error
 from rack.drivers.lxd_delete import LXDDeleteMixin
 from rack.drivers.lxd_instances import (
     debian_architecture,
@@ -82,7 +82,7 @@ from rack.drivers.lxd_resources import (
     parse_interfaces,
     parse_networks,
 )
-from rack.drivers.lxd_tls import PinnedAdapter, cert_files, endpoint_for, fingerprint_mismatch, probe_fingerprint
+from rack.drivers.lxd_tls import PinnedAdapter, cert_files, endpoint_for, probe_fingerprint
 
 DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds, for every request
 REQUIRED_EXTENSIONS = ("projects", "virtual-machines", "custom_block_volumes")
@@ -113,7 +113,7 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
             pooled = self._open(url, host, port, target, expected, password)
         healthy = False  # after any failure (even "not authorized") start afresh next time
         try:
-            with self._translated(url, pooled.fingerprint):
+            with self._translated(url):
                 yield pooled.client, pooled.fingerprint
             healthy = True
         finally:
@@ -135,7 +135,7 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
         session.verify = False
         pooled = PooledClient(None, session, got)
         try:
-            with cert_files(target) as cert, self._translated(url, got):
+            with cert_files(target) as cert, self._translated(url):
                 session.cert = cert  # pylxd insists on it while authenticating
                 session.mount("https://", PinnedAdapter(got, client_cert=cert))
                 self._check_is_lxd(session, url)
@@ -155,13 +155,11 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
         return pooled
 
     @contextmanager
-    def _translated(self, url: str, got: str) -> Iterator[None]:
+    def _translated(self, url: str) -> Iterator[None]:
         """requests/pylxd connection failures as the driver's errors."""
         try:
             yield
         except requests.exceptions.SSLError as e:
-            if fingerprint_mismatch(e):
-                raise ServerCertificateChanged.between(got, "(a different certificate)") from None
             raise NotLXD(f"TLS error talking to {url}: {e}") from None
         except requests.exceptions.Timeout:
             raise Unreachable(f"the LXD host at {url} did not answer within "
@@ -169,16 +167,12 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
         except requests.exceptions.ConnectionError as e:
             raise Unreachable(f"lost the connection to the LXD host at {url}: {e}") from None
         except lxd_exc.ClientConnectionFailed as e:
-            if fingerprint_mismatch(e):
-                raise ServerCertificateChanged.between(got, "(a different certificate)") from None
             raise Unreachable(f"cannot talk to the LXD host at {url}: {e}") from None
 
     def _check_is_lxd(self, session: requests.Session, url: str) -> None:
         try:
             r = session.get(f"{url}/1.0", timeout=self.timeout)
         except requests.exceptions.SSLError as e:
-            if fingerprint_mismatch(e):
-                raise
             raise NotLXD(f"TLS error talking to {url}; it is not an LXD API endpoint: {e}") from None
         try:
             body = r.json()
@@ -196,8 +190,6 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
             return pylxd.Client(endpoint=url, cert=cert, verify=False, session=session,
                                 timeout=self.timeout)
         except lxd_exc.ClientConnectionFailed as e:
-            if fingerprint_mismatch(e):
-                raise
             if not str(e):  # pylxd: non-200 from GET /1.0
                 raise NotLXD(f"{url} is not an LXD API endpoint") from None
             raise Unreachable(f"cannot talk to the LXD host at {url}: {e}") from None
@@ -295,7 +287,7 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
 
     def _wait(self, client: pylxd.Client, prefix: str, response, op_timeout: float | None = None) -> None:
         """Wait (at most `op_timeout`, default OPERATION_TIMEOUT s) for the operation an
-        accepted request started; its failure raises DriverError(prefix + LXD's error)."""
+        accepted request started; its failure raises OperationFailed(prefix + LXD's error)."""
         try:
             body = response.json()
         except ValueError:
@@ -318,7 +310,7 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
             if 200 <= code < 300:
                 return
             if code >= 400:
-                raise DriverError(f"{prefix}{op.get('err') or op.get('status') or code}")
+                raise OperationFailed(f"{prefix}{op.get('err') or op.get('status') or code}")
             if time.monotonic() >= deadline:
                 raise DriverError(f"{prefix}LXD did not finish within {limit:g} s "
                                   f"(operation {op_id} is {op.get('status')})")

@@ -3,8 +3,8 @@
 The first half is pure: it checks a `ComposeRequest` and turns it into the LXD
 instance definition and the custom volumes it needs, with no I/O.  The second
 half, `LXDComposeMixin`, is mixed into `LXDDriver` (rack/drivers/lxd.py) and
-sends the requests; it uses the driver's `_connect`, `_run`, `_wait`, `_get`
-and `_to_vms`.
+sends the requests; it uses the driver's `_connect`, `_run` and `_wait`.  The
+created VM is described from what was sent (`created_vm`), not read back.
 
 Compose never starts the VM.  Everything it creates (custom volumes, then the
 instance) is recorded as it goes; on any failure it is removed again, newest
@@ -42,6 +42,18 @@ _DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _IFACE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _POOL_NAME = re.compile(r"^(?!\.\.?$)[^/\s]{1,255}$")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
+
+
+CONFLICT = 409  # HTTP status of LXD's "already exists" refusals
+
+
+class Conflict(DriverError):
+    """LXD refused to create something because one of that name exists."""
+
+
+class OperationFailed(DriverError):
+    """LXD ran an accepted request and reports that it failed (LXD reverts what a failed
+    create made, so nothing of it is left)."""
 
 
 def lxd_error(e: lxd_exc.LXDAPIException) -> str:
@@ -243,8 +255,13 @@ class LXDComposeMixin:
             self._create(client, created, ("instance", name), f"cannot create LXD VM {name!r}",
                          client.api.instances.post, json=definition, params=params)
         except BaseException as e:
+            # Refused, or failed and reverted by LXD, yet an instance of that name is there: it
+            # existed already (LXD 5.0 reports that from the operation, later ones with a 409).
+            taken = isinstance(e, (Conflict, OperationFailed)) and self._exists(client, name, params)
+            if taken and ("instance", name) in created:
+                created.remove(("instance", name))
             left = self._undo(client, project, created)
-            if isinstance(e, DriverError) and "already exists" in str(e) and self._exists(client, name, params):
+            if taken:
                 raise DriverError(f"an instance named {name} already exists in project {project}") from None
             if isinstance(e, DriverError):
                 if left:
@@ -265,19 +282,15 @@ class LXDComposeMixin:
 
     def _create(self, client, created: list, key: tuple[str, ...], what: str, method, **kwargs) -> None:
         """POST and wait.  `key` is in `created` from the moment LXD may have made the
-        thing, unless LXD refused it outright or it turned out to exist already."""
+        thing, unless LXD refused it outright."""
         created.append(key)
         try:
             response = method(**kwargs)
         except lxd_exc.LXDAPIException as e:
             created.remove(key)
-            raise DriverError(f"{what}: {lxd_error(e)}") from None
-        try:
-            self._wait(client, f"{what}: ", response)
-        except DriverError as e:
-            if "already exists" in str(e):
-                created.remove(key)
-            raise
+            error = Conflict if e.response.status_code == CONFLICT else DriverError
+            raise error(f"{what}: {lxd_error(e)}") from None
+        self._wait(client, f"{what}: ", response)
 
     def _undo(self, client, project: str, created: list[tuple[str, ...]]) -> str:
         """Remove what `_compose` created, newest first; "" or what is left behind."""

@@ -1,6 +1,7 @@
 """How the LXD driver reaches a server safely: the endpoint, the server
 certificate's fingerprint from a bare handshake, an HTTPS adapter that pins it
-on every connection, and private temp files for the client certificate."""
+on every connection (a mismatch raises ServerCertificateChanged itself), and
+private temp files for the client certificate."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPSConnection
+from urllib3.connectionpool import HTTPSConnectionPool
 
 from common import tls
 from common.models import HostTarget
 from common.procs import process_exists
-from rack.drivers.base import DriverError, NotLXD, Unreachable
+from rack.drivers.base import DriverError, NotLXD, ServerCertificateChanged, Unreachable
 
 DEFAULT_PORT = 8443
 
@@ -84,9 +87,25 @@ def probe_fingerprint(host: str, port: int, timeout: float) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+class PinnedConnection(HTTPSConnection):
+    """An HTTPS connection that checks the server certificate's SHA-256 right after
+    every handshake, before any request is sent (independent of CA checks, so it
+    works with verify=False).  A subclass per adapter sets `fingerprint`."""
+
+    fingerprint = ""
+
+    def connect(self) -> None:
+        super().connect()
+        der = self.sock.getpeercert(binary_form=True) or b""
+        if hashlib.sha256(der).hexdigest() != self.fingerprint:
+            self.close()
+            # Raised as is (not an OSError), so urllib3, requests and pylxd let it through.
+            raise ServerCertificateChanged.between(self.fingerprint, "(a different certificate)")
+        self.is_verified = True  # by the pin, so urllib3 does not warn about an unverified request
+
+
 class PinnedAdapter(HTTPAdapter):
-    """HTTPS adapter that makes urllib3 check the server certificate's SHA-256 on
-    every handshake (works with verify=False: it is independent of CA checks).
+    """HTTPS adapter whose every connection is a PinnedConnection for `fingerprint`.
 
     With `client_cert` (paths of the PEM certificate and key) the client
     certificate is loaded into the adapter's TLS context once, so the files are
@@ -99,7 +118,6 @@ class PinnedAdapter(HTTPAdapter):
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args, **kwargs):
-        kwargs["assert_fingerprint"] = self._fingerprint
         # A bare context: no CA store to load (the fingerprint is the check), which
         # would otherwise cost ~20 ms per connection.
         ctx = bare_client_context()
@@ -107,6 +125,10 @@ class PinnedAdapter(HTTPAdapter):
             ctx.load_cert_chain(*self._client_cert)
         kwargs["ssl_context"] = ctx
         super().init_poolmanager(*args, **kwargs)
+        connection = type("PinnedConnection", (PinnedConnection,), {"fingerprint": self._fingerprint})
+        pool = type("PinnedPool", (HTTPSConnectionPool,), {"ConnectionCls": connection})
+        self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme,
+                                                   "https": pool}
 
 
 def bare_client_context() -> ssl.SSLContext:
@@ -179,6 +201,3 @@ def sweep_stale_cert_dirs(root: str | None = None) -> list[str]:
             removed.append(path)
     return removed
 
-
-def fingerprint_mismatch(e: BaseException) -> bool:
-    return "Fingerprints did not match" in str(e)
