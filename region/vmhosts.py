@@ -40,10 +40,6 @@ class CallLost(hosterrors.Unreachable):
     """The rack connection was lost or timed out mid-call: the outcome is unknown."""
 
 
-class RackFailure(Exception):
-    """Every connected rack failed for rack-local reasons; the message lists them."""
-
-
 def untrusted_message(region_url: str, name: str) -> str:
     url = f"{region_url}{CERTIFICATE_PATH}{name}"
     return (
@@ -61,7 +57,7 @@ def state_for(error: Exception) -> str:
 
 
 class HostManager:
-    """Discovery and VM deletion through racks, plus the refresh bookkeeping."""
+    """Discovery, compose, power and VM deletion through racks, plus the refresh bookkeeping."""
 
     def __init__(self, db, box, racks, reactor, owner: str, region_url: str,
                  refresh_interval: float = 60.0) -> None:

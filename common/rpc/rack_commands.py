@@ -47,7 +47,7 @@ class DiscoverHost(amp.Command):
     """Connect to a VM host, make sure the project exists, and describe it.
 
     `password` (an LXD trust password or token) is used once if the host does
-    not trust the credentials yet; racks never store or log it.  :since: 1
+    not trust the target's client certificate yet; racks never store or log it.  :since: 1
     """
 
     arguments = _HOST_TARGET + [(b"password", amp.Unicode(optional=True))]

@@ -1,7 +1,7 @@
 """Machines: every machine is a VM on a VM host, with its disks and NICs.
 
 Discovery keeps the rows of a host's tracked project in step with what the
-host reports (`sync_discovered_thd`); composing (a later issue) adds rows with
+host reports (`sync_discovered_thd`); composing adds rows with
 origin 'composed'.  Memory is stored in bytes; the API shows MiB.
 """
 
