@@ -7,6 +7,8 @@ from a catalog read in the same transaction.
 
 from __future__ import annotations
 
+from functools import partial
+
 from region.api import network_forms as forms
 from region.api.crud_handlers import CrudCollection, CrudItem
 from region.api.handler import Call
@@ -63,6 +65,7 @@ class FabricVlansHandler(CrudCollection):
     path = "fabrics/{fabric_id}/vlans/"
     table = FABRIC_VLANS
     render = staticmethod(catalogued(vlan_json))
+    spec = staticmethod(partial(forms.vlan_fields, creating=True))
     docs = {
         "read": "List the fabric's VLANs.",
         "create": """Create a VLAN on the fabric.
@@ -79,15 +82,11 @@ class FabricVlansHandler(CrudCollection):
     def filters(self, call: Call) -> dict:
         return {"fabric": call.path_args["fabric_id"]}
 
-    def spec(self, call: Call):
-        return forms.vlan_fields(call, creating=True)
 
 
 class _VlanItem(CrudItem):
     render = staticmethod(catalogued(vlan_json))
-
-    def changes(self, call: Call):
-        return forms.vlan_fields(call, creating=False)
+    changes = staticmethod(partial(forms.vlan_fields, creating=False))
 
 
 class FabricVlanHandler(_VlanItem):

@@ -6,6 +6,7 @@ name.  A subnet's space is the space of its VLAN, so it is read-only here.
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import unquote
 
 from region.api import network_forms as forms
@@ -22,6 +23,7 @@ class SubnetsHandler(CrudCollection):
     path = "subnets/"
     table = SUBNETS
     render = staticmethod(catalogued(subnet_json))
+    spec = staticmethod(partial(forms.subnet_fields, creating=True))
     docs = {
         "read": "List all subnets.",
         "create": """Create a subnet.
@@ -40,9 +42,6 @@ class SubnetsHandler(CrudCollection):
         """,
     }
 
-    def spec(self, call: Call):
-        return forms.subnet_fields(call, creating=True)
-
 
 class SubnetHandler(CrudItem):
     """Manage a subnet (addressed by id, CIDR or name)."""
@@ -50,6 +49,7 @@ class SubnetHandler(CrudItem):
     path = "subnets/{id}/"
     table = SUBNETS
     render = staticmethod(catalogued(subnet_json))
+    changes = staticmethod(partial(forms.subnet_fields, creating=False))
     docs = {
         "read": "Read a subnet.",
         "update": "Update a subnet: any field of create; a new CIDR must still hold its ranges and IPs.",
@@ -58,9 +58,6 @@ class SubnetHandler(CrudItem):
 
     def key(self, call: Call) -> str:
         return unquote(call.path_args["id"])
-
-    def changes(self, call: Call):
-        return forms.subnet_fields(call, creating=False)
 
     @operation("GET", "reserved_ip_ranges")
     async def reserved_ip_ranges(self, call: Call):
@@ -82,6 +79,7 @@ class IPRangesHandler(CrudCollection):
     path = "ipranges/"
     table = IP_RANGES
     render = staticmethod(catalogued(iprange_json))
+    spec = staticmethod(partial(forms.range_fields, creating=True))
     docs = {
         "read": "List all IP ranges.",
         "create": """Create a range.
@@ -94,9 +92,6 @@ class IPRangesHandler(CrudCollection):
         """,
     }
 
-    def spec(self, call: Call):
-        return forms.range_fields(call, creating=True)
-
 
 class IPRangeHandler(CrudItem):
     """Manage an IP range (addressed by id)."""
@@ -104,14 +99,12 @@ class IPRangeHandler(CrudItem):
     path = "ipranges/{id}/"
     table = IP_RANGES
     render = staticmethod(catalogued(iprange_json))
+    changes = staticmethod(partial(forms.range_fields, creating=False))
     docs = {
         "read": "Read an IP range.",
         "update": "Update a range: type, start_ip, end_ip, subnet, comment.",
         "delete": "Delete an IP range.",
     }
-
-    def changes(self, call: Call):
-        return forms.range_fields(call, creating=False)
 
 
 # -- VM-host interfaces -------------------------------------------------------------------------
