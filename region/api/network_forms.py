@@ -129,7 +129,7 @@ def vlan_fields(call: Call, *, creating: bool) -> VlanFields:
         mtu=integer(form, "mtu", minimum=552, maximum=65535),
         dhcp_on=boolean(form, "dhcp_on"),
         description=form.text("description"),
-        space=call.params.get("space") or "" if "space" in call.params else None,
+        space=(call.params.get("space") or "") if "space" in call.params else None,
     )
     form.check()
     return found
