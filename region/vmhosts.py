@@ -3,8 +3,8 @@ composing, powering and deleting VMs, with rack failover and one refresh per hos
 at a time.
 
 The host's whole HostTarget (address, project, client key and certificate, pinned
-server fingerprint) goes with every call, so any connected rack can do the work.  A trust password or token is passed through once and
-never written anywhere.
+server fingerprint) goes with every call, so any connected rack can do the work.  A
+trust password or token is passed through once and never written anywhere.
 """
 
 from __future__ import annotations

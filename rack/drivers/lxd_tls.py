@@ -200,4 +200,3 @@ def sweep_stale_cert_dirs(root: str | None = None) -> list[str]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
