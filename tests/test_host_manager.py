@@ -103,6 +103,7 @@ def test_the_password_is_sent_only_when_given():
     run(manager(a).discover(target(), password="s3cret"))
     assert [kw.get("password") for _, kw in a.calls] == [None, "s3cret"]
     assert all(cmd is rack_commands.DiscoverHost for cmd, _ in a.calls)
+    assert all(kw["target"] == target() for _, kw in a.calls)  # the whole target, as one argument
 
 
 def test_no_rack_waits_briefly_then_503s():
