@@ -19,7 +19,7 @@ from region.db.pool import run_sync
 from region.services import allocate, compose, ownership
 from region.services.allocate_match import Constraints
 from region.services.compose_request import ComposeFields
-from region.services.errors import Conflict, FieldError, HostNotReady, InvalidInput, Refused
+from region.services.errors import Conflict, FieldError, Forbidden, HostNotReady, InvalidInput, Refused
 from region.vmhosts import CallLost
 from tests.fixtures.services import service_region  # noqa: F401  (fixture)
 from tests.test_compose_race import ask, make_ready_host
@@ -138,3 +138,10 @@ async def test_allocate_composes_a_dynamic_vm_that_release_decomposes(service_re
     assert rack.deleted == [m.hostname] and _status(dsn, m.hostname) is None
     assert _audit(dsn) == [("MACHINE_ALLOCATED", "alice"), ("MACHINE_COMPOSED", "alice"),
                            ("MACHINE_DECOMPOSED", "alice")]
+    # One machine's release: only its owner (or an admin); the view is the machine as it left.
+    second = (await allocate.allocate(alice, Constraints())).machine
+    with pytest.raises(Forbidden):
+        await ownership.release(service_region.as_user("bob", admin=False), second.system_id)
+    released = await ownership.release(alice, second.system_id)
+    assert released.decomposed and released.views.machines[0].machine.status == "allocated"
+    assert _status(dsn, second.hostname) is None

@@ -10,16 +10,11 @@ from __future__ import annotations
 from region.api.allocate_form import parse_allocate
 from region.api.errors import BadRequest
 from region.api.handler import Call, operation
-from region.api.machine_json import render_machines
-from region.db import machines
+from region.api.machine_json import render_views
 from region.services import allocate, ownership
 
 TRUE = ("true", "1", "yes", "on")
 RELEASING = (12, "Releasing")
-
-
-async def _render_one(call: Call, m: machines.Machine) -> dict:
-    return (await render_machines(call, [m]))[0]
 
 
 class AllocateOperations:
@@ -73,7 +68,7 @@ class AllocateOperations:
         :type dry_run: Boolean
         """
         result = await allocate.allocate(call.ctx, parse_allocate(call.params))
-        rendered = await _render_one(call, result.machine)
+        rendered = render_views(result.views)[0]
         rendered["constraints_by_type"] = result.match.as_json()
         return rendered
 
@@ -105,16 +100,11 @@ class MachineAllocateOperations:
         :param comment: Optional. Recorded in the event log.
         :type comment: String
         """
-        m = await ownership.machine_for(call.ctx, call.path_args["system_id"], "release")
-        if m.status == "ready":
-            return await _render_one(call, m)
-        # A VM composed by allocate is deleted by the release, so its last view is taken first.
-        last = await _render_one(call, m) if m.dynamic else None
-        released = await ownership.release(call.ctx, m)
-        if released is not None:
-            return await _render_one(call, released)
-        last.update(status=RELEASING[0], status_name=RELEASING[1], owner=None, owner_data={})
-        return last
+        released = await ownership.release(call.ctx, call.path_args["system_id"])
+        rendered = render_views(released.views)[0]
+        if released.decomposed:  # the machine is gone: its last view, as it was leaving
+            rendered.update(status=RELEASING[0], status_name=RELEASING[1], owner=None, owner_data={})
+        return rendered
 
     @operation("POST", "deploy")
     async def deploy(self, call: Call):
@@ -133,12 +123,12 @@ class MachineAllocateOperations:
         if any((call.params.get(f) or "").lower() in TRUE for f in ("install_kvm", "register_vmhost")):
             raise BadRequest("vmyard cannot deploy a machine as a VM host: it does not install operating "
                              "systems. Add an existing LXD server with vm-hosts/ instead.")
-        machine = await ownership.deploy(call.ctx, call.path_args["system_id"],
-                                         call.params.get("distro_series") or "")
-        return await _render_one(call, machine)
+        deployed = await ownership.deploy(call.ctx, call.path_args["system_id"],
+                                          call.params.get("distro_series") or "")
+        return render_views(deployed)[0]
 
     @operation("POST", "set_owner_data")
     async def set_owner_data(self, call: Call):
         """Set owner data: each parameter ``key=value`` is stored; an empty value deletes the key."""
         changes = {k: call.params.get(k) or "" for k in call.params.keys() if k != "op" and not k.startswith("oauth_")}
-        return await _render_one(call, await ownership.set_owner_data(call.ctx, call.path_args["system_id"], changes))
+        return render_views(await ownership.set_owner_data(call.ctx, call.path_args["system_id"], changes))[0]

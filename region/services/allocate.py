@@ -44,6 +44,7 @@ from region.services.allocate_match import (MIB, Constraints, HostOption, Match,
 from region.services.capacity import capacity_thd, disk_requests
 from region.services.context import Context
 from region.services.errors import Conflict, FieldError, NotFound, Unavailable
+from region.services.machines import MachineViews, views, views_thd
 
 
 def check_names_thd(cur, c: Constraints) -> None:
@@ -95,9 +96,13 @@ def survey_thd(cur, c: Constraints) -> list[HostOption]:
 
 @attrs.frozen
 class Allocated:
-    machine: machines.Machine
+    views: MachineViews  # the one machine allocated (or that would be, on a dry run)
     match: Match
     composed_on: str | None = None  # the VM host, when composed for this allocation
+
+    @property
+    def machine(self) -> machines.Machine:
+        return self.views.machines[0].machine
 
 
 def ready_matches_thd(cur, c: Constraints) -> tuple[list[tuple[machines.Machine, Match]], list[str]]:
@@ -129,11 +134,11 @@ def ready_matches_thd(cur, c: Constraints) -> tuple[list[tuple[machines.Machine,
     return found, why
 
 
-def _allocated_thd(ctx: Context, cur, system_id: str, c: Constraints, how: str) -> machines.Machine:
+def _allocated_thd(ctx: Context, cur, system_id: str, c: Constraints, how: str) -> MachineViews:
     m = machines.get_thd(cur, system_id)
     text = f"allocated {m.hostname} to {ctx.username} ({how})" + (f": {c.comment}" if c.comment else "")
     ctx.audit_thd(cur, "MACHINE_ALLOCATED", text, "machine", m.system_id)
-    return m
+    return views_thd(cur, [m])
 
 
 async def allocate(ctx: Context, c: Constraints) -> Allocated:
@@ -142,7 +147,7 @@ async def allocate(ctx: Context, c: Constraints) -> Allocated:
     found, why = await ctx.db.run(ready_matches_thd, c)
     for m, match in found:
         if c.dry_run:
-            return Allocated(m, match)
+            return Allocated(await views(ctx, [m]), match)
 
         def claim_thd(cur, m=m):
             if allocations.claim_thd(cur, m.id, ctx.actor.id, c.agent_name):
@@ -182,7 +187,7 @@ async def allocate(ctx: Context, c: Constraints) -> Allocated:
             return _allocated_thd(ctx, cur, m.system_id, c, f"composed on VM host {option.name}")
 
         composed = await ctx.db.run(allocate_thd)
-        return Allocated(composed, composed_match(composed, c), option.name)
+        return Allocated(composed, composed_match(composed.machines[0].machine, c), option.name)
     if failures:
         raise Unavailable("Composing a VM for this allocation failed: " + "; ".join(failures + explain) + ".")
     raise Conflict(f"{head}: " + ("; ".join(explain) or "there are no VM hosts") + ".")

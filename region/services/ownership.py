@@ -8,13 +8,24 @@ conditional UPDATE, so a concurrent change is a Conflict, never a silent overwri
 from __future__ import annotations
 
 from common import hosterrors
+import attrs
+
 from region.db import allocations, machines
 from region.rpc import NoRackConnected
 from region.services import compose
 from region.services.context import Context
 from region.services.errors import Conflict, Forbidden, NotFound, Refused, Unavailable
+from region.services.machines import MachineViews, views, views_thd
 
 RELEASABLE = ("allocated", "deploying", "deployed")
+
+
+@attrs.frozen
+class Released:
+    """The machine after its release, or (`decomposed`) as it was just before its VM went."""
+
+    views: MachineViews
+    decomposed: bool = False
 
 
 def may_manage(user, m: machines.Machine) -> bool:
@@ -29,12 +40,17 @@ async def machine_for(ctx: Context, system_id: str, action: str) -> machines.Mac
     return m
 
 
-async def release(ctx: Context, m: machines.Machine) -> machines.Machine | None:
-    """Release `m` (allocated, deploying or deployed): a dynamic machine is decomposed (None:
-    it is gone); any other goes back to Ready, powered off, its allocation cleared (returned)."""
+async def release(ctx: Context, system_id: str) -> Released:
+    """Release the machine: a dynamic one is decomposed, any other goes back to Ready, powered
+    off, its allocation cleared.  A Ready machine is left as it is."""
+    m = await machine_for(ctx, system_id, "release")
+    if m.status == "ready":
+        return Released(await views(ctx, [m]))
     if m.status not in RELEASABLE:
         raise Conflict(f"Machine {m.hostname} cannot be released in its current state ({m.status}).")
-    return await _release_one(ctx, m)
+    last = await views(ctx, [m]) if m.dynamic else None  # what the machine was, once it is gone
+    after = await _release_one(ctx, m)
+    return Released(last, decomposed=True) if after is None else Released(await views(ctx, [after]))
 
 
 async def release_many(ctx: Context, system_ids: list[str]) -> list[str]:
@@ -90,7 +106,7 @@ async def _release_one(ctx: Context, m: machines.Machine) -> machines.Machine | 
     return await ctx.db.run(release_thd)
 
 
-async def deploy(ctx: Context, system_id: str, distro_series: str) -> machines.Machine:
+async def deploy(ctx: Context, system_id: str, distro_series: str) -> MachineViews:
     """Power the machine's VM on and mark it Deployed (claiming a Ready, unowned machine first).
     If the VM cannot be powered on the machine stays Allocated (Unavailable)."""
     m = await machine_for(ctx, system_id, "deploy")
@@ -113,17 +129,17 @@ async def deploy(ctx: Context, system_id: str, distro_series: str) -> machines.M
         machines.set_power_state_thd(cur, m.id, state)
         allocations.set_status_thd(cur, m.id, "deployed", expect=("deploying",), distro_series=distro_series)
         ctx.audit_thd(cur, "MACHINE_DEPLOYED", f"deployed {m.hostname} (VM powered on)", "machine", m.system_id)
-        return machines.get_thd(cur, m.system_id)
+        return views_thd(cur, [machines.get_thd(cur, m.system_id)])
 
     return await ctx.db.run(deployed_thd)
 
 
-async def set_owner_data(ctx: Context, system_id: str, changes: dict[str, str]) -> machines.Machine:
+async def set_owner_data(ctx: Context, system_id: str, changes: dict[str, str]) -> MachineViews:
     """Set owner data keys; an empty value deletes the key."""
     m = await machine_for(ctx, system_id, "set owner data of")
 
     def set_thd(cur):
         allocations.update_owner_data_thd(cur, m.id, changes)
-        return machines.get_thd(cur, m.system_id)
+        return views_thd(cur, [machines.get_thd(cur, m.system_id)])
 
     return await ctx.db.run(set_thd)
