@@ -7,9 +7,9 @@ conditional UPDATE, so a concurrent change is a Conflict, never a silent overwri
 
 from __future__ import annotations
 
-from common import hosterrors
 import attrs
 
+from common import hosterrors
 from region.db import allocations, machines
 from region.rpc import NoRackConnected
 from region.services import compose
@@ -28,14 +28,14 @@ class Released:
     decomposed: bool = False
 
 
-def may_manage(user, m: machines.Machine) -> bool:
+def _may_manage(user, m: machines.Machine) -> bool:
     return bool(user.is_superuser) or (m.owner_id is not None and m.owner_id == user.id)
 
 
-async def machine_for(ctx: Context, system_id: str, action: str) -> machines.Machine:
+async def _machine_for(ctx: Context, system_id: str, action: str) -> machines.Machine:
     """The machine, if the actor may `action` it ("release", "deploy", "set owner data of")."""
     m = await ctx.db.run(machines.get_thd, system_id)
-    if not may_manage(ctx.actor, m) and not (action == "deploy" and m.status == "ready" and m.owner_id is None):
+    if not _may_manage(ctx.actor, m) and not (action == "deploy" and m.status == "ready" and m.owner_id is None):
         raise Forbidden(f"You don't have permission to {action} {m.hostname}: only its owner or an admin may.")
     return m
 
@@ -43,7 +43,7 @@ async def machine_for(ctx: Context, system_id: str, action: str) -> machines.Mac
 async def release(ctx: Context, system_id: str) -> Released:
     """Release the machine: a dynamic one is decomposed, any other goes back to Ready, powered
     off, its allocation cleared.  A Ready machine is left as it is."""
-    m = await machine_for(ctx, system_id, "release")
+    m = await _machine_for(ctx, system_id, "release")
     if m.status == "ready":
         return Released(await views(ctx, [m]))
     if m.status not in RELEASABLE:
@@ -68,7 +68,7 @@ async def release_many(ctx: Context, system_ids: list[str]) -> list[str]:
     found, missing = await ctx.db.run(load_thd)
     if missing:
         raise Refused(f"Unknown machine(s): {', '.join(missing)}.")
-    denied = [m.system_id for m in found if not may_manage(ctx.actor, m)]
+    denied = [m.system_id for m in found if not _may_manage(ctx.actor, m)]
     if denied:
         raise Forbidden(f"You don't have the required permission to release the following "
                         f"machine(s): {', '.join(denied)}.")
@@ -109,7 +109,7 @@ async def _release_one(ctx: Context, m: machines.Machine) -> machines.Machine | 
 async def deploy(ctx: Context, system_id: str, distro_series: str) -> MachineViews:
     """Power the machine's VM on and mark it Deployed (claiming a Ready, unowned machine first).
     If the VM cannot be powered on the machine stays Allocated (Unavailable)."""
-    m = await machine_for(ctx, system_id, "deploy")
+    m = await _machine_for(ctx, system_id, "deploy")
     if m.status == "ready" and m.owner_id is None:
         if not await ctx.db.run(allocations.claim_thd, m.id, ctx.actor.id, ""):
             raise Conflict(f"Machine {m.hostname} was allocated to someone else meanwhile.")
@@ -136,7 +136,7 @@ async def deploy(ctx: Context, system_id: str, distro_series: str) -> MachineVie
 
 async def set_owner_data(ctx: Context, system_id: str, changes: dict[str, str]) -> MachineViews:
     """Set owner data keys; an empty value deletes the key."""
-    m = await machine_for(ctx, system_id, "set owner data of")
+    m = await _machine_for(ctx, system_id, "set owner data of")
 
     def set_thd(cur):
         allocations.update_owner_data_thd(cur, m.id, changes)
