@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from pathlib import Path
 
-from twisted.internet import defer, task
+from twisted.internet import task
 
-from common.config import ConfigError, load_toml
+from common.config import ConfigError, load_toml, parse_endpoint
 from common.logsetup import LEVELS, start_logging
 
 DEFAULT_DATA_DIR = "/var/lib/vmyard-rack"
@@ -33,7 +34,9 @@ def build_settings(args: argparse.Namespace):
         raise ConfigError(f"--region must be an http:// or https:// URL, got {region!r}")
     secret = None
     secret_file = pick("secret_file")
-    if secret_file:
+    if args.parent_pipe:
+        secret = sys.stdin.readline().strip() or None
+    elif secret_file:
         try:
             secret = Path(secret_file).read_text().strip()
         except OSError as e:
@@ -48,6 +51,7 @@ def build_settings(args: argparse.Namespace):
         region_url=url + "/",
         secret=secret,
         connections=int(pick("connections", 2)),
+        rpc_endpoint=parse_endpoint(args.rpc_endpoint, 0) if args.rpc_endpoint else None,
     ), pick("log_level", "info"), pick("log_format", "text")
 
 
@@ -58,6 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--secret-file", help="file holding the enrollment secret (first start only)")
     parser.add_argument("--data-dir", help=f"state directory (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--connections", type=int, help="connections to keep to the region (default 2)")
+    parser.add_argument("--rpc-endpoint", metavar="HOST:PORT",
+                        help="the region's RPC listener, instead of the one learnt at enrolment")
+    parser.add_argument("--parent-pipe", action="store_true",
+                        help="run as a region's local rack: the enrollment secret is stdin's first line, "
+                             "and the rack stops when stdin closes")
     parser.add_argument("--log-level", choices=LEVELS)
     parser.add_argument("--log-format", choices=("text", "json"))
     args = parser.parse_args(argv)
@@ -73,10 +82,23 @@ def main(argv: list[str] | None = None) -> None:
         from common.foreground import run_service_until_stopped
 
         svc = RackService(settings, reactor)
+        if args.parent_pipe:
+            _stop_when_stdin_closes(reactor)
         svc.connected.addCallback(lambda _: sdnotify.notify("READY=1\nSTATUS=connected to region"))
         return run_service_until_stopped(reactor, svc, svc.connected, svc.fatal)
 
     task.react(run)
+
+
+def _stop_when_stdin_closes(reactor) -> None:
+    """The region holds our stdin open while it lives; EOF means it is gone."""
+
+    def watch() -> None:
+        sys.stdin.buffer.read()
+        reactor.callFromThread(reactor.stop)
+
+    # A daemon thread, not the reactor's pool: it blocks for the rack's whole life.
+    threading.Thread(target=watch, name="parent-pipe", daemon=True).start()
 
 
 if __name__ == "__main__":

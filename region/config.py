@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key-file", help="PEM private key for --tls-cert-file")
     parser.add_argument("--rpc", help="RPC (AMP over TLS) listen address (default: the HTTP host, port 5250)")
     parser.add_argument("--secret-key-file", help="region key for secrets at rest (default DATA_DIR/region.key)")
-    parser.add_argument("--no-local-rack", action="store_true", help="do not start a rack in this process")
+    parser.add_argument("--no-local-rack", action="store_true", help="do not start a local rack (a child process)")
     parser.add_argument("--maas-url", help="URL racks and clients use to reach this region")
     parser.add_argument("--vm-host-refresh-interval", type=float,
                         help="seconds between automatic VM host refreshes (default 60; 0: never)")

@@ -19,10 +19,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import attrs
+from twisted.application import service
+from twisted.internet import defer, threads
+from twisted.logger import Logger
 
 from common.procs import process_exists
-from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from region.config import RegionConfig
 
 log = Logger()
 
@@ -214,3 +221,30 @@ class EmbeddedPostgres:
                   self._run_as())
         self.started_here = False
 
+
+def database_dsn(config: RegionConfig) -> tuple[str, EmbeddedPostgres | None]:
+    """The DSN to use and, for the embedded default, the cluster behind it."""
+    if config.database_dsn:
+        return config.database_dsn, None
+    pg = EmbeddedPostgres(config.data_dir)
+    return pg.dsn, pg
+
+
+@attrs.define(eq=False)
+class EmbeddedPostgresService(service.Service):
+    """Runs the cluster while the service runs (pg_ctl in a thread).
+
+    :ivar started: fires once the cluster accepts connections, or fails with why not.
+    """
+
+    pg: EmbeddedPostgres
+    started: defer.Deferred = attrs.field(init=False, factory=defer.Deferred)
+
+    def startService(self) -> None:
+        service.Service.startService(self)
+        threads.deferToThread(self.pg.start).chainDeferred(self.started)
+
+    def stopService(self) -> defer.Deferred:
+        service.Service.stopService(self)
+        # The cluster in our data dir is ours to stop.
+        return threads.deferToThread(self.pg.stop)

@@ -1,4 +1,4 @@
-"""The running region: database, HTTP API, RPC listener, heartbeat, local rack."""
+"""The running region: a tree of Twisted services (database, listeners, timers, local rack)."""
 
 from __future__ import annotations
 
@@ -8,73 +8,24 @@ import socket
 
 import attrs
 from twisted.application import service
-from twisted.internet import defer, endpoints, ssl, task, threads
+from twisted.internet import defer, task, threads
 from twisted.logger import Logger
-from twisted.web import resource, server
 
 from common import sdnotify, tls
 from common.procs import process_exists
-from common.tlsopts import region_server_options
-from region.api import (
-    account_handlers,
-    core_handlers,
-    describe,
-    machine_handlers,
-    network_handlers,
-    subnet_handlers,
-    tag_handlers,
-    vmhost_handlers,
-    zone_handlers,
-)
-from region.api.site import API_PREFIX, RouterResource
+from region import listeners
+from region.api import make_site
 from region.config import RegionConfig
 from region.db import migrate, racks, secrets, users
 from region.db.pool import Database
-from region.embedded_pg import EmbeddedPostgres
-from region.enrol import EnrolHandler, new_enrolment_secret
+from region.embedded_pg import EmbeddedPostgres, EmbeddedPostgresService, database_dsn
+from region.local_rack import LocalRackProcess, LocalRackSettings
+from region.periodic import PeriodicService
 from region.rpc import RackRegistry, new_region_id
 from region.secretbox import SecretBox
 from region.vmhosts import HostManager
 
 log = Logger()
-
-API_HANDLERS = [
-    describe.DescribeHandler,
-    core_handlers.VersionHandler,
-    core_handlers.UsersHandler,
-    core_handlers.UserHandler,
-    account_handlers.AccountHandler,
-    tag_handlers.TagsHandler,
-    tag_handlers.TagHandler,
-    core_handlers.RackControllersHandler,
-    core_handlers.RackControllerHandler,
-    zone_handlers.ZonesHandler,
-    zone_handlers.ZoneHandler,
-    zone_handlers.ResourcePoolsHandler,
-    zone_handlers.ResourcePoolHandler,
-    zone_handlers.ResourcePoolsAliasHandler,
-    zone_handlers.ResourcePoolAliasHandler,
-    network_handlers.FabricsHandler,
-    network_handlers.FabricHandler,
-    network_handlers.FabricVlansHandler,
-    network_handlers.FabricVlanHandler,
-    network_handlers.VlanHandler,
-    network_handlers.SpacesHandler,
-    network_handlers.SpaceHandler,
-    subnet_handlers.SubnetsHandler,
-    subnet_handlers.SubnetHandler,
-    subnet_handlers.IPRangesHandler,
-    subnet_handlers.IPRangeHandler,
-    subnet_handlers.VmHostInterfacesHandler,
-    subnet_handlers.VmHostInterfaceHandler,
-    vmhost_handlers.VmHostsHandler,
-    vmhost_handlers.VmHostHandler,
-    vmhost_handlers.PodsHandler,
-    vmhost_handlers.PodHandler,
-    machine_handlers.MachinesHandler,
-    machine_handlers.MachineHandler,
-]
-CERTIFICATE_PREFIX = "/MAAS/vmhost-certificate/"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -82,12 +33,8 @@ def _pid_alive(pid: int) -> bool:
     return pid != os.getpid() and process_exists(pid)
 
 
-def database_dsn(config: RegionConfig) -> tuple[str, EmbeddedPostgres | None]:
-    """The DSN to use and, for the embedded default, the cluster behind it."""
-    if config.database_dsn:
-        return config.database_dsn, None
-    pg = EmbeddedPostgres(config.data_dir)
-    return pg.dsn, pg
+def _loopback_if_wildcard(host: str) -> str:
+    return host if host not in ("0.0.0.0", "::") else "127.0.0.1"
 
 
 def load_or_create_ca_thd(cur, box: SecretBox) -> tls.KeyPair:
@@ -99,27 +46,41 @@ def load_or_create_ca_thd(cur, box: SecretBox) -> tls.KeyPair:
     return tls.KeyPair(stored["key"], stored["cert"])
 
 
-class _Root(resource.Resource):
-    """Routes by path prefix: the API, rack enrolment, VM-host certificates."""
+@attrs.define(eq=False)
+class _RegionPresence(service.Service):
+    """This region's row in `region_processes` and the pool behind it.  On stop (after the
+    listeners): the region's rack connections are dropped and recorded, the row removed,
+    the pool closed."""
 
-    def __init__(self, routes: dict[str, resource.Resource]) -> None:
-        super().__init__()
-        self.routes = [(prefix.encode(), res) for prefix, res in routes.items()]
+    db: Database
+    rpc: RackRegistry
+    region_id: str
+    reactor: object
 
-    def getChild(self, path: bytes, request: server.Request) -> resource.Resource:
-        for prefix, res in self.routes:
-            if request.path.startswith(prefix):
-                return res
-        return resource.NoResource("No such page: try /MAAS/api/2.0/version/")
+    def stopService(self) -> defer.Deferred:
+        service.Service.stopService(self)
+        return defer.Deferred.fromCoroutine(self._leave())
+
+    async def _leave(self) -> None:
+        for system_id in self.rpc.connected_racks():
+            self.rpc.drop_rack(system_id)
+        await task.deferLater(self.reactor, 0.05, lambda: None)
+        await self.rpc.flush()
+        try:
+            await self.db.run(racks.unregister_region_thd, self.region_id)
+        except Exception:
+            log.failure("could not unregister this region")
+        self.db.close()
 
 
 @attrs.define(eq=False)
-class RegionService(service.Service):
+class RegionService(service.MultiService):
     """One region process.
 
-    Start-up order: database (embedded cluster first if configured) →
-    migrations → secrets (region key, CA, enrolment secret) → RPC listener →
-    HTTP listener → local rack → READY.  `ready` fires once all are up.
+    Start-up: database (embedded cluster first if configured) → migrations → secrets
+    (region key, CA, enrolment secret) → then the child services: RPC listener, HTTP
+    (and HTTPS) listener, heartbeat and refresh timers, local rack process → READY.
+    `ready` fires once all are up.  Children stop one by one in reverse order.
 
     :ivar rpc_port: the bound RPC port (differs from config when it was 0).
     :ivar http_port: the bound HTTP port.
@@ -136,56 +97,39 @@ class RegionService(service.Service):
     http_port: int = 0
     https_port: int = 0
     embedded: EmbeddedPostgres | None = None
-    local_rack: object = None
+    local_rack: LocalRackProcess | None = None
     ready: defer.Deferred = attrs.field(factory=defer.Deferred)
-    _listeners: list = attrs.field(factory=list)
-    _heartbeat: task.LoopingCall | None = None
     hosts: HostManager | None = None
-    _refresher: task.LoopingCall | None = None
-    _loops_done: list = attrs.field(factory=list)
+    _starting: defer.Deferred | None = None
+
+    def __attrs_post_init__(self) -> None:
+        service.MultiService.__init__(self)
 
     def startService(self) -> None:
-        super().startService()
-        d = defer.Deferred.fromCoroutine(self._start())
-        d.addErrback(self._start_failed)
+        # Children are added, and so started, once the database is ready.
+        service.MultiService.startService(self)
+        self._starting = defer.Deferred.fromCoroutine(self._start())
+        self._starting.addErrback(self._start_failed)
 
     def _start_failed(self, failure) -> None:
+        if failure.check(defer.CancelledError):
+            return
         log.failure("the region failed to start", failure)
         self.ready.errback(failure)
 
     async def _start(self) -> None:
+        secret = await self._prepare()
+        await self._listen()
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(cfg.data_dir, 0o711)
-        dsn, self.embedded = database_dsn(cfg)
-        if self.embedded is not None:
-            await threads.deferToThread(self.embedded.start)
-        applied = await threads.deferToThread(migrate.migrate, dsn)
-        if applied:
-            log.info("applied database migrations {versions}", versions=applied)
-        self.box = SecretBox.load_or_create(cfg.key_file)
-        self.db = Database(dsn, self.reactor, max_connections=cfg.db_pool_size)
-        self.db.start()
-        self.ca = await self.db.run(load_or_create_ca_thd, self.box)
-        await self.db.run(secrets.get_or_create_thd, self.box, secrets.ENROLLMENT_SECRET, new_enrolment_secret)
-        dead = await self.db.run(racks.forget_dead_local_regions_thd, socket.gethostname(), _pid_alive)
-        if dead:
-            log.info("forgot region processes that died on this machine: {ids}", ids=dead)
-        await self.db.run(racks.register_region_thd, self.region_id, socket.gethostname(), os.getpid())
-        self.rpc = RackRegistry(self.db, self.region_id, self.reactor)
-        await self._listen_rpc()
-        await self._listen_http()
         self.hosts = HostManager(self.db, self.box, self.rpc, self.reactor, self.region_id, self._url(),
                                  cfg.vm_host_refresh_interval)
-        self._heartbeat = task.LoopingCall(self._beat)
-        self._heartbeat.clock = self.reactor
-        self._loops_done.append(self._heartbeat.start(cfg.heartbeat_interval, now=False))
+        PeriodicService(cfg.heartbeat_interval, self._beat, "heartbeat", self.reactor).setServiceParent(self)
         if cfg.vm_host_refresh_interval > 0:
-            self._refresher = task.LoopingCall(self._refresh_hosts)
-            self._refresher.clock = self.reactor
-            self._loops_done.append(self._refresher.start(min(5.0, cfg.vm_host_refresh_interval / 4), now=False))
+            PeriodicService(min(5.0, cfg.vm_host_refresh_interval / 4), self.hosts.refresh_due,
+                            "periodic VM host refresh", self.reactor).setServiceParent(self)
         if cfg.local_rack:
-            await self._start_local_rack()
+            self.local_rack = LocalRackProcess(self._local_rack_settings(secret), self.reactor)
+            self.local_rack.setServiceParent(self)
         sdnotify.notify("READY=1\nSTATUS=region ready")
         log.info("region ready: API at {url}api/2.0/, RPC on port {rpc}", url=self._url(), rpc=self.rpc_port)
         if not any(u.is_superuser for u in await self.db.run(users.list_users_thd)):
@@ -194,113 +138,79 @@ class RegionService(service.Service):
                      "--username admin` for `vmyard login`")
         self.ready.callback(self)
 
+    async def _prepare(self) -> str:
+        """Database, migrations and secrets; returns the enrolment secret."""
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.data_dir, 0o711)
+        dsn, self.embedded = database_dsn(cfg)
+        if self.embedded is not None:
+            cluster = EmbeddedPostgresService(self.embedded)
+            cluster.setServiceParent(self)
+            await cluster.started
+        applied = await threads.deferToThread(migrate.migrate, dsn)
+        if applied:
+            log.info("applied database migrations {versions}", versions=applied)
+        self.box = SecretBox.load_or_create(cfg.key_file)
+        self.db = Database(dsn, self.reactor, max_connections=cfg.db_pool_size)
+        self.db.start()
+        self.rpc = RackRegistry(self.db, self.region_id, self.reactor)
+        _RegionPresence(self.db, self.rpc, self.region_id, self.reactor).setServiceParent(self)
+        self.ca = await self.db.run(load_or_create_ca_thd, self.box)
+        secret = await self.db.run(secrets.get_or_create_thd, self.box, secrets.ENROLLMENT_SECRET,
+                                   secrets.new_enrolment_secret)
+        dead = await self.db.run(racks.forget_dead_local_regions_thd, socket.gethostname(), _pid_alive)
+        if dead:
+            log.info("forgot region processes that died on this machine: {ids}", ids=dead)
+        await self.db.run(racks.register_region_thd, self.region_id, socket.gethostname(), os.getpid())
+        return secret
+
+    async def _listen(self) -> None:
+        cfg = self.config
+        rpc, rpc_bound = listeners.listener(listeners.rpc_endpoint(self.reactor, cfg, self.ca), self.rpc.factory())
+        rpc.setServiceParent(self)
+        self.rpc_port = await rpc_bound
+        site = make_site(self)
+        http, http_bound = listeners.listener(listeners.http_endpoint(self.reactor, cfg), site)
+        http.setServiceParent(self)
+        self.http_port = await http_bound
+        if cfg.https_host is not None:
+            https, https_bound = listeners.listener(listeners.https_endpoint(self.reactor, cfg, self.ca), site)
+            https.setServiceParent(self)
+            self.https_port = await https_bound
+
     def _url(self) -> str:
         if self.config.maas_url:
             return self.config.url
         return attrs.evolve(self.config, http_port=self.http_port).url
 
-    async def _listen_rpc(self) -> None:
+    def _local_rack_settings(self, secret: str) -> LocalRackSettings:
         cfg = self.config
-        server_pair_key = tls.new_private_key()
-        cert = tls.issue_certificate(self.ca, tls.REGION_SERVICE_NAME, server_pair_key.public_key(),
-                                     server=True, days=365)
-        options = region_server_options(self.ca.cert_pem, tls.KeyPair(tls.key_to_pem(server_pair_key), cert))
-        ep = endpoints.SSL4ServerEndpoint(self.reactor, cfg.rpc_port, options, interface=cfg.rpc_host)
-        port = await ep.listen(self.rpc.factory())
-        self._listeners.append(port)
-        self.rpc_port = port.getHost().port
-
-    async def _listen_http(self) -> None:
-        cfg = self.config
-        site = server.Site(_Root({
-            API_PREFIX: RouterResource(self, API_HANDLERS, API_PREFIX),
-            "/MAAS/rpc/": RouterResource(self, [EnrolHandler], "/MAAS/rpc/"),
-            CERTIFICATE_PREFIX: RouterResource(self, [vmhost_handlers.CertificateHandler], CERTIFICATE_PREFIX),
-            account_handlers.ACCOUNTS_PREFIX: RouterResource(self, [account_handlers.AuthenticateHandler],
-                                                             account_handlers.ACCOUNTS_PREFIX),
-        }))
-        site.displayTracebacks = False
-        site.noisy = False
-        ep = endpoints.TCP4ServerEndpoint(self.reactor, cfg.http_port, interface=cfg.http_host) \
-            if ":" not in cfg.http_host else endpoints.TCP6ServerEndpoint(self.reactor, cfg.http_port,
-                                                                          interface=cfg.http_host)
-        port = await ep.listen(site)
-        self._listeners.append(port)
-        self.http_port = port.getHost().port
-        if cfg.https_host is not None:
-            ep = endpoints.SSL4ServerEndpoint(self.reactor, cfg.https_port, self._https_options(),
-                                              interface=cfg.https_host)
-            port = await ep.listen(site)
-            self._listeners.append(port)
-            self.https_port = port.getHost().port
-
-    def _https_options(self) -> ssl.CertificateOptions:
-        cfg = self.config
-        if cfg.tls_cert_file:
-            pair = tls.KeyPair(cfg.tls_key_file.read_text(), cfg.tls_cert_file.read_text())
-            tls.check_pair(pair.cert_pem, pair.key_pem)
-        else:
-            key = tls.new_private_key()
-            names = tuple(dict.fromkeys([socket.getfqdn(), socket.gethostname(), "localhost"]))
-            cert = tls.issue_certificate(self.ca, names[0], key.public_key(), dns_names=names, server=True,
-                                         days=365)
-            pair = tls.KeyPair(tls.key_to_pem(key), cert)
-        priv = ssl.PrivateCertificate.loadPEM(pair.key_pem + "\n" + pair.cert_pem)
-        return ssl.CertificateOptions(privateKey=priv.privateKey.original, certificate=priv.original,
-                                      raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
-
-    async def _start_local_rack(self) -> None:
-        from rack.service import RackService, RackSettings
-
-        secret = await self.db.run(secrets.get_thd, self.box, secrets.ENROLLMENT_SECRET)
-        host = self.config.http_host if self.config.http_host not in ("0.0.0.0", "::") else "127.0.0.1"
-        settings = RackSettings(
-            data_dir=self.config.data_dir / "rack",
-            region_url=f"http://{host}:{self.http_port}/MAAS/",
+        return LocalRackSettings(
+            data_dir=cfg.data_dir / "rack",
+            region_url=f"http://{_loopback_if_wildcard(cfg.http_host)}:{self.http_port}/MAAS/",
+            rpc_endpoint=(_loopback_if_wildcard(cfg.rpc_host), self.rpc_port),
             secret=secret,
-            rpc_endpoint=(self.config.rpc_host if self.config.rpc_host not in ("0.0.0.0", "::") else "127.0.0.1",
-                          self.rpc_port),
+            log_level=cfg.log_level,
+            log_format=cfg.log_format,
         )
-        self.local_rack = RackService(settings, self.reactor)
-        self.local_rack.startService()
 
     async def _beat(self) -> None:
-        try:
-            await self.db.run(racks.heartbeat_thd, self.region_id)
-            await self.rpc.ping_all(timeout=10.0)
-        except Exception:
-            log.failure("heartbeat failed")
-
-    async def _refresh_hosts(self) -> None:
-        try:
-            await self.hosts.refresh_due()
-        except Exception:
-            log.failure("periodic VM host refresh failed")
+        await self.db.run(racks.heartbeat_thd, self.region_id)
+        await self.rpc.ping_all(timeout=10.0)
 
     def stopService(self) -> defer.Deferred:
-        super().stopService()
-        return defer.Deferred.fromCoroutine(self._stop())
+        if self._starting is not None and not self._starting.called:
+            self._starting.cancel()
+        service.Service.stopService(self)
+        return defer.Deferred.fromCoroutine(self._stop_children())
 
-    async def _stop(self) -> None:
-        if self.local_rack is not None:
-            await self.local_rack.stopService()
-        for loop in (self._heartbeat, self._refresher):
-            if loop is not None and loop.running:
-                loop.stop()
-        await defer.DeferredList(self._loops_done)  # a tick in progress finishes first
-        for port in self._listeners:
-            await port.stopListening()
-        if self.rpc is not None:
-            for system_id in self.rpc.connected_racks():
-                self.rpc.drop_rack(system_id)
-            await task.deferLater(self.reactor, 0.05, lambda: None)
-            await self.rpc.flush()
-        if self.db is not None:
+    async def _stop_children(self) -> None:
+        # One by one, newest first: the rack and timers before the listeners, the
+        # listeners before the database, the database before its embedded cluster.
+        for child in reversed(list(self)):
             try:
-                await self.db.run(racks.unregister_region_thd, self.region_id)
+                await defer.maybeDeferred(child.stopService)
             except Exception:
-                log.failure("could not unregister this region")
-            self.db.close()
-        if self.embedded is not None:  # the cluster in our data dir is ours to stop
-            await threads.deferToThread(self.embedded.stop)
+                log.failure("stopping {service} failed", service=type(child).__name__)
         log.info("region stopped")

@@ -1,14 +1,20 @@
-"""The embedded default end to end: first start, READY, local rack, restart, clean stop."""
+"""The embedded default end to end: first start, READY, local rack, restart, clean stop;
+the local rack as a child process that is restarted when it dies."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 
+from common.procs import process_exists
+from region.db import secrets
+from region.db.pool import run_sync
 from region.embedded_pg import EmbeddedPostgres
+from tests.conftest import make_user, region_box
 from tests.fixtures.daemons import REPO, http_get, wait_for
 from tests.fixtures.http import Api
 
@@ -59,3 +65,57 @@ def test_first_start_then_restart_with_existing_data(public_tmp, start_region, t
     assert "creating the embedded PostgreSQL cluster" not in region.output().split("region stopped")[-1]
     version = json.loads(http_get(region.api + "version/")[1])
     assert "authenticate-api" in version["capabilities"]
+
+
+def _child_racks(region_pid: int) -> list[int]:
+    """PIDs of `rack.daemon` processes whose parent is the region."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            status = open(f"/proc/{entry}/status").read()
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(status.split("PPid:", 1)[1].split()[0])
+        if ppid == region_pid and b"rack.daemon" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_local_rack_is_a_restarted_child_process(start_region, dsn):
+    region = start_region("parent", local_rack=True, extra=["--vm-host-refresh-interval", "0"])
+    api = Api(region.api, make_user(dsn, region_box(region), "admin", admin=True))
+
+    def connected():
+        racks = api.get("rackcontrollers/").json()
+        return racks if racks and racks[0]["status"] == "connected" else None
+
+    first = wait_for(lambda: _child_racks(region.proc.pid), 30, "the local rack process", region.proc, region.log)
+    assert len(first) == 1 and first[0] != region.proc.pid
+    cmdline = open(f"/proc/{first[0]}/cmdline", "rb").read()
+    environ = open(f"/proc/{first[0]}/environ", "rb").read()
+    secret = run_sync(dsn, secrets.get_thd, region_box(region), secrets.ENROLLMENT_SECRET).encode()
+    assert secret not in cmdline and secret not in environ, "the enrolment secret goes over stdin only"
+    system_id = wait_for(connected, 30, "the local rack to connect", region.proc, region.log)[0]["system_id"]
+
+    os.kill(first[0], signal.SIGKILL)
+    second = wait_for(lambda: [p for p in _child_racks(region.proc.pid) if p != first[0]], 30,
+                      "the local rack to be restarted", region.proc, region.log)
+    wait_for(lambda: f"local rack (PID {first[0]}) ended" in region.output(), 10, "the region to notice")
+    again = wait_for(connected, 30, "the restarted rack to reconnect", region.proc, region.log)
+    assert again[0]["system_id"] == system_id, "the same rack identity, not a new enrolment"
+    assert region.running, "the API survives its rack"
+
+    assert region.stop() == 0
+    wait_for(lambda: not process_exists(second[0]), 10, "the child rack to stop with the region")
+
+
+def test_region_process_does_not_load_the_rack():
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, region.daemon, region.service; "
+                               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rack', 'pylxd')))"],
+        capture_output=True, text=True, cwd=REPO, check=True, timeout=60,
+    ).stdout.strip()
+    assert loaded == "[]"

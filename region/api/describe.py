@@ -87,7 +87,7 @@ def with_uris(skeleton: dict, base: str) -> dict:
 
 
 def api_handlers() -> tuple[type[Handler], ...]:
-    from region.service import API_HANDLERS  # the service imports this module
+    from region.api import API_HANDLERS  # region.api imports this module first
 
     return tuple(API_HANDLERS)
 

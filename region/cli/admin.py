@@ -15,9 +15,9 @@ from common.config import ConfigError
 from region import config as region_config
 from region.db import errors, events, migrate, secrets, users
 from region.db.pool import run_sync
-from region.enrol import create_one_time_secret_thd, rotate_shared_secret_thd
+from region.db.secrets import create_one_time_secret_thd, rotate_shared_secret_thd
+from region.embedded_pg import database_dsn
 from region.secretbox import SecretBox, SecretKeyError
-from region.service import database_dsn
 
 
 class CommandError(Exception):
