@@ -324,11 +324,6 @@ def test_parse_resources_sriov_and_numa():
         ("enp1s0", 1, 8, 2, 10000)
 
 
-def test_target_repr_hides_key():
-    target = new_target("h")
-    assert target.key_pem not in repr(target)
-
-
 # -- virtual machines ----------------------------------------------------------------------
 
 GiB, MiB = 1024**3, 1024**2
