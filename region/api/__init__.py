@@ -21,6 +21,7 @@ from region.api import (
 )
 from region.api.enrol_handler import EnrolHandler
 from region.api.site import API_PREFIX, RouterResource
+from region.api.web import RegionSite
 
 API_HANDLERS = [
     describe.DescribeHandler,
@@ -78,13 +79,10 @@ class _Root(resource.Resource):
 
 def make_site(region) -> server.Site:
     """The whole HTTP site; `region` is what handlers get (services.context.RegionResources)."""
-    site = server.Site(_Root({
+    return RegionSite(_Root({
         API_PREFIX: RouterResource(region, API_HANDLERS, API_PREFIX),
         ENROL_PREFIX: RouterResource(region, [EnrolHandler], ENROL_PREFIX),
         CERTIFICATE_PREFIX: RouterResource(region, [vmhost_handlers.CertificateHandler], CERTIFICATE_PREFIX),
         account_handlers.ACCOUNTS_PREFIX: RouterResource(region, [account_handlers.AuthenticateHandler],
                                                          account_handlers.ACCOUNTS_PREFIX),
     }))
-    site.displayTracebacks = False
-    site.noisy = False
-    return site
