@@ -24,6 +24,14 @@ def _admin(data_dir, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=REPO, timeout=120)
 
 
+def _local_rack_connected(api: Api):
+    def check():
+        racks = api.get("rackcontrollers/").json()
+        return racks if racks and racks[0]["status"] == "connected" else None
+
+    return check
+
+
 def test_first_start_then_restart_with_existing_data(public_tmp, start_region, tmp_path):
     data_dir = public_tmp / "data"
     notify_path = str(tmp_path / "notify.sock")
@@ -43,11 +51,7 @@ def test_first_start_then_restart_with_existing_data(public_tmp, start_region, t
     assert created.returncode == 0, created.stderr
     key = _admin(region.data_dir, "apikey", "--username", "admin").stdout.strip()
     api = Api(region.api, key)
-
-    def rack_connected():
-        racks = api.get("rackcontrollers/").json()
-        return racks if racks and racks[0]["status"] == "connected" else None
-
+    rack_connected = _local_rack_connected(api)
     racks = wait_for(rack_connected, 30, "the local rack to connect", region.proc, region.log)
     assert len(racks) == 1
     assert api.post("zones/", data={"name": "lab"}).status == 200
@@ -87,11 +91,7 @@ def _child_racks(region_pid: int) -> list[int]:
 def test_local_rack_is_a_restarted_child_process(start_region, dsn):
     region = start_region("parent", local_rack=True, extra=["--vm-host-refresh-interval", "0"])
     api = Api(region.api, make_user(dsn, region_box(region), "admin", admin=True))
-
-    def connected():
-        racks = api.get("rackcontrollers/").json()
-        return racks if racks and racks[0]["status"] == "connected" else None
-
+    connected = _local_rack_connected(api)
     first = wait_for(lambda: _child_racks(region.proc.pid), 30, "the local rack process", region.proc, region.log)
     assert len(first) == 1 and first[0] != region.proc.pid
     cmdline = open(f"/proc/{first[0]}/cmdline", "rb").read()
@@ -103,8 +103,12 @@ def test_local_rack_is_a_restarted_child_process(start_region, dsn):
     os.kill(first[0], signal.SIGKILL)
     second = wait_for(lambda: [p for p in _child_racks(region.proc.pid) if p != first[0]], 30,
                       "the local rack to be restarted", region.proc, region.log)
-    wait_for(lambda: f"local rack (PID {first[0]}) ended" in region.output(), 10, "the region to notice")
-    again = wait_for(connected, 30, "the restarted rack to reconnect", region.proc, region.log)
+
+    def reconnected():
+        after_kill = region.output().partition(f"local rack (PID {first[0]}) ended")[2]
+        return f"rack {system_id} (" in after_kill and connected()
+
+    again = wait_for(reconnected, 30, "the restarted rack to reconnect", region.proc, region.log)
     assert again[0]["system_id"] == system_id, "the same rack identity, not a new enrolment"
     assert region.running, "the API survives its rack"
 
