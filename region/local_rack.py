@@ -69,10 +69,6 @@ class LocalRackProcess(service.Service):
     _delay: float = FIRST_RESTART_DELAY
     _started_at: float = 0.0
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.transport.pid if self._child is not None else None
-
     def startService(self) -> None:
         service.Service.startService(self)
         self._spawn()
