@@ -22,6 +22,8 @@ from region.services.lookups import named_choice_thd
 
 @attrs.frozen
 class MachineView:
+    """One machine with what its MAAS object shows besides its own row."""
+
     machine: machines.Machine
     host: hosts.VMHost
     zone: NamedObject
@@ -33,6 +35,8 @@ class MachineView:
 
 @attrs.frozen
 class MachineViews:
+    """Views of several machines and the network catalog they all refer to."""
+
     machines: list[MachineView]
     catalog: NetworkCatalog  # every subnet and VLAN the views may name
 
