@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from region.api.handler import Call, Handler, operation, restful
 from region.api.allocate_ops import AllocateOperations, MachineAllocateOperations
-from region.api.machine_json import render_machines, render_views  # noqa: F401  (render_machines: imported from here)
+from region.api.machine_json import render_views
 from region.api.params import Form
 from region.api.site import Response
 from region.services import machines

@@ -6,7 +6,6 @@ from region.api.network_json import subnet_json, vlan_json
 from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
 from region.db import allocations, machines
-from region.services import machines as machine_service
 from region.services.machines import MachineViews
 
 MIB = 1024 * 1024
@@ -137,7 +136,3 @@ def render_views(found: MachineViews) -> list[dict]:
                          host_vlans=host_vlans[v.host.id], allocation=v.allocation)
             for v in found.machines]
 
-
-async def render_machines(call, found: list[machines.Machine]) -> list[dict]:
-    """Machine objects for machines a handler already has (`call`: region.api.handler.Call)."""
-    return render_views(await machine_service.views(call.ctx, found))

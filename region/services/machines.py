@@ -55,6 +55,10 @@ def views_thd(cur, found: list[machines.Machine]) -> MachineViews:
         networks.catalog_thd(cur))
 
 
+def machine_view_thd(cur, system_id: str) -> MachineViews:
+    return views_thd(cur, [machines.get_thd(cur, system_id)])
+
+
 async def views(ctx: Context, found: list[machines.Machine]) -> MachineViews:
     """The views of machines another service (or a read) has found."""
     return await ctx.db.run(views_thd, found)
@@ -93,7 +97,7 @@ async def list_machines(ctx: Context, query: MachineQuery) -> MachineViews:
 
 
 async def get_machine(ctx: Context, system_id: str) -> MachineViews:
-    return await ctx.db.run(lambda cur: views_thd(cur, [machines.get_thd(cur, system_id)]))
+    return await ctx.db.run(machine_view_thd, system_id)
 
 
 @attrs.frozen
@@ -157,7 +161,7 @@ async def set_power(ctx: Context, system_id: str, on: bool) -> MachineViews:
         machines.set_power_state_thd(cur, machine.id, state)
         ctx.audit_thd(cur, "MACHINE_POWER", f"power {action}: {machine.hostname} is {state}", "machine",
                       machine.system_id)
-        return views_thd(cur, [machines.get_thd(cur, machine.system_id)])
+        return machine_view_thd(cur, machine.system_id)
 
     return await ctx.db.run(record_thd)
 
