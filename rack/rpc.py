@@ -39,11 +39,14 @@ class RackClientProtocol(amp.AMP):
                  index=self.index)
         self.rack.registered(self)
 
+    def _disowned(self, why: str) -> None:
+        log.error("the region does not know this rack: {why}. Delete the rack's data dir and "
+                  "enrol again with the enrollment secret.", why=why)
+        self.rack.disowned(why)
+
     def _refused(self, failure) -> None:
         if failure.check(region_commands.UnknownRack):
-            log.error("the region does not know this rack: {why}. Delete the rack's data dir and "
-                      "enrol again with the enrollment secret.", why=failure.getErrorMessage())
-            self.rack.disowned(failure.getErrorMessage())
+            self._disowned(failure.getErrorMessage())
         elif not failure.check(defer.CancelledError):
             log.warn("registering with the region failed: {why}", why=failure.getErrorMessage())
         self.transport.loseConnection()
@@ -55,6 +58,11 @@ class RackClientProtocol(amp.AMP):
     @rack_commands.Identify.responder
     def identify(self) -> dict:
         return {"hello": self.hello()}
+
+    @rack_commands.RackDeleted.responder
+    def rack_deleted(self) -> dict:
+        self._disowned("this rack was deleted")
+        return {}
 
     @rack_commands.Echo.responder
     def echo(self, payload: bytes) -> dict:

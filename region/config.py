@@ -27,6 +27,9 @@ class RegionConfig:
     tls_key_file: Path | None = None
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 5250
+    rpc_max_connections: int = 1000  # RPC connections at once; more are closed on accept
+    rpc_max_connections_per_peer: int = 100  # from one address
+    rpc_handshake_timeout: float = 10.0  # seconds to finish TLS and then to register as a rack
     secret_key_file: Path | None = None
     local_rack: bool = True
     db_pool_size: int = 8
@@ -107,6 +110,9 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             local_rack=not args.no_local_rack and bool(file.get("local_rack", True)),
             db_pool_size=int(file.get("db_pool_size", 8)),
             heartbeat_interval=float(file.get("heartbeat_interval", 30.0)),
+            rpc_max_connections=int(file.get("rpc_max_connections", 1000)),
+            rpc_max_connections_per_peer=int(file.get("rpc_max_connections_per_peer", 100)),
+            rpc_handshake_timeout=float(file.get("rpc_handshake_timeout", 10.0)),
             log_level=pick("log_level", "info"),
             log_format=pick("log_format", "text"),
             maas_url=pick("maas_url"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Callable
 
 import attrs
 from twisted.application import internet
@@ -44,11 +45,15 @@ def listener(endpoint: IStreamServerEndpoint, factory) -> tuple[internet.StreamS
     return internet.StreamServerEndpointService(reporting, factory), reporting.bound
 
 
-def rpc_endpoint(reactor, cfg: RegionConfig, ca: tls.KeyPair) -> IStreamServerEndpoint:
+def rpc_endpoint(reactor, cfg: RegionConfig) -> IStreamServerEndpoint:
+    """Plain TCP: the RPC factory caps connections below its own TLS layer."""
+    return endpoints.TCP4ServerEndpoint(reactor, cfg.rpc_port, interface=cfg.rpc_host)
+
+
+def rpc_tls_options(ca: tls.KeyPair, refused: Callable[[str], bool]) -> ssl.CertificateOptions:
     key = tls.new_private_key()
     cert = tls.issue_certificate(ca, tls.REGION_SERVICE_NAME, key.public_key(), server=True, days=365)
-    options = region_server_options(ca.cert_pem, tls.KeyPair(tls.key_to_pem(key), cert))
-    return endpoints.SSL4ServerEndpoint(reactor, cfg.rpc_port, options, interface=cfg.rpc_host)
+    return region_server_options(ca.cert_pem, tls.KeyPair(tls.key_to_pem(key), cert), refused)
 
 
 def http_endpoint(reactor, cfg: RegionConfig) -> IStreamServerEndpoint:

@@ -1,9 +1,10 @@
 """The region side of AMP: rack connections and calls to racks.
 
-Racks dial the region over mutual TLS.  The TLS layer already proved the
-rack holds a certificate from our CA; `RegisterRack` then maps that
-certificate's fingerprint to an enrolled rack in the database, so a rack that
-was deleted is refused even though its certificate is still valid.
+Racks dial the region over mutual TLS.  The handshake proves the rack holds a
+certificate from our CA that was not revoked (a deleted rack's fingerprint is in
+`revoked_racks`, mirrored in memory so the TLS verify step can check it);
+`RegisterRack` then maps the fingerprint to an enrolled rack in the database.
+Connections are capped and must register in time (`rpc_limits`).
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import os
 import random
 import socket
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, interfaces, protocol, ssl
 from twisted.logger import Logger
-from twisted.protocols import amp
+from twisted.protocols import amp, tls
+from zope.interface import implementer
 
 from common.rpc import rack_commands, region_commands
 from common.rpc.wire import RackHello, RegionHello
 from common.tlsopts import peer_fingerprint
 from common.version import VERSION
 from region.db import events, racks
+from region.rpc_limits import ConnectionCap, RegistrationDeadline, RpcLimits
 
 log = Logger()
 
@@ -29,6 +32,7 @@ class NoRackConnected(Exception):
     """No rack is connected to this region (HTTP 503 with Retry-After)."""
 
 
+@implementer(interfaces.IHandshakeListener)
 class RegionServerProtocol(amp.AMP):
     """One connection from a rack.
 
@@ -39,6 +43,15 @@ class RegionServerProtocol(amp.AMP):
         super().__init__()
         self.registry = registry
         self.rack: racks.Rack | None = None
+        self._deadline: RegistrationDeadline | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._deadline = RegistrationDeadline(self.registry.reactor, self.registry.limits.handshake_timeout,
+                                              self.transport)
+
+    def handshakeCompleted(self) -> None:
+        self._deadline.handshake_done()
 
     @region_commands.RegisterRack.responder
     async def register_rack(self, hello: RackHello) -> dict:
@@ -50,6 +63,7 @@ class RegionServerProtocol(amp.AMP):
             self.registry.reactor.callLater(0.5, self.transport.loseConnection)
             raise region_commands.UnknownRack("this rack's certificate is not enrolled (was the rack deleted?)")
         if self.rack is None:
+            self._deadline.cancel()
             self.rack = rack
             await self.registry.connected(self, hello)
         return {
@@ -67,6 +81,8 @@ class RegionServerProtocol(amp.AMP):
 
     def connectionLost(self, reason) -> None:
         super().connectionLost(reason)
+        if self._deadline is not None:
+            self._deadline.cancel()
         if self.rack is not None:
             self.registry.disconnected(self)
 
@@ -88,15 +104,39 @@ class RackRegistry:
     region (and the API) can tell which racks are connected.
     """
 
-    def __init__(self, db, region_id: str, reactor) -> None:
+    def __init__(self, db, region_id: str, reactor, limits: RpcLimits = RpcLimits()) -> None:
         self.db = db
         self.reactor = reactor
         self.region_id = region_id
+        self.limits = limits
         self._by_rack: dict[str, list[RegionServerProtocol]] = {}
         self._pending: set[defer.Deferred] = set()
+        self._revoked: set[str] = set()  # fingerprints of deleted racks' certificates
+        self._last_revocation = 0
 
-    def factory(self) -> RegionServerFactory:
-        return RegionServerFactory(self)
+    def factory(self, tls_options: ssl.CertificateOptions) -> protocol.Factory:
+        """For a plain TCP listener: the caps, then TLS, then AMP."""
+        return ConnectionCap(tls.TLSMemoryBIOFactory(tls_options, False, RegionServerFactory(self)), self.limits)
+
+    def is_revoked(self, fingerprint: str) -> bool:
+        return fingerprint in self._revoked
+
+    def revoke(self, system_id: str, fingerprint: str) -> None:
+        """A rack was deleted: refuse its certificate from now on, tell it and hang up on it."""
+        self._revoked.add(fingerprint)
+        conns = self._by_rack.pop(system_id, [])
+        if conns:
+            log.info("dropping the {count} connections of deleted rack {rack}", count=len(conns), rack=system_id)
+        for conn in conns:
+            conn.callRemote(rack_commands.RackDeleted)
+            conn.transport.loseConnection()
+
+    async def sync_revocations(self) -> None:
+        """Learn of racks deleted through any region since the last call."""
+        revoked = await self.db.run(racks.revoked_since_thd, self._last_revocation)
+        for revocation in revoked:
+            self.revoke(revocation.system_id, revocation.cert_fingerprint)
+            self._last_revocation = max(self._last_revocation, revocation.id)
 
     async def connected(self, conn: RegionServerProtocol, hello: RackHello) -> None:
         rack = conn.rack

@@ -22,10 +22,13 @@ from region.embedded_pg import EmbeddedPostgres, EmbeddedPostgresService, databa
 from region.local_rack import LocalRackProcess, LocalRackSettings
 from region.periodic import PeriodicService
 from region.rpc import RackRegistry, new_region_id
+from region.rpc_limits import RpcLimits, raise_open_files_limit
 from region.secretbox import SecretBox
 from region.vmhosts import HostManager
 
 log = Logger()
+
+REVOCATION_SYNC_INTERVAL = 1.0  # seconds for a rack deleted through another region to be locked out here
 
 
 def _pid_alive(pid: int) -> bool:
@@ -124,6 +127,8 @@ class RegionService(service.MultiService):
         self.hosts = HostManager(self.db, self.box, self.rpc, self.reactor, self.region_id, self._url(),
                                  cfg.vm_host_refresh_interval)
         PeriodicService(cfg.heartbeat_interval, self._beat, "heartbeat", self.reactor).setServiceParent(self)
+        PeriodicService(REVOCATION_SYNC_INTERVAL, self.rpc.sync_revocations, "rack revocation sync",
+                        self.reactor).setServiceParent(self)
         if cfg.vm_host_refresh_interval > 0:
             PeriodicService(min(5.0, cfg.vm_host_refresh_interval / 4), self.hosts.refresh_due,
                             "periodic VM host refresh", self.reactor).setServiceParent(self)
@@ -141,6 +146,7 @@ class RegionService(service.MultiService):
     async def _prepare(self) -> str:
         """Database, migrations and secrets; returns the enrolment secret."""
         cfg = self.config
+        raise_open_files_limit()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.data_dir, 0o711)
         dsn, self.embedded = database_dsn(cfg)
@@ -154,7 +160,10 @@ class RegionService(service.MultiService):
         self.box = SecretBox.load_or_create(cfg.key_file)
         self.db = Database(dsn, self.reactor, max_connections=cfg.db_pool_size)
         self.db.start()
-        self.rpc = RackRegistry(self.db, self.region_id, self.reactor)
+        self.rpc = RackRegistry(self.db, self.region_id, self.reactor,
+                                RpcLimits(cfg.rpc_max_connections, cfg.rpc_max_connections_per_peer,
+                                          cfg.rpc_handshake_timeout))
+        await self.rpc.sync_revocations()
         _RegionPresence(self.db, self.rpc, self.region_id, self.reactor).setServiceParent(self)
         self.ca = await self.db.run(load_or_create_ca_thd, self.box)
         secret = await self.db.run(secrets.get_or_create_thd, self.box, secrets.ENROLLMENT_SECRET,
@@ -167,7 +176,8 @@ class RegionService(service.MultiService):
 
     async def _listen(self) -> None:
         cfg = self.config
-        rpc, rpc_bound = listeners.listener(listeners.rpc_endpoint(self.reactor, cfg, self.ca), self.rpc.factory())
+        rpc_factory = self.rpc.factory(listeners.rpc_tls_options(self.ca, self.rpc.is_revoked))
+        rpc, rpc_bound = listeners.listener(listeners.rpc_endpoint(self.reactor, cfg), rpc_factory)
         rpc.setServiceParent(self)
         self.rpc_port = await rpc_bound
         site = make_site(self)

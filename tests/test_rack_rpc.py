@@ -125,15 +125,34 @@ def test_disconnection_is_recorded(region, admin_api, enrol_secret_file, start_r
     assert gone["last_seen"] is not None
 
 
+def _tls_session(region, rack) -> ssl.SSLSocket:
+    """A TLS connection to the region's RPC port with the rack's own certificate."""
+    ctx = ssl.create_default_context(cafile=str(rack.data_dir / "ca.crt"))
+    ctx.check_hostname = False
+    ctx.load_cert_chain(rack.data_dir / "rack.crt", rack.data_dir / "rack.key")
+    raw = socket.create_connection(("127.0.0.1", region.rpc_port), timeout=10)
+    return ctx.wrap_socket(raw)
+
+
 def test_deleted_rack_is_locked_out(region, admin_api, enrol_secret_file, start_rack):
     rack = start_rack(region, enrol_secret_file)
     wait_for(lambda: rack.system_id, 30, "enrolment", rack.proc, rack.log)
     wait_for(_connected(admin_api, rack.system_id), 30, "connect", rack.proc, rack.log)
+    # Before the deletion the rack's certificate gets AMP answers.
+    with _tls_session(region, rack) as s:
+        s.sendall(b"\x00\x04_ask\x00\x011\x00\x08_command\x00\x04Ping\x00\x07payload\x00\x00\x00\x00")
+        assert b"_answer" in s.recv(1000)
     assert admin_api.delete(f"rackcontrollers/{rack.system_id}/").status == 204
     assert admin_api.get(f"rackcontrollers/{rack.system_id}/").status == 404
-    assert rack.proc.wait(30) != 0, "a disowned rack stops instead of retrying forever"
-    assert "does not know this rack" in rack.output()
+    # Its connections are dropped at once (the region tells it why), and it stops.
+    assert rack.proc.wait(10) != 0, "a disowned rack stops instead of retrying forever"
+    assert "does not know this rack: this rack was deleted" in rack.output()
     assert rack.system_id not in _racks(admin_api)
+    # Its certificate no longer passes the handshake.
+    with pytest.raises((ssl.SSLError, ConnectionResetError)):
+        with _tls_session(region, rack) as s:
+            s.sendall(b"\x00\x04_ask\x00\x011\x00\x08_command\x00\x04Ping\x00\x07payload\x00\x00\x00\x00")
+            s.recv(1000)
 
 
 def test_region_key_mismatch_is_reported(region, dsn, tmp_path):

@@ -24,6 +24,15 @@ class Echo(amp.Command):
     response = [(b"payload", amp.String())]
 
 
+class RackDeleted(amp.Command):
+    """The rack was deleted: the region hangs up and will refuse its certificate from now
+    on, so the rack should stop rather than reconnect.  :since: 1"""
+
+    arguments: list = []
+    response: list = []
+    requiresAnswer = False
+
+
 # -- VM hosts -------------------------------------------------------------------------------
 # The whole HostTarget (address, project, client key and certificate, pinned server
 # fingerprint) travels with every call, so any rack can serve any host.  Errors keep their

@@ -64,10 +64,27 @@ def enrol_thd(cur, system_id: str, hostname: str, fingerprint: str) -> None:
     )
 
 
-def delete_thd(cur, system_id: str) -> None:
-    cur.execute("DELETE FROM racks WHERE system_id = %s", (system_id,))
-    if cur.rowcount == 0:
+@attrs.frozen
+class Revocation:
+    id: int
+    system_id: str
+    cert_fingerprint: str
+
+
+def delete_thd(cur, system_id: str) -> str:
+    """Forget the rack and revoke its certificate; returns the certificate's fingerprint."""
+    cur.execute("DELETE FROM racks WHERE system_id = %s RETURNING cert_fingerprint", (system_id,))
+    row = cur.fetchone()
+    if row is None:
         raise NotFound("rack controller")
+    cur.execute("INSERT INTO revoked_racks (system_id, cert_fingerprint) VALUES (%s, %s)", (system_id, row[0]))
+    return row[0]
+
+
+def revoked_since_thd(cur, last_id: int) -> list[Revocation]:
+    cur.execute("SELECT id, system_id, cert_fingerprint FROM revoked_racks WHERE id > %s ORDER BY id",
+                (last_id,))
+    return [Revocation(*row) for row in cur.fetchall()]
 
 
 def register_region_thd(cur, region_id: str, hostname: str, pid: int) -> None:

@@ -17,10 +17,11 @@ async def get(ctx: Context, system_id: str) -> Rack:
 
 
 async def delete(ctx: Context, system_id: str) -> None:
-    """Forget a rack and drop its connections to this region: its certificate stops working at once."""
-    def delete_thd(cur):
-        racks.delete_thd(cur, system_id)
+    """Forget a rack and drop its connections to this region: its certificate stops working at once
+    here, and within a second in other regions."""
+    def delete_thd(cur) -> str:
+        fingerprint = racks.delete_thd(cur, system_id)
         ctx.audit_thd(cur, "RACK_DELETED", f"rack {system_id} deleted", "rack", system_id)
+        return fingerprint
 
-    await ctx.db.run(delete_thd)
-    ctx.region.rpc.drop_rack(system_id)
+    ctx.region.rpc.revoke(system_id, await ctx.db.run(delete_thd))
