@@ -12,6 +12,7 @@ from common.foreground import run_service_until_stopped
 from common.logsetup import start_logging
 from region import config as region_config
 
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="vmyard-regiond", description=__doc__)
     region_config.add_arguments(parser)
