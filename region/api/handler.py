@@ -100,6 +100,11 @@ class Handler:
     def params(cls) -> list[str]:
         return re.findall(r"\{(\w+)\}", cls.path)
 
+    def has_method(self, method: str) -> bool:
+        """Whether any action (with or without an op) answers this HTTP method."""
+        method = "GET" if method == "HEAD" else method
+        return any(a.method == method for a in self.actions())
+
     def has_anonymous_action(self, method: str) -> bool:
         """Whether any action for this HTTP method may run without credentials."""
         method = "GET" if method == "HEAD" else method

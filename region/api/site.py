@@ -150,6 +150,8 @@ class RouterResource(resource.Resource):
             raise NotFound(f"Unknown API endpoint: {path}")
 
         method = request.method.decode("latin-1")
+        if not handler.has_method(method):
+            raise MethodNotAllowed(f"Method {method} is not allowed here.")
         params = Params()
         parse_query(request.uri.split(b"?", 1)[1] if b"?" in request.uri else b"", params)
         # Credentials come from the header or the query, never the body: a request that is
