@@ -128,7 +128,8 @@ class RackRegistry:
         if conns:
             log.info("dropping the {count} connections of deleted rack {rack}", count=len(conns), rack=system_id)
         for conn in conns:
-            conn.callRemote(rack_commands.RackDeleted)
+            # Sent before hanging up; the answer cannot arrive and is not needed.
+            conn.callRemote(rack_commands.RackDeleted).addErrback(lambda _: None)
             conn.transport.loseConnection()
 
     async def sync_revocations(self) -> None:

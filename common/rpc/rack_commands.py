@@ -26,11 +26,11 @@ class Echo(amp.Command):
 
 class RackDeleted(amp.Command):
     """The rack was deleted: the region hangs up and will refuse its certificate from now
-    on, so the rack should stop rather than reconnect.  :since: 1"""
+    on, so the rack should stop rather than reconnect.  The region does not wait for the
+    answer.  :since: 1"""
 
     arguments: list = []
     response: list = []
-    requiresAnswer = False
 
 
 # -- VM hosts -------------------------------------------------------------------------------
@@ -78,7 +78,9 @@ class ComposeVM(amp.Command):
     returns the VM as created (the rack chose any missing MACs; nothing is read back).  A
     failure leaves nothing behind: the rack removes what it created before answering with
     the error.
-    Not idempotent: an instance of the same name is an error, never touched.  :since: 1"""
+    Idempotent through `request.reservation`: an instance of the same name is an error and
+    never touched, unless it carries that reservation key; then an earlier call made it and
+    it is the answer.  :since: 1"""
 
     arguments = _HOST_TARGET + [(b"request", AttrsArgument(ComposeRequest))]
     response = [(b"vm", AttrsArgument(DiscoveredVM))]
