@@ -156,3 +156,6 @@ class ComposeRequest:
     hugepages_backed: bool = False
     disks: list[RequestedDisk] = attrs.field(factory=list)
     nics: list[RequestedNic] = attrs.field(factory=list)
+    # Idempotency key (the machine's system id): a repeated request finds what the first
+    # one made under this key and answers it instead of a conflict.
+    reservation: str = ""

@@ -10,6 +10,7 @@ from twisted.python.threadpool import ThreadPool
 
 from common.hosterrors import DriverError, UnknownHostType
 from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget
+from rack import faults
 from rack.drivers.base import VMHostDriver
 
 log = Logger()
@@ -50,6 +51,7 @@ class HostOperations:
         if not self._started:
             self.pool.start()
             self._started = True
+        log.debug("{what} {address}", what=what, address=target.address)
         try:
             return await threads.deferToThreadPool(self.reactor, self.pool, fn, target, *args)
         except DriverError as e:
@@ -69,8 +71,9 @@ class HostOperations:
 
     async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
         driver = self._driver(target.type)
-        return await self._run(f"composing VM {request.instance_name} on", target, driver.compose_vm,
-                               request)
+        vm = await self._run(f"composing VM {request.instance_name} on", target, driver.compose_vm, request)
+        faults.step(faults.COMPOSE_AFTER_CREATE)
+        return vm
 
     async def power(self, target: HostTarget, instance_name: str, action: str) -> str:
         """`action` is "on", "off" or "query"; returns the power state afterwards."""

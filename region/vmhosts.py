@@ -1,6 +1,6 @@
 """VM-host work that needs a rack: discovery (on create, refresh and periodically),
-composing, powering and deleting VMs, with rack failover and one refresh per host
-at a time.
+composing, powering and deleting VMs, with rack failover (a compose too: its
+reservation key makes a repeat harmless) and one refresh per host at a time.
 
 The host's whole HostTarget (address, project, client key and certificate, pinned
 server fingerprint) goes with every call, so any connected rack can do the work.  A
@@ -84,6 +84,7 @@ class HostManager:
             raise NoRackConnected("any rack")
         random.shuffle(conns)
         failures: list[str] = []
+        lost = False
         for conn in conns:
             d = conn.callRemote(command, **kwargs)
             d.addTimeout(RPC_TIMEOUT, self.reactor)
@@ -93,17 +94,21 @@ class HostManager:
                 if not idempotent:
                     raise CallLost(f"lost rack {conn.rack.hostname} during the call "
                                    f"({type(e).__name__}); the outcome is unknown") from None
+                lost = True
                 reason = type(e).__name__
-                log.warn("rack {rack} call failed: {reason}", rack=conn.rack.system_id, reason=reason)
+                log.warn("rack {rack} call failed: {reason}; trying another rack", rack=conn.rack.system_id,
+                         reason=reason)
                 failures.append(f"rack {conn.rack.hostname}: {reason}")
             except _RACK_CANNOT as e:
                 reason = str(e) or type(e).__name__
                 log.warn("rack {rack} could not reach the VM host: {reason}", rack=conn.rack.system_id,
                          reason=reason)
                 failures.append(f"rack {conn.rack.hostname}: {reason}")
+        # After a lost call the host may have acted: the caller must not take it as a clean failure.
+        error = CallLost if lost else hosterrors.Unreachable
         if len(failures) == 1:
-            raise hosterrors.Unreachable(failures[0].split(": ", 1)[1])
-        raise hosterrors.Unreachable("no rack could reach the VM host. " + "; ".join(failures))
+            raise error(failures[0].split(": ", 1)[1])
+        raise error("no rack could reach the VM host. " + "; ".join(failures))
 
     async def discover(self, target: HostTarget, password: str | None = None) -> DiscoveredHost:
         args: dict[str, Any] = {"password": password} if password else {}
@@ -114,7 +119,9 @@ class HostManager:
         return list(result["warnings"])
 
     async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
-        result = await self._call(rack_commands.ComposeVM, idempotent=False, target=target, request=request)
+        """Idempotent thanks to the request's reservation key: a rack lost mid-call is
+        followed by another, which answers the VM the first made, if it did."""
+        result = await self._call(rack_commands.ComposeVM, target=target, request=request)
         return result["vm"]
 
     async def power(self, target: HostTarget, instance_name: str, action: str) -> str:

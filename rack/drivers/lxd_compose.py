@@ -9,7 +9,10 @@ created VM is described from what was sent (`created_vm`), not read back.
 Compose never starts the VM.  Everything it creates (custom volumes, then the
 instance) is recorded as it goes; on any failure it is removed again, newest
 first, before DriverError is raised with LXD's message.  Something that was
-already there (an instance or volume of the same name) is never touched.
+already there (an instance or volume of the same name) is never touched, unless it
+carries the request's reservation key (`user.vmyard.reservation`): then an earlier
+try of this very compose made it (its rack died before answering), and the instance
+is answered as if just created.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ FROZEN = 110
 VOLUME_PREFIX = "vmyard-"
 POWER_TIMEOUT = 120  # seconds a start/stop operation may take in all
 POWER_ACTIONS = ("on", "off", "query")
+RESERVATION_KEY = "user.vmyard.reservation"
 
 # LXD instance names are host names: letters, digits, hyphens, at most 63, starting
 # with a letter, not ending with a hyphen.
@@ -147,10 +151,20 @@ def _check_device_name(name: str, seen: set[str]) -> None:
     seen.add(name)
 
 
+def _reservation_config(request: ComposeRequest) -> dict[str, str]:
+    return {RESERVATION_KEY: request.reservation} if request.reservation else {}
+
+
+def is_reserved_for(config: dict, request: ComposeRequest) -> bool:
+    """Whether something's config says this compose (an earlier try of it) made it."""
+    return bool(request.reservation) and config.get(RESERVATION_KEY) == request.reservation
+
+
 def volume_definitions(request: ComposeRequest) -> list[tuple[str, dict]]:
     """(pool, POST body) of the custom block volume for each disk after the first."""
     return [(disk.pool, {"name": volume_name(request.instance_name, disk), "type": "custom",
-                         "content_type": "block", "config": {"size": str(disk.size)}})
+                         "content_type": "block",
+                         "config": {"size": str(disk.size), **_reservation_config(request)}})
             for disk in request.disks[1:]]
 
 
@@ -190,6 +204,7 @@ def instance_definition(request: ComposeRequest, kernel_arch: str,
             "limits.memory": str(request.memory),
             "limits.memory.hugepages": "true" if request.hugepages_backed else "false",
             "security.secureboot": "false",
+            **_reservation_config(request),
         },
         "devices": devices,
     }
@@ -199,6 +214,11 @@ def created_vm(definition: dict, request: ComposeRequest, project: str, clustere
     """The VM LXD made from `definition` (created stopped), read as discovery reads instances."""
     instance = {**definition, "status_code": STOPPED, "expanded_config": definition["config"],
                 "expanded_devices": definition["devices"], "location": "none"}
+    return requested_vm(instance, request, project, clustered)
+
+
+def requested_vm(instance: dict, request: ComposeRequest, project: str, clustered: bool) -> DiscoveredVM:
+    """An instance made for `request`, as discovery reads it (its data disks' sizes as asked)."""
     sizes = {(disk.pool, volume_name(request.instance_name, disk), None): str(disk.size)
              for disk in request.disks[1:]}
     return instance_to_vm(instance, project, clustered=clustered, volume_sizes=sizes)
@@ -246,20 +266,21 @@ class LXDComposeMixin:
                                               for n in request.nics])
         definition = instance_definition(request, arch)
         created: list[tuple[str, ...]] = []  # ("volume", pool, name) / ("instance", name)
+        clustered = bool(env.get("server_clustered", False))
         try:
             for pool, body in volume_definitions(request):
-                self._create(client, created, ("volume", pool, body["name"]),
-                             f"cannot create storage volume {body['name']!r} in pool {pool!r}",
-                             client.api.storage_pools[quote(pool, safe="")].volumes.custom.post,
-                             json=body, params=params)
+                self._create_volume(client, created, pool, body, request, params)
             self._create(client, created, ("instance", name), f"cannot create LXD VM {name!r}",
                          client.api.instances.post, json=definition, params=params)
         except BaseException as e:
             # Refused, or failed and reverted by LXD, yet an instance of that name is there: it
             # existed already (LXD 5.0 reports that from the operation, later ones with a 409).
-            taken = isinstance(e, (Conflict, OperationFailed)) and self._exists(client, name, params)
+            existing = self._instance(client, name, params) if isinstance(e, (Conflict, OperationFailed)) else None
+            taken = existing is not None
             if taken and ("instance", name) in created:
                 created.remove(("instance", name))
+            if taken and is_reserved_for(existing.get("config") or {}, request):
+                return requested_vm(existing, request, project, clustered)
             left = self._undo(client, project, created)
             if taken:
                 raise DriverError(f"an instance named {name} already exists in project {project}") from None
@@ -271,14 +292,31 @@ class LXDComposeMixin:
                 raise DriverError(f"composing LXD VM {name!r} failed ({type(e).__name__}: {e}); "
                                   f"{left}") from e
             raise
-        return created_vm(definition, request, project, clustered=bool(env.get("server_clustered", False)))
+        return created_vm(definition, request, project, clustered)
 
-    def _exists(self, client, name: str, params: dict) -> bool:
+    def _instance(self, client, name: str, params: dict) -> dict | None:
+        """The instance of that name, or None."""
         try:
-            client.api.instances[name].get(params=params)
+            return client.api.instances[name].get(params=params).json()["metadata"]
         except lxd_exc.LXDAPIException:
-            return False
-        return True
+            return None
+
+    def _create_volume(self, client, created: list, pool: str, body: dict, request: ComposeRequest,
+                       params: dict) -> None:
+        volumes = client.api.storage_pools[quote(pool, safe="")].volumes.custom
+        key = ("volume", pool, body["name"])
+        try:
+            self._create(client, created, key, f"cannot create storage volume {body['name']!r} in pool {pool!r}",
+                         volumes.post, json=body, params=params)
+        except (Conflict, OperationFailed):
+            try:
+                config = volumes[quote(body["name"], safe="")].get(params=params).json()["metadata"]["config"]
+            except lxd_exc.LXDAPIException:
+                config = {}
+            if not is_reserved_for(config, request):
+                raise
+            if key not in created:  # made by an earlier try of this compose: removed with the rest on failure
+                created.append(key)
 
     def _create(self, client, created: list, key: tuple[str, ...], what: str, method, **kwargs) -> None:
         """POST and wait.  `key` is in `created` from the moment LXD may have made the

@@ -6,6 +6,8 @@
    'composing'.  Concurrent composes on one host therefore queue on the lock and each
    sees the others' reservations: none can overfill the host.
 2. A rack creates the VM (`ComposeVM`); the driver removes what it created if it fails.
+   The request carries the machine's system id as an idempotency key, so a call lost
+   with its rack is retried through another rack without making a second VM.
 3. Success marks the machine 'ready' with what the host reported.  A clean failure
    drops the reservation.  An unclear one (rack lost, timeout) first asks a rack to
    delete the VM; if even that fails the 'composing' record stays and the next refresh
@@ -117,7 +119,8 @@ def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynami
         instance_name=hostname, architecture=ask.architecture, cores=ask.cores,
         memory=ask.memory, pinned_cores=list(placed.pinned), hugepages_backed=ask.hugepages_backed,
         disks=[RequestedDisk("root" if i == 0 else f"disk{i}", d.size, d.pool) for i, d in enumerate(disks)],
-        nics=[RequestedNic(n.name, NICTYPE[n.attach_type], n.attach_name) for n in nics])
+        nics=[RequestedNic(n.name, NICTYPE[n.attach_type], n.attach_name) for n in nics],
+        reservation=machine.system_id)
     return machine, compose_request
 
 
