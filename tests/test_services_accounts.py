@@ -10,7 +10,7 @@ from common import tls
 from common.enrolment import EnrolRequest
 from region.db import events, racks, secrets
 from region.db.pool import run_sync
-from region.services import enrol, errors, tags, users
+from region.services import enrol, errors, login, tags, users
 from region.services.context import Context
 from region.services.tags import NodeChanges, TagFields
 from tests.fixtures.services import ServiceRegion, service_region  # noqa: F401  (fixture)
@@ -75,10 +75,16 @@ async def test_tokens_create_rename_delete_as_authorisation_events(service_regio
 @pytest_twisted.ensureDeferred
 async def test_authenticate_finds_or_makes_the_consumers_token_for_the_user(service_region):
     service_region.user("erin")  # password "pw-erin"
-    anonymous = Context(service_region)
-    assert await users.authenticate(anonymous, "erin", "wrong", None) is None
-    made = await users.authenticate(anonymous, "erin", "pw-erin", "erin@laptop")
-    again = await users.authenticate(anonymous, "erin", "pw-erin", "erin@laptop")
+    anonymous, guard = Context(service_region), login.LoginGuard()
+
+    async def authenticate(username: str, password: str, consumer: str | None):
+        return await login.authenticate(anonymous, login.LoginAttempt(username, password, consumer, "192.0.2.1"),
+                                        guard)
+
+    assert await authenticate("erin", "wrong", None) is None
+    assert await authenticate("nobody", "pw-erin", None) is None
+    made = await authenticate("erin", "pw-erin", "erin@laptop")
+    again = await authenticate("erin", "pw-erin", "erin@laptop")
     assert (made.name, again.apikey) == ("erin@laptop", made.apikey)
     assert audit(service_region, "user") == [("AUTHORISATION", "Created API (OAuth) token.", "erin", "erin"),
                                              ("AUTHORISATION", "Retrieved API (OAuth) token.", "erin", "erin")]

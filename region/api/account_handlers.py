@@ -3,7 +3,8 @@
 `authenticate/` is how python-libmaas `login(url, username=, password=)`
 turns a password into an API key: it lives outside the API prefix, takes a
 form (`username`, `password`, `consumer`) without OAuth, and hands back the
-user's existing token for that consumer name, or a new one.
+user's existing token for that consumer name, or a new one.  Failed attempts are
+throttled (429 with Retry-After; region/services/login.py).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from region.api.handler import Call, Handler, operation, restful
 from region.api.params import Form
 from region.api.site import Response
 from region.db.users import ApiToken
-from region.services import users
+from region.services import login, users
 
 ACCOUNTS_PREFIX = "/MAAS/accounts/"
 _MAX_TOKEN_NAME = 255
+_MAX_USERNAME = 150  # as users are made (region/db/users.py)
+_MAX_PASSWORD = 1024
 
 
 def token_json(token: ApiToken) -> dict:
@@ -94,11 +97,14 @@ class AuthenticateHandler(Handler):
         :type consumer: String
         """
         username, password = call.params.get("username"), call.params.get("password")
-        consumer = call.params.get("consumer")
         if not username or not password:
             raise BadRequest("username and password are required.")
-        token = await users.authenticate(call.ctx, username, password, consumer)
+        form = Form(call.params)
+        form.text("username", max_length=_MAX_USERNAME)
+        form.text("password", max_length=_MAX_PASSWORD)
+        consumer = form.text("consumer", max_length=_MAX_TOKEN_NAME)
+        form.check()
+        token = await login.authenticate(call.ctx, login.LoginAttempt(username, password, consumer, call.client))
         if token is None:
             raise Unauthorized("Invalid username or password.")
-        return {"consumer_key": token.consumer_key, "token_key": token.token_key,
-                "token_secret": token.secret, "name": token.name}
+        return token_json(token)

@@ -66,8 +66,8 @@ class Conflict(ApiError):
     status = 409
 
 
-class ServiceUnavailable(ApiError):
-    status = 503
+class _TryAgainLater(ApiError):
+    """An error that tells the client when to try again (Retry-After), if known."""
 
     def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
@@ -78,3 +78,11 @@ class ServiceUnavailable(ApiError):
         if self.retry_after is None:
             return r
         return attrs.evolve(r, headers=(("Retry-After", str(self.retry_after)),))
+
+
+class TooManyRequests(_TryAgainLater):
+    status = 429
+
+
+class ServiceUnavailable(_TryAgainLater):
+    status = 503

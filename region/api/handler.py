@@ -61,6 +61,7 @@ class Call:
     path_args: dict[str, str]
     host: str  # the Host header, for absolute URIs
     scheme: str
+    client: str = ""  # the peer's IP address
 
     def absolute(self, path: str) -> str:
         return f"{self.scheme}://{self.host}{path}"

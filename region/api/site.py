@@ -23,6 +23,7 @@ from region.api.errors import (
     MethodNotAllowed,
     NotFound,
     Rendered,
+    TooManyRequests,
     Unauthorized,
 )
 from region.api.handler import Call, Handler
@@ -73,11 +74,13 @@ def _domain_error(e: Exception) -> ApiError:
         return Conflict(str(e))
     if isinstance(e, svcerrors.Unavailable):
         return ServiceUnavailable(str(e), retry_after=e.retry_after)
+    if isinstance(e, svcerrors.Throttled):
+        return TooManyRequests(str(e), retry_after=e.retry_after)
     return BadRequest(str(e))  # Refused
 
 
 _DOMAIN_ERRORS = (svcerrors.NotFound, svcerrors.FieldError, svcerrors.Refused, svcerrors.InvalidInput,
-                  svcerrors.Forbidden, svcerrors.Conflict, svcerrors.Unavailable)
+                  svcerrors.Forbidden, svcerrors.Conflict, svcerrors.Unavailable, svcerrors.Throttled)
 
 
 class RouterResource(resource.Resource):
@@ -177,6 +180,7 @@ class RouterResource(resource.Resource):
             path_args=m.groupdict(),
             host=(request.getHeader(b"host") or b"localhost").decode("latin-1"),
             scheme="https" if request.isSecure() else "http",
+            client=getattr(request.getClientAddress(), "host", ""),
         )
         return await getattr(handler, action.func_name)(call)
 

@@ -67,9 +67,6 @@ def check_password(stored: str, password: str) -> bool:
     return hmac.compare_digest(got, base64.b64decode(digest))
 
 
-_DUMMY_HASH = hash_password("not a password anyone has")
-
-
 def _random_string(length: int) -> str:
     return "".join(_random.choice(_ALPHANUM) for _ in range(length))
 
@@ -108,15 +105,15 @@ def list_users_thd(cur) -> list[User]:
     return [User(*r) for r in cur.fetchall()]
 
 
-def authenticate_password_thd(cur, username: str, password: str) -> User | None:
-    cur.execute(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = %s", (username,))
+def login_record_thd(cur, username: str) -> tuple[User, str] | None:
+    """The active user named `username` and their stored password hash, or None."""
+    cur.execute(f"SELECT {_USER_COLUMNS}, password_hash FROM users WHERE username = %s AND is_active", (username,))
     row = cur.fetchone()
-    # Unknown users cost a hash check too, so timing does not tell which names exist.
-    matches = check_password(row[5] if row is not None else _DUMMY_HASH, password)
-    if row is None or not row[4] or not matches:
-        return None
-    cur.execute("UPDATE users SET last_login = now() WHERE id = %s", (row[0],))
-    return User(*row[:5])
+    return None if row is None else (User(*row[:5]), row[5])
+
+
+def record_login_thd(cur, user_id: int) -> None:
+    cur.execute("UPDATE users SET last_login = now() WHERE id = %s", (user_id,))
 
 
 def create_token_thd(cur, box: SecretBox, user_id: int, name: str = "") -> ApiToken:

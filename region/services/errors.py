@@ -9,7 +9,7 @@ from __future__ import annotations
 from region.db.errors import FieldError, NotFound, Refused
 
 __all__ = ["Conflict", "FieldError", "Forbidden", "HostNotReady", "InvalidInput", "NotAuthenticated", "NotFound",
-           "Refused", "Unavailable"]
+           "Refused", "Throttled", "Unavailable"]
 
 
 class InvalidInput(ValueError):
@@ -35,6 +35,14 @@ class Forbidden(Exception):
 
 class Conflict(Exception):
     """409: the request is valid but the current state refuses it (e.g. no room on a host)."""
+
+
+class Throttled(Exception):
+    """429: too many attempts from this client; it may try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(Exception):

@@ -1,8 +1,6 @@
-"""Users and their API tokens: the actor's own tokens, and a password exchanged for one."""
+"""Users and their API tokens (a password exchanged for one: region/services/login.py)."""
 
 from __future__ import annotations
-
-import attrs
 
 from region.db import users
 from region.db.users import ApiToken, User
@@ -53,21 +51,3 @@ async def rename_token(ctx: Context, token: str, name: str) -> None:
         _audit_thd(ctx, cur, "Modified consumer name of token.")
 
     await ctx.db.run(rename_thd)
-
-
-async def authenticate(ctx: Context, username: str, password: str, consumer: str | None) -> ApiToken | None:
-    """The user's token named `consumer` (any of theirs when None), made if there is none;
-    None when the username or password is wrong."""
-    def authenticate_thd(cur):
-        user = users.authenticate_password_thd(cur, username, password)
-        if user is None:
-            return None
-        existing = [t for t in users.list_tokens_thd(cur, ctx.box, user.id) if consumer is None or t.name == consumer]
-        if existing:
-            token, what = existing[0], "Retrieved API (OAuth) token."
-        else:
-            token, what = users.create_token_thd(cur, ctx.box, user.id, consumer or ""), "Created API (OAuth) token."
-        _audit_thd(attrs.evolve(ctx, actor=user), cur, what)  # the password proved who is acting
-        return token
-
-    return await ctx.db.run(authenticate_thd)
