@@ -26,13 +26,13 @@ class VmHostsHandler(Handler):
     path = "vm-hosts/"
     collection = "vm-hosts"
 
-    def _render(self, view: vmhosts.HostView) -> dict:
-        return host_json(view, self.collection)
+    def _render(self, call: Call, view: vmhosts.HostView) -> dict:
+        return host_json(view, self.collection, admin=call.ctx.is_admin)
 
     @restful("GET")
     async def read(self, call: Call):
         """List VM hosts, ordered by id."""
-        return [self._render(v) for v in await vmhosts.list_hosts(call.ctx)]
+        return [self._render(call, v) for v in await vmhosts.list_hosts(call.ctx)]
 
     @restful("POST", admin_only=True)
     async def create(self, call: Call):
@@ -68,7 +68,7 @@ class VmHostsHandler(Handler):
         :type default_macvlan_mode: String
         """
         fields = parse_host_fields(call.params, creating=True)
-        return self._render(await vmhosts.create_host(call.ctx, fields))
+        return self._render(call, await vmhosts.create_host(call.ctx, fields))
 
 
 class VmHostHandler(ComposeOperation, VmHostsHandler):
@@ -81,7 +81,7 @@ class VmHostHandler(ComposeOperation, VmHostsHandler):
     @restful("GET")
     async def read(self, call: Call):
         """Read a VM host."""
-        return self._render(await vmhosts.get_host(call.ctx, call.path_args["id"]))
+        return self._render(call, await vmhosts.get_host(call.ctx, call.path_args["id"]))
 
     @restful("PUT", admin_only=True)
     async def update(self, call: Call):
@@ -118,7 +118,7 @@ class VmHostHandler(ComposeOperation, VmHostsHandler):
             return parse_host_fields(call.params, creating=False, current_type=current.type,
                                      current_name=current.name)
 
-        return self._render(await vmhosts.update_host(call.ctx, call.path_args["id"], read_fields))
+        return self._render(call, await vmhosts.update_host(call.ctx, call.path_args["id"], read_fields))
 
     @restful("DELETE", admin_only=True)
     async def delete(self, call: Call):
@@ -139,7 +139,7 @@ class VmHostHandler(ComposeOperation, VmHostsHandler):
         :param password: Optional. Trust password or token, used once.
         :type password: String
         """
-        return self._render(await vmhost_ops.refresh(call.ctx, call.path_args["id"], trust_secret(call.params)))
+        return self._render(call, await vmhost_ops.refresh(call.ctx, call.path_args["id"], trust_secret(call.params)))
 
     @operation("POST", "trust_server", admin_only=True)
     async def trust_server(self, call: Call):
@@ -152,7 +152,7 @@ class VmHostHandler(ComposeOperation, VmHostsHandler):
         form = Form(call.params)
         expected = fingerprint(form)
         form.check()
-        return self._render(await vmhost_ops.trust_server(call.ctx, call.path_args["id"], expected))
+        return self._render(call, await vmhost_ops.trust_server(call.ctx, call.path_args["id"], expected))
 
     @operation("GET", "parameters", admin_only=True)
     async def parameters(self, call: Call):
@@ -171,7 +171,7 @@ class VmHostHandler(ComposeOperation, VmHostsHandler):
         :param tag: Required. The tag.
         :type tag: String
         """
-        return self._render(await vmhost_ops.add_tag(call.ctx, call.path_args["id"], _tag(call)))
+        return self._render(call, await vmhost_ops.add_tag(call.ctx, call.path_args["id"], _tag(call)))
 
     @operation("POST", "remove_tag", admin_only=True)
     async def remove_tag(self, call: Call):
@@ -180,7 +180,7 @@ class VmHostHandler(ComposeOperation, VmHostsHandler):
         :param tag: Required. The tag.
         :type tag: String
         """
-        return self._render(await vmhost_ops.remove_tag(call.ctx, call.path_args["id"], _tag(call)))
+        return self._render(call, await vmhost_ops.remove_tag(call.ctx, call.path_args["id"], _tag(call)))
 
 
 def _tag(call: Call) -> str:

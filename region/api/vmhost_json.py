@@ -29,8 +29,14 @@ def _pool_used(pool_name: str, host: hosts.VMHost, vms: list[machines.Machine]) 
     return sum(d.size for m in vms if m.project == host.project for d in m.disks if d.pool == pool_name)
 
 
-def host_json(view: HostView, collection: str) -> dict:
-    """The read object, keys as MAAS 2.0 clients read them (memory MiB, storage bytes).
+# How the host is reached and what it says about it: MAAS shows these only through the
+# admin-only op=parameters, so only admins get them in the read object.
+ADMIN_ONLY_FIELDS = ("power_address", "project", "server_fingerprint", "state_message")
+
+
+def host_json(view: HostView, collection: str, *, admin: bool) -> dict:
+    """The read object, keys as MAAS 2.0 clients read them (memory MiB, storage bytes);
+    without `admin`, less the ADMIN_ONLY_FIELDS.
 
     `used` counts what the VMs of the tracked project were given; storage pool
     `used` likewise (as MAAS does), while `pool_used`/`pool_available` add what
@@ -40,7 +46,7 @@ def host_json(view: HostView, collection: str) -> dict:
     total = {"cores": host.cores, "memory": host.memory // MIB,
              "local_storage": sum(p.total for p in host.storage_pools)}
     used = _usage(host, vms)
-    return {
+    shown = {
         "id": host.id,
         "name": host.name,
         "type": host.type,
@@ -68,6 +74,7 @@ def host_json(view: HostView, collection: str) -> dict:
         "host": {"system_id": None, "__incomplete__": True},
         "resource_uri": f"{API_PREFIX}{collection}/{host.id}/",
     }
+    return shown if admin else {k: v for k, v in shown.items() if k not in ADMIN_ONLY_FIELDS}
 
 
 def _pool_json(p: hosts.HostStoragePool, host: hosts.VMHost, vms: list[machines.Machine]) -> dict:
@@ -82,9 +89,10 @@ def resources_json(r: HostResources) -> dict:
     """Per NUMA node: cores, memory (general and hugepages), VMs and NICs with their VFs.
 
     Usage comes from the same accounting compose places with (`region.placement`),
-    so what this shows free is exactly what a compose may take.  Memory in MiB.
+    so what this shows free is exactly what a compose may take.  Memory in MiB.  Other
+    users' machines are counted but not listed.
     """
-    host, vms, interfaces, vfs_used = r.host, r.vms, r.interfaces, r.vfs_used
+    host, vms, interfaces, vfs_used = r.host, r.visible_vms, r.interfaces, r.vfs_used
     nodes = []
     for node, cap in zip(r.numa, r.capacity.numa):
         used = r.usage[node.index]
@@ -104,7 +112,7 @@ def resources_json(r: HostResources) -> dict:
                     for m in on_node],
             "interfaces": [_nic(i, vfs_used) for i in interfaces if i.numa_node == node.index],
         })
-    usage_total = _usage(host, vms)
+    usage_total = _usage(host, r.vms)
     return {
         "id": host.id,
         "name": host.name,

@@ -29,11 +29,6 @@ def extras_thd(cur, machine_ids: list[int]) -> dict[int, Allocation]:
     return {r[0]: Allocation(r[1], dict(r[2] or {}), r[3]) for r in cur.fetchall()}
 
 
-def ids_with_agent_thd(cur, agent_name: str) -> set[int]:
-    cur.execute("SELECT id FROM machines WHERE agent_name = %s", (agent_name,))
-    return {r[0] for r in cur.fetchall()}
-
-
 def available_thd(cur) -> list[machines.Machine]:
     """Machines allocate may hand out: Ready and owned by nobody."""
     return [m for m in machines.list_thd(cur) if m.status == "ready" and m.owner_id is None]

@@ -106,16 +106,63 @@ def _machines(cur, where: str, args: tuple) -> list[Machine]:
     return [Machine(*r, disks=disks.get(r[0], []), interfaces=nics.get(r[0], [])) for r in rows]
 
 
-def list_thd(cur) -> list[Machine]:
-    return _machines(cur, "", ())
+@attrs.frozen
+class MachineQuery:
+    """Which machines to list; every given criterion must hold (empty: any)."""
+
+    hostnames: tuple[str, ...] = ()
+    system_ids: tuple[str, ...] = ()
+    mac_addresses: tuple[str, ...] = ()
+    zone: str | None = None  # name
+    pool: str | None = None  # name
+    agent_name: str | None = None  # allocated with this agent name (Juju: its model)
+    tag: str | None = None
+    host_id: int | None = None
+
+
+def _where(query: MachineQuery, visible_to: int | None) -> tuple[str, tuple]:
+    clauses: list[str] = []
+    args: list = []
+
+    def require(clause: str, value) -> None:
+        clauses.append(clause)
+        args.append(value)
+
+    if query.hostnames:
+        require("hostname = ANY(%s)", list(query.hostnames))
+    if query.system_ids:
+        require("system_id = ANY(%s)", list(query.system_ids))
+    if query.mac_addresses:
+        require("id IN (SELECT machine_id FROM machine_interfaces WHERE lower(mac) = ANY(%s))",
+                [mac.lower() for mac in query.mac_addresses])
+    if query.zone:
+        require("zone_id IN (SELECT id FROM zones WHERE name = %s)", query.zone)
+    if query.pool:
+        require("pool_id IN (SELECT id FROM resource_pools WHERE name = %s)", query.pool)
+    if query.agent_name:
+        require("agent_name = %s", query.agent_name)
+    if query.tag:
+        require("%s = ANY(tags)", query.tag)
+    if query.host_id is not None:
+        require("host_id = %s", query.host_id)
+    if visible_to is not None:
+        require("(owner_id IS NULL OR owner_id = %s)", visible_to)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+
+def list_thd(cur, query: MachineQuery = MachineQuery(), *, visible_to: int | None = None) -> list[Machine]:
+    """The machines `query` selects; `visible_to` (a non-admin's user id) keeps only the
+    unowned ones and theirs."""
+    return _machines(cur, *_where(query, visible_to))
 
 
 def list_for_host_thd(cur, host_id: int) -> list[Machine]:
     return _machines(cur, "WHERE host_id = %s", (host_id,))
 
 
-def get_thd(cur, system_id: str) -> Machine:
-    found = _machines(cur, "WHERE system_id = %s", (system_id,))
+def get_thd(cur, system_id: str, *, visible_to: int | None = None) -> Machine:
+    """The machine; NotFound too when `visible_to` (a non-admin's user id) may not see it."""
+    found = list_thd(cur, MachineQuery(system_ids=(system_id,)), visible_to=visible_to)
     if not found:
         raise NotFound("Machine")
     return found[0]

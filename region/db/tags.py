@@ -86,12 +86,6 @@ def delete_thd(cur, name: str) -> Tag:
     return tag
 
 
-def machines_thd(cur, name: str) -> list[machines.Machine]:
-    """The machines carrying an existing tag, ordered by id."""
-    tag = get_thd(cur, name)
-    return [m for m in machines.list_thd(cur) if tag.name in m.tags]
-
-
 def update_nodes_thd(cur, name: str, add: list[str], remove: list[str]) -> tuple[int, int]:
     """Put the tag on the machines `add` names and take it off those `remove` names.
 

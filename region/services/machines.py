@@ -11,6 +11,7 @@ import attrs
 
 from common import hosterrors
 from region.db import allocations, hosts, machines, named, networks, users
+from region.db.machines import MachineQuery
 from region.db.named import NamedObject
 from region.db.network_models import HostInterfaceNetwork
 from region.db.networks import NetworkCatalog
@@ -64,40 +65,26 @@ async def views(ctx: Context, found: list[machines.Machine]) -> MachineViews:
     return await ctx.db.run(views_thd, found)
 
 
-@attrs.frozen
-class MachineQuery:
-    """Which machines to list; every given criterion must hold (empty: any)."""
-
-    hostnames: tuple[str, ...] = ()
-    system_ids: tuple[str, ...] = ()
-    mac_addresses: tuple[str, ...] = ()
-    zone: str | None = None  # name
-    pool: str | None = None  # name
-    agent_name: str | None = None  # allocated with this agent name (Juju: its model)
+def visible_to(ctx: Context) -> int | None:
+    """Whose machines the actor sees besides unowned ones (None: an admin sees every one);
+    another user's machine is as good as absent for them (MAAS: owner data is the owner's)."""
+    return None if ctx.is_admin else ctx.actor.id
 
 
-def _matches(m: machines.Machine, q: MachineQuery) -> bool:
-    macs = {mac.lower() for mac in q.mac_addresses}
-    return ((not q.hostnames or m.hostname in q.hostnames) and (not q.system_ids or m.system_id in q.system_ids)
-            and (not macs or bool(macs & {(n.mac or "").lower() for n in m.interfaces})))
+def visible_views_thd(cur, ctx: Context, query: MachineQuery) -> MachineViews:
+    """The views of the machines `query` selects among those the actor may see."""
+    return views_thd(cur, machines.list_thd(cur, query, visible_to=visible_to(ctx)))
 
 
 async def list_machines(ctx: Context, query: MachineQuery) -> MachineViews:
-    def list_thd(cur):
-        found = [m for m in machines.list_thd(cur) if _matches(m, query)]
-        if query.agent_name:
-            wanted = allocations.ids_with_agent_thd(cur, query.agent_name)
-            found = [m for m in found if m.id in wanted]
-        listed = views_thd(cur, found)
-        return attrs.evolve(listed, machines=[
-            v for v in listed.machines
-            if (not query.zone or v.zone.name == query.zone) and (not query.pool or v.pool.name == query.pool)])
-
-    return await ctx.db.run(list_thd)
+    return await ctx.db.run(visible_views_thd, ctx, query)
 
 
 async def get_machine(ctx: Context, system_id: str) -> MachineViews:
-    return await ctx.db.run(machine_view_thd, system_id)
+    def get_thd(cur):
+        return views_thd(cur, [machines.get_thd(cur, system_id, visible_to=visible_to(ctx))])
+
+    return await ctx.db.run(get_thd)
 
 
 @attrs.frozen
@@ -142,7 +129,7 @@ async def delete_machine(ctx: Context, system_id: str) -> None:
 async def _power(ctx: Context, system_id: str, action: str) -> tuple[machines.Machine, str]:
     """Ask the machine's host to power it on, off, or say its state; a failure records
     power state 'error' and is Unavailable."""
-    machine = await ctx.db.run(machines.get_thd, system_id)
+    machine = await ctx.db.run(machines.get_thd, system_id, visible_to=visible_to(ctx))
     _, target = await ctx.hosts.target(machine.host_id)
     try:
         state = await ctx.hosts.power(compose.for_project(target, machine.project), machine.instance_name, action)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import attrs
 
 from region.db import tags
+from region.db.machines import MachineQuery
 from region.db.tags import Tag
 from region.services.context import Context
 from region.services.crud import given
 from region.services.errors import Conflict
-from region.services.machines import MachineViews, views_thd
+from region.services.machines import MachineViews, visible_views_thd
 
 
 @attrs.frozen
@@ -82,7 +83,8 @@ async def delete(ctx: Context, name: str) -> Tag:
 
 async def tagged_machines(ctx: Context, name: str) -> MachineViews:
     def tagged_thd(cur):
-        return views_thd(cur, tags.machines_thd(cur, name))
+        tag = tags.get_thd(cur, name)  # an unknown tag is NotFound
+        return visible_views_thd(cur, ctx, MachineQuery(tag=tag.name))
 
     return await ctx.db.run(tagged_thd)
 

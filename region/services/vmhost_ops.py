@@ -11,9 +11,11 @@ from common import hosterrors
 from common.models import HostInterface, NumaNode
 from region import placement
 from region.db import host_inventory, hosts, machines
+from region.db.machines import MachineQuery
 from region.services.capacity import allocation_of, host_capacity
 from region.services.context import Context
 from region.services.errors import HostNotReady, InvalidInput
+from region.services.machines import visible_to
 from region.services.vmhosts import HostView, get_host, view_thd
 
 
@@ -76,7 +78,8 @@ class HostResources:
     host: hosts.VMHost
     numa: list[NumaNode]
     interfaces: list[HostInterface]
-    vms: list[machines.Machine]
+    vms: list[machines.Machine]  # every VM on the host: what the usage counts
+    visible_vms: list[machines.Machine]  # those the actor may see listed (not other users' machines)
     vfs_used: dict[str, int]  # SR-IOV VFs held, by host interface name
     capacity: placement.HostCapacity
     usage: dict[int, placement.NodeUsage]  # by NUMA node index
@@ -89,6 +92,7 @@ async def resources(ctx: Context, host_id: int | str) -> HostResources:
         vms = machines.list_for_host_thd(cur, host.id)
         capacity = host_capacity(host, numa)
         return HostResources(host, numa, host_inventory.interfaces_thd(cur, host.id), vms,
+                             machines.list_thd(cur, MachineQuery(host_id=host.id), visible_to=visible_to(ctx)),
                              machines.vfs_used_thd(cur, host.id), capacity,
                              placement.node_usage(capacity, [allocation_of(m) for m in vms]))
 
