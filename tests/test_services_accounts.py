@@ -121,3 +121,15 @@ async def test_enrolment_secrets_are_listed_and_a_one_time_secret_is_used_up(ser
     assert bad_csr.value.field == "csr"
     assert audit(service_region, "rack") == [
         ("RACK_ENROLLED", f"rack rack1 enrolled as {response.system_id}", None, response.system_id)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_enrolment_refuses_a_hostname_that_is_not_one_before_checking_the_secret(service_region):
+    ctx = Context(EnrollingRegion(service_region.db, service_region.box, service_region.config, service_region.dsn))
+    _, csr = tls.make_csr("rack1")
+    for bad in ("rack1\nregion: enrolled rack forged", "", "-rack", "rack.", "r" * 254, "rack 1", "r\x00ck"):
+        with pytest.raises(errors.FieldError) as refused:
+            await enrol.enrol(ctx, EnrolRequest.make("not-the-secret", bad, csr))
+        assert refused.value.field == "hostname"
+    with pytest.raises(errors.Forbidden):  # a good name gets as far as the secret
+        await enrol.enrol(ctx, EnrolRequest.make("not-the-secret", "rack-1.example_lab", csr))
