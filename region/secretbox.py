@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from common.tls import write_private
 
@@ -25,6 +27,7 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         try:
             self._fernet = Fernet(key)
+            self._key = key
         except ValueError as e:
             raise SecretKeyError(f"the region key is malformed: {e}") from None
 
@@ -43,6 +46,10 @@ class SecretBox:
             return cls(path.read_bytes().strip())
         except FileNotFoundError:
             raise SecretKeyError(f"region key file {path} does not exist") from None
+
+    def derive_key(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (e.g. signing download tokens), derived with HKDF."""
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(self._key)
 
     def encrypt(self, plaintext: str) -> bytes:
         return self._fernet.encrypt(plaintext.encode("utf-8"))

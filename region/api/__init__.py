@@ -10,6 +10,7 @@ from twisted.web import resource, server
 
 from region.api import (
     account_handlers,
+    boot_resource_handlers,
     core_handlers,
     describe,
     machine_handlers,
@@ -20,6 +21,7 @@ from region.api import (
     zone_handlers,
 )
 from region.api.enrol_handler import EnrolHandler
+from region.api.image_download import IMAGES_PREFIX, ImageDownloadResource
 from region.api.site import API_PREFIX, RouterResource
 from region.api.web import RegionSite
 
@@ -58,6 +60,9 @@ API_HANDLERS = [
     vmhost_handlers.PodHandler,
     machine_handlers.MachinesHandler,
     machine_handlers.MachineHandler,
+    boot_resource_handlers.BootResourcesHandler,
+    boot_resource_handlers.BootResourceHandler,
+    boot_resource_handlers.BootResourceFileUploadHandler,
 ]
 ENROL_PREFIX = "/MAAS/rpc/"
 CERTIFICATE_PREFIX = "/MAAS/vmhost-certificate/"
@@ -83,6 +88,7 @@ def make_site(region) -> server.Site:
         API_PREFIX: RouterResource(region, API_HANDLERS, API_PREFIX),
         ENROL_PREFIX: RouterResource(region, [EnrolHandler], ENROL_PREFIX),
         CERTIFICATE_PREFIX: RouterResource(region, [vmhost_handlers.CertificateHandler], CERTIFICATE_PREFIX),
+        IMAGES_PREFIX: ImageDownloadResource(region),
         account_handlers.ACCOUNTS_PREFIX: RouterResource(region, [account_handlers.AuthenticateHandler],
                                                          account_handlers.ACCOUNTS_PREFIX),
     }))

@@ -62,6 +62,8 @@ class Call:
     host: str  # the Host header, for absolute URIs
     scheme: str
     client: str = ""  # the peer's IP address
+    body: Any = None  # the request's body file: raw uploads read it in a thread, never whole
+    declared_length: str | None = None  # the Content-Length header (None: chunked or absent)
 
     def absolute(self, path: str) -> str:
         return f"{self.scheme}://{self.host}{path}"

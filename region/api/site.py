@@ -181,6 +181,8 @@ class RouterResource(resource.Resource):
             host=(request.getHeader(b"host") or b"localhost").decode("latin-1"),
             scheme="https" if request.isSecure() else "http",
             client=getattr(request.getClientAddress(), "host", ""),
+            body=request.content,
+            declared_length=(request.getHeader(b"content-length") or b"").decode("latin-1") or None,
         )
         return await getattr(handler, action.func_name)(call)
 

@@ -1,0 +1,140 @@
+"""boot-resources/ (MAAS 2.0 shapes): images, uploaded in chunks, listed with their set and file."""
+
+from __future__ import annotations
+
+import re
+
+from region.api.errors import BadRequest, NotFound
+from region.api.handler import Call, Handler, restful
+from region.api.params import Form
+from region.api.site import API_PREFIX, Response
+from region.db.images import BootResource, NewResource
+from region.services import images as image_service
+
+MAX_IMAGE_SIZE = 1 << 40
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ARCHITECTURE = re.compile(r"^[a-z0-9_]+/[a-z0-9_.-]+$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _uri(resource_id: int) -> str:
+    return f"{API_PREFIX}boot-resources/{resource_id}/"
+
+
+def boot_resource_json(r: BootResource) -> dict:
+    progress = round(100.0 * r.received / r.size, 1) if r.size else 0.0
+    return {
+        "id": r.id, "type": r.rtype, "name": r.name, "architecture": r.architecture,
+        "subarches": r.architecture.split("/", 1)[1], "title": r.title, "resource_uri": _uri(r.id),
+        "state": r.state, "lxd_fingerprint": r.lxd_fingerprint,
+        "sets": {r.version: {
+            "version": r.version, "label": r.label, "size": r.size, "complete": r.complete,
+            "progress": 100.0 if r.complete else progress,
+            "files": {r.filename: {
+                "filename": r.filename, "filetype": r.filetype, "sha256": r.sha256, "size": r.size,
+                "complete": r.complete, "received": r.received,
+                "upload_uri": f"{_uri(r.id)}upload/{r.id}/",
+            }},
+        }},
+    }
+
+
+def _path_id(call: Call, name: str) -> int:
+    value = call.path_args[name]
+    if not value.isdigit() or len(value) > 9:
+        raise NotFound("No BootResource matches the given query.")
+    return int(value)
+
+
+def _new_resource(call: Call) -> NewResource:
+    form = Form(call.params)
+    name = form.text("name", required=True, max_length=128)
+    architecture = form.text("architecture", required=True, max_length=64)
+    sha256 = form.text("sha256", required=True, max_length=64)
+    size = form.integer("size", minimum=1, maximum=MAX_IMAGE_SIZE, required=True)
+    title = form.text("title", max_length=256) or ""
+    filetype = form.text("filetype", max_length=16) or "tgz"
+    if "content" in call.params:
+        form.error("content", "Send size and sha256 here, then PUT the file's bytes to the upload_uri.")
+    if name is not None and "/" not in name:
+        name = f"custom/{name}"  # as MAAS names an uploaded image
+    if name is not None and not _NAME.match(name):
+        form.error("name", "Enter os/release (e.g. custom/bookworm): letters, digits, '.', '_' and '-'.")
+    if architecture is not None and "/" not in architecture:
+        architecture = f"{architecture}/generic"
+    if architecture is not None and not _ARCHITECTURE.match(architecture):
+        form.error("architecture", "Enter arch/subarch, e.g. amd64/generic.")
+    if sha256 is not None and not _SHA256.match(sha256.lower()):
+        form.error("sha256", "Enter the file's sha256 as 64 hex digits.")
+    form.check()
+    return NewResource(name, architecture, title, filetype, size, sha256.lower())
+
+
+class BootResourcesHandler(Handler):
+    """Manage the boot resources (images)."""
+
+    path = "boot-resources/"
+
+    @restful("GET")
+    async def read(self, call: Call):
+        """List the boot resources, oldest first, each with its set and file."""
+        return [boot_resource_json(r) for r in await image_service.list_all(call.ctx)]
+
+    @restful("POST", admin_only=True)
+    async def create(self, call: Call):
+        """Record an uploaded image; then PUT its bytes, in chunks, to the file's upload_uri.
+
+        :param name: Required. os/release, e.g. custom/bookworm (a bare name gets custom/).
+        :type name: String
+        :param architecture: Required. arch/subarch, e.g. amd64/generic.
+        :type architecture: String
+        :param sha256: Required. The file's sha256; checked when the last chunk arrives.
+        :type sha256: String
+        :param size: Required. The file's size in bytes.
+        :type size: Int
+        :param title: Optional. A title for the image.
+        :type title: String
+        :param filetype: Optional. tgz (a root filesystem tarball; default), lxd (an LXD unified
+            tarball), or a disk image: ddraw, ddgz, ddxz, qcow2.
+        :type filetype: String
+        """
+        return Response(201, boot_resource_json(await image_service.create(call.ctx, _new_resource(call))))
+
+
+class BootResourceHandler(Handler):
+    """Manage one boot resource."""
+
+    path = "boot-resources/{id}/"
+
+    @restful("GET")
+    async def read(self, call: Call):
+        """Read a boot resource."""
+        return boot_resource_json(await image_service.get(call.ctx, _path_id(call, "id")))
+
+    @restful("DELETE", admin_only=True)
+    async def delete(self, call: Call):
+        """Delete a boot resource and its files."""
+        await image_service.delete(call.ctx, _path_id(call, "id"))
+        return Response(204)
+
+
+class BootResourceFileUploadHandler(Handler):
+    """Receive a boot resource file's bytes."""
+
+    path = "boot-resources/{id}/upload/{file_id}/"
+
+    @restful("PUT", admin_only=True)
+    async def update(self, call: Call):
+        """Append the raw body (Content-Type: application/octet-stream) to the file.
+
+        Content-Length is required and gives the chunk's size; the chunk that completes the
+        file checks its sha256.
+        """
+        if call.declared_length is None or not call.declared_length.isdigit():
+            raise BadRequest("Send each chunk with a Content-Length (chunked transfer is not accepted).")
+        length = int(call.declared_length)
+        if call.body is None or call.body.seek(0, 2) != length:
+            raise BadRequest(f"The body does not match its Content-Length of {length} bytes.")
+        resource = await image_service.upload_chunk(call.ctx, _path_id(call, "id"), _path_id(call, "file_id"),
+                                                    call.body, length)
+        return boot_resource_json(resource)

@@ -1,0 +1,101 @@
+"""Boot resources (images): one row per image, its one set and one file as columns."""
+
+from __future__ import annotations
+
+import datetime
+
+import attrs
+import psycopg2.errors
+
+from region.db.errors import FieldError, NotFound
+
+
+@attrs.frozen
+class BootResource:
+    id: int
+    name: str  # ubuntu/noble, custom/NAME
+    architecture: str  # amd64/generic
+    rtype: str  # Synced | Uploaded
+    title: str
+    version: str  # the set's version (MAAS: a date, YYYYMMDD)
+    label: str
+    filename: str
+    filetype: str
+    size: int
+    sha256: str
+    received: int  # bytes of the file already on disk
+    state: str  # uploading | complete | failed
+    lxd_fingerprint: str | None
+    lxd_size: int | None
+    created: datetime.datetime
+    updated: datetime.datetime
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete"
+
+
+@attrs.frozen
+class NewResource:
+    name: str
+    architecture: str
+    title: str
+    filetype: str
+    size: int
+    sha256: str
+
+
+_COLUMNS = ("id, name, architecture, rtype, title, version, label, filename, filetype, size, sha256, received,"
+            " state, lxd_fingerprint, lxd_size, created, updated")
+
+
+def list_thd(cur) -> list[BootResource]:
+    cur.execute(f"SELECT {_COLUMNS} FROM boot_resources ORDER BY id")
+    return [BootResource(*r) for r in cur.fetchall()]
+
+
+def get_thd(cur, resource_id: int, *, for_update: bool = False) -> BootResource:
+    cur.execute(f"SELECT {_COLUMNS} FROM boot_resources WHERE id = %s" + (" FOR UPDATE" if for_update else ""),
+                (resource_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound("BootResource")
+    return BootResource(*row)
+
+
+def create_thd(cur, new: NewResource, *, version: str, filename: str) -> BootResource:
+    cur.execute("SAVEPOINT boot_resource_create")
+    try:
+        cur.execute(f"INSERT INTO boot_resources (name, architecture, rtype, title, version, filename, filetype,"
+                    f" size, sha256) VALUES (%s, %s, 'Uploaded', %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+                    (new.name, new.architecture, new.title, version, filename, new.filetype, new.size, new.sha256))
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT boot_resource_create")
+        raise FieldError("name", f"A boot resource named {new.name} for {new.architecture} already exists.") \
+            from None
+    return BootResource(*cur.fetchone())
+
+
+def record_received_thd(cur, resource_id: int, before: int, after: int) -> bool:
+    """Move `received` from `before` to `after`; False if another upload moved it first."""
+    cur.execute("UPDATE boot_resources SET received = %s, updated = now()"
+                " WHERE id = %s AND received = %s AND state = 'uploading'", (after, resource_id, before))
+    return cur.rowcount == 1
+
+
+def finish_thd(cur, resource_id: int, *, state: str, lxd_fingerprint: str | None = None,
+               lxd_size: int | None = None) -> BootResource:
+    cur.execute(f"UPDATE boot_resources SET state = %s, lxd_fingerprint = %s, lxd_size = %s, updated = now()"
+                f" WHERE id = %s RETURNING {_COLUMNS}", (state, lxd_fingerprint, lxd_size, resource_id))
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound("BootResource")
+    return BootResource(*row)
+
+
+def delete_thd(cur, resource_id: int) -> BootResource:
+    cur.execute(f"DELETE FROM boot_resources WHERE id = %s RETURNING {_COLUMNS}", (resource_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound("BootResource")
+    return BootResource(*row)

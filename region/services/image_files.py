@@ -1,0 +1,197 @@
+"""Image bytes on the region's disk: blocking functions, run in the image thread pool only.
+
+Layout under `<data_dir>/images/`: `upload-<id>` while a file arrives (and for images kept
+as uploaded), `lxd-<fingerprint>.tar` for the LXD unified tarball hosts are given.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+import yaml
+
+COPY_BLOCK = 1 << 20
+
+# MAAS architecture names -> LXD's (metadata.yaml's `architecture`).
+LXD_ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l", "i386": "i686",
+                     "ppc64el": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+class DiskFull(OSError):
+    """The data dir's file system has no room for the bytes."""
+
+
+def _disk_full() -> DiskFull:
+    return DiskFull(errno.ENOSPC, "the region's data dir is full")
+
+
+class BadImage(ValueError):
+    """The file is not what its filetype says."""
+
+
+def upload_path(images: Path, resource_id: int) -> Path:
+    return images / f"upload-{resource_id}"
+
+
+def lxd_path(images: Path, fingerprint: str) -> Path:
+    return images / f"lxd-{fingerprint}.tar"
+
+
+def free_bytes(images: Path) -> int:
+    images.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return shutil.disk_usage(images).free
+
+
+class ChunkHashes:
+    """The running sha256 of each upload, so each byte is hashed once as it is written.
+
+    A miss (the region restarted, or another thread wrote last) rebuilds the hash from the
+    bytes already on disk.  Callers serialise writes to one upload.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[int, tuple[int, "hashlib._Hash"]] = {}
+
+    def at(self, resource_id: int, path: Path, offset: int) -> "hashlib._Hash":
+        cached = self._running.pop(resource_id, None)
+        if cached is not None and cached[0] == offset:
+            return cached[1]
+        digest = hashlib.sha256()
+        if offset == 0:
+            return digest
+        with open(path, "rb") as f:
+            remaining = offset
+            while remaining:
+                block = f.read(min(COPY_BLOCK, remaining))
+                if not block:
+                    raise BadImage("the upload's file is shorter than the bytes recorded for it")
+                digest.update(block)
+                remaining -= len(block)
+        return digest
+
+    def keep(self, resource_id: int, offset: int, digest: "hashlib._Hash") -> None:
+        self._running[resource_id] = (offset, digest)
+
+    def forget(self, resource_id: int) -> None:
+        self._running.pop(resource_id, None)
+
+
+def write_chunk(path: Path, offset: int, body: BinaryIO, length: int, digest: "hashlib._Hash") -> None:
+    """Write `length` bytes of `body` at `offset`, dropping whatever an interrupted write left
+    after it; on ENOSPC the file is cut back to `offset` and DiskFull raised."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    body.seek(0)
+    with open(path, "ab") as created:  # create it if new, never truncate what is there
+        created.flush()
+    with open(path, "r+b") as f:
+        f.truncate(offset)
+        f.seek(offset)
+        try:
+            copied = 0
+            while copied < length:
+                block = body.read(min(COPY_BLOCK, length - copied))
+                if not block:
+                    raise BadImage(f"the chunk ended after {copied} of {length} bytes")
+                f.write(block)
+                digest.update(block)
+                copied += len(block)
+            f.flush()
+            os.fsync(f.fileno())
+        except OSError as e:
+            f.truncate(offset)
+            if e.errno == errno.ENOSPC:
+                raise _disk_full() from None
+            raise
+
+
+class _HashingWriter(io.RawIOBase):
+    """Counts and hashes what a streaming tarfile writes through it."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.out.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _rootfs_name(name: str) -> str:
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BadImage(f"the tarball has an entry outside its root: {name!r}")
+    return "/".join(["rootfs", *parts])
+
+
+def metadata_yaml(architecture: str, name: str, title: str) -> bytes:
+    arch = architecture.split("/", 1)[0]
+    os_name, _, release = name.partition("/")
+    return yaml.safe_dump({
+        "architecture": LXD_ARCHITECTURES.get(arch, arch),
+        "creation_date": int(time.time()),
+        "properties": {"os": os_name, "release": release, "description": title or name},
+    }).encode()
+
+
+def rootfs_to_lxd(source: Path, images: Path, metadata: bytes) -> tuple[str, int]:
+    """Stream a root filesystem tarball (MAAS's tgz) into an LXD unified tarball: metadata.yaml,
+    then every entry under rootfs/.  Returns its fingerprint (sha256) and size."""
+    partial = images / f"{source.name}.lxd.partial"
+    try:
+        with tarfile.open(source, "r|*") as rootfs, open(partial, "wb") as raw:
+            hashing = _HashingWriter(raw)
+            with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as unified:
+                info = tarfile.TarInfo("metadata.yaml")
+                info.size, info.mtime, info.mode = len(metadata), int(time.time()), 0o644
+                unified.addfile(info, io.BytesIO(metadata))
+                for member in rootfs:
+                    member.name = _rootfs_name(member.name)
+                    if member.islnk():
+                        member.linkname = _rootfs_name(member.linkname)
+                    unified.addfile(member, rootfs.extractfile(member) if member.isreg() else None)
+            raw.flush()
+            os.fsync(raw.fileno())
+    except BaseException as e:
+        partial.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise _disk_full() from None
+        if isinstance(e, (tarfile.TarError, EOFError)):
+            raise BadImage(f"the file is not a readable root filesystem tarball ({e})") from None
+        raise
+    fingerprint = hashing.digest.hexdigest()
+    os.replace(partial, lxd_path(images, fingerprint))
+    return fingerprint, hashing.size
+
+
+def check_lxd_tarball(path: Path) -> None:
+    """An LXD unified tarball has metadata.yaml and rootfs/ (container) or rootfs.img (VM)."""
+    names: set[str] = set()
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                names.add(name if name.startswith("rootfs.img") or "/" not in name else name.split("/")[0])
+    except (tarfile.TarError, EOFError) as e:
+        raise BadImage(f"the file is not a readable LXD image tarball ({e})") from None
+    if "metadata.yaml" not in names or not names & {"rootfs", "rootfs.img"}:
+        raise BadImage("an LXD unified tarball needs metadata.yaml and rootfs/ or rootfs.img")
+
+
+def remove_files(images: Path, resource_id: int, fingerprint: str | None) -> None:
+    upload_path(images, resource_id).unlink(missing_ok=True)
+    if fingerprint:
+        lxd_path(images, fingerprint).unlink(missing_ok=True)
