@@ -9,6 +9,7 @@ from typing import Any
 
 from region.cli.client import ApiClient, ClientError, Profile, ProfileStore, api_url
 from region.cli.network_cli import add_network_parsers
+from region.cli.sshkey_cli import add_sshkey_parser
 from region.cli.table import render_table
 from region.cli.machine_cli import add_machine_parser
 from region.cli.vmhost_cli import add_vm_host_parser
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_network_parsers(sub)
     add_vm_host_parser(sub)
     add_machine_parser(sub)
+    add_sshkey_parser(sub)
     return parser
 
 
