@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from common.version import MAAS_COMPAT_VERSION, VERSION
 from region.api.handler import Call, Handler, operation, restful
+from region.api.network_forms import boolean
+from region.api.params import Form
 from region.api.site import API_PREFIX, Response
 from region.db.racks import Rack
 from region.db.users import User
 from region.services import racks, users
+from region.services.users import MAX_EMAIL_LENGTH, NewUser
 
 CAPABILITIES = [
     "networks-management",
@@ -62,6 +65,27 @@ class UsersHandler(Handler):
         """List users."""
         return [user_json(u) for u in await users.list_users(call.ctx)]
 
+    @restful("POST", admin_only=True)
+    async def create(self, call: Call):
+        """Create a user.
+
+        :param username: Required. 1-150 letters, digits and @/./+/-/_ characters.
+        :type username: String
+        :param email: Optional. The user's email address.
+        :type email: String
+        :param password: Required. At least 8 characters; stored hashed.
+        :type password: String
+        :param is_superuser: Optional. Whether the user is an administrator (default false).
+        :type is_superuser: Boolean
+        """
+        form = Form(call.params)
+        username = form.text("username", required=True, max_length=150)
+        email = form.text("email", max_length=MAX_EMAIL_LENGTH) or ""
+        password = form.text("password", required=True)
+        is_superuser = boolean(form, "is_superuser")
+        form.check()
+        return user_json(await users.create_user(call.ctx, NewUser(username, email, password, bool(is_superuser))))
+
 
 class UserHandler(Handler):
     """One user, by username (where a user's `resource_uri` points)."""
@@ -72,6 +96,18 @@ class UserHandler(Handler):
     async def read(self, call: Call):
         """Read a user."""
         return user_json(await users.get_user(call.ctx, call.path_args["username"]))
+
+    @restful("DELETE", admin_only=True)
+    async def delete(self, call: Call):
+        """Delete a user and their API keys.  A user who owns machines is deleted only with
+        ``transfer_resources_to`` (400 naming the machines otherwise).
+
+        :param transfer_resources_to: Optional. The username that takes over the user's machines.
+        :type transfer_resources_to: String
+        """
+        await users.delete_user(call.ctx, call.path_args["username"],
+                                call.params.get("transfer_resources_to") or None)
+        return Response(204)
 
 
 def rack_json(rack: Rack) -> dict:

@@ -118,6 +118,7 @@ class MachineQuery:
     agent_name: str | None = None  # allocated with this agent name (Juju: its model)
     tag: str | None = None
     host_id: int | None = None
+    owner_id: int | None = None
 
 
 def _where(query: MachineQuery, visible_to: int | None) -> tuple[str, tuple]:
@@ -145,6 +146,8 @@ def _where(query: MachineQuery, visible_to: int | None) -> tuple[str, tuple]:
         require("%s = ANY(tags)", query.tag)
     if query.host_id is not None:
         require("host_id = %s", query.host_id)
+    if query.owner_id is not None:
+        require("owner_id = %s", query.owner_id)
     if visible_to is not None:
         require("(owner_id IS NULL OR owner_id = %s)", visible_to)
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
@@ -368,6 +371,11 @@ def update_thd(cur, machine_id: int, changes: dict) -> Machine:
         cur.execute(f"UPDATE machines SET {assignments}, updated = now() WHERE id = %s",
                     (*changes.values(), machine_id))
     return _machines(cur, "WHERE id = %s", (machine_id,))[0]
+
+
+def transfer_owner_thd(cur, from_id: int, to_id: int) -> None:
+    """Every machine `from_id` owns becomes `to_id`'s, allocation details and all."""
+    cur.execute("UPDATE machines SET owner_id = %s, updated = now() WHERE owner_id = %s", (to_id, from_id))
 
 
 def vfs_used_thd(cur, host_id: int) -> dict[str, int]:

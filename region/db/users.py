@@ -100,6 +100,11 @@ def get_user_thd(cur, username: str) -> User:
     return User(*row)
 
 
+def delete_user_thd(cur, user_id: int) -> None:
+    """The user and their API tokens (machines they still own would be left ownerless)."""
+    cur.execute("DELETE FROM users WHERE id = %s", (user_id,))
+
+
 def list_users_thd(cur) -> list[User]:
     cur.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY id")
     return [User(*r) for r in cur.fetchall()]
