@@ -22,25 +22,6 @@ _SPACE_READ_ONLY = "A subnet's space is its VLAN's space: set the space on the V
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
-def integer(form: Form, field: str, *, minimum: int | None = None, maximum: int | None = None,
-            required: bool = False) -> int | None:
-    raw = form.params.get(field)
-    if raw is None or raw.strip() == "":
-        if required:
-            form.error(field, "This field is required.")
-        return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        form.error(field, "Enter a whole number.")
-        return None
-    if minimum is not None and value < minimum:
-        form.error(field, f"Ensure this value is greater than or equal to {minimum}.")
-    elif maximum is not None and value > maximum:
-        form.error(field, f"Ensure this value is less than or equal to {maximum}.")
-    return value
-
-
 def boolean(form: Form, field: str) -> bool | None:
     raw = form.params.get(field)
     if raw is None:
@@ -124,9 +105,9 @@ def vlan_fields(call: Call, *, creating: bool) -> VlanFields:
     form = Form(call.params)
     found = VlanFields(
         fabric=call.path_args.get("fabric_id") if creating else None,
-        vid=integer(form, "vid", minimum=0, maximum=4094, required=creating),
+        vid=form.integer("vid", minimum=0, maximum=4094, required=creating),
         name=form.text("name", max_length=256),
-        mtu=integer(form, "mtu", minimum=552, maximum=65535),
+        mtu=form.integer("mtu", minimum=552, maximum=65535),
         dhcp_on=boolean(form, "dhcp_on"),
         description=form.text("description"),
         space=(call.params.get("space") or "") if "space" in call.params else None,

@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Callable, TypeVar
 from urllib.parse import parse_qsl
 
 from region.api.errors import ApiError, BadRequest
+from region.number_input import NumberError, read_integer, read_number
 
 # Bounds that keep parsing cheap whatever a client sends (the whole body is capped at the
 # transport, region/api/web.py).  MAAS (Django) allows 1,000 fields a request.
@@ -165,6 +167,7 @@ def _parse_json(body: bytes, into: Params) -> None:
 # -- typed field readers: each raises BadRequest naming the field ----------
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+Number = TypeVar("Number", int, float)
 
 
 class Form:
@@ -187,6 +190,38 @@ class Form:
             self.error(field, f"Ensure this value has at most {max_length} characters (it has {len(value)}).")
             return None
         return value
+
+    def integer(self, field: str, *, minimum: int, maximum: int, required: bool = False) -> int | None:
+        """A whole number in [minimum, maximum] (ASCII digits, at most a few dozen characters)."""
+        raw = self._present(field, required)
+        return None if raw is None else self._read(field, read_integer, raw, minimum, maximum)
+
+    def number(self, field: str, *, minimum: float, maximum: float, required: bool = False) -> float | None:
+        """A finite decimal number in [minimum, maximum]: never inf, nan or 1e400."""
+        raw = self._present(field, required)
+        return None if raw is None else self._read(field, read_number, raw, minimum, maximum)
+
+    def numbers(self, field: str, *, minimum: float, maximum: float) -> list[float]:
+        """Every non-empty value of a repeated field, each read as `number` reads one."""
+        found = [self._read(field, read_number, raw, minimum, maximum)
+                 for raw in self.params.getlist(field) if raw.strip()]
+        return [v for v in found if v is not None]
+
+    def _present(self, field: str, required: bool) -> str | None:
+        raw = self.params.get(field)
+        if raw is None or not raw.strip():
+            if required:
+                self.error(field, "This field is required.")
+            return None
+        return raw
+
+    def _read(self, field: str, reader: Callable[..., Number], raw: str, minimum: Number,
+              maximum: Number) -> Number | None:
+        try:
+            return reader(raw, minimum=minimum, maximum=maximum)
+        except NumberError as e:
+            self.error(field, str(e))
+            return None
 
     def name(self, field: str = "name", *, required: bool = False) -> str | None:
         value = self.text(field, required=required, max_length=256)

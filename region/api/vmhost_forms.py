@@ -12,6 +12,7 @@ from region.services.vmhosts import HostFields
 MACVLAN_MODES = ("bridge", "passthru", "private", "vepa")
 HOST_TYPES = ("lxd", "virsh")
 CERT_DAYS_DEFAULT = 3650
+MAX_RATIO = 10  # overcommit, as the vm_hosts table allows
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -24,23 +25,6 @@ def client_cn(name: str) -> str:
 def name_from_address(address: str | None) -> str:
     """'10.1.2.3:8443' -> '10-1-2-3-8443': a valid name when none was given."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", address or "host").strip("-") or "host"
-
-
-def ratio(form: Form, field: str) -> float | None:
-    """An overcommit ratio (0-10), or None when not given."""
-    raw = form.params.get(field)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        form.error(field, "Enter a number.")
-        return None
-    if value != value or value < 0:  # NaN compares unequal to itself
-        form.error(field, "Ensure this value is greater than or equal to 0.")
-    elif value > 10:
-        form.error(field, "Ensure this value is less than or equal to 10.")
-    return value
 
 
 def identity(form: Form, name: str, *, regenerate_on_empty: bool) -> tuple[str | None, str | None]:
@@ -113,8 +97,8 @@ def parse_host_fields(params: Params, *, creating: bool, current_type: str | Non
     if macvlan not in (None, "") and macvlan not in MACVLAN_MODES:
         form.error("default_macvlan_mode", f"Select one of {', '.join(MACVLAN_MODES)}.")
     tags = params.getlist("tags", split_commas=True) if "tags" in params else None
-    cpu_ratio = ratio(form, "cpu_over_commit_ratio")
-    memory_ratio = ratio(form, "memory_over_commit_ratio")
+    cpu_ratio = form.number("cpu_over_commit_ratio", minimum=0, maximum=MAX_RATIO)
+    memory_ratio = form.number("memory_over_commit_ratio", minimum=0, maximum=MAX_RATIO)
     cert = key = None
     if effective_type == "lxd" and not form.errors:
         cert, key = identity(form, name or current_name or "host", regenerate_on_empty=not creating)
