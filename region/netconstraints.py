@@ -24,7 +24,12 @@ KEYS = frozenset({
     "subnet_cidr", "not_subnet_cidr", "type", "vlan", "not_vlan", "vid", "not_vid", "tag", "not_tag",
     "link_speed",
 })
+WHOLE_NUMBER_KEYS = frozenset({"id", "not_id", "vid", "not_vid", "link_speed"})
 UNDEFINED_SPACE = "undefined"
+# Far above any real VM; they keep a request's parsing and matching cheap.
+MAX_INTERFACES = 64
+MAX_LENGTH = 8192
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII only: int() also reads other scripts' digits
 
 
 class ConstraintError(ValueError):
@@ -54,10 +59,17 @@ def ifname_for_label(label: str) -> str:
 
 
 def parse_interfaces(value: str | None) -> list[InterfaceAsk]:
+    """The asks in the order given; linear in the length of `value`, which is bounded."""
     if value is None or len(value) <= 1:
         return []
-    asks: list[InterfaceAsk] = []
-    for constraint in value.split(";"):
+    if len(value) > MAX_LENGTH:
+        raise ConstraintError(f"Ensure this value has at most {MAX_LENGTH} characters (it has {len(value)}).")
+    constraints = value.split(";")
+    if len(constraints) > MAX_INTERFACES:
+        raise ConstraintError(f"Ensure at most {MAX_INTERFACES} interfaces are asked for "
+                              f"(this asks for {len(constraints)}).")
+    asks: dict[str, InterfaceAsk] = {}  # by label: a repeated label is found at once
+    for constraint in constraints:
         label, sep, body = constraint.partition(":")
         if not sep or not body:
             raise ConstraintError(f"Malformed constraint: '{constraint}' (required format: "
@@ -65,28 +77,32 @@ def parse_interfaces(value: str | None) -> list[InterfaceAsk]:
         if not LABEL_RE.match(label):
             raise ConstraintError(f"Invalid label name: '{label}' (Must begin with an alphanumeric character, "
                                   f"and include only alphanumeric characters, dashes, and underscores.)")
-        if any(a.label == label for a in asks):
+        if label in asks:
             raise ConstraintError(f"Constraint label defined more than once: '{label}'")
-        conditions: dict[str, list[str]] = {}
-        for pair in body.split(","):
-            key, eq, item = pair.partition("=")
-            if not eq or not key or not item:
-                raise ConstraintError(f"Malformed key/value pair in constraint: '{pair}'")
-            if key not in KEYS:
-                raise ConstraintError(f"Unknown interfaces constraint: '{key}'")
-            conditions.setdefault(key, []).append(item)
-        ips = tuple(conditions.pop("ip", []))
-        for ip in ips:
-            try:
-                ipaddress.ip_address(ip)
-            except ValueError:
-                raise ConstraintError(f"'{ip}' is not an IP address (label {label})") from None
-        modes = conditions.pop("mode", [])
-        if modes and modes[-1] != "unconfigured":
-            raise ConstraintError("The only valid value for 'mode' is 'unconfigured'.")
-        asks.append(InterfaceAsk(label, {k: tuple(v) for k, v in conditions.items()}, ips,
-                                 modes[-1] if modes else None))
-    return asks
+        asks[label] = _ask(label, body)
+    return list(asks.values())
+
+
+def _ask(label: str, body: str) -> InterfaceAsk:
+    conditions: dict[str, list[str]] = {}
+    for pair in body.split(","):
+        key, eq, item = pair.partition("=")
+        if not eq or not key or not item:
+            raise ConstraintError(f"Malformed key/value pair in constraint: '{pair}'")
+        if key not in KEYS:
+            raise ConstraintError(f"Unknown interfaces constraint: '{key}'")
+        if key in WHOLE_NUMBER_KEYS and not _WHOLE_NUMBER.fullmatch(item):
+            raise ConstraintError("Interface ID must be numeric." if key in ("id", "not_id") else
+                                  f"'{key}' must be a whole number (label {label}).")
+        conditions.setdefault(key, []).append(item)
+    ips = tuple(conditions.pop("ip", []))
+    for ip in ips + tuple(conditions.get("not_ip", ())):
+        if _address(ip) is None:
+            raise ConstraintError(f"'{ip}' is not an IP address (label {label})")
+    modes = conditions.pop("mode", [])
+    if modes and modes[-1] != "unconfigured":
+        raise ConstraintError("The only valid value for 'mode' is 'unconfigured'.")
+    return InterfaceAsk(label, {k: tuple(v) for k, v in conditions.items()}, ips, modes[-1] if modes else None)
 
 
 # -- matching ------------------------------------------------------------------------------
@@ -113,31 +129,44 @@ def _in_subnets(value: str, iface) -> bool:
     return any(_specifier(value, s, ("id", "cidr", "name")) for s in iface.subnets)
 
 
+def _address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def _on_subnet_of(value: str, iface) -> bool:
+    """Whether one of the interface's subnets holds the address `value`."""
+    ip = _address(value)
+    return ip is not None and any(ip in ipaddress.ip_network(s.cidr, strict=False) for s in iface.subnets)
+
+
 _POSITIVE: dict[str, Callable[[str, Any], bool]] = {
-    "id": lambda v, i: v.isdigit() and int(v) == i.id,
+    "id": lambda v, i: int(v) == i.id,
     "name": lambda v, i: v == i.name,
     "type": lambda v, i: v == i.type,
     "fabric": lambda v, i: _specifier(v, i.fabric, ("id", "name")),
     "fabric_class": lambda v, i: i.fabric is not None and v == (i.fabric.class_type or ""),
     "vlan": lambda v, i: _specifier(v, i.vlan, ("id", "name")),
-    "vid": lambda v, i: i.vlan is not None and v.isdigit() and int(v) == i.vlan.vid,
+    "vid": lambda v, i: i.vlan is not None and int(v) == i.vlan.vid,
     "space": lambda v, i: v == _space_name(i) or (i.space is not None and v == str(i.space.id)),
     "subnet": _in_subnets,
+    "ip": _on_subnet_of,  # only `not_ip` gets here: `ip=` asks for a static address (see resolve)
     "subnet_cidr": lambda v, i: any(str(s.cidr) == v for s in i.subnets),
     "tag": lambda v, i: _tags_match(v, list(i.tags)),
-    "link_speed": lambda v, i: v.isdigit() and (i.link_speed or 0) >= int(v),
+    "link_speed": lambda v, i: (i.link_speed or 0) >= int(v),
 }
 
 
 def matches(iface, conditions: dict[str, tuple[str, ...]], host_name: str = "") -> bool:
+    """Whether `iface` meets every condition (as `parse_interfaces` checked them)."""
     for key, values in conditions.items():
         negate = key.startswith("not_")
         base = key[4:] if negate else key
         if base == "hostname":
             hit = any(v == host_name for v in values)
         else:
-            if base == "id" and not all(v.isdigit() for v in values):
-                raise ConstraintError("Interface ID must be numeric.")
             hit = any(_POSITIVE[base](v, iface) for v in values)
         if hit == negate:
             return False
@@ -170,11 +199,14 @@ def resolve(asks: list[InterfaceAsk], host_ifaces: list, host_name: str,
     out = []
     for ask in asks:
         conditions = dict(ask.conditions)
+        pinned_subnets = []
         for ip in ask.ips:
             subnet = subnet_for_ip(ip)
             if subnet is None:
                 raise ConstraintError(f"No subnet contains {ip} (label {ask.label}); create the subnet first.")
-            conditions["subnet"] = tuple(conditions.get("subnet", ())) + (f"id:{subnet.id}",)
+            pinned_subnets.append(f"id:{subnet.id}")
+        if pinned_subnets:
+            conditions["subnet"] = conditions.get("subnet", ()) + tuple(pinned_subnets)
         found = [i for i in host_ifaces if matches(i, conditions, host_name)]
         if not found:
             raise ConstraintError(f"This VM host does not match the specified networks: no host interface "

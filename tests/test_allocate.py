@@ -82,6 +82,25 @@ def test_a_ready_machine_matches_labels_to_its_own_disks_and_nics():
     assert _match(allocate_match.Constraints(networks={"subnets": ("ip:10.20.0.7", "cidr:10.30.0.0/24")}))[0]
 
 
+def test_labels_get_distinct_nics_without_trying_every_order():
+    """Backtracking over choices was exponential: 11 labels for 10 fitting NICs tried 10! orders."""
+    nics = [machines.MachineNic(30 + i, f"eth{i}", f"00:16:3e:00:01:{i:02x}", "bridge", "br0", 0, False)
+            for i in range(10)]
+    every = allocate_match.Constraints(interfaces=tuple(parse_interfaces(_storage_labels(10))))
+    match, why = _match(every, interfaces=nics)
+    assert why == "" and sorted(n for [n] in match.interfaces.values()) == [n.id for n in nics]
+    match, why = _match(allocate_match.Constraints(interfaces=tuple(parse_interfaces(_storage_labels(11)))),
+                        interfaces=nics)
+    assert match is None and "interfaces" in why
+    # A label that could take either NIC gives way to one that can take only the NIC it held.
+    either = allocate_match.Constraints(interfaces=tuple(parse_interfaces("a:not_space=nowhere;b:space=storage")))
+    assert _match(either)[0].interfaces == {"a": [21], "b": [20]}
+
+
+def _storage_labels(n: int) -> str:
+    return ";".join(f"l{i}:space=storage" for i in range(n))
+
+
 def test_hosts_are_filtered_then_packed_or_spread():
     c = allocate_match.Constraints(zone="z", tags=("gpu",))
     assert allocate_match.host_filter_reason(c, _host(), "other", "default") == "in zone other, not z; lacks tags gpu"

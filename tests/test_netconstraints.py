@@ -6,8 +6,11 @@ import ipaddress
 
 import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from region.netconstraints import ConstraintError, attach_type, ifname_for_label, parse_interfaces, resolve
+from region import netconstraints
+from region.netconstraints import ConstraintError, attach_type, ifname_for_label, matches, parse_interfaces, resolve
 
 
 @attrs.frozen
@@ -108,3 +111,54 @@ def test_no_match_explains_what_the_host_has():
     assert "'eth0' (space=dmz)" in str(e.value) and "br0 (bridge, vlan 0, space storage" in str(e.value)
     with pytest.raises(ConstraintError, match="Interface ID must be numeric"):
         resolve(parse_interfaces("eth0:id=abc"), IFACES, "h1", subnet_for_ip)
+
+
+# -- bounds (issue 11): linear parsing, capped sizes, whole numbers only -----------------------
+
+def _labels(n: int) -> str:
+    return ";".join(f"l{i}:space=a" for i in range(n))
+
+
+def test_size_and_label_count_are_capped():
+    assert len(parse_interfaces(_labels(netconstraints.MAX_INTERFACES))) == netconstraints.MAX_INTERFACES
+    with pytest.raises(ConstraintError, match=f"at most {netconstraints.MAX_INTERFACES} interfaces"):
+        parse_interfaces(_labels(netconstraints.MAX_INTERFACES + 1))
+    with pytest.raises(ConstraintError, match=f"at most {netconstraints.MAX_LENGTH} characters"):
+        parse_interfaces(_labels(10_000))
+
+
+def test_parsing_is_linear_with_the_caps_lifted(monkeypatch):
+    """10,000 labels took 23 s when each label was compared with every earlier one."""
+    monkeypatch.setattr(netconstraints, "MAX_LENGTH", 10**6)
+    monkeypatch.setattr(netconstraints, "MAX_INTERFACES", 10**6)
+    asks = parse_interfaces(_labels(10_000))
+    assert len(asks) == 10_000 and asks[-1].label == "l9999"
+    with pytest.raises(ConstraintError, match="defined more than once: 'l0'"):
+        parse_interfaces(_labels(10_000) + ";l0:space=b")
+
+
+@pytest.mark.parametrize("value", ["eth0:id=\u00b2", "eth0:not_id=1.5", "eth0:vid=abc", "eth0:not_vid=\u0661",
+                                   f"eth0:link_speed={'9' * 5000}", "eth0:vid=-1"])
+def test_number_keys_take_ascii_whole_numbers(value):
+    with pytest.raises(ConstraintError, match="numeric|whole number"):
+        parse_interfaces(value)
+
+
+VALUES = st.sampled_from(["7", "30", "\u00b2", "abc", "storage", "10.20.0.5", "10.20.0.0/24", "id:2", "unconfigured",
+                          "fast&&slow", "", "9" * 40])
+PAIRS = st.tuples(st.sampled_from(sorted(netconstraints.KEYS) + ["colour", ""]), VALUES).map("=".join)
+LABELLED = st.tuples(st.sampled_from(["eth0", "1", "l-1", "-x", ""]), st.lists(PAIRS, min_size=1, max_size=4))
+REQUESTS = st.lists(LABELLED.map(lambda t: f"{t[0]}:{','.join(t[1])}"), max_size=8).map(";".join) | st.text(max_size=80)
+
+
+@settings(max_examples=500, deadline=None)
+@given(REQUESTS)
+def test_any_bounded_text_parses_or_is_a_constraint_error_and_matching_never_raises(value):
+    try:
+        asks = parse_interfaces(value)
+    except ConstraintError:
+        return
+    assert len(asks) <= netconstraints.MAX_INTERFACES
+    for ask in asks:
+        for iface in IFACES:
+            matches(iface, ask.conditions, "h1")

@@ -11,7 +11,7 @@ from region.api.errors import BadRequest
 from region.api.params import Form, Params
 from region.netconstraints import ConstraintError, parse_interfaces
 from region.services.allocate_match import Constraints
-from region.services.compose_request import parse_storage
+from region.services.compose_request import MAX_CORES, MAX_MEMORY_MIB, parse_storage
 
 SINGLE = ("name", "system_id", "zone", "pool", "pod", "pod_type", "agent_name", "comment")
 MULTI = ("arch", "tags", "not_tags", "not_in_zone", "not_in_pool", "not_pod", "not_pod_type")
@@ -21,20 +21,21 @@ IGNORED = ("op", "verbose", "bridge_all", "bridge_type", "bridge_stp", "bridge_f
 KNOWN = frozenset(SINGLE + MULTI + NETWORK + IGNORED + ("cpu_count", "mem", "storage", "interfaces",
                                                           "link_speed", "dry_run"))
 TRUE = ("true", "1", "yes", "on")
+MAX_VALUES = 100  # per list constraint: each value is a test per machine and host, some a query
+MAX_LINK_SPEED = 10**7  # Mbit/s
 
 
-def _number(form: Form, field: str) -> float | None:
-    raw = form.params.get(field)
-    if raw in (None, ""):
-        return None
-    try:
-        value = min(float(v) for v in form.params.getlist(field) if v != "")  # MAAS: the least asked
-    except ValueError:
-        form.error(field, f"Invalid number: {raw}")
-        return None
-    if value < 0:
-        form.error(field, "Ensure this value is greater than or equal to 0.")
-    return value
+def _least(form: Form, field: str, maximum: float) -> float | None:
+    """MAAS asks for the least of a repeated number."""
+    values = form.numbers(field, minimum=0, maximum=maximum)
+    return min(values) if values else None
+
+
+def _values(form: Form, field: str) -> tuple[str, ...]:
+    values = tuple(form.params.getlist(field, split_commas=True))
+    if len(values) > MAX_VALUES:
+        form.error(field, f"Ensure this list has at most {MAX_VALUES} values (it has {len(values)}).")
+    return values
 
 
 def parse_allocate(params: Params) -> Constraints:
@@ -43,9 +44,10 @@ def parse_allocate(params: Params) -> Constraints:
         raise BadRequest({k: [f"Unknown constraint: {k!r}."] for k in unknown})
     form = Form(params)
     single = {f: (params.get(f) or None) for f in SINGLE}
-    multi = {f: tuple(params.getlist(f, split_commas=True)) for f in MULTI}
-    cpu_count, mem = _number(form, "cpu_count"), _number(form, "mem")
-    link_speed = _number(form, "link_speed")
+    multi = {f: _values(form, f) for f in MULTI}
+    networks = {f: _values(form, f) for f in NETWORK if params.getlist(f)}
+    cpu_count, mem = _least(form, "cpu_count", MAX_CORES), _least(form, "mem", MAX_MEMORY_MIB)
+    link_speed = _least(form, "link_speed", MAX_LINK_SPEED)
     storage = ()
     joined = ",".join(v for v in params.getlist("storage") if v)  # gomaasclient repeats the field
     if joined:
@@ -64,7 +66,7 @@ def parse_allocate(params: Params) -> Constraints:
         tags=multi["tags"], not_tags=multi["not_tags"], zone=single["zone"], not_in_zone=multi["not_in_zone"],
         pool=single["pool"], not_in_pool=multi["not_in_pool"], pod=single["pod"], not_pod=multi["not_pod"],
         pod_type=single["pod_type"], not_pod_type=multi["not_pod_type"], storage=storage, interfaces=interfaces,
-        networks={k: tuple(params.getlist(k, split_commas=True)) for k in NETWORK if params.getlist(k)},
+        networks=networks,
         link_speed=None if link_speed is None else int(link_speed),
         agent_name=single["agent_name"] or "", comment=single["comment"] or "",
         dry_run=(params.get("dry_run") or "").lower() in TRUE)

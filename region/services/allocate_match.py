@@ -9,7 +9,6 @@ left first) or spread (most left first).
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from typing import Any
 
@@ -77,11 +76,7 @@ def _subnet_spec(value: str, iface) -> bool:
     if sep and kind == "vlan":
         return matches(iface, {"vlan": (rest,)})
     if sep and kind == "ip":
-        try:
-            ip = ipaddress.ip_address(rest)
-        except ValueError:
-            return False
-        return any(ip in ipaddress.ip_network(s.cidr, strict=False) for s in iface.subnets)
+        return matches(iface, {"ip": (rest,)})
     return matches(iface, {"subnet": (value,)})
 
 
@@ -110,16 +105,28 @@ def network_shortfalls(c: Constraints, ifaces: list) -> list[str]:
     return out
 
 
-def _assign(asks: list, options: list[list[int]], taken: frozenset = frozenset()) -> list[int] | None:
-    """One distinct option per ask (backtracking; the lists are tiny)."""
-    if not asks:
-        return []
-    for choice in options[0]:
-        if choice not in taken:
-            rest = _assign(asks[1:], options[1:], taken | {choice})
-            if rest is not None:
-                return [choice, *rest]
-    return None
+def _assign(options: list[list[int]]) -> list[int] | None:
+    """A distinct option for every ask (`options[i]`: what ask i may take), or None.
+
+    A bipartite matching by augmenting paths (Kuhn), O(asks × options): trying choices in
+    turn, as this once did, is exponential when the asks outnumber what fits them."""
+    holder: dict[int, int] = {}  # option -> the ask holding it
+    for ask in range(len(options)):
+        if not _augment(ask, options, holder, set()):
+            return None
+    taken = {ask: option for option, ask in holder.items()}
+    return [taken[ask] for ask in range(len(options))]
+
+
+def _augment(ask: int, options: list[list[int]], holder: dict[int, int], seen: set[int]) -> bool:
+    """Give `ask` an option, moving earlier asks to other options if need be."""
+    for option in options[ask]:
+        if option not in seen:
+            seen.add(option)
+            if option not in holder or _augment(holder[option], options, holder, seen):
+                holder[option] = ask
+                return True
+    return False
 
 
 def match_machine(m: machines.Machine, c: Constraints, *, host: hosts.VMHost, zone: str, pool: str,
@@ -158,7 +165,7 @@ def match_machine(m: machines.Machine, c: Constraints, *, host: hosts.VMHost, zo
                             and set(ask.ips) <= {ip for ip, _ in n.ips}])
         except ConstraintError as e:
             return None, str(e)
-    chosen = _assign(list(c.interfaces), options)
+    chosen = _assign(options)
     if chosen is None:
         return None, "its NICs do not meet the interfaces constraint"
     shortfalls = network_shortfalls(c, [i for i in nic_ifaces.values() if i is not None])
@@ -175,7 +182,7 @@ def _match_storage(m: machines.Machine, asks: tuple[StorageAsk, ...]) -> dict[st
     disks = list(m.disks)
     options = [[d.id for i, d in enumerate(disks) if (i == 0) == (n == 0) and d.size >= a.size
                 and set(a.tags) <= {d.pool}] for n, a in enumerate(asks)]
-    chosen = _assign(list(asks), options)
+    chosen = _assign(options)
     return None if chosen is None else {a.label: [d] for a, d in zip(asks, chosen)}
 
 

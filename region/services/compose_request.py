@@ -13,6 +13,7 @@ import re
 import attrs
 
 from region.netconstraints import ConstraintError, InterfaceAsk, parse_interfaces
+from region.number_input import NumberError, read_integer
 from region.services.errors import InvalidInput
 
 GB = 1000**3
@@ -23,6 +24,16 @@ _UNITS = {"K": 1000, "M": 1000**2, "G": GB, "T": 1000**4}
 _HOSTNAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$", re.IGNORECASE)
 DEFAULT_STORAGE = "root:8(local)"
 TRUE = ("true", "1", "yes", "on")
+# Bounds far above any real VM that keep every request cheap to check and every size inside
+# PostgreSQL's integer (cores) and bigint (bytes) columns.
+MAX_CORES = 4096
+MAX_PINNED_CORES = 1024
+MAX_MEMORY_MIB = 2**30  # 1 PiB
+MAX_CPU_SPEED_MHZ = 100_000
+MAX_DISKS = 64
+MAX_DISK_BYTES = 1000**5  # 1 PB
+MAX_STORAGE_LENGTH = 4096
+_CORE_RANGE = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 
 
 @attrs.frozen
@@ -67,18 +78,26 @@ def parse_storage(value: str) -> tuple[StorageAsk, ...]:
     """`label:size(tags),…`; sizes in GB (10^9) unless a unit says otherwise (20G, 512M, 1.5T, 8GiB).
     The first disk stays first (root); the rest go most-tagged first, as MAAS orders them.
     Raises ValueError with the user's message."""
+    if len(value) > MAX_STORAGE_LENGTH:
+        raise ValueError(f"Ensure this value has at most {MAX_STORAGE_LENGTH} characters (it has {len(value)}).")
+    raws = _split_outside_parens(value) if value else []
+    if len(raws) > MAX_DISKS:
+        raise ValueError(f"Ensure at most {MAX_DISKS} disks are asked for (this asks for {len(raws)}).")
     items = []
-    for index, raw in enumerate(_split_outside_parens(value) if value else []):
+    for index, raw in enumerate(raws):
         m = _STORAGE_ITEM.match(raw)
         if not m:
             raise ValueError(f'Malformed storage constraint, "{value}".')
         unit = m["unit"] or "G"
         scale = _UNITS[unit[0]] if "i" not in unit else 1024 ** (" KMGT".index(unit[0]))
-        size = int(float(m["size"]) * scale)
-        if size <= 0:
+        size = float(m["size"]) * scale  # a long run of digits is inf here, never an error
+        if size > MAX_DISK_BYTES:
+            raise ValueError(f'Malformed storage constraint, "{value}": a disk is at most '
+                             f'{MAX_DISK_BYTES // 1000**5} PB.')
+        if int(size) <= 0:
             raise ValueError(f'Malformed storage constraint, "{value}": sizes must be above zero.')
         tags = tuple(t.strip() for t in (m["tags"] or "").split(",") if t.strip()) if m["tags"] else ()
-        items.append(StorageAsk(m["label"] or ("root" if index == 0 else f"disk{index}"), size, tags))
+        items.append(StorageAsk(m["label"] or ("root" if index == 0 else f"disk{index}"), int(size), tags))
     if not items:
         raise ValueError(f'Malformed storage constraint, "{value}".')
     labels = [i.label for i in items]
@@ -106,45 +125,53 @@ class _Errors(dict):
         self.setdefault(field, []).append(message)
 
 
-def _int(errors: _Errors, field: str, raw: str | None, default: int, minimum: int) -> int:
+def _int(errors: _Errors, field: str, raw: str | None, default: int, minimum: int, maximum: int) -> int:
     if raw in (None, ""):
         return default
     try:
-        value = int(raw)
-    except ValueError:
-        errors.add(field, "Enter a whole number.")
+        return read_integer(raw, minimum=minimum, maximum=maximum)
+    except NumberError as e:
+        errors.add(field, str(e))
         return default
-    if value < minimum:
-        errors.add(field, f"Ensure this value is greater than or equal to {minimum}.")
-    return value or default  # MAAS: a falsy value means the default
 
 
 def _pinned(errors: _Errors, values: tuple[str, ...]) -> tuple[int, ...]:
-    cores = set()
+    """Cores and ranges (`0-3`, `8`); how many is checked before any range is expanded."""
+    if len(values) > MAX_PINNED_CORES:
+        errors.add("pinned_cores", _too_many_pinned(len(values)))
+        return ()
+    ranges = []
     for v in values:
-        bounds = v.split("-", 1)
-        if not all(b.strip().isdigit() for b in bounds):
-            errors.add("pinned_cores", f"Select a valid choice. {v} is not one of the available choices.")
+        m = _CORE_RANGE.fullmatch(v.strip())
+        low, high = (int(m[1]), int(m[2] or m[1])) if m else (1, 0)
+        if low > high:  # not a core or a range, or a range backwards
+            errors.add("pinned_cores", f"Select a valid choice. {v:.40} is not one of the available choices.")
             continue
-        low, high = int(bounds[0]), int(bounds[-1])
-        cores.update(range(low, high + 1))
-    return tuple(sorted(cores))
+        ranges.append(range(low, high + 1))
+    count = sum(len(r) for r in ranges)
+    if count > MAX_PINNED_CORES:
+        errors.add("pinned_cores", _too_many_pinned(count))
+        return ()
+    return tuple(sorted({core for r in ranges for core in r}))
+
+
+def _too_many_pinned(count: int) -> str:
+    return f"Ensure at most {MAX_PINNED_CORES} cores are pinned (this asks for {count})."
 
 
 def validate(fields: ComposeFields, architectures: list[str]) -> ComposeAsk:
     """The ask for a host offering `architectures` (its first is the default)."""
     errors = _Errors()
     pinned = _pinned(errors, fields.pinned_cores)
-    cores = _int(errors, "cores", fields.cores, len(pinned) or 1, 1)
+    cores = _int(errors, "cores", fields.cores, len(pinned) or 1, 1, MAX_CORES)
     if pinned and fields.cores not in (None, "") and cores != len(pinned):
         errors.add("cores", f"{cores} cores requested but {len(pinned)} pinned; give one or make them agree.")
-    memory_mib = _int(errors, "memory", fields.memory, 2048, 1024)
+    memory_mib = _int(errors, "memory", fields.memory, 2048, 1024, MAX_MEMORY_MIB)
     architecture = fields.architecture or None
     if architecture is not None and architectures and architecture not in architectures:
         errors.add("architecture", f"Select a valid choice. {architecture} is not one of the available "
                                    f"choices ({', '.join(architectures)}).")
-    if fields.cpu_speed not in (None, ""):
-        _int(errors, "cpu_speed", fields.cpu_speed, 0, 300)
+    _int(errors, "cpu_speed", fields.cpu_speed, 0, 300, MAX_CPU_SPEED_MHZ)  # checked, not used
     hostname = fields.hostname or None
     if hostname is not None and not _HOSTNAME.match(hostname):
         errors.add("hostname", f"Enter a valid hostname (a DNS label: a letter, then letters, digits or "
