@@ -223,6 +223,9 @@ def test_bad_chunks_and_bad_forms_are_refused_cleanly(region, admin_api, user_ap
     assert bad_fields.status == 400 and {"name", "sha256", "size"} <= set(bad_fields.json())
     assert user_api.post("boot-resources/", data={"name": "custom/mine", "architecture": "amd64/generic",
                                                    "sha256": "a" * 64, "size": "10"}).status == 403
+    too_big = admin_api.post("boot-resources/", data={"name": "custom/huge", "architecture": "amd64/generic",
+                                                     "sha256": "a" * 64, "size": str(1 << 40)})
+    assert too_big.status == 400 and "bytes free" in too_big.text
     duplicate = admin_api.post("boot-resources/", data={"name": "custom/tiny", "architecture": "amd64/generic",
                                                         "sha256": "a" * 64, "size": "10"})
     assert duplicate.status == 400
@@ -242,6 +245,14 @@ def test_delete_removes_the_files(region, admin_api, user_api, tmp_path):
     assert not lxd_file.exists()
     assert admin_api.get(f"boot-resources/{done['id']}/").status == 404
     assert admin_api.get("boot-resources/").json() == []
+
+
+def test_disk_image_is_stored_as_uploaded(region, admin_api):
+    content = os.urandom(70_000)
+    done = upload(admin_api, create(admin_api, content, name="custom/disk", filetype="ddraw"), content, 30_000)
+    assert done["state"] == "complete" and done["lxd_fingerprint"] is None
+    assert the_file(done)["filename"] == "root-dd"
+    assert (region.data_dir / "images" / f"upload-{done['id']}").read_bytes() == content
 
 
 def test_lxd_unified_tarball_is_kept_as_uploaded(region, admin_api, tmp_path):

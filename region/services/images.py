@@ -95,19 +95,23 @@ async def create(ctx: Context, new: NewResource) -> BootResource:
 
 async def upload_chunk(ctx: Context, resource_id: int, file_id: int, body: BinaryIO, length: int) -> BootResource:
     """Append one chunk; the chunk that reaches the file's size checks the sha256 and makes
-    the LXD image.  A wrong sha256 or a bad file marks the upload failed and removes its bytes."""
+    the LXD image (any later PUT does, if the region stopped before it could).  A wrong sha256
+    or a bad file marks the upload failed and removes its bytes."""
     if file_id != resource_id:
         raise NotFound("BootResourceFile")
     async with _work.lock(resource_id):
         resource = await get(ctx, resource_id)
         if resource.state != "uploading":
             raise Conflict(f"The file of boot resource {resource_id} is {resource.state}; it takes no more bytes.")
+        path = image_files.upload_path(images_dir(ctx), resource_id)
+        if resource.received == resource.size:  # the region stopped between the last chunk and its check
+            digest = await _work.run(_work.hashes.at, resource_id, path, resource.size)
+            return await _finish(ctx, resource, digest.hexdigest())
         if length <= 0:
             raise Refused("The chunk is empty.")
         if resource.received + length > resource.size:
             raise Refused(f"The chunk of {length} bytes would take the file past its size ({resource.size} bytes; "
                           f"{resource.received} received).")
-        path = image_files.upload_path(images_dir(ctx), resource_id)
         try:
             digest = await _work.run(_write, resource, path, body, length)
         except image_files.DiskFull:
