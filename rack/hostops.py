@@ -9,6 +9,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from common.hosterrors import DriverError, UnknownHostType
+from common.logsafe import loggable
 from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget
 from rack import faults
 from rack.drivers.base import VMHostDriver
@@ -51,14 +52,15 @@ class HostOperations:
         if not self._started:
             self.pool.start()
             self._started = True
-        log.debug("{what} {address}", what=what, address=target.address)
+        address = loggable(target.address)  # a user's power_address, and so is the error quoting it
+        log.debug("{what} {address}", what=what, address=address)
         try:
             return await threads.deferToThreadPool(self.reactor, self.pool, fn, target, *args)
         except DriverError as e:
-            log.warn("{what} {address} failed: {error}", what=what, address=target.address, error=str(e))
+            log.warn("{what} {address} failed: {error}", what=what, address=address, error=loggable(str(e), limit=2000))
             raise
         except Exception as e:
-            log.failure("{what} {address} failed unexpectedly", what=what, address=target.address)
+            log.failure("{what} {address} failed unexpectedly", what=what, address=address)
             raise DriverError(f"{what} failed on the rack: {type(e).__name__}: {e}") from None
 
     async def discover(self, target: HostTarget, password: str | None) -> DiscoveredHost:
