@@ -116,7 +116,8 @@ class RackService(service.MultiService):
     registered; `fatal` fails when the region disowns this rack (it was
     deleted), after which retrying is pointless.  After that, each `ClientService` child keeps one connection
     up, reconnecting with jittered backoff whenever it drops (for example while
-    the region restarts).
+    the region restarts).  `connections` of them per region: the first region's answer
+    lists every live region, and the rack connects to the ones it does not know yet.
 
     :ivar identity: set once enrolled.
     """
@@ -129,6 +130,8 @@ class RackService(service.MultiService):
     protocols: list = attrs.field(factory=list)
     hostops: HostOperations = attrs.field(default=None)
     _starting: defer.Deferred | None = None
+    _endpoints: set[tuple[str, int]] = attrs.field(factory=set)  # regions' RPC listeners we connect to
+    _regions: set[str] = attrs.field(factory=set)  # region processes we have registered with
 
     def __attrs_post_init__(self) -> None:
         service.MultiService.__init__(self)
@@ -169,9 +172,13 @@ class RackService(service.MultiService):
         if self.settings.rpc_endpoint is not None:
             host, port = self.settings.rpc_endpoint
             self.identity = attrs.evolve(self.identity, rpc_host=host, rpc_port=port)
-        ident = self.identity
-        options = rack_client_options(ident.ca_pem, ident.pair)
-        tcp = endpoints.HostnameEndpoint(self.reactor, ident.rpc_host, ident.rpc_port, timeout=10)
+        self._connect_to(self.identity.rpc_host, self.identity.rpc_port)
+
+    def _connect_to(self, host: str, port: int) -> None:
+        """Keep `connections` connections to the region listening at host:port."""
+        self._endpoints.add((host, port))
+        options = rack_client_options(self.identity.ca_pem, self.identity.pair)
+        tcp = endpoints.HostnameEndpoint(self.reactor, host, port, timeout=10)
         endpoint = endpoints.wrapClientTLS(options, tcp)
         for index in range(self.settings.connections):
             factory = RackClientFactory(self, index)
@@ -183,6 +190,14 @@ class RackService(service.MultiService):
 
     def registered(self, protocol) -> None:
         self.protocols.append(protocol)
+        hello = protocol.region
+        self._regions.add(hello.region_id)
+        # Connect to every region too, so losing one region leaves the others served.
+        for region in hello.regions:
+            if region.region_id not in self._regions and (region.host, region.port) not in self._endpoints:
+                log.info("connecting to region {region} at {host}:{port} too", region=region.region_id,
+                         host=region.host, port=region.port)
+                self._connect_to(region.host, region.port)
         if not self.connected.called:
             self.connected.callback(self)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from urllib.parse import urlsplit
 
 from twisted.internet import defer, interfaces, protocol, ssl
 from twisted.logger import Logger
@@ -72,6 +73,7 @@ class RegionServerProtocol(amp.AMP):
                 hostname=socket.gethostname(),
                 version=VERSION,
                 rack_system_id=rack.system_id,
+                regions=await self.registry.db.run(racks.live_region_endpoints_thd),
             )
         }
 
@@ -215,6 +217,13 @@ class RackRegistry:
         """Wait for pending disconnection records (used at shutdown)."""
         if self._pending:
             await defer.DeferredList(list(self._pending))
+
+
+def advertised_rpc_host(listen_host: str, maas_url: str | None) -> str:
+    """The host racks should dial for this region's RPC listener."""
+    if listen_host not in ("0.0.0.0", "::", ""):
+        return listen_host
+    return (urlsplit(maas_url).hostname if maas_url else None) or socket.getfqdn()
 
 
 def new_region_id() -> str:

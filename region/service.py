@@ -21,7 +21,7 @@ from region.db.pool import Database
 from region.embedded_pg import EmbeddedPostgres, EmbeddedPostgresService, database_dsn
 from region.local_rack import LocalRackProcess, LocalRackSettings
 from region.periodic import PeriodicService
-from region.rpc import RackRegistry, new_region_id
+from region.rpc import RackRegistry, advertised_rpc_host, new_region_id
 from region.rpc_limits import RpcLimits, raise_open_files_limit
 from region.secretbox import SecretBox
 from region.vmhosts import HostManager
@@ -180,6 +180,8 @@ class RegionService(service.MultiService):
         rpc, rpc_bound = listeners.listener(listeners.rpc_endpoint(self.reactor, cfg), rpc_factory)
         rpc.setServiceParent(self)
         self.rpc_port = await rpc_bound
+        await self.db.run(racks.set_rpc_endpoint_thd, self.region_id, advertised_rpc_host(cfg.rpc_host, cfg.maas_url),
+                          self.rpc_port)
         site = make_site(self)
         http, http_bound = listeners.listener(listeners.http_endpoint(self.reactor, cfg), site)
         http.setServiceParent(self)

@@ -164,6 +164,9 @@ class HostManager:
             await self._wait_for_other_refresh(host_id)
             if password is None:
                 return await self.db.run(hosts.get_thd, host_id)
+        return await self._refresh_claimed(host_id, password, username)
+
+    async def _refresh_claimed(self, host_id: int, password: str | None, username: str | None) -> hosts.VMHost:
         done: defer.Deferred = defer.Deferred()
         self._refreshing[host_id] = done
         try:
@@ -171,6 +174,12 @@ class HostManager:
         finally:
             del self._refreshing[host_id]
             done.callback(None)
+
+    async def _refresh_if_due(self, host_id: int) -> None:
+        """A periodic refresh: skipped when it runs, or has just run, here or in another region."""
+        if host_id not in self._refreshing and await self.db.run(hosts.claim_refresh_thd, host_id, self.owner,
+                                                                 LEASE_SECONDS, True):
+            await self._refresh_claimed(host_id, None, None)
 
     async def _wait_for_other_refresh(self, host_id: int) -> None:
         waited = 0.0
@@ -228,7 +237,7 @@ class HostManager:
         """One tick of the periodic refresh: every host whose time has come, concurrently."""
         due = await self.db.run(hosts.due_for_refresh_thd, limit)
         results = await defer.DeferredList(
-            [defer.Deferred.fromCoroutine(self.refresh(host_id)) for host_id in due], consumeErrors=True)
+            [defer.Deferred.fromCoroutine(self._refresh_if_due(host_id)) for host_id in due], consumeErrors=True)
         for host_id, (ok, result) in zip(due, results):
             if not ok and not result.check(hosterrors.DriverError, NoRackConnected):
                 log.failure("periodic refresh of VM host {host} failed", result, host=host_id)

@@ -125,7 +125,11 @@ def test_disconnection_is_recorded(region, admin_api, enrol_secret_file, start_r
     assert gone["last_seen"] is not None
 
 
-def _tls_session(region, rack) -> ssl.SSLSocket:
+# An AMP Ping with an empty payload.
+PING = b"\x00\x04_ask\x00\x011\x00\x08_command\x00\x04Ping\x00\x07payload\x00\x00\x00\x00"
+
+
+def tls_session(region, rack) -> ssl.SSLSocket:
     """A TLS connection to the region's RPC port with the rack's own certificate."""
     ctx = ssl.create_default_context(cafile=str(rack.data_dir / "ca.crt"))
     ctx.check_hostname = False
@@ -139,8 +143,8 @@ def test_deleted_rack_is_locked_out(region, admin_api, enrol_secret_file, start_
     wait_for(lambda: rack.system_id, 30, "enrolment", rack.proc, rack.log)
     wait_for(_connected(admin_api, rack.system_id), 30, "connect", rack.proc, rack.log)
     # Before the deletion the rack's certificate gets AMP answers.
-    with _tls_session(region, rack) as s:
-        s.sendall(b"\x00\x04_ask\x00\x011\x00\x08_command\x00\x04Ping\x00\x07payload\x00\x00\x00\x00")
+    with tls_session(region, rack) as s:
+        s.sendall(PING)
         assert b"_answer" in s.recv(1000)
     assert admin_api.delete(f"rackcontrollers/{rack.system_id}/").status == 204
     assert admin_api.get(f"rackcontrollers/{rack.system_id}/").status == 404
@@ -150,8 +154,8 @@ def test_deleted_rack_is_locked_out(region, admin_api, enrol_secret_file, start_
     assert rack.system_id not in _racks(admin_api)
     # Its certificate no longer passes the handshake.
     with pytest.raises((ssl.SSLError, ConnectionResetError)):
-        with _tls_session(region, rack) as s:
-            s.sendall(b"\x00\x04_ask\x00\x011\x00\x08_command\x00\x04Ping\x00\x07payload\x00\x00\x00\x00")
+        with tls_session(region, rack) as s:
+            s.sendall(PING)
             s.recv(1000)
 
 

@@ -227,11 +227,14 @@ def record_failure_thd(cur, host_id: int, state: str, message: str) -> None:
 
 # -- refresh lease: at most one refresh per host at a time, across all regions -------------
 
-def claim_refresh_thd(cur, host_id: int, owner: str, lease_seconds: float) -> bool:
+def claim_refresh_thd(cur, host_id: int, owner: str, lease_seconds: float, due_only: bool = False) -> bool:
+    """`due_only`: only if the next refresh is due, so that a periodic refresh another
+    region has just finished does not run again here."""
     cur.execute(
         "UPDATE vm_hosts SET refresh_owner = %s, refresh_lease_until = now() + make_interval(secs => %s)"
-        " WHERE id = %s AND (refresh_lease_until IS NULL OR refresh_lease_until < now()) RETURNING id",
-        (owner, lease_seconds, host_id),
+        " WHERE id = %s AND (refresh_lease_until IS NULL OR refresh_lease_until < now())"
+        " AND (NOT %s OR next_refresh <= now()) RETURNING id",
+        (owner, lease_seconds, host_id, due_only),
     )
     return cur.fetchone() is not None
 

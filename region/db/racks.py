@@ -6,6 +6,7 @@ import datetime
 
 import attrs
 
+from common.rpc.wire import RegionEndpoint
 from region.db.errors import NotFound
 
 # A region whose heartbeat is older than this is taken to be dead, and the
@@ -106,6 +107,16 @@ def forget_dead_local_regions_thd(cur, hostname: str, is_alive) -> list[str]:
     if dead:
         cur.execute("DELETE FROM region_processes WHERE id = ANY(%s)", (dead,))
     return dead
+
+
+def set_rpc_endpoint_thd(cur, region_id: str, host: str, port: int) -> None:
+    cur.execute("UPDATE region_processes SET rpc_host = %s, rpc_port = %s WHERE id = %s", (host, port, region_id))
+
+
+def live_region_endpoints_thd(cur) -> list[RegionEndpoint]:
+    cur.execute("SELECT id, rpc_host, rpc_port FROM region_processes"
+                " WHERE heartbeat > now() - %s AND rpc_host IS NOT NULL ORDER BY id", (REGION_STALE_AFTER,))
+    return [RegionEndpoint(*row) for row in cur.fetchall()]
 
 
 def heartbeat_thd(cur, region_id: str) -> None:
