@@ -12,6 +12,8 @@ if [ "${1:-}" = "--test" ]; then
   # tests/test_gomaasapi.py builds Juju's MAAS client library offline (GOPATH mode) from
   # /usr/share/gocode; apt brings in its golang-github-juju-* dependencies.
   APT_PACKAGES+=(golang-go golang-github-juju-gomaasapi-dev)
+  # devstack/debian_image.py builds the deploy tests' Debian image (with cloud-init) with mmdebstrap.
+  APT_PACKAGES+=(mmdebstrap)
 fi
 
 missing=()
