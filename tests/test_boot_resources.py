@@ -12,7 +12,6 @@ import types
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 from devstack.oauth import plaintext_header
 from region.db.images import BootResource
@@ -20,61 +19,7 @@ from region.services import images
 from region.services.context import Context
 from tests.conftest import make_user, region_box
 from tests.fixtures.http import Api
-
-MAAS_CLI_CHUNK = 1 << 22
-
-
-def rootfs_tgz(path: Path, *, random_bytes: int = 200_000) -> bytes:
-    """A small root filesystem tarball as mmdebstrap makes one: ./ entries, a symlink, a hard link."""
-    with tarfile.open(path, "w:gz") as tar:
-        def add(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "") -> None:
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname, info.size, info.mode = kind, link, len(data), 0o755
-            tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
-
-        add("./", kind=tarfile.DIRTYPE)
-        add("./etc/", kind=tarfile.DIRTYPE)
-        add("./etc/hostname", b"vmyard\n")
-        add("./usr/", kind=tarfile.DIRTYPE)
-        add("./usr/bin/", kind=tarfile.DIRTYPE)
-        add("./usr/bin/blob", os.urandom(random_bytes))
-        add("./usr/bin/blob-link", kind=tarfile.LNKTYPE, link="./usr/bin/blob")
-        add("./bin", kind=tarfile.SYMTYPE, link="usr/bin")
-    return path.read_bytes()
-
-
-def create(api: Api, content: bytes, *, name: str = "custom/tiny", filetype: str = "tgz", sha256: str | None = None,
-           **extra) -> dict:
-    reply = api.post("boot-resources/", data={
-        "name": name, "title": "Tiny", "architecture": "amd64/generic", "filetype": filetype,
-        "sha256": sha256 or hashlib.sha256(content).hexdigest(), "size": str(len(content)), **extra})
-    assert reply.status == 201, reply.text
-    return reply.json()
-
-
-def upload_uri(resource: dict) -> str:
-    (image_set,) = resource["sets"].values()
-    (file,) = image_set["files"].values()
-    return file["upload_uri"]
-
-
-def put_chunk(api: Api, resource: dict, chunk: bytes):
-    path = upload_uri(resource).removeprefix("/MAAS/api/2.0/")
-    return api.put(path, body=chunk, headers={"Content-Type": "application/octet-stream"})
-
-
-def upload(api: Api, resource: dict, content: bytes, chunk_size: int) -> dict:
-    reply = None
-    for offset in range(0, len(content), chunk_size):
-        reply = put_chunk(api, resource, content[offset:offset + chunk_size])
-        assert reply.status == 200, reply.text
-    return reply.json()
-
-
-def the_file(resource: dict) -> dict:
-    (image_set,) = resource["sets"].values()
-    (file,) = image_set["files"].values()
-    return file
+from tests.fixtures.images import MAAS_CLI_CHUNK, create, put_chunk, rootfs_tgz, the_file, upload, upload_uri
 
 
 def rack_context(region) -> Context:

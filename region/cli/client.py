@@ -98,7 +98,8 @@ class ApiClient:
         return dict(headers)
 
     def call(self, method: str, path: str, *, op: str | None = None,
-             data: dict[str, Any] | None = None, query: dict[str, Any] | None = None) -> Any:
+             data: dict[str, Any] | None = None, query: dict[str, Any] | None = None,
+             raw: bytes | None = None) -> Any:
         query = dict(query or {})
         if op:
             query["op"] = op
@@ -111,6 +112,9 @@ class ApiClient:
         if data is not None:
             body = urllib.parse.urlencode({k: v for k, v in data.items() if v is not None}, doseq=True).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if raw is not None:  # e.g. a chunk of an image upload
+            body = raw
+            headers["Content-Type"] = "application/octet-stream"
         request = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:

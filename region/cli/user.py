@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from region.cli.client import ApiClient, ClientError, Profile, ProfileStore, api_url
+from region.cli.image_cli import add_images_parser
 from region.cli.network_cli import add_network_parsers
 from region.cli.sshkey_cli import add_sshkey_parser
 from region.cli.table import render_table
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_network_parsers(sub)
     add_vm_host_parser(sub)
     add_machine_parser(sub)
+    add_images_parser(sub)
     add_sshkey_parser(sub)
     return parser
 
