@@ -17,9 +17,9 @@ from tests.fixtures.daemons import REPO
 def cli(tmp_path):
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"), "PYTHONPATH": str(REPO)}
 
-    def run(*args: str, module: str = "region.cli.user") -> subprocess.CompletedProcess:
+    def run(*args: str, module: str = "region.cli.user", stdin: str = "") -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                              env=env, cwd=REPO, timeout=120)
+                              env=env, cwd=REPO, timeout=120, input=stdin)
 
     run.config = tmp_path / "config" / "vmyard" / "profiles.json"
     return run
@@ -27,11 +27,11 @@ def cli(tmp_path):
 
 def test_admin_commands_then_user_cli(region, dsn, cli):
     base = ["--data-dir", str(region.data_dir), "--database-dsn", dsn]
-    admin = lambda *a: cli(*base, *a, module="region.cli.admin")  # noqa: E731
+    admin = lambda *a, **kw: cli(*base, *a, module="region.cli.admin", **kw)  # noqa: E731
 
-    created = admin("createadmin", "--username", "root", "--password", "pw", "--email", "r@x")
-    assert created.returncode == 0 and "created administrator root" in created.stdout
-    dup = admin("createadmin", "--username", "root", "--password", "pw")
+    created = admin("createadmin", "--username", "root", "--password-stdin", "--email", "r@x", stdin="root-pw-1\n")
+    assert created.returncode == 0 and "created administrator root" in created.stdout, created.stderr
+    dup = admin("createadmin", "--username", "root", "--password-stdin", stdin="root-pw-1\n")
     assert dup.returncode == 1 and "already exists" in dup.stderr
 
     key = admin("apikey", "--username", "root").stdout.strip()
@@ -73,6 +73,36 @@ def test_admin_commands_then_user_cli(region, dsn, cli):
 
     racks = cli("racks")
     assert racks.returncode == 0 and racks.stdout.split()[:3] == ["SYSTEM_ID", "HOSTNAME", "STATUS"]
+
+
+def test_users_are_created_without_a_password_in_argv(region, dsn, cli):
+    base = ["--data-dir", str(region.data_dir), "--database-dsn", dsn]
+    admin = lambda *a, **kw: cli(*base, *a, module="region.cli.admin", **kw)  # noqa: E731
+
+    no_tty = admin("createadmin", "--username", "root")
+    assert no_tty.returncode == 1 and "--password-stdin" in no_tty.stderr, "without a terminal nobody is asked"
+    short = admin("createuser", "--username", "ann", "--password-stdin", stdin="short\n")
+    assert short.returncode == 1 and "password: This password is too short" in short.stderr
+    assert "no password in stdin" in admin("createuser", "--username", "ann", "--password-stdin").stderr
+    visible = admin("createadmin", "--username", "root", "--password", "root-pw-1")
+    assert visible.returncode == 0 and "visible to other users" in visible.stderr
+    made = admin("createuser", "--username", "ann", "--email", "ann@example.com", "--password-stdin",
+                 stdin="ann-pw-12\n")
+    assert made.returncode == 0 and "created user ann" in made.stdout, made.stderr
+
+    key = admin("apikey", "--username", "root").stdout.strip()
+    assert cli("login", "lab", region.url, key).returncode == 0
+    created = cli("users", "create", "bob", "--email", "bob@example.com", "--password-stdin", stdin="bob-pw-12\n")
+    assert created.returncode == 0, created.stderr
+    assert [line.split() for line in cli("users", "list").stdout.splitlines()] == [
+        ["USERNAME", "EMAIL", "ADMIN"], ["root", "yes"], ["ann", "ann@example.com", "no"],
+        ["bob", "bob@example.com", "no"]]
+    assert json.loads(cli("--json", "users", "show", "ann").stdout)["email"] == "ann@example.com"
+    refused = cli("users", "create", "bad name", "--password-stdin", stdin="long enough\n")
+    assert refused.returncode == 1 and "username:" in refused.stderr
+    assert cli("users", "delete", "bob").stdout.strip() == "Deleted user bob."
+    assert cli("users", "delete", "ann", "--transfer-to", "root").returncode == 0
+    assert [u["username"] for u in json.loads(cli("--json", "users", "list").stdout)] == ["root"]
 
 
 def test_cli_without_login_says_what_to_do(cli):

@@ -47,7 +47,8 @@ def test_first_start_then_restart_with_existing_data(public_tmp, start_region, t
     pg_owner = os.stat(pg.pgdata).st_uid
     assert pg_owner != 0, "PostgreSQL must not run as root"
 
-    created = _admin(region.data_dir, "createadmin", "--username", "admin", "--password", "pw", "--email", "a@x")
+    created = _admin(region.data_dir, "createadmin", "--username", "admin", "--password", "admin-pw-1",
+                     "--email", "a@x")
     assert created.returncode == 0, created.stderr
     key = _admin(region.data_dir, "apikey", "--username", "admin").stdout.strip()
     api = Api(region.api, key)

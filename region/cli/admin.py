@@ -13,11 +13,14 @@ import sys
 
 from common.config import ConfigError
 from region import config as region_config
-from region.db import errors, events, migrate, secrets, users
+from region.cli.password_input import PasswordInputError, read_password
+from region.db import errors, migrate, secrets, users
 from region.db.pool import run_sync
 from region.db.secrets import create_one_time_secret_thd, rotate_shared_secret_thd
 from region.embedded_pg import database_dsn
 from region.secretbox import SecretBox, SecretKeyError
+from region.services.errors import InvalidInput
+from region.services.users import NewUser, create_user_thd
 
 
 class CommandError(Exception):
@@ -56,19 +59,19 @@ def cmd_migrate(cfg, args) -> None:
           f"(version {migrate.head_version()})")
 
 
-def cmd_createadmin(cfg, args) -> None:
-    if not args.username or not args.password:
-        raise CommandError("--username and --password are required")
+def _password(args) -> str:
+    if args.password is None:
+        return read_password(from_stdin=args.password_stdin)
+    print("vmyard-region: warning: a password given with --password is visible to other users of this "
+          "machine (ps, /proc); prefer the prompt or --password-stdin", file=sys.stderr)
+    return args.password
 
-    def create_thd(cur):
-        user = users.create_user_thd(cur, args.username, args.password, args.email or "", is_superuser=True)
-        events.record_thd(cur, "USER_CREATED", f"administrator {user.username} created", level="AUDIT",
-                          object_type="user", object_id=user.id)
-        return user
 
+def cmd_createuser(cfg, args) -> None:
+    new = NewUser(args.username, args.email or "", _password(args), is_superuser=args.admin)
     with database(cfg) as dsn:
-        user = run_sync(dsn, create_thd)
-    print(f"created administrator {user.username}")
+        user = run_sync(dsn, create_user_thd, new, created_by=None)
+    print(f"created {'administrator' if user.is_superuser else 'user'} {user.username}")
 
 
 def cmd_apikey(cfg, args) -> None:
@@ -116,11 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply database migrations")
     p.set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("createadmin", help="create an administrator")
-    p.add_argument("--username", required=True)
-    p.add_argument("--password", required=True)
-    p.add_argument("--email", default="")
-    p.set_defaults(func=cmd_createadmin)
+    for name, what in (("createadmin", "an administrator"), ("createuser", "a user")):
+        p = sub.add_parser(name, help=f"create {what} (the password is asked for, or read with --password-stdin)")
+        p.add_argument("--username", required=True)
+        p.add_argument("--email", default="")
+        given = p.add_mutually_exclusive_group()
+        given.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+        given.add_argument("--password", help="the password (visible to other local users in `ps`; avoid)")
+        if name == "createuser":
+            p.add_argument("--admin", action="store_true", help="make the user an administrator")
+        p.set_defaults(func=cmd_createuser, admin=name == "createadmin")
 
     p = sub.add_parser("apikey", help="print a user's API keys (creating one if none)")
     p.add_argument("--username", required=True)
@@ -143,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = region_config.from_arguments(args)
         args.func(cfg, args)
-    except (CommandError, ConfigError, SecretKeyError) as e:
+    except (CommandError, ConfigError, SecretKeyError, PasswordInputError, InvalidInput) as e:
         print(f"vmyard-region: {e}", file=sys.stderr)
         return 1
     except errors.FieldError as e:

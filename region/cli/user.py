@@ -8,11 +8,13 @@ import sys
 from typing import Any
 
 from region.cli.client import ApiClient, ClientError, Profile, ProfileStore, api_url
+from region.cli.password_input import PasswordInputError
 from region.cli.image_cli import add_images_parser
 from region.cli.network_cli import add_network_parsers
 from region.cli.sshkey_cli import add_sshkey_parser
 from region.cli.table import render_table
 from region.cli.machine_cli import add_machine_parser
+from region.cli.users_cli import add_users_parser
 from region.cli.vmhost_cli import add_vm_host_parser
 
 
@@ -126,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_machine_parser(sub)
     add_images_parser(sub)
     add_sshkey_parser(sub)
+    add_users_parser(sub)
     return parser
 
 
@@ -137,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             args.func(args, ApiClient(store.get(args.profile)))
         else:
             args.func(args, store)
-    except ClientError as e:
+    except (ClientError, PasswordInputError) as e:
         print(f"vmyard: {e}", file=sys.stderr)
         return 1
     return 0
