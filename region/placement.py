@@ -198,8 +198,15 @@ def _check_pinned(host: HostCapacity, usage: dict[int, NodeUsage], request: Requ
     return [f"core(s) {_cores(taken)} already pinned to other VMs"] if taken else []
 
 
-def _cores(cores) -> str:
-    return ",".join(str(c) for c in cores)
+def _cores(cores: list[int]) -> str:
+    """Sorted cores as runs, short whatever was asked: [0, 1, 2, 5] -> '0-2,5'."""
+    runs: list[list[int]] = []
+    for c in cores:
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in runs)
 
 
 def _node_free(node: NumaCapacity, used: NodeUsage, host: HostCapacity, hugepages: bool) -> tuple[float, float]:

@@ -64,6 +64,8 @@ def test_compose_refuses_bad_numbers_and_pins_naming_the_field(admin_api, host_i
     for field, value in COMPOSE_REFUSED:
         reply = admin_api.post(f"vm-hosts/{host_id}/", data={"op": "compose", field: value})
         _refused(reply, field)
+    beyond = admin_api.post(f"vm-hosts/{host_id}/", data={"op": "compose", "pinned_cores": "2-1023"})
+    assert beyond.json() == {"pinned_cores": ["VM host race has no core(s) 4-1023"]}
 
 
 def test_number_fields_of_other_forms_are_bounded(admin_api, host_id):

@@ -36,11 +36,12 @@ class AllocateOperations:
         :type system_id: String
         :param arch: Optional. Architecture (repeatable), e.g. ``amd64``.
         :type arch: String
-        :param cpu_count: Optional. Minimum cores.
+        :param cpu_count: Optional. Minimum cores (at most 4096).
         :type cpu_count: Int
-        :param mem: Optional. Minimum memory, MiB (a composed VM gets this, default 2048).
+        :param mem: Optional. Minimum memory, MiB (a composed VM gets this, default 2048; at most 2^30).
         :type mem: Int
-        :param tags: Optional. Tags the machine (or VM host, to compose) must have (repeatable).
+        :param tags: Optional. Tags the machine (or VM host, to compose) must have (repeatable; each
+            list constraint takes at most 100 values).
         :type tags: String
         :param not_tags: Optional. Tags it must not have.
         :type not_tags: String
@@ -52,10 +53,10 @@ class AllocateOperations:
         :type pool: String
         :param pod: Optional. VM host name; ``not_pod``, ``pod_type``, ``not_pod_type`` likewise.
         :type pod: String
-        :param storage: Optional. ``label:size(tags),…`` in GB; the first is the root disk.
+        :param storage: Optional. ``label:size(tags),…`` in GB; the first is the root disk (at most 64).
         :type storage: String
         :param interfaces: Optional. ``label:space=X[,…][;…]``: a NIC per label on a host interface
-            in that space/subnet/VLAN/fabric.
+            in that space/subnet/VLAN/fabric (at most 64 labels).
         :type interfaces: String
         :param subnets: Optional. Also ``not_subnets`` (e.g. ``space:2``), ``vlans``, ``fabrics``,
             ``fabric_classes`` and their ``not_`` forms: networks some NIC is (not) on.

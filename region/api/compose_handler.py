@@ -18,11 +18,11 @@ class ComposeOperation:
         A request that does not fit is refused with 409 and a message saying
         which resource falls short, by how much, per NUMA node where relevant.
 
-        :param cores: Optional. vCPUs (default 1, or the number of pinned cores).
+        :param cores: Optional. vCPUs (default 1, or the number of pinned cores), at most 4096.
         :type cores: Int
-        :param pinned_cores: Optional. Host cores to pin (repeat, or ``0-3,8``).
+        :param pinned_cores: Optional. Host cores to pin (repeat, or ``0-3,8``), at most 1024.
         :type pinned_cores: Int
-        :param memory: Optional. MiB (default 2048, at least 1024).
+        :param memory: Optional. MiB (default 2048, at least 1024, at most 2^30).
         :type memory: Int
         :param hugepages_backed: Optional. Back the memory with the host's hugepages.
         :type hugepages_backed: Boolean
@@ -38,9 +38,10 @@ class ComposeOperation:
         :type pool: String
         :param storage: Optional. ``label:size(pool),…`` in GB (default ``root:8(local)``); a tag
             naming a storage pool puts the disk there, else the default pool, else the emptiest.
+            At most 64 disks of at most 1 PB each, 4096 characters in all.
         :type storage: String
         :param interfaces: Optional. ``label:key=value[,…][;…]`` with keys such as space, subnet,
-            vlan, fabric, ip (a static address from that subnet).
+            vlan, fabric, ip (a static address from that subnet); at most 64 labels, 8192 characters.
         :type interfaces: String
         """
         machine = await compose.compose(call.ctx, call.path_args["id"], compose_fields(call.params))

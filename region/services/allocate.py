@@ -30,6 +30,8 @@ Unavailable (503).
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 
 from common import hosterrors
@@ -67,6 +69,7 @@ def survey_thd(cur, c: Constraints) -> list[HostOption]:
     """Every VM host, with why it cannot take the VM or how much it would have left."""
     zones = {z.id: z.name for z in named.list_thd(cur, named.ZONES)}
     pools = {p.id: p.name for p in named.list_thd(cur, named.RESOURCE_POOLS)}
+    subnet_for_ip = functools.cache(lambda ip: networks.subnet_for_ip_thd(cur, ip))  # once, not once per host
     out = []
     for host in hosts.list_thd(cur):
         reason = host_filter_reason(c, host, zones[host.zone_id], pools[host.pool_id])
@@ -85,7 +88,7 @@ def survey_thd(cur, c: Constraints) -> list[HostOption]:
             problems.append(str(e))
         try:
             ifaces = networks.host_interface_networks_thd(cur, host.id)
-            resolved = resolve(list(ask.interfaces), ifaces, host.name, lambda ip: networks.subnet_for_ip_thd(cur, ip))
+            resolved = resolve(list(ask.interfaces), ifaces, host.name, subnet_for_ip)
             problems += network_shortfalls(c, [r.iface for r in resolved])
         except ConstraintError as e:
             problems.append(str(e))
