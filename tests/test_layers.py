@@ -24,6 +24,7 @@ FORBIDDEN = [
     ("region/placement.py", ("region", "common", "twisted", "psycopg2", "pylxd", "socket", "os", "subprocess")),
     ("region/netconstraints.py", ("region", "common", "twisted", "psycopg2", "pylxd", "socket", "os",
                                   "subprocess")),
+    ("region/number_input.py", ("region", "common", "twisted", "psycopg2", "pylxd", "socket", "os", "subprocess")),
 ]
 
 # SQL is written only in region/db (embedded_pg runs initdb/pg_ctl, not SQL).
