@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(postgresql postgresql-contrib ca-certificates curl lxd qemu-system-x86 ovmf)
+# The region makes uploaded disk images (ddraw, ddgz, ddxz) into LXD VM images with qemu-img.
+APT_PACKAGES+=(qemu-utils)
 # The client tests build a Python 3.11 virtualenv with python-libmaas from PyPI.
 if [ "${1:-}" = "--test" ]; then
   APT_PACKAGES+=(python3-venv)

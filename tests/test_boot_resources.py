@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import io
+import json
 import os
 import socket
+import subprocess
 import tarfile
 import types
 import urllib.error
@@ -192,12 +195,34 @@ def test_delete_removes_the_files(region, admin_api, user_api, tmp_path):
     assert admin_api.get("boot-resources/").json() == []
 
 
-def test_disk_image_is_stored_as_uploaded(region, admin_api):
-    content = os.urandom(70_000)
-    done = upload(admin_api, create(admin_api, content, name="custom/disk", filetype="ddraw"), content, 30_000)
-    assert done["state"] == "complete" and done["lxd_fingerprint"] is None
-    assert the_file(done)["filename"] == "root-dd"
-    assert (region.data_dir / "images" / f"upload-{done['id']}").read_bytes() == content
+def test_compressed_disk_image_becomes_an_lxd_vm_image(region, admin_api, tmp_path, lxd_server):
+    disk = bytearray(4 * 1024 * 1024)
+    disk[1024 * 1024:1024 * 1024 + 70_000] = os.urandom(70_000)
+    content = gzip.compress(bytes(disk))
+    done = upload(admin_api, create(admin_api, content, name="custom/disk", filetype="ddgz"), content, 30_000)
+    assert done["state"] == "complete" and the_file(done)["filename"] == "root-dd.gz"
+    assert not (region.data_dir / "images" / f"upload-{done['id']}").exists()
+
+    url, token = images.image_url_for_rack(rack_context(region), as_row(done))
+    status, served = fetch(url, token)
+    assert status == 200
+    tarball = tmp_path / "vm.tar"
+    tarball.write_bytes(served)
+    with tarfile.open(tarball) as unified:
+        assert unified.getnames() == ["metadata.yaml", "rootfs.img"]
+        unified.extract("rootfs.img", tmp_path, filter="data")
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(tmp_path / "rootfs.img")],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert info["format"] == "qcow2" and info["virtual-size"] == len(disk)
+    lxd_server.lxc("image", "import", str(tarball))
+    try:
+        assert "virtual-machine" in lxd_server.lxc("image", "info", done["lxd_fingerprint"]).lower()
+    finally:
+        lxd_server.lxc("image", "delete", done["lxd_fingerprint"])
+
+    broken = os.urandom(1000)
+    refused = put_chunk(admin_api, create(admin_api, broken, name="custom/broken", filetype="ddxz"), broken)
+    assert refused.status == 400 and "ddxz" in refused.text
 
 
 def test_lxd_unified_tarball_is_kept_as_uploaded(region, admin_api, tmp_path):

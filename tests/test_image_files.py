@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import os
+import subprocess
 import tarfile
 
 import pytest
@@ -84,3 +85,29 @@ def test_not_a_tarball_is_a_bad_image(tmp_path):
         image_files.rootfs_to_lxd(source, tmp_path, b"architecture: x86_64\n")
     with pytest.raises(image_files.BadImage):
         image_files.check_lxd_tarball(source)
+
+
+def test_a_qcow2_disk_goes_into_the_vm_image_as_it_is(tmp_path):
+    source = tmp_path / "upload-1"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(source), "10M"], check=True, capture_output=True)
+    fingerprint, _ = image_files.disk_to_lxd(source, tmp_path, "qcow2", b"architecture: x86_64\n")
+    with tarfile.open(image_files.lxd_path(tmp_path, fingerprint)) as tar:
+        assert tar.getnames() == ["metadata.yaml", "rootfs.img"]
+        assert tar.extractfile("rootfs.img").read() == source.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"lxd-{fingerprint}.tar", "upload-1"]
+
+
+def test_a_raw_disk_called_qcow2_is_refused(tmp_path):
+    source = tmp_path / "upload-1"
+    source.write_bytes(bytes(65536))
+    with pytest.raises(image_files.BadImage, match="could not read"):
+        image_files.disk_to_lxd(source, tmp_path, "qcow2", b"architecture: x86_64\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["upload-1"]
+
+
+def test_a_qcow2_with_a_backing_file_is_refused(tmp_path):
+    source = tmp_path / "upload-1"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", "-F", "raw", "-b", "/etc/hostname", str(source)],
+                   check=True, capture_output=True)
+    with pytest.raises(image_files.BadImage, match="backing"):
+        image_files.disk_to_lxd(source, tmp_path, "qcow2", b"architecture: x86_64\n")

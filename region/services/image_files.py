@@ -1,24 +1,32 @@
 """Image bytes on the region's disk: blocking functions, run in the image thread pool only.
 
-Layout under `<data_dir>/images/`: `upload-<id>` while a file arrives (and for images kept
-as uploaded), `lxd-<fingerprint>.tar` for the LXD unified tarball hosts are given.
+Layout under `<data_dir>/images/`: `upload-<id>` while a file arrives, `lxd-<fingerprint>.tar`
+for the LXD unified tarball hosts are given (a container image from a root filesystem
+tarball, or a VM image from a disk image), `*.partial`/`*.convert` only while one is made.
 """
 
 from __future__ import annotations
 
 import errno
+import gzip
 import hashlib
 import io
+import json
+import lzma
 import os
 import shutil
+import subprocess
 import tarfile
 import time
+import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import yaml
 
 COPY_BLOCK = 1 << 20
+QEMU_IMG_TIMEOUT = 3600  # seconds for one conversion of a disk image
+DISK_FILETYPES = ("ddraw", "ddgz", "ddxz", "qcow2")
 
 # MAAS architecture names -> LXD's (metadata.yaml's `architecture`).
 LXD_ARCHITECTURES = {"amd64": "x86_64", "arm64": "aarch64", "armhf": "armv7l", "i386": "i686",
@@ -147,34 +155,97 @@ def metadata_yaml(architecture: str, name: str, title: str) -> bytes:
     }).encode()
 
 
-def rootfs_to_lxd(source: Path, images: Path, metadata: bytes) -> tuple[str, int]:
-    """Stream a root filesystem tarball (MAAS's tgz) into an LXD unified tarball: metadata.yaml,
-    then every entry under rootfs/.  Returns its fingerprint (sha256) and size."""
-    partial = images / f"{source.name}.lxd.partial"
+def _write_unified(images: Path, partial_name: str, metadata: bytes, what: str,
+                   add_entries: Callable[[tarfile.TarFile], None]) -> tuple[str, int]:
+    """Write an LXD unified tarball (metadata.yaml, then what `add_entries` adds) as it is hashed;
+    returns its fingerprint (sha256) and size.  Nothing is left behind on failure."""
+    partial = images / partial_name
     try:
-        with tarfile.open(source, "r|*") as rootfs, open(partial, "wb") as raw:
+        with open(partial, "wb") as raw:
             hashing = _HashingWriter(raw)
             with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as unified:
                 info = tarfile.TarInfo("metadata.yaml")
                 info.size, info.mtime, info.mode = len(metadata), int(time.time()), 0o644
                 unified.addfile(info, io.BytesIO(metadata))
-                for member in rootfs:
-                    member.name = _rootfs_name(member.name)
-                    if member.islnk():
-                        member.linkname = _rootfs_name(member.linkname)
-                    unified.addfile(member, rootfs.extractfile(member) if member.isreg() else None)
+                add_entries(unified)
             raw.flush()
             os.fsync(raw.fileno())
     except BaseException as e:
         partial.unlink(missing_ok=True)
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             raise _disk_full() from None
-        if isinstance(e, (tarfile.TarError, EOFError)):
-            raise BadImage(f"the file is not a readable root filesystem tarball ({e})") from None
+        if isinstance(e, (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)):
+            raise BadImage(f"the file is not a readable {what} ({e})") from None
         raise
     fingerprint = hashing.digest.hexdigest()
     os.replace(partial, lxd_path(images, fingerprint))
     return fingerprint, hashing.size
+
+
+def rootfs_to_lxd(source: Path, images: Path, metadata: bytes) -> tuple[str, int]:
+    """Stream a root filesystem tarball (MAAS's tgz) into an LXD container image: every entry
+    goes under rootfs/."""
+    def add_rootfs(unified: tarfile.TarFile) -> None:
+        with tarfile.open(source, "r|*") as rootfs:
+            for member in rootfs:
+                member.name = _rootfs_name(member.name)
+                if member.islnk():
+                    member.linkname = _rootfs_name(member.linkname)
+                unified.addfile(member, rootfs.extractfile(member) if member.isreg() else None)
+
+    return _write_unified(images, f"{source.name}.lxd.partial", metadata, "root filesystem tarball", add_rootfs)
+
+
+def disk_to_lxd(source: Path, images: Path, filetype: str, metadata: bytes) -> tuple[str, int]:
+    """A disk image (ddraw, ddgz, ddxz or qcow2) into an LXD VM image: metadata.yaml and
+    rootfs.img, a qcow2 made by qemu-img (compressed images are first streamed to a raw file)."""
+    work = images / f"{source.name}.convert"
+    work.mkdir(mode=0o700, exist_ok=True)
+    try:
+        if filetype == "qcow2":
+            _check_self_contained(source)
+            qcow2 = source
+        else:  # the format is given, never probed: a raw disk may look like anything
+            raw = source if filetype == "ddraw" else _decompressed(source, filetype, work / "disk.raw")
+            qcow2 = work / "rootfs.img"
+            _qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2))
+        return _write_unified(images, f"{source.name}.lxd.partial", metadata, "disk image",
+                              lambda unified: unified.add(str(qcow2), arcname="rootfs.img"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _decompressed(source: Path, filetype: str, raw: Path) -> Path:
+    opener = gzip.open if filetype == "ddgz" else lzma.open
+    try:
+        with opener(source, "rb") as packed, open(raw, "wb") as out:
+            shutil.copyfileobj(packed, out, COPY_BLOCK)
+    except (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile) as e:
+        raise BadImage(f"the file is not a readable {filetype} disk image ({e})") from None
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise _disk_full() from None
+        raise
+    return raw
+
+
+def _check_self_contained(qcow2: Path) -> None:
+    """A qcow2 naming a backing or data file would make the host read that file: refused."""
+    info = json.loads(_qemu_img("info", "-f", "qcow2", "--output=json", str(qcow2)))
+    if "backing-filename" in info or info.get("format-specific", {}).get("data", {}).get("data-file"):
+        raise BadImage("the qcow2 image refers to a backing or data file; upload a self-contained image")
+
+
+def can_convert_disks() -> bool:
+    return shutil.which("qemu-img") is not None
+
+
+def _qemu_img(*args: str) -> str:
+    try:
+        return subprocess.run(["qemu-img", *args], check=True, capture_output=True, text=True,
+                              timeout=QEMU_IMG_TIMEOUT).stdout
+    except subprocess.CalledProcessError as e:
+        raise BadImage(f"qemu-img could not read the disk image: {e.stderr.strip()}") from None
 
 
 def check_lxd_tarball(path: Path) -> None:

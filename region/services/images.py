@@ -79,6 +79,9 @@ async def create(ctx: Context, new: NewResource) -> BootResource:
     """Record an image whose bytes will follow in chunks; refused up front if they cannot fit."""
     if new.filetype not in FILENAMES:
         raise FieldError("filetype", f"Unknown filetype {new.filetype!r}; one of: {', '.join(FILENAMES)}.")
+    if new.filetype in image_files.DISK_FILETYPES and not image_files.can_convert_disks():
+        raise FieldError("filetype", "Disk images are made into LXD VM images with qemu-img, which this region "
+                                     "lacks: install Debian's qemu-utils.")
     free = await _work.run(image_files.free_bytes, images_dir(ctx))
     if free < new.size:
         raise Refused(f"The region's data dir has {free} bytes free, too few for an image of {new.size} bytes.")
@@ -153,20 +156,20 @@ async def _finish(ctx: Context, resource: BootResource, sha256: str) -> BootReso
     return await ctx.db.run(complete_thd)
 
 
-def _make_lxd_image(resource: BootResource, images_path: Path) -> tuple[str | None, int | None]:
-    """The LXD image made from a complete upload (fingerprint, size); disk images are kept as
-    uploaded for now (no fingerprint): converting them for VMs is still to come."""
+def _make_lxd_image(resource: BootResource, images_path: Path) -> tuple[str, int]:
+    """The LXD image made from a complete upload: its fingerprint and size."""
     upload = image_files.upload_path(images_path, resource.id)
-    if resource.filetype == "tgz":
-        made = image_files.rootfs_to_lxd(
-            upload, images_path, image_files.metadata_yaml(resource.architecture, resource.name, resource.title))
-        upload.unlink()
-        return made
     if resource.filetype == "lxd":
         image_files.check_lxd_tarball(upload)
         upload.replace(image_files.lxd_path(images_path, resource.sha256))
         return resource.sha256, resource.size
-    return None, None
+    metadata = image_files.metadata_yaml(resource.architecture, resource.name, resource.title)
+    if resource.filetype == "tgz":
+        made = image_files.rootfs_to_lxd(upload, images_path, metadata)
+    else:
+        made = image_files.disk_to_lxd(upload, images_path, resource.filetype, metadata)
+    upload.unlink()
+    return made
 
 
 async def _fail(ctx: Context, resource: BootResource, reason: str) -> None:
