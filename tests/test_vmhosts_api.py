@@ -7,6 +7,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from common import tls
+from region.api.vmhost_forms import lxd_address_problem
+from region.db import hosts, named
+from region.db.pool import run_sync
+from tests.conftest import region_box
 from tests.fixtures.daemons import http_get
 
 EXPECTED_KEYS = {  # the MAAS keys plus vmyard's state
@@ -117,3 +121,33 @@ def test_required_fields_unknown_zone_and_duplicates(lxd_api, lxd_server):
 def test_non_admin_cannot_add_hosts(user_api):
     assert user_api.post("vm-hosts/", data={"type": "lxd", "power_address": "h:1"}).status == 403
     assert user_api.get("vm-hosts/").json() == []
+
+
+@pytest.mark.parametrize("address", ["h", "h:8443", "https://h:8443/", "10.0.0.1:1", "lxd.example.com:65535",
+                                     "[::1]", "[::1]:8443", "[fe80::1%eth0]:8443"])
+def test_lxd_addresses_accepted(address):
+    assert lxd_address_problem(address) is None
+
+
+@pytest.mark.parametrize("address,message", [
+    ("127.0.0.1:99999", "port from 1 to 65535"), ("h:0", "port from 1 to 65535"), ("h:", "port from 1 to 65535"),
+    ("h:x", "port from 1 to 65535"), ("::1", "IPv6 address in brackets"), ("[::1", "Close"),
+    ("[zz]:1", "IPv6 address between the brackets"), ("[::1]x", "[address]:port"), ("http://h", "https"),
+    ("u@h:1", "host and port only"), (":8443", "host name or IP address"), ("a b:1", "host name or IP address")])
+def test_lxd_addresses_refused(address, message):
+    assert message in lxd_address_problem(address)
+
+
+def test_bad_power_address_is_a_400_on_create_and_update(region, admin_api, dsn):
+    def host_thd(cur):
+        zone, pool = named.get_default_thd(cur, named.ZONES), named.get_default_thd(cur, named.RESOURCE_POOLS)
+        return hosts.create_thd(cur, region_box(region), hosts.NewHost(
+            "lxd1", "lxd", "10.0.0.1:8443", "default", "CERT", "KEY", zone.id, pool.id, [], 1.0, 1.0, None)).id
+
+    host_id = run_sync(dsn, host_thd)
+    created = admin_api.post("vm-hosts/", data={"type": "lxd", "power_address": "127.0.0.1:99999"})
+    updated = admin_api.put(f"vm-hosts/{host_id}/", data={"power_address": "[::1]:0"})
+    for reply in (created, updated):
+        assert (reply.status, list(reply.json())) == (400, ["power_address"]), reply.text
+        assert "port from 1 to 65535" in reply.json()["power_address"][0]
+    assert admin_api.get(f"vm-hosts/{host_id}/").json()["power_address"] == "10.0.0.1:8443"
