@@ -139,7 +139,7 @@ class RegionService(service.MultiService):
         log.info("region ready: API at {url}api/2.0/, RPC on port {rpc}", url=self._url(), rpc=self.rpc_port)
         if not any(u.is_superuser for u in await self.db.run(users.list_users_thd)):
             log.info("no administrator yet: create one with `vmyard-region createadmin --username admin "
-                     "--password PASSWORD --email admin@example.com`, then `vmyard-region apikey "
+                     "--email admin@example.com` (it asks for the password), then `vmyard-region apikey "
                      "--username admin` for `vmyard login`")
         self.ready.callback(self)
 
