@@ -100,8 +100,10 @@ def test_http_non_admins_see_unowned_and_their_own_machines(shared_region):
     assert bob.get("machines/", query={"agent_name": "model-a"}).json() == []
     assert bob.get("machines/", query={"id": alice_vm}).json() == []
     assert bob.get("tags/gpu/", query={"op": "machines"}).json() == []
-    refused = bob.post(f"machines/{alice_vm}/", data={"op": "set_owner_data", "juju": "bob's"})
-    assert refused.status == 403, "a write to someone else's machine is refused as MAAS refuses it"
+    for op in ("set_owner_data", "release", "deploy", "power_on", "power_off"):
+        refused = bob.post(f"machines/{alice_vm}/", data={"op": op, "juju": "bob's"})
+        assert refused.status == 403, f"{op} on someone else's machine is refused as MAAS refuses it"
+    assert bob.post("machines/", data={"op": "release", "machines": alice_vm}).status == 403
     numa_vms = bob.get(f"vm-hosts/{host_id}/", query={"op": "resources"}).json()["vms"]
     assert [v["hostname"] for v in numa_vms] == ["free-vm"]
 
