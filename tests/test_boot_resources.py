@@ -16,6 +16,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import pytest
+
 from devstack.oauth import plaintext_header
 from region.db.images import BootResource
 from region.services import images
@@ -79,12 +81,17 @@ def test_chunked_tgz_upload_completes_is_listed_and_served_to_racks(region, admi
     assert status == 403
 
 
-def test_expired_token_is_refused(region, admin_api, tmp_path, monkeypatch):
+def test_expired_or_malformed_tokens_are_refused(region, admin_api, tmp_path, monkeypatch):
     content = rootfs_tgz(tmp_path / "root.tgz", random_bytes=1000)
     done = upload(admin_api, create(admin_api, content), content, len(content))
     monkeypatch.setattr(images, "TOKEN_LIFETIME", -1)
     url, token = images.image_url_for_rack(rack_context(region), as_row(done))
     assert fetch(url, token)[0] == 403
+    for garbage in ("9" * 5000 + ".00", "\u00b2\u00b2.ab", token.split(".")[0] + ".\u00e9", ""):
+        assert fetch(url, garbage)[0] == 403
+    with pytest.raises(urllib.error.HTTPError) as unsigned:
+        urllib.request.urlopen(url, timeout=10)
+    assert unsigned.value.code == 403
 
 
 def test_maas_cli_flow_4mib_chunks_and_lxd_imports_it(region, admin_api, tmp_path, lxd_server):

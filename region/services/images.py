@@ -35,6 +35,7 @@ IMAGE_THREADS = 2
 TOKEN_LIFETIME = 600  # seconds a rack has to start fetching an image
 _TOKEN_PURPOSE = "vmyard image download"
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+_EXPIRY = re.compile(r"[0-9]{1,12}")
 
 
 class _ImageWork:
@@ -54,6 +55,11 @@ class _ImageWork:
 
     def lock(self, resource_id: int) -> defer.DeferredLock:
         return self._locks.setdefault(resource_id, defer.DeferredLock())
+
+    def forget(self, resource_id: int) -> None:
+        """A deleted upload: its running hash and lock go (a waiter still holds its lock)."""
+        self.hashes.forget(resource_id)
+        self._locks.pop(resource_id, None)
 
 
 _work = _ImageWork()
@@ -193,7 +199,7 @@ async def delete(ctx: Context, resource_id: int) -> BootResource:
             return gone
 
         gone = await ctx.db.run(delete_thd)
-        _work.hashes.forget(resource_id)
+        _work.forget(resource_id)
         await _work.run(image_files.remove_files, images_dir(ctx), resource_id, gone.lxd_fingerprint)
         return gone
 
@@ -217,11 +223,12 @@ def image_url_for_rack(ctx: Context, resource: BootResource) -> tuple[str, str]:
 
 def image_file_for_token(ctx: Context, fingerprint: str, token: str) -> Path:
     """The file to serve for `fingerprint` if `token` was signed for it and has not expired."""
-    expiry_text, _, signature = token.partition(".")
+    expiry, _, signature = token.partition(".")
     if not _FINGERPRINT.fullmatch(fingerprint):
         raise NotFound("image")
-    if not expiry_text.isdigit() or int(expiry_text) < time.time() or not hmac.compare_digest(
-            signature, _signature(ctx, fingerprint, int(expiry_text))):
+    valid = _EXPIRY.fullmatch(expiry) and int(expiry) >= time.time() and hmac.compare_digest(
+        signature.encode(), _signature(ctx, fingerprint, int(expiry)).encode())
+    if not valid:
         raise Forbidden("The image token is invalid or has expired.")
     path = image_files.lxd_path(images_dir(ctx), fingerprint)
     if not path.is_file():
