@@ -4,10 +4,12 @@ Hypothesis draws a handler x action from the live describe document, a caller (a
 normal user, anonymous), path arguments (real ids and garbage), parameters (the action's own
 and unknown ones) with hostile values (NUL, lone surrogates, huge and non-finite numbers, long
 strings) and a body encoding (urlencoded, multipart, JSON, or malformed bytes).  Every answer
-must be below 500, except a 503 that says why (no rack is connected to this region, so work
-bound for a VM host may be refused that way).  Afterwards the region still answers and each VM
-host's `used` is the sum of its machines.  Deterministic (derandomize) and bounded, so it
-suits CI: two to three minutes.
+must be below 500, except a 503 that says why (work bound for a VM host is refused that way
+when no rack can do it).  Afterwards the region still answers and each VM host's `used` is the
+sum of its machines.  The whole API is fuzzed on a region without a rack; the VM host and
+machine actions again through a rack to a real LXD host, whose instances must then be exactly
+the machines the region records.  Deterministic (derandomize) and bounded, so it suits CI:
+about four minutes for both.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from region.db import allocations, hosts, machines, named, tags, users
+from region.db import hosts, machines
 from region.db.pool import run_sync
-from region.services.machines import MachineQuery
 from tests.conftest import make_user, region_box
 from tests.fixtures.http import Api, Reply
+from tests.fixtures.lxd import lxc_json
+from tests.test_access import shared_region  # noqa: F401  (fixture)
+from tests.test_vmhosts_lxd import add_trusted_host
 
-MIB = 1024 * 1024
 EXAMPLES = 1500  # two to three minutes on a 2-core machine
+LXD_EXAMPLES = 300  # each may go through the rack to LXD
 
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -106,31 +110,13 @@ def actions(describe: dict) -> list[tuple[str, list[str], dict]]:
 
 
 @pytest.fixture
-def fuzz_region(region, dsn):
-    """A plain region (no rack) holding a VM host with alice's machine and an unowned one."""
-    box = region_box(region)
-    apis = {name: Api(region.api, make_user(dsn, box, name, admin=name == "admin")) for name in ("admin", "alice")}
-    apis["anonymous"] = Api(region.api)
-
-    def populate_thd(cur):
-        zone, pool = named.get_default_thd(cur, named.ZONES), named.get_default_thd(cur, named.RESOURCE_POOLS)
-        host = hosts.create_thd(cur, box, hosts.NewHost("lxd1", "lxd", "10.0.0.1:8443", "vmyard", "CERT", "KEY",
-                                                        zone.id, pool.id, [], 1.0, 1.0, None))
-        tags.create_thd(cur, "gpu")
-        for hostname in ("alice-vm", "free-vm"):
-            made, _ = machines.reserve_thd(cur, machines.NewMachine(
-                hostname, host.id, "vmyard", "amd64/generic", 2, 1024 * MIB, [], False, [], zone.id, pool.id,
-                None, False, [], [], []))
-            machines.update_thd(cur, made.id, {"status": "ready"})
-        listed = machines.list_thd(cur, MachineQuery())
-        alice = users.get_user_thd(cur, "alice")
-        owned = next(m for m in listed if m.hostname == "alice-vm")
-        allocations.claim_thd(cur, owned.id, alice.id, "model-a")
-        names = [str(host.id), "0", "1", "lxd1", "gpu", "default", "alice", "admin"]
-        return names + [m.system_id for m in listed]
-
-    real_ids = run_sync(dsn, populate_thd)
-    return dsn, apis, real_ids
+def fuzz_region(shared_region, dsn):
+    """A plain region (no rack) holding a VM host with alice's machine and an unowned one; bob is a
+    user too."""
+    apis, host_id, _ = shared_region
+    apis = {**apis, "anonymous": Api(apis["admin"].base)}
+    system_ids = [m["system_id"] for m in apis["admin"].get("machines/").json()]
+    return dsn, apis, [str(host_id), "0", "1", "lxd1", "gpu", "default", "alice", "admin", *system_ids]
 
 
 def assert_usage_is_the_sum_of_the_machines(api: Api, dsn: str) -> None:
@@ -151,22 +137,30 @@ def acceptable(reply: Reply) -> bool:
     return reply.status == 503 and bool(reply.headers.get("retry-after") or reply.body.strip())
 
 
-def test_no_request_described_by_the_api_gets_a_server_error(fuzz_region):
-    dsn, apis, real_ids = fuzz_region
-    describe = apis["anonymous"].get("describe/").json()
-    every_action = actions(describe)
-    assert len(every_action) > 50, "describe/ lists the whole API"
-    prefix = "/MAAS/api/2.0/"
+def ids_found(api: Api, path: str, params: list[str], real_ids: list[str]) -> list[str]:
+    """The ids that name something at `path` (its one parameter), so most requests get past the lookup."""
+    if len(params) != 1:
+        return real_ids
+    found = [i for i in real_ids if api.get(path.replace("{" + params[0] + "}", encode(i))).status != 404]
+    return found or real_ids
 
-    @FUZZ_SETTINGS
+
+def fuzz(apis: dict[str, Api], real_ids: list[str], targets: list[tuple[str, list[str], dict]],
+         examples: int) -> None:
+    """`examples` requests, each to one of `targets` by one of `apis`; none may get a 5xx."""
+    prefix = "/MAAS/api/2.0/"
+    found = {template: ids_found(apis["admin"], template[len(prefix):], params, real_ids)
+             for template, params, _ in targets}
+
+    @settings(FUZZ_SETTINGS, max_examples=examples)
     @given(data=st.data())
     def one_request(data):
-        template, path_params, action = data.draw(st.sampled_from(every_action), label="action")
-        caller = data.draw(st.sampled_from(["admin", "alice", "anonymous"]), label="caller")
+        template, path_params, action = data.draw(st.sampled_from(targets), label="action")
+        caller = data.draw(st.sampled_from(sorted(apis)), label="caller")
         path = template[len(prefix):]
         for param in path_params:
             real = data.draw(st.integers(0, 3), label=f"{param} is real") > 0  # mostly: reach past the lookup
-            value = data.draw(st.sampled_from(real_ids) if real else hostile_text(), label=param)
+            value = data.draw(st.sampled_from(found[template]) if real else hostile_text(), label=param)
             path = path.replace("{" + param + "}", encode(value) or "x")
         names = documented_params(action["doc"]) + COMMON_FIELDS
         fields = data.draw(st.lists(st.tuples(st.one_of(st.sampled_from(names), st.text(max_size=10)),
@@ -185,4 +179,35 @@ def test_no_request_described_by_the_api_gets_a_server_error(fuzz_region):
 
     one_request()
     assert apis["anonymous"].get("version/").status == 200
+
+
+def test_no_request_described_by_the_api_gets_a_server_error(fuzz_region):
+    dsn, apis, real_ids = fuzz_region
+    every_action = actions(apis["anonymous"].get("describe/").json())
+    assert len(every_action) > 50, "describe/ lists the whole API"
+    fuzz(apis, real_ids, every_action, EXAMPLES)
     assert_usage_is_the_sum_of_the_machines(apis["admin"], dsn)
+
+
+def test_host_and_machine_actions_on_a_real_lxd_host_keep_records_and_lxd_in_step(lxd_region, lxd_api, lxd_server,
+                                                                                   dsn):
+    """Through a rack to LXD: what the region records for the host is what LXD has."""
+    apis = {"admin": lxd_api, "alice": Api(lxd_region.api, make_user(dsn, region_box(lxd_region), "alice",
+                                                                     admin=False)),
+            "anonymous": Api(lxd_region.api)}
+    host = add_trusted_host(lxd_api, lxd_server)
+    composed = [lxd_api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "storage": "root:1"})
+                for _ in range(2)]
+    assert [c.status for c in composed] == [200, 200], composed[0].text
+    real_ids = [str(host["id"]), host["name"], "default", "alice"] + [c.json()["system_id"] for c in composed]
+    host_bound = [t for t in actions(apis["anonymous"].get("describe/").json())
+                  if re.search(r"/(vm-hosts|pods|machines?)/", t[0])]
+    try:
+        fuzz(apis, real_ids, host_bound, LXD_EXAMPLES)
+        assert_usage_is_the_sum_of_the_machines(lxd_api, dsn)
+        for current in (h for h in run_sync(dsn, hosts.list_thd) if h.id == host["id"]):  # unless fuzzed away
+            in_lxd = lxc_json(lxd_server, f"/1.0/instances?recursion=1&project={current.project}")
+            recorded = run_sync(dsn, machines.list_for_host_thd, current.id)
+            assert {i["name"] for i in in_lxd} == {m.hostname for m in recorded if m.project == current.project}
+    finally:
+        lxd_api.delete(f"vm-hosts/{host['id']}/", data={"decompose": "true"})
