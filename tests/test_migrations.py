@@ -8,7 +8,7 @@ import attrs
 import psycopg2
 import pytest
 
-from region.db import events, hosts, migrate, named, network_models, racks, tags, users
+from region.db import events, hosts, images, migrate, named, network_models, racks, tags, users
 
 # Each attrs row type and the table it is read from.
 MODELS = [
@@ -26,6 +26,7 @@ MODELS = [
     (network_models.IPRange, "ip_ranges"),
     (network_models.StaticIP, "static_ips"),
     (tags.Tag, "tags"),
+    (images.BootResource, "boot_resources"),
 ]
 DERIVED = {"connections", "storage_pools"}  # computed by the query, not stored
 
