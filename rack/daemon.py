@@ -52,6 +52,7 @@ def build_settings(args: argparse.Namespace):
         secret=secret,
         connections=int(pick("connections", 2)),
         rpc_endpoint=parse_endpoint(args.rpc_endpoint, 0) if args.rpc_endpoint else None,
+        regions_poll_interval=float(file.get("regions_poll_interval", 30.0)),
     ), pick("log_level", "info"), pick("log_format", "text")
 
 

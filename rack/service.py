@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from zope.interface import implementer
 
 from common import tls
 from common.enrolment import ENROL_PATH, EnrolRequest, EnrolResponse
+from common.rpc import region_commands
+from common.rpc.wire import RegionEndpoint
 from common.tlsopts import rack_client_options
 from common.version import VERSION
 from rack.hostops import HostOperations
@@ -41,6 +44,7 @@ class RackSettings:
     # The region a rack runs inside knows its RPC endpoint better than the
     # identity saved at enrolment (its port may have changed since).
     rpc_endpoint: tuple[str, int] | None = None
+    regions_poll_interval: float = 30.0  # seconds between asking for regions started since we connected
 
 
 @attrs.frozen
@@ -117,7 +121,8 @@ class RackService(service.MultiService):
     deleted), after which retrying is pointless.  After that, each `ClientService` child keeps one connection
     up, reconnecting with jittered backoff whenever it drops (for example while
     the region restarts).  `connections` of them per region: the first region's answer
-    lists every live region, and the rack connects to the ones it does not know yet.
+    lists every live region, and the rack connects to the ones it does not know yet (and
+    asks again every `regions_poll_interval` seconds).
 
     :ivar identity: set once enrolled.
     """
@@ -173,6 +178,10 @@ class RackService(service.MultiService):
             host, port = self.settings.rpc_endpoint
             self.identity = attrs.evolve(self.identity, rpc_host=host, rpc_port=port)
         self._connect_to(self.identity.rpc_host, self.identity.rpc_port)
+        poll = internet.TimerService(self.settings.regions_poll_interval,
+                                     lambda: defer.ensureDeferred(self._poll_regions()))
+        poll.clock = self.reactor
+        poll.setServiceParent(self)
 
     def _connect_to(self, host: str, port: int) -> None:
         """Keep `connections` connections to the region listening at host:port."""
@@ -190,16 +199,29 @@ class RackService(service.MultiService):
 
     def registered(self, protocol) -> None:
         self.protocols.append(protocol)
-        hello = protocol.region
-        self._regions.add(hello.region_id)
-        # Connect to every region too, so losing one region leaves the others served.
-        for region in hello.regions:
+        self._regions.add(protocol.region.region_id)
+        self._learn(protocol.region.regions)
+        if not self.connected.called:
+            self.connected.callback(self)
+
+    def _learn(self, regions: list[RegionEndpoint]) -> None:
+        """Connect to every region too, so losing one region leaves the others served."""
+        for region in regions:
             if region.region_id not in self._regions and (region.host, region.port) not in self._endpoints:
                 log.info("connecting to region {region} at {host}:{port} too", region=region.region_id,
                          host=region.host, port=region.port)
                 self._connect_to(region.host, region.port)
-        if not self.connected.called:
-            self.connected.callback(self)
+
+    async def _poll_regions(self) -> None:
+        """Ask one region for the live ones, to find regions started after we connected."""
+        if not self.protocols:
+            return
+        try:
+            answer = await random.choice(self.protocols).callRemote(region_commands.ListRegions)
+        except Exception as e:
+            log.debug("asking for the live regions failed: {error}", error=str(e) or type(e).__name__)
+            return
+        self._learn(answer["regions"])
 
     def disowned(self, reason: str) -> None:
         if not self.fatal.called:

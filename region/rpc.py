@@ -77,6 +77,10 @@ class RegionServerProtocol(amp.AMP):
             )
         }
 
+    @region_commands.ListRegions.responder
+    async def list_regions(self) -> dict:
+        return {"regions": await self.registry.db.run(racks.live_region_endpoints_thd)}
+
     @region_commands.Ping.responder
     def ping(self, payload: bytes) -> dict:
         return {"payload": payload}

@@ -29,7 +29,7 @@ from common.models import (
 )
 from common.rpc import rack_commands, region_commands
 from common.rpc.arguments import MAX_CHUNKS, AttrsArgument, PayloadTooLarge
-from common.rpc.wire import RackHello, RegionHello
+from common.rpc.wire import RackHello, RegionEndpoint, RegionHello
 
 GiB = 1024**3
 TARGET = HostTarget(type="lxd", address="10.0.0.7:8443", project="vmyard", cert_pem="CERT-PEM",
@@ -54,12 +54,14 @@ REQUEST = ComposeRequest(
     hugepages_backed=True, disks=[RequestedDisk("root", 8 * GiB, "default")],
     nics=[RequestedNic("eth0", "macvlan", "enp1s0", vlan=5, hwaddr=None)])
 RACK_HELLO = RackHello(hostname="rack1", version="1.0", connection_index=3)
-REGION_HELLO = RegionHello(region_id="r1", hostname="region1", version="1.0", rack_system_id="abc123")
+REGION_HELLO = RegionHello(region_id="r1", hostname="region1", version="1.0", rack_system_id="abc123",
+                           regions=[RegionEndpoint("r1", "10.0.0.2", 5250)])
 
 # command -> (arguments sent, response answered)
 CALLS = {
     region_commands.RegisterRack: ({"hello": RACK_HELLO}, {"region": REGION_HELLO}),
     region_commands.Ping: ({"payload": b"\x00ping"}, {"payload": b"\x00ping"}),
+    region_commands.ListRegions: ({}, {"regions": [RegionEndpoint("r1", "10.0.0.2", 5250)]}),
     rack_commands.Identify: ({}, {"hello": RACK_HELLO}),
     rack_commands.Echo: ({"payload": b"echo\xff"}, {"payload": b"echo\xff"}),
     rack_commands.RackDeleted: ({}, {}),
@@ -121,7 +123,8 @@ def test_every_command_round_trips_its_values(command):
 def test_every_host_command_is_covered():
     host_commands = {c for c in vars(rack_commands).values()
                      if isinstance(c, type) and issubclass(c, amp.Command) and c is not amp.Command}
-    assert host_commands | {region_commands.RegisterRack, region_commands.Ping} == set(CALLS)
+    region_side = {region_commands.RegisterRack, region_commands.Ping, region_commands.ListRegions}
+    assert host_commands | region_side == set(CALLS)
 
 
 @pytest.mark.parametrize("error_class", list(rack_commands.HOST_ERRORS), ids=lambda c: c.__name__)

@@ -13,7 +13,6 @@ from twisted.protocols import amp
 
 from common.rpc import region_commands
 from common.rpc.wire import RackHello
-
 from region.db import secrets
 from region.db.pool import run_sync
 from tests.conftest import make_user, region_box
@@ -56,6 +55,34 @@ def _connections(api, system_id: str) -> int:
     return racks.get(system_id, {}).get("connections", 0)
 
 
+@pytest.fixture
+def start_rack_with(tmp_path):
+    """Starts a rack with extra command-line arguments; stops it afterwards."""
+    started: list[RackProcess] = []
+
+    def start(region, secret_file, *extra: str) -> RackProcess:
+        rack = RackProcess.make(tmp_path / f"rack{len(started)}", region.url, secret_file)
+        rack.args += list(extra)
+        started.append(rack.start())
+        return rack
+
+    yield start
+    for rack in started:
+        rack.stop()
+
+
+def test_rack_connects_to_a_region_started_after_it(region, admin_api, enrol_secret_file, start_region, tmp_path,
+                                                    start_rack_with):
+    config = tmp_path / "rackd.toml"
+    config.write_text("regions_poll_interval = 1\n")
+    rack = start_rack_with(region, enrol_secret_file, "--config", str(config))
+    wait_for(lambda: rack.system_id and _connections(admin_api, rack.system_id) == 2, 30,
+             "the rack to connect to the first region", rack.proc, rack.log)
+    second = _second_region(region, start_region, tmp_path)
+    wait_for(lambda: _connections(Api(second.api, admin_api.apikey), rack.system_id) == 4, 30,
+             "the rack to connect to the second region too", rack.proc, rack.log)
+
+
 def test_rack_connected_to_both_regions_keeps_working_when_one_is_killed(region, admin_api, enrol_secret_file,
                                                                          start_rack, start_region, tmp_path,
                                                                          lxd_server):
@@ -87,28 +114,23 @@ def _discovery_times(rack) -> list[float]:
     return times
 
 
-def test_periodic_refresh_runs_once_across_two_regions(start_region, dsn, tmp_path, lxd_server):
+def test_periodic_refresh_runs_once_across_two_regions(start_region, dsn, tmp_path, lxd_server, start_rack_with):
     interval = 2.0
     first = start_region("first", extra=["--vm-host-refresh-interval", str(interval)])
     second = _second_region(first, start_region, tmp_path, "--vm-host-refresh-interval", str(interval))
     api = Api(second.api, make_user(dsn, region_box(first), "admin", admin=True))
     secret = tmp_path / "enrol.secret"
     secret.write_text(run_sync(dsn, secrets.get_thd, region_box(first), secrets.ENROLLMENT_SECRET) + "\n")
-    rack = RackProcess.make(tmp_path / "rack", first.url, secret)
-    rack.args += ["--log-format", "json"]
-    rack.start()
-    try:
-        wait_for(lambda: rack.system_id and _connections(api, rack.system_id) == 4, 30,
-                 "the rack to connect to both regions", rack.proc, rack.log)
-        add_trusted_host(api, lxd_server)
-        wait_for(lambda: len(_discovery_times(rack)) >= 8, 60, "several periodic refreshes", rack.proc, rack.log)
-        times = _discovery_times(rack)
-        gaps = [later - earlier for earlier, later in zip(times, times[1:])]
-        # Each refresh schedules the next 0.8-1.2 intervals later; one run by each region
-        # would show as two discoveries at (nearly) the same moment.
-        assert min(gaps) > interval * 0.5, gaps
-    finally:
-        rack.stop()
+    rack = start_rack_with(first, secret, "--log-format", "json")
+    wait_for(lambda: rack.system_id and _connections(api, rack.system_id) == 4, 30,
+             "the rack to connect to both regions", rack.proc, rack.log)
+    add_trusted_host(api, lxd_server)
+    wait_for(lambda: len(_discovery_times(rack)) >= 8, 60, "several periodic refreshes", rack.proc, rack.log)
+    times = _discovery_times(rack)
+    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    # Each refresh schedules the next 0.8-1.2 intervals later; one run by each region
+    # would show as two discoveries at (nearly) the same moment.
+    assert min(gaps) > interval * 0.5, gaps
 
 
 def _read_until_closed(s: ssl.SSLSocket, timeout: float) -> bytes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from twisted.protocols import amp
 
 from common.rpc.arguments import AttrsArgument
-from common.rpc.wire import RackHello, RegionHello
+from common.rpc.wire import RackHello, RegionEndpoint, RegionHello
 
 
 class UnknownRack(Exception):
@@ -35,3 +35,11 @@ class Ping(amp.Command):
     arguments = [(b"payload", amp.String())]
     response = [(b"payload", amp.String())]
     requiresAnswer = True
+
+
+class ListRegions(amp.Command):
+    """Every live region's RPC endpoint (as in `RegionHello.regions`); racks ask now and
+    then to connect to regions started after them.  :since: 1"""
+
+    arguments: list = []
+    response = [(b"regions", AttrsArgument(list[RegionEndpoint]))]
