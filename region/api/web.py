@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
 
-from twisted.internet import reactor, threads
-from twisted.python.threadpool import ThreadPool
 from twisted.web import http, server
+
+from common.threadpools import LazyThreadPool
 
 # The largest body any endpoint takes; handlers parse at most MAX_FORM_BODY of it as a form
 # (region/api/params.py).  Uploads of image chunks stream through raw bodies below this.
@@ -96,22 +95,8 @@ class RegionSite(server.Site):
         super().__init__(root, **kwargs)
 
 
-class _ParsePool:
-    """A small named thread pool for parsing large request bodies, started on first use."""
-
-    def __init__(self) -> None:
-        self._pool: ThreadPool | None = None
-
-    def run(self, fn: Callable[..., Any], *args: Any):
-        if self._pool is None:
-            self._pool = ThreadPool(minthreads=0, maxthreads=PARSE_THREADS, name="region-parse")
-            self._pool.start()
-            reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
-        return threads.deferToThreadPool(reactor, self._pool, fn, *args)
+_parse_pool = LazyThreadPool("region-parse", PARSE_THREADS)
 
 
-_parse_pool = _ParsePool()
-
-
-def parse_pool() -> _ParsePool:
+def parse_pool() -> LazyThreadPool:
     return _parse_pool
