@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp, tls
 from zope.interface import implementer
 
+from common.logsafe import loggable
 from common.rpc import rack_commands, region_commands
 from common.rpc.wire import RackHello, RegionHello
 from common.tlsopts import peer_fingerprint
@@ -150,7 +151,7 @@ class RackRegistry:
         self._by_rack.setdefault(rack.system_id, []).append(conn)
         first = await self.db.run(self._connected_thd, rack, hello)
         if first:
-            log.info("rack {rack} ({hostname}) connected", rack=rack.system_id, hostname=hello.hostname)
+            log.info("rack {rack} ({hostname}) connected", rack=rack.system_id, hostname=loggable(hello.hostname))
 
     def _connected_thd(self, cur, rack: racks.Rack, hello: RackHello) -> bool:
         first = racks.rack_connected_thd(cur, self.region_id, rack.id, hello.hostname, hello.version)

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 
 from common import hosterrors
+from common.logsafe import loggable
 from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget
 from common.rpc import rack_commands
 from region.db import events, host_inventory, hosts, machines
@@ -102,7 +103,7 @@ class HostManager:
             except _RACK_CANNOT as e:
                 reason = str(e) or type(e).__name__
                 log.warn("rack {rack} could not reach the VM host: {reason}", rack=conn.rack.system_id,
-                         reason=reason)
+                         reason=loggable(reason, limit=2000))  # may quote a user's power_address
                 failures.append(f"rack {conn.rack.hostname}: {reason}")
         # After a lost call the host may have acted: the caller must not take it as a clean failure.
         error = CallLost if lost else hosterrors.Unreachable
@@ -216,7 +217,7 @@ class HostManager:
             await self.delete_vm(target, instance_name)
         except Exception as e:
             log.warn("could not clean up after the abandoned compose of {name}: {error}", name=instance_name,
-                     error=str(e) or type(e).__name__)
+                     error=loggable(str(e) or type(e).__name__, limit=2000))
 
     def _failed_thd(self, cur, host_id: int, state: str, message: str) -> None:
         hosts.release_refresh_thd(cur, host_id, self.owner, self.next_refresh_in())
