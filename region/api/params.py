@@ -84,13 +84,21 @@ def parse_query(raw_query: bytes, into: Params) -> None:
         into.add(k, v)
 
 
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "application/json", "")
+
+
+def is_form(content_type: str) -> bool:
+    """Whether a body of this type carries form fields (others, e.g. an upload, are raw)."""
+    return content_type.split(";", 1)[0].strip().lower() in FORM_TYPES
+
+
 def parse_body(content_type: str, body: bytes, into: Params) -> None:
     """Add the form fields of `body` to `into`; the size and field count are checked before
     any parsing (byte counts run at C speed), so a hostile body costs almost nothing."""
     if not body.strip():
         return
     ctype = content_type.split(";", 1)[0].strip().lower()
-    if ctype in ("application/x-www-form-urlencoded", "multipart/form-data", "application/json", ""):
+    if ctype in FORM_TYPES:
         if len(body) > MAX_FORM_BODY:
             raise PayloadTooLarge(f"The form is over {MAX_FORM_BODY} bytes.")
         separator = b"&" if ctype != "multipart/form-data" else _boundary(content_type)

@@ -27,7 +27,7 @@ from region.api.errors import (
     Unauthorized,
 )
 from region.api.handler import Call, Handler
-from region.api.params import MAX_FORM_BODY, Params, parse_body, parse_query
+from region.api.params import MAX_FORM_BODY, Params, is_form, parse_body, parse_query
 from region.api.web import INLINE_PARSE_LIMIT, parse_pool
 from region.db.pool import DATABASE_DOWN
 from region.services import auth as authn
@@ -189,9 +189,11 @@ class RouterResource(resource.Resource):
     async def _add_body(self, request: server.Request, params: Params) -> None:
         if request.method not in (b"POST", b"PUT", b"DELETE") or request.content is None:
             return
+        ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
+        if not is_form(ctype):  # a raw body (an image chunk): the handler reads it itself
+            return
         request.content.seek(0)
         body = request.content.read(MAX_FORM_BODY + 1)
-        ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
         if len(body) <= INLINE_PARSE_LIMIT:
             parse_body(ctype, body, params)
         else:  # bounded work, but not on the reactor thread
