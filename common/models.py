@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import attrs
 
+# LXD instance types a machine can be (LXD's own names).
+VIRTUAL_MACHINE = "virtual-machine"
+CONTAINER = "container"
+INSTANCE_TYPES = (VIRTUAL_MACHINE, CONTAINER)
+
 
 @attrs.frozen
 class HostTarget:
@@ -107,6 +112,7 @@ class DiscoveredVM:
     disks: list[VMDisk] = attrs.field(factory=list)
     interfaces: list[VMInterface] = attrs.field(factory=list)
     location: str | None = None  # cluster member, None on a standalone server
+    instance_type: str = VIRTUAL_MACHINE
 
 
 @attrs.frozen
@@ -132,6 +138,7 @@ class RequestedDisk:
     name: str  # device name: "root" for the first, then "disk1", "disk2"...
     size: int  # bytes
     pool: str
+    path: str | None = None  # where a container mounts a data disk ("/mnt/<label>"); None for VMs
 
 
 @attrs.frozen
@@ -145,8 +152,8 @@ class RequestedNic:
 
 @attrs.frozen
 class ComposeRequest:
-    """A VM to create on a host, fully decided by the region (placement done); the
-    project is the HostTarget's."""
+    """A VM or container to create on a host, fully decided by the region (placement
+    done); the project is the HostTarget's."""
 
     instance_name: str
     architecture: str  # "amd64/generic"
@@ -159,3 +166,25 @@ class ComposeRequest:
     # Idempotency key (the machine's system id): a repeated request finds what the first
     # one made under this key and answers it instead of a conflict.
     reservation: str = ""
+    instance_type: str = VIRTUAL_MACHINE
+
+
+@attrs.frozen
+class ImageRef:
+    """An LXD image (unified tarball) the region serves: a rack whose host lacks it fetches it
+    from `url` with `token` as a bearer token and imports it."""
+
+    fingerprint: str  # sha256 of the file, which is also LXD's fingerprint of it
+    url: str
+    token: str = attrs.field(repr=False)
+    size: int  # bytes
+    filetype: str  # the boot resource's filetype (tgz, lxd, qcow2…)
+
+
+@attrs.frozen
+class CloudInitData:
+    """What LXD hands cloud-init: `cloud-init.user-data`, `…network-config`, `…vendor-data`."""
+
+    user_data: str
+    network_config: str
+    vendor_data: str | None = None

@@ -1,4 +1,5 @@
-"""Machines: every machine is a VM on a VM host, with its disks and NICs.
+"""Machines: every machine is an LXD instance (a VM or a container) on a VM host, with its
+disks and NICs.
 
 Discovery keeps the rows of a host's tracked project in step with what the
 host reports (`sync_discovered_thd`); composing adds rows with
@@ -11,7 +12,7 @@ import datetime
 
 import attrs
 
-from common.models import DiscoveredVM, VMDisk
+from common.models import VIRTUAL_MACHINE, DiscoveredVM, VMDisk
 from common.tls import new_system_id
 from region.db.errors import NotFound
 from region.db.racks import REGION_STALE_AFTER
@@ -60,6 +61,7 @@ class Machine:
     pool_id: int
     owner_id: int | None
     created: datetime.datetime
+    instance_type: str = VIRTUAL_MACHINE  # or "container"
     disks: list[MachineDisk] = attrs.field(factory=list)
     interfaces: list[MachineNic] = attrs.field(factory=list)
 
@@ -75,7 +77,7 @@ class SyncResult:
 _COLUMNS = (
     "id, system_id, hostname, host_id, project, instance_name, origin, dynamic, status, power_state,"
     " architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags, zone_id,"
-    " pool_id, owner_id, created"
+    " pool_id, owner_id, created, instance_type"
 )
 
 
@@ -255,10 +257,11 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
             cur.execute(
                 "INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin,"
                 " power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, tags,"
-                " zone_id, pool_id) VALUES (%s, %s, %s, %s, %s, 'discovered', %s, %s, %s, %s, %s, %s, %s,"
-                " %s, %s) RETURNING id",
+                " zone_id, pool_id, instance_type) VALUES (%s, %s, %s, %s, %s, 'discovered', %s, %s, %s, %s,"
+                " %s, %s, %s, %s, %s, %s) RETURNING id",
                 (_new_system_id_thd(cur), _free_hostname_thd(cur, vm.instance_name, host.name), host.id,
-                 host.project, vm.instance_name, *facts, list(host.tags), host.zone_id, host.pool_id),
+                 host.project, vm.instance_name, *facts, list(host.tags), host.zone_id, host.pool_id,
+                 vm.instance_type),
             )
             _replace_children_thd(cur, cur.fetchone()[0], vm)
             added.append(vm.instance_name)
@@ -314,6 +317,7 @@ class NewMachine:
     disks: list[VMDisk]
     nics: list[NewNic]
     composing_region: str | None = None
+    instance_type: str = VIRTUAL_MACHINE
 
 
 def hostname_taken_thd(cur, hostname: str) -> bool:
@@ -326,11 +330,11 @@ def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
     cur.execute(
         "INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic, status,"
         " power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
-        " zone_id, pool_id, owner_id, composing_region) VALUES (%s, %s, %s, %s, %s, 'composed', %s, 'composing',"
-        " 'off', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        " zone_id, pool_id, owner_id, composing_region, instance_type) VALUES (%s, %s, %s, %s, %s, 'composed', %s,"
+        " 'composing', 'off', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (_new_system_id_thd(cur), new.hostname, new.host_id, new.project, new.hostname, new.dynamic,
          new.architecture, new.cpu_count, new.pinned_cores, new.memory, new.hugepages_backed, new.numa_nodes,
-         new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region),
+         new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region, new.instance_type),
     )
     machine_id = cur.fetchone()[0]
     for disk in new.disks:
