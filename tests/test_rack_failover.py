@@ -70,14 +70,15 @@ def test_compose_in_flight_on_a_dying_rack_is_finished_by_the_other_without_a_se
     api, start = two_racks
     doomed = start("doomed", env={"VMYARD_FAULT_RACK": faults.COMPOSE_AFTER_CREATE})
     start("survivor")
-    host = add_trusted_host(api, lxd_server)
+    # Room for every compose the loop below may make (the test host has few cores).
+    host = add_trusted_host(api, lxd_server, cpu_over_commit_ratio="10", memory_over_commit_ratio="10")
     project = host["project"]
     composed: list[str] = []
     # The region picks a rack at random: compose until one lands on the doomed rack (each
     # does with even odds; 20 misses in a row would be one chance in a million).
     for attempt in range(20):
         reply = api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "hostname": f"fo{attempt}",
-                                                          "storage": "root:1,extra:1"})
+                                                          "memory": "1024", "storage": "root:1,extra:1"})
         assert reply.status == 200, reply.text
         composed.append(reply.json()["system_id"])
         if doomed.proc.poll() is not None:
