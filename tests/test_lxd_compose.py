@@ -22,7 +22,7 @@ from common.models import (
     VMDisk,
     VMInterface,
 )
-from rack.drivers import lxd_compose
+from rack.drivers import lxd_power
 from rack.drivers.base import DriverError, VMHostDriver
 from rack.drivers.lxd import LXDDriver
 from rack.drivers.lxd_compose import (
@@ -376,18 +376,19 @@ def test_power_off_when_lxd_says_already_stopped(lxd_server, driver, trusted, vm
     """Believing a stopped VM runs, the driver asks LXD to stop it; LXD answers "already
     stopped", which is the state asked for."""
     lxd_server.lxc("init", "--empty", "--vm", "vm1", "--project", vm_project, "-s", "default")
-    monkeypatch.setattr(lxd_compose, "STOPPED", -1)
+    monkeypatch.setattr(lxd_power, "STOPPED", -1)
     assert driver.power_off(in_project(trusted, vm_project), "vm1") == "off"
 
 
 def test_power_errors(lxd_server, driver, trusted, vm_project):
     with pytest.raises(DriverError) as e:
         driver.power_state(in_project(trusted, vm_project), "nosuchvm")
-    assert str(e.value) == f"no VM named 'nosuchvm' in LXD project {vm_project!r}"
+    assert str(e.value) == f"no VM or container named 'nosuchvm' in LXD project {vm_project!r}"
     lxd_server.lxc("init", "--empty", "c1", "--project", vm_project, "-s", "default")
     with pytest.raises(DriverError) as e:
         driver.power_on(in_project(trusted, vm_project), "c1")
-    assert "not a virtual machine" in str(e.value)
+    assert str(e.value).startswith(f"cannot start LXD container 'c1' in project {vm_project!r}: ")
+    assert str(e.value).endswith("(a container composed empty has no root filesystem until it is deployed)")
     with pytest.raises(DriverError) as e:
         driver.power_off(new_target("127.0.0.1:1", vm_project), "../x")
     assert "invalid LXD instance name" in str(e.value)

@@ -420,8 +420,9 @@ def test_discover_vms(lxd_server, driver, trusted, vm_project, nic_parent):
 
     host = driver.discover(in_project(trusted, p))
 
-    assert sorted(vm.instance_name for vm in host.vms) == ["vm1", "vm2"]  # not the container
+    assert sorted(vm.instance_name for vm in host.vms) == ["c1", "vm1", "vm2"]  # containers are machines too
     vms = {vm.instance_name: vm for vm in host.vms}
+    assert [vm.instance_type for vm in (vms["c1"], vms["vm1"])] == ["container", "virtual-machine"]
     vm1, vm2 = before["vm1"], before["vm2"]
     assert vm1["status_code"] == 102 and vm1["location"] == "none"
     assert vm1["architecture"] == "x86_64"
@@ -525,12 +526,10 @@ def test_delete_missing_vm_is_a_warning(lxd_server, driver, trusted, vm_project)
     assert "'nosuchvm'" in warnings[0] and "not found" in warnings[0]
 
 
-def test_delete_vm_refuses_a_container(lxd_server, driver, trusted, vm_project):
+def test_delete_vm_deletes_a_container(lxd_server, driver, trusted, vm_project):
     lxd_server.lxc("init", "--empty", "c1", "--project", vm_project, "-s", "default")
-    with pytest.raises(DriverError) as e:
-        driver.delete_vm(in_project(trusted, vm_project), "c1")
-    assert "not a virtual machine" in str(e.value)
-    assert not lxc_missing(lxd_server, f"/1.0/instances/c1?project={vm_project}")
+    assert driver.delete_vm(in_project(trusted, vm_project), "c1") == []
+    assert lxc_missing(lxd_server, f"/1.0/instances/c1?project={vm_project}")
 
 
 def test_delete_vm_stop_failure(lxd_server, driver, trusted, vm_project, monkeypatch):

@@ -70,12 +70,13 @@ from rack.drivers.lxd_instances import (
     debian_architecture,
     instance_location,
     instance_to_vm,
-    is_vm,
+    is_machine,
     network_refs,
     pools_needing_default,
     volume_refs,
 )
 from rack.drivers.lxd_pool import ClientPool, PooledClient, pool_key
+from rack.drivers.lxd_power import LXDPowerMixin
 from rack.drivers.lxd_resources import (
     NETWORK_INTERFACE_TYPES,
     parse_cpu_memory,
@@ -91,9 +92,9 @@ PROJECT_DESCRIPTION = "Project managed by vmyard"
 OPERATION_TIMEOUT = 300  # seconds an LXD operation (stop, delete) may take in all
 
 
-class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
-    """Implements rack.drivers.base.VMHostDriver for LXD.  compose_vm, power_state,
-    power_on and power_off come from LXDComposeMixin (rack/drivers/lxd_compose.py)."""
+class LXDDriver(LXDComposeMixin, LXDPowerMixin, LXDDeleteMixin):
+    """Implements rack.drivers.base.VMHostDriver for LXD.  compose_vm comes from LXDComposeMixin
+    (rack/drivers/lxd_compose.py), power_state, power_on and power_off from LXDPowerMixin (lxd_power.py)."""
 
     def __init__(self, timeout: tuple[float, float] = DEFAULT_TIMEOUT, pool: ClientPool | None = None):
         self.timeout = timeout
@@ -316,12 +317,12 @@ class LXDDriver(LXDComposeMixin, LXDDeleteMixin):
                                   f"(operation {op_id} is {op.get('status')})")
 
     def _vms(self, client: pylxd.Client, project: str, clustered: bool) -> list[DiscoveredVM]:
-        """Every virtual machine of `project` (one listing; one extra request per custom
+        """Every VM and container of `project` (one listing; one extra request per custom
         volume pool, managed network and pool default that the VMs use)."""
         params = {"project": project}
         listed = self._get(client.api.instances, {**params, "recursion": 1},
                            f"cannot list the instances of LXD project {project!r}")
-        instances = [i for i in listed or [] if isinstance(i, dict) and is_vm(i)]
+        instances = [i for i in listed or [] if isinstance(i, dict) and is_machine(i)]
         return self._to_vms(client, project, instances, clustered)
 
     def _to_vms(self, client: pylxd.Client, project: str, instances: list[dict],

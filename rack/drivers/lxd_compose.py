@@ -1,12 +1,16 @@
-"""Composing LXD virtual machines and powering them (spec §6.4, §6.5).
+"""Composing LXD virtual machines and containers (spec §6.4).
 
 The first half is pure: it checks a `ComposeRequest` and turns it into the LXD
-instance definition and the custom volumes it needs, with no I/O.  The second
+instance definition and the custom volumes it needs, with no I/O.  A container is
+made as empty as a VM (`source: none`: LXD 5.0 accepts that for containers too, it
+only cannot start until deploy gives it a root filesystem); its data disks are
+custom filesystem volumes mounted at the path the region chose (LXD refuses custom
+block volumes on containers), and it has none of the VM-only keys.  The second
 half, `LXDComposeMixin`, is mixed into `LXDDriver` (rack/drivers/lxd.py) and
 sends the requests; it uses the driver's `_connect`, `_run` and `_wait`.  The
 created VM is described from what was sent (`created_vm`), not read back.
 
-Compose never starts the VM.  Everything it creates (custom volumes, then the
+Compose never starts the machine.  Everything it creates (custom volumes, then the
 instance) is recorded as it goes; on any failure it is removed again, newest
 first, before DriverError is raised with LXD's message.  Something that was
 already there (an instance or volume of the same name) is never touched, unless it
@@ -19,33 +23,31 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import quote
 
 import attrs
 from pylxd import exceptions as lxd_exc
 
 from common.hosterrors import DriverError
-from common.models import ComposeRequest, DiscoveredVM, HostTarget, RequestedDisk, RequestedNic
-from rack.drivers.lxd_instances import DEBIAN_ARCH, STOPPED, instance_to_vm, is_vm, power_state
+from common.models import (CONTAINER, INSTANCE_TYPES, ComposeRequest, DiscoveredVM, HostTarget, RequestedDisk,
+                           RequestedNic)
+from rack.drivers.lxd_instances import DEBIAN_ARCH, STOPPED, instance_to_vm, kind
 
 # Debian architecture -> kernel architecture (the first kernel name wins: armhf → armv7l)
 KERNEL_ARCH = {debian: kernel for kernel, debian in reversed(list(DEBIAN_ARCH.items()))}
 NICTYPES = {"bridged": "bridged", "bridge": "bridged", "macvlan": "macvlan", "sriov": "sriov"}
-FROZEN = 110
 VOLUME_PREFIX = "vmyard-"
-POWER_TIMEOUT = 120  # seconds a start/stop operation may take in all
-POWER_ACTIONS = ("on", "off", "query")
 RESERVATION_KEY = "user.vmyard.reservation"
 
 # LXD instance names are host names: letters, digits, hyphens, at most 63, starting
 # with a letter, not ending with a hyphen.
 _NEW_INSTANCE_NAME = re.compile(r"^[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_ANY_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")  # existing ones, safe in a URL
 _DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _IFACE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _POOL_NAME = re.compile(r"^(?!\.\.?$)[^/\s]{1,255}$")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
+_MOUNT_PATH = re.compile(r"^(?:/[A-Za-z0-9_.-]+)+$")
 
 
 CONFLICT = 409  # HTTP status of LXD's "already exists" refusals
@@ -105,6 +107,9 @@ def random_mac() -> str:
 def check_request(request: ComposeRequest, project: str) -> None:
     """Everything that can be checked without asking LXD; raises DriverError."""
     name = request.instance_name
+    if request.instance_type not in INSTANCE_TYPES:
+        raise DriverError(f"unknown LXD instance type {request.instance_type!r} ({' or '.join(INSTANCE_TYPES)})")
+    what = kind(request.instance_type)
     if not isinstance(name, str) or not _NEW_INSTANCE_NAME.match(name):
         raise DriverError(f"invalid LXD instance name {name!r}: use letters, digits and hyphens "
                           f"(at most 63), starting with a letter and not ending with a hyphen")
@@ -113,19 +118,25 @@ def check_request(request: ComposeRequest, project: str) -> None:
     if request.architecture:
         kernel_architecture(request.architecture)
     if request.cores < 1:
-        raise DriverError(f"a VM needs at least 1 core, not {request.cores}")
+        raise DriverError(f"a {what} needs at least 1 core, not {request.cores}")
     if request.memory < 1:
-        raise DriverError(f"a VM needs memory, not {request.memory} bytes")
+        raise DriverError(f"a {what} needs memory, not {request.memory} bytes")
+    if request.hugepages_backed and request.instance_type == CONTAINER:
+        raise DriverError("a container's memory cannot be backed by hugepages (limits.memory.hugepages is "
+                          "for VMs only)")
     pinned = request.pinned_cores
     if any(not isinstance(c, int) or c < 0 for c in pinned) or len(set(pinned)) != len(pinned):
         raise DriverError(f"invalid pinned cores {pinned!r}")
     if pinned and len(pinned) != request.cores:
         raise DriverError(f"{request.cores} cores requested but {len(pinned)} pinned")
     if not request.disks:
-        raise DriverError("a VM needs at least one disk (the first is its root disk)")
+        raise DriverError(f"a {what} needs at least one disk (the first is its root disk)")
     devices: set[str] = set()
-    for disk in request.disks:
+    for index, disk in enumerate(request.disks):
         _check_device_name(disk.name, devices)
+        if index and request.instance_type == CONTAINER and not _MOUNT_PATH.match(disk.path or ""):
+            raise DriverError(f"disk {disk.name}: a container mounts a data disk at an absolute path, "
+                              f"not {disk.path!r}")
         if disk.size < 1:
             raise DriverError(f"disk {disk.name} has no size ({disk.size} bytes)")
         if not isinstance(disk.pool, str) or not _POOL_NAME.match(disk.pool):
@@ -161,14 +172,17 @@ def is_reserved_for(config: dict, request: ComposeRequest) -> bool:
 
 
 def volume_definitions(request: ComposeRequest) -> list[tuple[str, dict]]:
-    """(pool, POST body) of the custom block volume for each disk after the first."""
+    """(pool, POST body) of the custom volume for each disk after the first: a block volume
+    for a VM, a filesystem for a container."""
+    content_type = "filesystem" if request.instance_type == CONTAINER else "block"
     return [(disk.pool, {"name": volume_name(request.instance_name, disk), "type": "custom",
-                         "content_type": "block",
+                         "content_type": content_type,
                          "config": {"size": str(disk.size), **_reservation_config(request)}})
             for disk in request.disks[1:]]
 
 
 def nic_device(nic: RequestedNic, boot: bool, mac: Callable[[], str] = random_mac) -> dict:
+    """The NIC device; `boot`: the VM boots from it first (containers do not boot from a NIC)."""
     nictype = NICTYPES[nic.nictype]
     device = {"type": "nic", "nictype": nictype, "parent": nic.parent, "name": nic.name}
     if nic.vlan:  # None or 0: untagged
@@ -184,26 +198,28 @@ def nic_device(nic: RequestedNic, boot: bool, mac: Callable[[], str] = random_ma
 
 def instance_definition(request: ComposeRequest, kernel_arch: str,
                         mac: Callable[[], str] = random_mac) -> dict:
-    """The POST /1.0/instances body: an empty VM (no image, no profiles)."""
+    """The POST /1.0/instances body: an empty VM or container (no image, no profiles)."""
+    vm = request.instance_type != CONTAINER
     root, *others = request.disks
     devices: dict[str, dict] = {root.name: {"path": "/", "type": "disk", "pool": root.pool,
-                                            "size": str(root.size), "boot.priority": "0"}}
+                                            "size": str(root.size), **({"boot.priority": "0"} if vm else {})}}
     for disk in others:
-        devices[disk.name] = {"type": "disk", "pool": disk.pool,
-                              "source": volume_name(request.instance_name, disk)}
+        devices[disk.name] = {"type": "disk", "pool": disk.pool, "source": volume_name(request.instance_name, disk),
+                              **({} if vm else {"path": disk.path})}
     for index, nic in enumerate(request.nics):
-        devices[nic.name] = nic_device(nic, boot=index == 0, mac=mac)
+        devices[nic.name] = nic_device(nic, boot=vm and index == 0, mac=mac)
+    vm_only = {"limits.memory.hugepages": "true" if request.hugepages_backed else "false",
+               "security.secureboot": "false"}
     return {
         "name": request.instance_name,
-        "type": "virtual-machine",
+        "type": request.instance_type,
         "source": {"type": "none"},
         "profiles": [],
         "architecture": kernel_arch,
         "config": {
             "limits.cpu": cpu_limit(request.cores, request.pinned_cores),
             "limits.memory": str(request.memory),
-            "limits.memory.hugepages": "true" if request.hugepages_backed else "false",
-            "security.secureboot": "false",
+            **(vm_only if vm else {}),
             **_reservation_config(request),
         },
         "devices": devices,
@@ -227,28 +243,20 @@ def requested_vm(instance: dict, request: ComposeRequest, project: str, clustere
 # -- requests -----------------------------------------------------------------------------------
 
 class LXDComposeMixin:
-    """compose_vm and power for LXDDriver."""
+    """compose_vm for LXDDriver."""
 
     def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
-        """Create (never start) the VM `request` describes in the target's project and return
+        """Create (never start) the VM or container `request` describes in the target's project and return
         it as created.  On failure whatever this call created is removed first."""
         check_request(request, target.project)
         with self._connect(target, None) as (client, _):
             return self._compose(client, target.project, request)
 
-    def power_state(self, target: HostTarget, instance_name: str) -> str:
-        return self._power_call(target, instance_name, "query")
-
-    def power_on(self, target: HostTarget, instance_name: str) -> str:
-        return self._power_call(target, instance_name, "on")
-
-    def power_off(self, target: HostTarget, instance_name: str) -> str:
-        return self._power_call(target, instance_name, "off")
-
     # -- compose ----------------------------------------------------------------------------------
 
     def _compose(self, client, project: str, request: ComposeRequest) -> DiscoveredVM:
         name = request.instance_name
+        what = f"LXD {kind(request.instance_type)} {name!r}"
         params = {"project": project}
         env = client.host_info.get("environment") or {}
         arch = kernel_architecture(request.architecture or env.get("kernel_architecture") or "")
@@ -256,12 +264,12 @@ class LXDComposeMixin:
             try:
                 client.api.networks[quote(nic.parent, safe="")].get()
             except lxd_exc.NotFound:
-                raise DriverError(f"cannot compose LXD VM {name!r}: NIC {nic.name}: the LXD host has "
+                raise DriverError(f"cannot compose {what}: NIC {nic.name}: the LXD host has "
                                   f"no network interface {nic.parent!r}") from None
             except lxd_exc.LXDAPIException as e:
-                raise DriverError(f"cannot compose LXD VM {name!r}: NIC {nic.name}: "
+                raise DriverError(f"cannot compose {what}: NIC {nic.name}: "
                                   f"{lxd_error(e)}") from None
-        # Every NIC gets its MAC from us, so the VM is known without reading it back.
+        # Every NIC gets its MAC from us, so the machine is known without reading it back.
         request = attrs.evolve(request, nics=[n if n.hwaddr else attrs.evolve(n, hwaddr=random_mac())
                                               for n in request.nics])
         definition = instance_definition(request, arch)
@@ -270,7 +278,7 @@ class LXDComposeMixin:
         try:
             for pool, body in volume_definitions(request):
                 self._create_volume(client, created, pool, body, request, params)
-            self._create(client, created, ("instance", name), f"cannot create LXD VM {name!r}",
+            self._create(client, created, ("instance", name), f"cannot create {what}",
                          client.api.instances.post, json=definition, params=params)
         except BaseException as e:
             # Refused, or failed and reverted by LXD, yet an instance of that name is there: it
@@ -289,7 +297,7 @@ class LXDComposeMixin:
                     raise type(e)(f"{e}; {left}") from None
                 raise
             if left:  # the outcome is known only in part: say so, whatever the cause
-                raise DriverError(f"composing LXD VM {name!r} failed ({type(e).__name__}: {e}); "
+                raise DriverError(f"composing {what} failed ({type(e).__name__}: {e}); "
                                   f"{left}") from e
             raise
         return created_vm(definition, request, project, clustered)
@@ -336,7 +344,7 @@ class LXDComposeMixin:
         left = []
         for key in reversed(created):
             if key[0] == "instance":
-                what, node = f"VM {key[1]!r}", client.api.instances[key[1]]
+                what, node = f"instance {key[1]!r}", client.api.instances[key[1]]
             else:
                 what = f"storage volume {key[2]!r} in pool {key[1]!r}"
                 node = client.api.storage_pools[quote(key[1], safe="")].volumes.custom[
@@ -347,55 +355,3 @@ class LXDComposeMixin:
                 left.append(f"{what} ({type(e).__name__}: {e})" if not isinstance(e, DriverError)
                             else f"{what} ({e})")
         return ("could not remove what was already created: " + "; ".join(left)) if left else ""
-
-    # -- power ------------------------------------------------------------------------------------
-
-    def _power_call(self, target: HostTarget, instance_name: str, action: str) -> str:
-        if not isinstance(instance_name, str) or not _ANY_INSTANCE_NAME.match(instance_name):
-            raise DriverError(f"invalid LXD instance name {instance_name!r}")
-        if action not in POWER_ACTIONS:
-            raise DriverError(f"unknown power action {action!r} (on, off or query)")
-        with self._connect(target, None) as (client, _):
-            return self._power(client, target.project, instance_name, action)
-
-    def _power(self, client, project: str, name: str, action: str) -> str:
-        """Query, start or force-stop a VM (spec §6.5); the state afterwards.
-
-        Running (101, 103) is "on"; Stopped (102) and Frozen (110) are "off".  Powering on
-        a frozen VM unfreezes it; powering off stops anything that is not stopped (a
-        frozen VM too).  A change is waited for, at most POWER_TIMEOUT s."""
-        what = f"LXD VM {name!r} in project {project!r}"
-        params = {"project": project}
-        node = client.api.instances[name]
-        code = self._status(node, params, name, project)
-        state = power_state(code)
-        if action == "query" or (action == "on" and state == "on") \
-                or (action == "off" and code == STOPPED):
-            return state
-        if action == "on":
-            verb, body = ("unfreeze", {"action": "unfreeze"}) if code == FROZEN \
-                else ("start", {"action": "start", "timeout": 30})
-        else:
-            verb, body = "stop", {"action": "stop", "force": True, "timeout": 30}
-        try:
-            self._run(client, f"cannot {verb} {what}", node.state.put, params=params, json=body,
-                      op_timeout=POWER_TIMEOUT)
-        except DriverError:
-            # Someone else may have got there first ("already running/stopped").
-            if power_state(self._status(node, params, name, project)) == action:
-                return action
-            raise
-        return power_state(self._status(node, params, name, project))
-
-    def _status(self, node, params: dict, name: str, project: str) -> Any:
-        try:
-            instance = node.get(params=params).json()["metadata"]
-        except lxd_exc.NotFound:
-            raise DriverError(f"no VM named {name!r} in LXD project {project!r}") from None
-        except lxd_exc.LXDAPIException as e:
-            raise DriverError(f"cannot read LXD VM {name!r} in project {project!r}: "
-                              f"{lxd_error(e)}") from None
-        if not is_vm(instance):
-            raise DriverError(f"{name!r} in LXD project {project!r} is a "
-                              f"{instance.get('type') or 'instance'}, not a virtual machine")
-        return instance.get("status_code")

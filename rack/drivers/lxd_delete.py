@@ -12,7 +12,7 @@ from pylxd import exceptions as lxd_exc
 from common.hosterrors import DriverError
 from common.models import HostTarget
 from rack.drivers.lxd_compose import VOLUME_PREFIX, lxd_error as _lxd_error
-from rack.drivers.lxd_instances import STOPPED, custom_volume, is_vm
+from rack.drivers.lxd_instances import STOPPED, custom_volume, is_machine
 
 
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
@@ -44,9 +44,9 @@ class LXDDeleteMixin:
                         *self._delete_leftover_volumes(client, project, instance_name)]
             except lxd_exc.LXDAPIException as e:
                 raise DriverError(f"cannot read {what}: {_lxd_error(e)}") from None
-            if not is_vm(instance):
+            if not is_machine(instance):
                 raise DriverError(f"refusing to delete {what}: it is a "
-                                  f"{instance.get('type') or 'instance'}, not a virtual machine")
+                                  f"{instance.get('type') or 'instance'}, not a virtual machine or container")
             volumes = [ref for dev in (instance.get("devices") or {}).values()
                        if isinstance(dev, dict) and (ref := custom_volume(dev))]
             if instance.get("status_code") != STOPPED:

@@ -1,4 +1,4 @@
-"""Pure parsing of LXD instances into `DiscoveredVM` (spec §6.6).
+"""Pure parsing of LXD instances (VMs and containers) into `DiscoveredVM` (spec §6.6).
 
 Everything here works on plain dicts as LXD returns them (`GET
 /1.0/instances?recursion=1`), with no I/O, so it is unit-testable without LXD.
@@ -13,7 +13,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Iterator, Mapping
 
-from common.models import DiscoveredVM, VMDisk, VMInterface
+from common.models import CONTAINER, INSTANCE_TYPES, VIRTUAL_MACHINE, DiscoveredVM, VMDisk, VMInterface
 
 # kernel architecture -> Debian architecture (as MAAS names them, "/generic" added)
 DEBIAN_ARCH = {
@@ -112,8 +112,14 @@ def instance_location(instance: Mapping[str, Any], clustered: bool) -> str | Non
     return location
 
 
-def is_vm(instance: Mapping[str, Any]) -> bool:
-    return instance.get("type") == "virtual-machine"
+def is_machine(instance: Mapping[str, Any]) -> bool:
+    """A VM or a container: what vmyard manages as a machine."""
+    return instance.get("type") in INSTANCE_TYPES
+
+
+def kind(instance_type: str) -> str:
+    """The word for an instance type in messages: "VM" or "container"."""
+    return "container" if instance_type == CONTAINER else "VM"
 
 
 def is_machine_disk(device: Mapping[str, Any]) -> bool:
@@ -236,4 +242,5 @@ def instance_to_vm(instance: Mapping[str, Any], project: str, *, clustered: bool
         disks=disks,
         interfaces=nics,
         location=location,
+        instance_type=instance.get("type") or VIRTUAL_MACHINE,
     )
