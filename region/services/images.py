@@ -20,6 +20,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
+from common.logsafe import loggable
 from region.db import images
 from region.db.images import BootResource, NewResource
 from region.services import image_files
@@ -188,7 +189,8 @@ async def _fail(ctx: Context, resource: BootResource, reason: str) -> None:
                    f"Upload of boot resource {resource.name} failed: {reason}.", resource.id)
 
     await ctx.db.run(fail_thd)
-    log.warn("upload of boot resource {resource_id} failed: {reason}", resource_id=resource.id, reason=reason)
+    log.warn("upload of boot resource {resource_id} failed: {reason}", resource_id=resource.id,
+             reason=loggable(reason))
 
 
 async def delete(ctx: Context, resource_id: int) -> BootResource:
