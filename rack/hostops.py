@@ -10,7 +10,7 @@ from twisted.python.threadpool import ThreadPool
 
 from common.hosterrors import DriverError, UnknownHostType
 from common.logsafe import loggable
-from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget
+from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef
 from rack import faults
 from rack.drivers.base import VMHostDriver
 
@@ -84,6 +84,21 @@ class HostOperations:
         if action not in methods:
             raise DriverError(f"unknown power action {action!r} (on, off or query)")
         return await self._run(f"power {action} of VM {instance_name} on", target, methods[action],
+                               instance_name)
+
+    async def deploy(self, target: HostTarget, instance_name: str, image: ImageRef, cloud_init: CloudInitData,
+                     profiles: list[str]) -> str:
+        driver = self._driver(target.type)
+        return await self._run(f"deploying {instance_name} on", target, driver.deploy_machine, instance_name, image,
+                               cloud_init, profiles)
+
+    async def erase(self, target: HostTarget, instance_name: str, profiles: list[str]) -> None:
+        driver = self._driver(target.type)
+        await self._run(f"erasing {instance_name} on", target, driver.erase_machine, instance_name, profiles)
+
+    async def cloud_init_status(self, target: HostTarget, instance_name: str) -> tuple[str, str]:
+        driver = self._driver(target.type)
+        return await self._run(f"cloud-init status of {instance_name} on", target, driver.cloud_init_status,
                                instance_name)
 
     def stop(self) -> None:

@@ -8,7 +8,7 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.protocols import amp
 
-from common.models import ComposeRequest, HostTarget
+from common.models import CloudInitData, ComposeRequest, HostTarget, ImageRef
 from common.rpc import rack_commands, region_commands
 from common.rpc.wire import RackHello
 from common.version import VERSION
@@ -83,6 +83,21 @@ class RackClientProtocol(amp.AMP):
     @rack_commands.PowerVM.responder
     async def power_vm(self, target: HostTarget, instance_name: str, action: str) -> dict:
         return {"state": await self.rack.hostops.power(target, instance_name, action)}
+
+    @rack_commands.DeployMachine.responder
+    async def deploy_machine(self, target: HostTarget, instance_name: str, image: ImageRef,
+                             cloud_init: CloudInitData, profiles: list[str]) -> dict:
+        return {"state": await self.rack.hostops.deploy(target, instance_name, image, cloud_init, profiles)}
+
+    @rack_commands.EraseMachine.responder
+    async def erase_machine(self, target: HostTarget, instance_name: str, profiles: list[str]) -> dict:
+        await self.rack.hostops.erase(target, instance_name, profiles)
+        return {}
+
+    @rack_commands.CloudInitStatus.responder
+    async def cloud_init_status(self, target: HostTarget, instance_name: str) -> dict:
+        status, detail = await self.rack.hostops.cloud_init_status(target, instance_name)
+        return {"status": status, "detail": detail}
 
 
 class RackClientFactory(protocol.Factory):

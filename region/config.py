@@ -39,6 +39,7 @@ class RegionConfig:
     maas_url: str | None = None  # what racks and printed hints use to reach us
     vm_host_refresh_interval: float = 60.0  # seconds between automatic refreshes; 0 turns them off
     allocation_policy: str = attrs.field(default="pack", validator=attrs.validators.in_(("pack", "spread")))
+    deploy_timeout: float = 1800.0  # seconds a deploy may take before it is Failed deployment
 
     @property
     def key_file(self) -> Path:
@@ -70,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between automatic VM host refreshes (default 60; 0: never)")
     parser.add_argument("--allocation-policy", choices=("pack", "spread"),
                         help="where allocate composes VMs: the fullest host that fits (pack, default) or the emptiest")
+    parser.add_argument("--deploy-timeout", type=float,
+                        help="seconds until a deploy that has not reported success fails (default 1800)")
     parser.add_argument("--log-level", choices=LEVELS)
     parser.add_argument("--log-format", choices=("text", "json"))
 
@@ -118,6 +121,7 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             maas_url=pick("maas_url"),
             vm_host_refresh_interval=float(pick("vm_host_refresh_interval", 60.0)),
             allocation_policy=pick("allocation_policy", "pack"),
+            deploy_timeout=float(pick("deploy_timeout", 1800.0)),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad configuration: {e}") from None

@@ -24,10 +24,13 @@ from region.periodic import PeriodicService
 from region.rpc import RackRegistry, advertised_rpc_host, new_region_id
 from region.rpc_limits import RpcLimits, raise_open_files_limit
 from region.secretbox import SecretBox
+from region.services import deploy
+from region.services.context import Context
 from region.vmhosts import HostManager
 
 log = Logger()
 
+DEPLOY_CHECK_INTERVAL = 15.0  # seconds between looks at running deploys (timeouts, cloud-init via LXD)
 REVOCATION_SYNC_INTERVAL = 1.0  # seconds for a rack deleted through another region to be locked out here
 
 
@@ -132,6 +135,9 @@ class RegionService(service.MultiService):
         if cfg.vm_host_refresh_interval > 0:
             PeriodicService(min(5.0, cfg.vm_host_refresh_interval / 4), self.hosts.refresh_due,
                             "periodic VM host refresh", self.reactor).setServiceParent(self)
+        deploy_check = min(DEPLOY_CHECK_INTERVAL, cfg.deploy_timeout / 4)
+        PeriodicService(deploy_check, lambda: deploy.check_deploys(Context(self)), "deploy check",
+                        self.reactor).setServiceParent(self)
         if cfg.local_rack:
             self.local_rack = LocalRackProcess(self._local_rack_settings(secret), self.reactor)
             self.local_rack.setServiceParent(self)

@@ -18,7 +18,7 @@ from twisted.protocols import amp
 
 from common import hosterrors
 from common.logsafe import loggable
-from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget
+from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef
 from common.rpc import rack_commands
 from region.db import events, host_inventory, hosts, machines
 from region.rpc import NoRackConnected
@@ -26,6 +26,7 @@ from region.rpc import NoRackConnected
 log = Logger()
 
 RPC_TIMEOUT = 120.0  # seconds for one rack to answer one host operation
+DEPLOY_RPC_TIMEOUT = 1800.0  # a deploy may first carry an image to the host and import it
 RACK_WAIT = 5.0  # seconds to wait for a rack to (re)connect before answering 503
 LEASE_SECONDS = 300.0  # a refresh lease outlives any single discovery
 CERTIFICATE_PATH = "vmhost-certificate/"
@@ -73,7 +74,7 @@ class HostManager:
 
     # -- talking to racks ---------------------------------------------------------------------
 
-    async def _call(self, command, idempotent: bool = True, **kwargs) -> dict:
+    async def _call(self, command, idempotent: bool = True, timeout: float = RPC_TIMEOUT, **kwargs) -> dict:
         """Call one rack after another (random order) until one that can reach the host answers."""
         conns = self.racks.one_connection_per_rack()
         for _ in range(int(RACK_WAIT / 0.25)):  # e.g. just after a restart, racks reconnect
@@ -88,7 +89,7 @@ class HostManager:
         lost = False
         for conn in conns:
             d = conn.callRemote(command, **kwargs)
-            d.addTimeout(RPC_TIMEOUT, self.reactor)
+            d.addTimeout(timeout, self.reactor)
             try:
                 return await d
             except _CALL_LOST as e:
@@ -129,6 +130,23 @@ class HostManager:
         result = await self._call(rack_commands.PowerVM, idempotent=action == "query", target=target,
                                   instance_name=instance_name, action=action)
         return result["state"]
+
+    async def deploy(self, target: HostTarget, instance_name: str, image: ImageRef, cloud_init: CloudInitData,
+                     profiles: list[str]) -> str:
+        """Rebuild the instance from the image and start it; the power state afterwards.  Not
+        repeated through another rack after a lost call (the first may still be at work)."""
+        result = await self._call(rack_commands.DeployMachine, idempotent=False, timeout=DEPLOY_RPC_TIMEOUT,
+                                  target=target, instance_name=instance_name, image=image,
+                                  cloud_init=cloud_init, profiles=profiles)
+        return result["state"]
+
+    async def erase(self, target: HostTarget, instance_name: str, profiles: list[str]) -> None:
+        await self._call(rack_commands.EraseMachine, idempotent=False, target=target, instance_name=instance_name,
+                         profiles=profiles)
+
+    async def cloud_init_status(self, target: HostTarget, instance_name: str) -> tuple[str, str]:
+        result = await self._call(rack_commands.CloudInitStatus, target=target, instance_name=instance_name)
+        return result["status"], result["detail"]
 
     async def target(self, host_id: int) -> tuple[hosts.VMHost, HostTarget]:
         def load_thd(cur):

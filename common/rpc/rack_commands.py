@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.protocols import amp
 
 from common import hosterrors
-from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget
+from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef
 from common.rpc.arguments import AttrsArgument
 from common.rpc.wire import RackHello
 
@@ -94,4 +94,40 @@ class PowerVM(amp.Command):
 
     arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode()), (b"action", amp.Unicode())]
     response = [(b"state", amp.Unicode())]
+    errors = HOST_ERRORS
+
+
+# -- deploy ---------------------------------------------------------------------------------
+
+
+class DeployMachine(amp.Command):
+    """Rebuild an instance's root disk from `image` and start it with `cloud_init`.
+
+    The host gets the image first if it lacks it (the rack fetches it from the region with the
+    image's token and imports it).  The instance keeps its devices, MACs, volumes and limits;
+    `profiles` are added to its profiles.  Answers the power state afterwards; LXD's refusal to
+    start is a HOST_ACTION_FAILED with LXD's reason, the rebuilt instance left in place.  :since: 1"""
+
+    arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode()), (b"image", AttrsArgument(ImageRef)),
+                                (b"cloud_init", AttrsArgument(CloudInitData)),
+                                (b"profiles", amp.ListOf(amp.Unicode()))]
+    response = [(b"state", amp.Unicode())]
+    errors = HOST_ERRORS
+
+
+class EraseMachine(amp.Command):
+    """Stop an instance and empty its root disk (recreated without a source), dropping its
+    cloud-init keys and the deploy's extra `profiles`; devices, MACs and volumes stay.  :since: 1"""
+
+    arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode()), (b"profiles", amp.ListOf(amp.Unicode()))]
+    response: list = []
+    errors = HOST_ERRORS
+
+
+class CloudInitStatus(amp.Command):
+    """`cloud-init status` inside a running container (through LXD): "running", "done",
+    "error", or "unknown" when it cannot be asked (a VM, a stopped instance).  :since: 1"""
+
+    arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode())]
+    response = [(b"status", amp.Unicode()), (b"detail", amp.Unicode())]
     errors = HOST_ERRORS

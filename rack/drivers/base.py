@@ -20,7 +20,7 @@ from common.hosterrors import (  # noqa: F401  (re-exported for drivers)
     Untrusted,
     WrongTrustPassword,
 )
-from common.models import ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, Project
+from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef, Project
 
 
 @runtime_checkable
@@ -61,4 +61,20 @@ class VMHostDriver(Protocol):
 
     def power_off(self, target: HostTarget, instance_name: str) -> str:
         """Hard-stop the VM (nothing to do if it is stopped) and wait; the state afterwards."""
+        ...
+
+    def deploy_machine(self, target: HostTarget, instance_name: str, image: ImageRef, cloud_init: CloudInitData,
+                       profiles: list[str]) -> str:
+        """Get the image onto the host if it lacks it, rebuild the instance's root disk from it
+        (same devices, MACs, volumes, limits; `profiles` added), hand cloud-init its data and
+        start it; the power state afterwards.  A refused start raises DriverError with the
+        host's reason and leaves the rebuilt instance."""
+        ...
+
+    def erase_machine(self, target: HostTarget, instance_name: str, profiles: list[str]) -> None:
+        """Stop the instance and empty its root disk; drop its cloud-init data and `profiles`."""
+        ...
+
+    def cloud_init_status(self, target: HostTarget, instance_name: str) -> tuple[str, str]:
+        """("running" | "done" | "error" | "unknown", detail) of cloud-init in the instance."""
         ...

@@ -66,6 +66,7 @@ from rack.drivers.base import (
 )
 from rack.drivers.lxd_compose import LXDComposeMixin, OperationFailed, lxd_error as _lxd_error
 from rack.drivers.lxd_delete import LXDDeleteMixin
+from rack.drivers.lxd_deploy import LXDDeployMixin
 from rack.drivers.lxd_instances import (
     debian_architecture,
     instance_location,
@@ -92,9 +93,10 @@ PROJECT_DESCRIPTION = "Project managed by vmyard"
 OPERATION_TIMEOUT = 300  # seconds an LXD operation (stop, delete) may take in all
 
 
-class LXDDriver(LXDComposeMixin, LXDPowerMixin, LXDDeleteMixin):
+class LXDDriver(LXDComposeMixin, LXDPowerMixin, LXDDeleteMixin, LXDDeployMixin):
     """Implements rack.drivers.base.VMHostDriver for LXD.  compose_vm comes from LXDComposeMixin
-    (rack/drivers/lxd_compose.py), power_state, power_on and power_off from LXDPowerMixin (lxd_power.py)."""
+    (rack/drivers/lxd_compose.py), power_state, power_on and power_off from LXDPowerMixin (lxd_power.py);
+    deploy_machine, erase_machine and cloud_init_status from LXDDeployMixin (lxd_deploy.py)."""
 
     def __init__(self, timeout: tuple[float, float] = DEFAULT_TIMEOUT, pool: ClientPool | None = None):
         self.timeout = timeout

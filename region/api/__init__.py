@@ -23,6 +23,7 @@ from region.api import (
 )
 from region.api.enrol_handler import EnrolHandler
 from region.api.image_download import IMAGES_PREFIX, ImageDownloadResource
+from region.api.metadata_handlers import METADATA_PREFIX, MetadataResource
 from region.api.site import API_PREFIX, RouterResource
 from region.api.web import RegionSite
 
@@ -94,6 +95,7 @@ def make_site(region) -> server.Site:
         ENROL_PREFIX: RouterResource(region, [EnrolHandler], ENROL_PREFIX),
         CERTIFICATE_PREFIX: RouterResource(region, [vmhost_handlers.CertificateHandler], CERTIFICATE_PREFIX),
         IMAGES_PREFIX: ImageDownloadResource(region),
+        METADATA_PREFIX: MetadataResource(region),
         account_handlers.ACCOUNTS_PREFIX: RouterResource(region, [account_handlers.AuthenticateHandler],
                                                          account_handlers.ACCOUNTS_PREFIX),
     }))

@@ -11,7 +11,7 @@ from region.api.allocate_form import parse_allocate
 from region.api.errors import BadRequest
 from region.api.handler import Call, operation
 from region.api.machine_json import render_views
-from region.services import allocate, ownership
+from region.services import allocate, deploy, ownership
 
 TRUE = ("true", "1", "yes", "on")
 RELEASING = (12, "Releasing")
@@ -67,6 +67,10 @@ class AllocateOperations:
         :type comment: String
         :param dry_run: Optional. Change nothing.
         :type dry_run: Boolean
+        :param instance_type: Optional (vmyard, beyond MAAS). ``virtual-machine`` (default) or
+            ``container``: the type of machine to match or compose; a machine named by ``name`` or
+            ``system_id`` may be either unless this is given.
+        :type instance_type: String
         """
         result = await allocate.allocate(call.ctx, parse_allocate(call.params))
         rendered = render_views(result.views)[0]
@@ -109,24 +113,36 @@ class MachineAllocateOperations:
 
     @operation("POST", "deploy")
     async def deploy(self, call: Call):
-        """Deploy the machine: power its VM on; it reads Deployed once the VM is running.
+        """Deploy the machine: rebuild its root disk from an image and boot it with cloud-init.
 
-        vmyard installs no operating system: ``distro_series`` is recorded and ``user_data`` is
-        accepted but not delivered to the VM.  A Ready machine nobody owns is allocated to the
-        caller first.  If the VM cannot be powered on the reply is 503 with the host's reason and
-        the machine stays Allocated.
+        The machine is Deploying at once and the call returns; a rack then gets the image onto
+        the VM host, rebuilds the instance from it (same devices, MACs, volumes and limits) with
+        cloud-init's data (hostname, the owner's SSH keys, ``user_data``, the static IPs) and
+        starts it.  It becomes Deployed when cloud-init reports that it finished, Failed
+        deployment when cloud-init reports a failure, LXD cannot start it (with LXD's reason) or
+        ``deploy_timeout`` passes.  A Ready machine nobody owns is allocated to the caller first.
 
-        :param distro_series: Optional. Recorded as the machine's series.
+        :param distro_series: Required. The image: ``noble``, ``ubuntu/noble``, ``custom/NAME`` or
+            another boot resource's name.
         :type distro_series: String
-        :param user_data: Optional. Accepted, not delivered.
+        :param user_data: Optional. cloud-init user data, base64-encoded (gzip inside is
+            decompressed, as Juju sends it); text that is not base64 is taken as it is.
         :type user_data: String
+        :param hwe_kernel: Optional. Accepted and ignored (the image brings its kernel).
+        :type hwe_kernel: String
+        :param enable_hw_sync: Optional. Accepted and ignored.
+        :type enable_hw_sync: Boolean
+        :param ephemeral_deploy: Optional. Only false: vmyard always deploys to disk.
+        :type ephemeral_deploy: Boolean
         """
         if any((call.params.get(f) or "").lower() in TRUE for f in ("install_kvm", "register_vmhost")):
-            raise BadRequest("vmyard cannot deploy a machine as a VM host: it does not install operating "
-                             "systems. Add an existing LXD server with vm-hosts/ instead.")
-        deployed = await ownership.deploy(call.ctx, call.path_args["system_id"],
-                                          call.params.get("distro_series") or "")
-        return render_views(deployed)[0]
+            raise BadRequest("vmyard cannot deploy a machine as a VM host. Add an existing LXD server with "
+                             "vm-hosts/ instead.")
+        if (call.params.get("ephemeral_deploy") or "").lower() in TRUE:
+            raise BadRequest.field("ephemeral_deploy", "Ephemeral deployments are not supported: vmyard deploys "
+                                                       "to the machine's root disk.")
+        inputs = deploy.DeployInputs(call.params.get("distro_series") or "", call.params.get("user_data") or None)
+        return render_views(await deploy.deploy(call.ctx, call.path_args["system_id"], inputs))[0]
 
     @operation("POST", "set_owner_data")
     async def set_owner_data(self, call: Call):

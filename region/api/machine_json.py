@@ -20,6 +20,8 @@ STATUSES = {
     "deploying": (9, "Deploying"),
     "deployed": (6, "Deployed"),
     "allocated": (10, "Allocated"),
+    "failed_deployment": (11, "Failed deployment"),
+    "releasing": (12, "Releasing"),
 }
 
 
@@ -87,7 +89,7 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
         "storage": sum(d.size for d in m.disks) / 1000**2,  # MB, as MAAS reports it
         "status": status,
         "status_name": status_name,
-        "status_message": "",
+        "status_message": m.status_message,
         "status_action": "",
         "power_state": m.power_state,
         "power_type": host.type,
@@ -119,6 +121,7 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
         "pinned_cores": list(m.pinned_cores),
         "hugepages_backed": m.hugepages_backed,
         "instance_name": m.instance_name,
+        "instance_type": m.instance_type,  # vmyard: "virtual-machine" or "container"
         "project": m.project,
         "dynamic": m.dynamic,
         "resource_uri": machine_uri(m.system_id),

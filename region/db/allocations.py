@@ -48,16 +48,9 @@ def release_thd(cur, machine_id: int) -> bool:
     """Back to Ready with every trace of the allocation cleared (as MAAS clears owner data)."""
     cur.execute(
         "UPDATE machines SET status = 'ready', owner_id = NULL, agent_name = '', owner_data = '{}'::jsonb,"
-        " distro_series = '', updated = now() WHERE id = %s AND status IN ('allocated', 'deploying', 'deployed')",
+        " distro_series = '', updated = now() WHERE id = %s"
+        " AND status IN ('allocated', 'deploying', 'deployed', 'failed_deployment', 'releasing')",
         (machine_id,))
-    return cur.rowcount == 1
-
-
-def set_status_thd(cur, machine_id: int, status: str, *, expect: tuple[str, ...],
-                   distro_series: str | None = None) -> bool:
-    cur.execute(
-        "UPDATE machines SET status = %s, distro_series = COALESCE(%s, distro_series), updated = now()"
-        " WHERE id = %s AND status = ANY(%s)", (status, distro_series, machine_id, list(expect)))
     return cur.rowcount == 1
 
 

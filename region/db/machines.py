@@ -62,6 +62,7 @@ class Machine:
     owner_id: int | None
     created: datetime.datetime
     instance_type: str = VIRTUAL_MACHINE  # or "container"
+    status_message: str = ""  # what the machine is doing (deploy, release), as MAAS shows it
     disks: list[MachineDisk] = attrs.field(factory=list)
     interfaces: list[MachineNic] = attrs.field(factory=list)
 
@@ -77,7 +78,7 @@ class SyncResult:
 _COLUMNS = (
     "id, system_id, hostname, host_id, project, instance_name, origin, dynamic, status, power_state,"
     " architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags, zone_id,"
-    " pool_id, owner_id, created, instance_type"
+    " pool_id, owner_id, created, instance_type, status_message"
 )
 
 
@@ -238,17 +239,20 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
     tracked = [vm for vm in vms if vm.project == host.project and vm.location in (None, host.name)]
     # A VM still being composed may not be on the host yet: keep its record while
     # the region composing it is alive (and not for ever).  A dead region's
-    # reservation is settled now: adopted if its VM exists, else dropped.
+    # reservation is settled now: adopted if its VM exists, else dropped.  A deploy or
+    # release rebuilds the instance (deleted, then created again): its record stays.
     cur.execute("SELECT m.id, m.project, m.instance_name, m.status = 'composing',"
                 " m.created > now() - make_interval(secs => %s)"
                 " AND EXISTS (SELECT 1 FROM region_processes r WHERE r.id = m.composing_region"
-                "             AND r.heartbeat > now() - %s)"
+                "             AND r.heartbeat > now() - %s),"
+                " m.status IN ('deploying', 'releasing')"
                 " FROM machines m WHERE m.host_id = %s",
                 (COMPOSE_GRACE_SECONDS, REGION_STALE_AFTER, host.id))
     rows = cur.fetchall()
-    known = {(project, name): machine_id for machine_id, project, name, _, _ in rows}
-    composing = {name for _, _, name, is_composing, _ in rows if is_composing}
-    in_flight = {machine_id for machine_id, _, _, is_composing, alive in rows if is_composing and alive}
+    known = {(project, name): machine_id for machine_id, project, name, _, _, _ in rows}
+    composing = {name for _, _, name, is_composing, _, _ in rows if is_composing}
+    in_flight = {machine_id for machine_id, _, _, is_composing, alive, rebuilding in rows
+                 if (is_composing and alive) or rebuilding}
     added, updated = [], []
     for vm in tracked:
         facts = (vm.power_state, vm.architecture, vm.cores, vm.pinned_cores, vm.memory, vm.hugepages_backed)

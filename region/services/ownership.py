@@ -1,8 +1,11 @@
-"""What the holder of an allocated machine does with it: release, deploy, owner data.
+"""What the holder of an allocated machine does with it: release, owner data (deploy is
+services/deploy.py, which uses `machine_for` and `claim_if_free`).
 
 Only the owner or an admin may (Forbidden otherwise); a Ready machine nobody owns may
 be deployed by anyone (it is allocated to them first).  Every state change is a
 conditional UPDATE, so a concurrent change is a Conflict, never a silent overwrite.
+Release goes through Releasing: a VM composed by allocate is decomposed, a deployed one
+has its root disk emptied and its cloud-init data removed, then it is Ready.
 """
 
 from __future__ import annotations
@@ -10,14 +13,15 @@ from __future__ import annotations
 import attrs
 
 from common import hosterrors
-from region.db import allocations, machines
+from region.db import allocations, deploys, machines
 from region.rpc import NoRackConnected
 from region.services import compose
 from region.services.context import Context
 from region.services.errors import Conflict, Forbidden, NotFound, Refused, Unavailable
 from region.services.machines import MachineViews, views, views_thd
 
-RELEASABLE = ("allocated", "deploying", "deployed")
+RELEASABLE = ("allocated", "deploying", "deployed", "failed_deployment")
+DEPLOYED_ONCE = ("deploying", "deployed", "failed_deployment")  # the instance was rebuilt from an image
 
 
 @attrs.frozen
@@ -32,7 +36,7 @@ def _may_manage(user, m: machines.Machine) -> bool:
     return bool(user.is_superuser) or (m.owner_id is not None and m.owner_id == user.id)
 
 
-async def _machine_for(ctx: Context, system_id: str, action: str) -> machines.Machine:
+async def machine_for(ctx: Context, system_id: str, action: str) -> machines.Machine:
     """The machine, if the actor may `action` it ("release", "deploy", "set owner data of")."""
     m = await ctx.db.run(machines.get_thd, system_id)
     if not _may_manage(ctx.actor, m) and not (action == "deploy" and m.status == "ready" and m.owner_id is None):
@@ -43,7 +47,7 @@ async def _machine_for(ctx: Context, system_id: str, action: str) -> machines.Ma
 async def release(ctx: Context, system_id: str) -> Released:
     """Release the machine: a dynamic one is decomposed, any other goes back to Ready, powered
     off, its allocation cleared.  A Ready machine is left as it is."""
-    m = await _machine_for(ctx, system_id, "release")
+    m = await machine_for(ctx, system_id, "release")
     if m.status == "ready":
         return Released(await views(ctx, [m]))
     if m.status not in RELEASABLE:
@@ -84,59 +88,56 @@ async def release_many(ctx: Context, system_ids: list[str]) -> list[str]:
 
 
 async def _release_one(ctx: Context, m: machines.Machine) -> machines.Machine | None:
-    if m.dynamic:  # composed for an allocation: it goes away with it
-        try:
+    if not await ctx.db.run(deploys.set_status_thd, m.system_id, "releasing", _releasing_message(m),
+                            expect=RELEASABLE):
+        raise Conflict(f"Can't release {m.hostname}: its state changed meanwhile.")
+    try:
+        if m.dynamic:  # composed for an allocation: it goes away with it
             await compose.decompose(ctx, m)
-        except (hosterrors.DriverError, NoRackConnected) as e:
-            raise Unavailable(f"Unable to release {m.hostname}: its VM could not be decomposed: {e}") from None
-        return None
-    if m.power_state == "on":
+            return None
         _, target = await ctx.hosts.target(m.host_id)
-        try:
-            state = await ctx.hosts.power(compose.for_project(target, m.project), m.instance_name, "off")
-        except (hosterrors.DriverError, NoRackConnected) as e:
-            raise Unavailable(f"Unable to release {m.hostname}: power off failed: {e}") from None
-        await ctx.db.run(machines.set_power_state_thd, m.id, state)
+        target = compose.for_project(target, m.project)
+        if m.status in DEPLOYED_ONCE:
+            profiles = await ctx.db.run(deploys.host_profiles_thd, m.host_id)
+            await ctx.hosts.erase(target, m.instance_name, profiles)
+            await ctx.db.run(machines.set_power_state_thd, m.id, "off")
+        elif m.power_state == "on":
+            state = await ctx.hosts.power(target, m.instance_name, "off")
+            await ctx.db.run(machines.set_power_state_thd, m.id, state)
+    except (hosterrors.DriverError, NoRackConnected) as e:
+        message = f"Release failed: {e}"
+        await ctx.db.run(deploys.set_status_thd, m.system_id, m.status, message[:255], expect=("releasing",))
+        raise Unavailable(f"Unable to release {m.hostname}: {e}") from None
 
     def release_thd(cur):
         if allocations.release_thd(cur, m.id):
+            deploys.end_thd(cur, m.id)
             ctx.audit_thd(cur, "MACHINE_RELEASED", f"released {m.hostname}", "machine", m.system_id)
         return machines.get_thd(cur, m.system_id)
 
     return await ctx.db.run(release_thd)
 
 
-async def deploy(ctx: Context, system_id: str, distro_series: str) -> MachineViews:
-    """Power the machine's VM on and mark it Deployed (claiming a Ready, unowned machine first).
-    If the VM cannot be powered on the machine stays Allocated (Unavailable)."""
-    m = await _machine_for(ctx, system_id, "deploy")
+def _releasing_message(m: machines.Machine) -> str:
+    if m.dynamic:
+        return "Releasing: deleting the machine composed for this allocation"
+    if m.status in DEPLOYED_ONCE:
+        return "Releasing: emptying the root disk and removing the cloud-init data"
+    return "Releasing: powering off"
+
+
+async def claim_if_free(ctx: Context, m: machines.Machine) -> None:
+    """A Ready machine nobody owns is allocated to the actor first (MAAS lets deploy do that)."""
     if m.status == "ready" and m.owner_id is None:
         if not await ctx.db.run(allocations.claim_thd, m.id, ctx.actor.id, ""):
             raise Conflict(f"Machine {m.hostname} was allocated to someone else meanwhile.")
     elif m.status != "allocated":
         raise Conflict(f"Can't deploy {m.hostname}: it is {m.status}, not allocated.")
-    if not await ctx.db.run(allocations.set_status_thd, m.id, "deploying", expect=("allocated",)):
-        raise Conflict(f"Can't deploy {m.hostname}: its state changed meanwhile.")
-    _, target = await ctx.hosts.target(m.host_id)
-    try:
-        state = await ctx.hosts.power(compose.for_project(target, m.project), m.instance_name, "on")
-    except (hosterrors.DriverError, NoRackConnected) as e:
-        await ctx.db.run(allocations.set_status_thd, m.id, "allocated", expect=("deploying",))
-        raise Unavailable(f"Deploy of {m.hostname} failed: power on failed: {e}; the machine stays "
-                          f"Allocated.") from None
-
-    def deployed_thd(cur):
-        machines.set_power_state_thd(cur, m.id, state)
-        allocations.set_status_thd(cur, m.id, "deployed", expect=("deploying",), distro_series=distro_series)
-        ctx.audit_thd(cur, "MACHINE_DEPLOYED", f"deployed {m.hostname} (VM powered on)", "machine", m.system_id)
-        return views_thd(cur, [machines.get_thd(cur, m.system_id)])
-
-    return await ctx.db.run(deployed_thd)
 
 
 async def set_owner_data(ctx: Context, system_id: str, changes: dict[str, str]) -> MachineViews:
     """Set owner data keys; an empty value deletes the key."""
-    m = await _machine_for(ctx, system_id, "set owner data of")
+    m = await machine_for(ctx, system_id, "set owner data of")
 
     def set_thd(cur):
         allocations.update_owner_data_thd(cur, m.id, changes)

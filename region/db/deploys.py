@@ -1,0 +1,109 @@
+"""Deploy bookkeeping (0014_deploy.sql): machines' deploy state, their own OAuth tokens, and the
+extra LXD profiles a host's deployed machines get.
+
+Every status change is a conditional UPDATE on the expected statuses, so a report that comes
+after a release (or a second region's timeout) changes nothing.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+import string
+
+import attrs
+
+from region.secretbox import SecretBox
+
+_ALPHANUM = string.ascii_letters + string.digits
+
+
+@attrs.frozen
+class MachineToken:
+    machine_id: int
+    consumer_key: str
+    token_key: str
+    secret: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class DeployingMachine:
+    system_id: str
+    instance_name: str
+    host_id: int
+    project: str
+    instance_type: str
+    booted: bool  # the rack has started it (power on), so cloud-init may be running
+    seconds: float  # since the deploy started
+
+
+def _random_string(length: int) -> str:
+    return "".join(_random.choice(_ALPHANUM) for _ in range(length))
+
+
+def new_machine_token_thd(cur, box: SecretBox, machine_id: int, system_id: str) -> MachineToken:
+    """A fresh token for the machine, replacing any it had (MAAS: consumer key = system id-ish)."""
+    token = MachineToken(machine_id, f"{system_id}-{_random_string(8)}", _random_string(18), _random_string(32))
+    cur.execute(
+        "INSERT INTO machine_tokens (machine_id, consumer_key, token_key, token_secret_enc) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (machine_id) DO UPDATE SET consumer_key = EXCLUDED.consumer_key,"
+        " token_key = EXCLUDED.token_key, token_secret_enc = EXCLUDED.token_secret_enc, created = now()",
+        (machine_id, token.consumer_key, token.token_key, box.encrypt(token.secret)))
+    return token
+
+
+def machine_token_thd(cur, box: SecretBox, consumer_key: str, token_key: str) -> tuple[str, str] | None:
+    """(system_id, token secret) of the machine these keys belong to, or None."""
+    cur.execute("SELECT m.system_id, t.token_secret_enc FROM machine_tokens t JOIN machines m ON m.id = t.machine_id"
+                " WHERE t.consumer_key = %s AND t.token_key = %s", (consumer_key, token_key))
+    row = cur.fetchone()
+    return None if row is None else (row[0], box.decrypt(bytes(row[1])))
+
+
+def delete_machine_token_thd(cur, machine_id: int) -> None:
+    cur.execute("DELETE FROM machine_tokens WHERE machine_id = %s", (machine_id,))
+
+
+def start_thd(cur, machine_id: int, *, image_id: int, distro_series: str, message: str) -> bool:
+    """Allocated → Deploying, now; False when the machine is no longer Allocated."""
+    cur.execute(
+        "UPDATE machines SET status = 'deploying', status_message = %s, deploy_started = now(),"
+        " deploy_image_id = %s, distro_series = %s, updated = now() WHERE id = %s AND status = 'allocated'",
+        (message, image_id, distro_series, machine_id))
+    return cur.rowcount == 1
+
+
+def set_status_thd(cur, system_id: str, status: str, message: str, *, expect: tuple[str, ...]) -> bool:
+    cur.execute("UPDATE machines SET status = %s, status_message = %s, updated = now()"
+                " WHERE system_id = %s AND status = ANY(%s)", (status, message, system_id, list(expect)))
+    return cur.rowcount == 1
+
+
+def end_thd(cur, machine_id: int) -> None:
+    """The machine is released: its deploy state and token go."""
+    cur.execute("UPDATE machines SET status_message = '', deploy_started = NULL, deploy_image_id = NULL"
+                " WHERE id = %s", (machine_id,))
+    delete_machine_token_thd(cur, machine_id)
+
+
+def set_message_thd(cur, system_id: str, message: str, *, expect: tuple[str, ...]) -> bool:
+    cur.execute("UPDATE machines SET status_message = %s, updated = now() WHERE system_id = %s AND status = ANY(%s)",
+                (message, system_id, list(expect)))
+    return cur.rowcount == 1
+
+
+def deploying_thd(cur) -> list[DeployingMachine]:
+    """Machines being deployed, oldest deploy first."""
+    cur.execute("SELECT system_id, instance_name, host_id, project, instance_type, power_state = 'on',"
+                " extract(epoch FROM now() - deploy_started)"
+                " FROM machines WHERE status = 'deploying' AND deploy_started IS NOT NULL ORDER BY deploy_started")
+    return [DeployingMachine(*r[:6], float(r[6])) for r in cur.fetchall()]
+
+
+def host_profiles_thd(cur, host_id: int) -> list[str]:
+    cur.execute("SELECT deploy_profiles FROM vm_hosts WHERE id = %s", (host_id,))
+    row = cur.fetchone()
+    return list(row[0]) if row else []
+
+
+def set_host_profiles_thd(cur, host_id: int, profiles: list[str]) -> None:
+    cur.execute("UPDATE vm_hosts SET deploy_profiles = %s WHERE id = %s", (list(profiles), host_id))

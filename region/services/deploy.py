@@ -1,0 +1,235 @@
+"""Deploy: an Allocated machine becomes Deploying at once; the work goes on in the background.
+
+`deploy` checks the request (image, user data, who asks), moves the machine to Deploying with a
+fresh machine token in one transaction and returns; `_carry_out` then builds cloud-init's data
+(services/cloudinit.py) and has a rack rebuild the instance from the image and start it
+(DeployMachine).  cloud-init reports back to /MAAS/metadata/status/<system_id> with the
+machine's own token (`report_status`): the finish of modules-final makes it Deployed, a failure
+Failed deployment.  `check_deploys` (periodic) fails deploys past `deploy_timeout` and, for
+containers whose webhook never got through, asks cloud-init through LXD.
+"""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from common import hosterrors
+from common.models import CONTAINER, VIRTUAL_MACHINE, CloudInitData, ImageRef
+from region.db import deploys, images as image_rows, machines, nonces, subnets
+from region.db.images import BootResource
+from region.rpc import NoRackConnected
+from region.services import cloudinit, compose, images, ownership
+from region.services.auth import OAUTH_WINDOW, OAuthCredentials, signature_matches
+from region.services.context import Context
+from region.services.errors import Conflict, FieldError, NotAuthenticated
+from region.services.image_files import DISK_FILETYPES
+from region.services.machines import MachineViews, views_thd
+from region.services.sshkeys import keys_for_user_thd
+
+log = Logger()
+
+POLL_AFTER = 60.0  # seconds a deploy waits for the webhook before cloud-init is asked through LXD
+MESSAGE_LIMIT = 255
+IMAGE_KINDS = {"tgz": CONTAINER, **{filetype: VIRTUAL_MACHINE for filetype in DISK_FILETYPES}}  # lxd: either
+_running: set[defer.Deferred] = set()  # deploys at work in this process (the rack call)
+
+
+@attrs.frozen
+class DeployInputs:
+    distro_series: str
+    user_data: str | None = None  # as sent: base64 (maybe of gzip), or plain text
+
+
+@attrs.frozen
+class StatusEvent:
+    """One event of cloud-init's webhook reporter."""
+
+    event_type: str  # start | finish
+    name: str  # init-local, modules-final, modules-config/config-locale…
+    result: str | None  # SUCCESS | WARN | FAIL on finish events
+    description: str
+
+
+def choose_image(found: list[BootResource], series: str, architecture: str) -> BootResource | None:
+    """The image `series` names: a resource name (ubuntu/noble, custom/NAME) or a release (noble),
+    for the machine's architecture; an exact name wins, then ubuntu/, then any other OS."""
+    arch = architecture.split("/", 1)[0]
+    fits = [r for r in found if not arch or r.architecture.split("/", 1)[0] == arch]
+    for wanted in (lambda r: r.name == series, lambda r: r.name == f"ubuntu/{series}",
+                   lambda r: r.name.split("/", 1)[-1] == series):
+        matches = [r for r in fits if wanted(r)]
+        if matches:
+            return max(matches, key=lambda r: r.id)  # the newest upload
+    return None
+
+
+def _status_message(text: str) -> str:
+    return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT - 1] + "…"
+
+
+async def deploy(ctx: Context, system_id: str, inputs: DeployInputs) -> MachineViews:
+    m = await ownership.machine_for(ctx, system_id, "deploy")
+    try:
+        users_data = cloudinit.decode_user_data(inputs.user_data) if inputs.user_data else ""
+        cloudinit.user_parts(users_data)  # refused now rather than in the background
+    except cloudinit.BadUserData as e:
+        raise FieldError("user_data", str(e)) from None
+    resource = await _image_for(ctx, m, inputs.distro_series)
+    await ownership.claim_if_free(ctx, m)
+
+    def start_thd(cur):
+        current = machines.get_thd(cur, system_id)
+        if not deploys.start_thd(cur, current.id, image_id=resource.id, distro_series=inputs.distro_series,
+                                 message=f"Deploying {resource.name}: rebuilding the root disk"):
+            raise Conflict(f"Can't deploy {current.hostname}: it is {current.status}, not allocated.")
+        token = deploys.new_machine_token_thd(cur, ctx.box, current.id, system_id)
+        ctx.audit_thd(cur, "MACHINE_DEPLOYING", f"deploying {resource.name} on {current.hostname}", "machine",
+                      system_id)
+        return token, machines.get_thd(cur, system_id)
+
+    token, started = await ctx.db.run(start_thd)
+    work = defer.ensureDeferred(_carry_out(ctx, started, resource, token, users_data))
+    _running.add(work)
+    work.addBoth(lambda _: _running.discard(work))
+    return await ctx.db.run(lambda cur: views_thd(cur, [machines.get_thd(cur, system_id)]))
+
+
+async def _image_for(ctx: Context, m: machines.Machine, series: str) -> BootResource:
+    found = await ctx.db.run(image_rows.list_thd)
+    names = ", ".join(sorted({r.name for r in found if r.complete})) or "none: upload one with boot-resources/"
+    if not series:
+        raise FieldError("distro_series", f"distro_series is required: the image to deploy ({names}).")
+    resource = choose_image(found, series, m.architecture)
+    if resource is None:
+        raise FieldError("distro_series", f"Unknown image {series!r} for {m.architecture or 'this machine'}; "
+                                          f"images: {names}.")
+    if not resource.complete or resource.lxd_fingerprint is None:
+        raise FieldError("distro_series", f"Image {resource.name} is {resource.state}, not ready to deploy.")
+    kind = IMAGE_KINDS.get(resource.filetype)
+    if kind is not None and kind != m.instance_type:
+        raise FieldError("distro_series", f"Image {resource.name} ({resource.filetype}) is for a {kind}; "
+                                          f"{m.hostname} is a {m.instance_type}.")
+    return resource
+
+
+@attrs.frozen
+class _DeployData:
+    ssh_keys: list[str]
+    nics: list[cloudinit.NicConfig]
+    profiles: list[str]
+
+
+def _deploy_data_thd(cur, m: machines.Machine) -> _DeployData:
+    nics = []
+    for nic in m.interfaces:
+        addresses = []
+        for ip, subnet_id in nic.ips:
+            subnet = subnets.get_subnet_thd(cur, subnet_id)
+            addresses.append(cloudinit.NicAddress(ip, subnet.cidr, subnet.gateway_ip, list(subnet.dns_servers)))
+        if nic.mac:
+            nics.append(cloudinit.NicConfig(nic.name, nic.mac, addresses))
+    keys = keys_for_user_thd(cur, m.owner_id) if m.owner_id is not None else []
+    return _DeployData(keys, nics, deploys.host_profiles_thd(cur, m.host_id))
+
+
+async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, token: deploys.MachineToken,
+                     users_data: str) -> None:
+    """The rack's part of the deploy; any failure is recorded on the machine."""
+    try:
+        data = await ctx.db.run(_deploy_data_thd, m)
+        webhook = cloudinit.Webhook(f"{ctx.config.url}metadata/status/{m.system_id}", token.consumer_key,
+                                    token.token_key, token.secret)
+        identity = cloudinit.Identity(m.hostname, f"{m.hostname}.maas", data.ssh_keys)
+        cloud_init = CloudInitData(cloudinit.user_data(identity, webhook, users_data),
+                                   cloudinit.network_config(data.nics))
+        url, image_token = images.image_url_for_rack(ctx, resource)
+        image = ImageRef(resource.lxd_fingerprint or "", url, image_token, resource.lxd_size or 0, resource.filetype)
+        _, target = await ctx.hosts.target(m.host_id)
+        state = await ctx.hosts.deploy(compose.for_project(target, m.project), m.instance_name, image, cloud_init,
+                                       data.profiles)
+    except (hosterrors.DriverError, NoRackConnected) as e:
+        await _fail(ctx, m.system_id, f"Deployment failed: {e}")
+        return
+    except Exception as e:  # recorded on the machine rather than lost in the background
+        log.failure("deploy of {system_id} failed", system_id=m.system_id)
+        await _fail(ctx, m.system_id, f"Deployment failed: {type(e).__name__}: {e}")
+        return
+
+    def booted_thd(cur):
+        machines.set_power_state_thd(cur, m.id, state)
+        deploys.set_message_thd(cur, m.system_id, "Booting: waiting for cloud-init to report", expect=("deploying",))
+
+    await ctx.db.run(booted_thd)
+
+
+async def _fail(ctx: Context, system_id: str, message: str) -> None:
+    def fail_thd(cur):
+        if deploys.set_status_thd(cur, system_id, "failed_deployment", _status_message(message),
+                                  expect=("deploying",)):
+            ctx.audit_thd(cur, "MACHINE_DEPLOY_FAILED", message, "machine", system_id)
+
+    await ctx.db.run(fail_thd)
+    log.warn("deploy of {system_id} failed: {message}", system_id=system_id, message=message)
+
+
+async def _deployed(ctx: Context, system_id: str, how: str) -> None:
+    def deployed_thd(cur):
+        if deploys.set_status_thd(cur, system_id, "deployed", "Deployed", expect=("deploying",)):
+            ctx.audit_thd(cur, "MACHINE_DEPLOYED", f"deployed ({how})", "machine", system_id)
+
+    await ctx.db.run(deployed_thd)
+
+
+# -- cloud-init reporting back ------------------------------------------------------------------------
+
+async def report_status(ctx: Context, system_id: str, creds: OAuthCredentials, event: StatusEvent) -> None:
+    """Apply one of cloud-init's events, sent with the machine's own token."""
+    if abs(time.time() - creds.timestamp) > OAUTH_WINDOW:
+        raise NotAuthenticated(f"oauth_timestamp is more than {OAUTH_WINDOW} seconds away from the region's time.")
+
+    def check_thd(cur):
+        found = deploys.machine_token_thd(cur, ctx.box, creds.consumer_key, creds.token_key)
+        if found is None or found[0] != system_id or not signature_matches(creds.signature, found[1]):
+            raise NotAuthenticated("Invalid machine token or signature.")
+        if not nonces.remember_thd(cur, creds.token_key, creds.nonce, 2 * OAUTH_WINDOW):
+            raise NotAuthenticated("This oauth_nonce was already used.")
+
+    await ctx.db.run(check_thd)
+    if event.event_type == "finish" and event.result == "FAIL":
+        await _fail(ctx, system_id, f"cloud-init {event.name} failed: {event.description}")
+    elif event.event_type == "finish" and event.name == "modules-final" and event.result == "SUCCESS":
+        await _deployed(ctx, system_id, "cloud-init reported modules-final")
+    else:
+        message = _status_message(f"cloud-init: {event.event_type} {event.name}: {event.description}")
+        await ctx.db.run(deploys.set_message_thd, system_id, message, expect=("deploying",))
+
+
+# -- periodic: timeouts and the fallback through LXD -----------------------------------------------------
+
+async def check_deploys(ctx: Context) -> None:
+    """Fail deploys past `deploy_timeout`; ask cloud-init through LXD about containers whose
+    webhook has been silent for POLL_AFTER seconds."""
+    timeout = ctx.config.deploy_timeout
+    for d in await ctx.db.run(deploys.deploying_thd):
+        if d.seconds > timeout:
+            await _fail(ctx, d.system_id, f"Deployment timed out: cloud-init did not report success within "
+                                          f"{timeout:g} s.")
+        elif d.seconds > POLL_AFTER and d.instance_type == CONTAINER and d.booted:
+            await _ask_cloud_init(ctx, d)
+
+
+async def _ask_cloud_init(ctx: Context, d: deploys.DeployingMachine) -> None:
+    try:
+        _, target = await ctx.hosts.target(d.host_id)
+        status, detail = await ctx.hosts.cloud_init_status(compose.for_project(target, d.project), d.instance_name)
+    except (hosterrors.DriverError, NoRackConnected) as e:
+        log.info("cannot ask cloud-init of {system_id}: {error}", system_id=d.system_id, error=str(e))
+        return
+    if status == "done":
+        await _deployed(ctx, d.system_id, "cloud-init status through LXD")
+    elif status == "error":
+        await _fail(ctx, d.system_id, f"cloud-init failed: {detail.strip().splitlines()[-1] if detail.strip() else ''}")
