@@ -2,7 +2,8 @@
 
 Repeated fields may also come comma-joined.  Names MAAS accepts that mean
 nothing here (bridge options, `verbose`) are accepted and ignored; any other
-unknown name is a 400, so a typo never silently widens the match.
+unknown name is a 400, so a typo never silently widens the match.  `instance_type`
+(`virtual-machine` or `container`) is vmyard's own: MAAS has no containers.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from region.api.errors import BadRequest
 from region.api.params import Form, Params
 from region.netconstraints import ConstraintError, parse_interfaces
 from region.services.allocate_match import Constraints
-from region.services.compose_request import MAX_CORES, MAX_MEMORY_MIB, parse_storage
+from region.services.compose_request import MAX_CORES, MAX_MEMORY_MIB, instance_type_error, parse_storage
 
-SINGLE = ("name", "system_id", "zone", "pool", "pod", "pod_type", "agent_name", "comment")
+SINGLE = ("name", "system_id", "zone", "pool", "pod", "pod_type", "agent_name", "comment", "instance_type")
 MULTI = ("arch", "tags", "not_tags", "not_in_zone", "not_in_pool", "not_pod", "not_pod_type")
 NETWORK = ("subnets", "not_subnets", "vlans", "not_vlans", "fabrics", "not_fabrics", "fabric_classes",
            "not_fabric_classes")
@@ -60,6 +61,8 @@ def parse_allocate(params: Params) -> Constraints:
         interfaces = tuple(parse_interfaces(params.get("interfaces")))
     except ConstraintError as e:
         form.error("interfaces", str(e))
+    if single["instance_type"] is not None and (why := instance_type_error(single["instance_type"])):
+        form.error("instance_type", why)
     form.check()
     return Constraints(
         name=single["name"], system_id=single["system_id"], arch=multi["arch"], cpu_count=cpu_count, mem=mem,
@@ -69,4 +72,4 @@ def parse_allocate(params: Params) -> Constraints:
         networks=networks,
         link_speed=None if link_speed is None else int(link_speed),
         agent_name=single["agent_name"] or "", comment=single["comment"] or "",
-        dry_run=(params.get("dry_run") or "").lower() in TRUE)
+        dry_run=(params.get("dry_run") or "").lower() in TRUE, instance_type=single["instance_type"])

@@ -13,4 +13,5 @@ def compose_fields(params: Params) -> ComposeFields:
         memory=params.get("memory"), hugepages_backed=params.get("hugepages_backed"),
         architecture=params.get("architecture"), cpu_speed=params.get("cpu_speed"),
         hostname=params.get("hostname"), zone=params.get("zone"), pool=params.get("pool"),
-        storage=params.get("storage"), interfaces=params.get("interfaces"))
+        storage=params.get("storage"), interfaces=params.get("interfaces"),
+        instance_type=params.get("instance_type"))

@@ -13,7 +13,7 @@ class ComposeOperation:
 
     @operation("POST", "compose", admin_only=True)
     async def compose(self, call: Call):
-        """Compose a virtual machine on the host.
+        """Compose a virtual machine (or an LXD container) on the host.
 
         A request that does not fit is refused with 409 and a message saying
         which resource falls short, by how much, per NUMA node where relevant.
@@ -24,7 +24,8 @@ class ComposeOperation:
         :type pinned_cores: Int
         :param memory: Optional. MiB (default 2048, at least 1024, at most 2^30).
         :type memory: Int
-        :param hugepages_backed: Optional. Back the memory with the host's hugepages.
+        :param hugepages_backed: Optional. Back the memory with the host's hugepages (VMs only:
+            refused for a container).
         :type hugepages_backed: Boolean
         :param architecture: Optional. One of the host's architectures.
         :type architecture: String
@@ -43,6 +44,10 @@ class ComposeOperation:
         :param interfaces: Optional. ``label:key=value[,…][;…]`` with keys such as space, subnet,
             vlan, fabric, ip (a static address from that subnet); at most 64 labels, 8192 characters.
         :type interfaces: String
+        :param instance_type: Optional (vmyard, beyond MAAS). ``virtual-machine`` (default) or
+            ``container``: an LXD container with the same limits, NICs and disks (data disks mounted
+            at ``/mnt/<label>``), made empty like a VM until it is deployed.
+        :type instance_type: String
         """
         machine = await compose.compose(call.ctx, call.path_args["id"], compose_fields(call.params))
         return {"system_id": machine.system_id, "resource_uri": machine_uri(machine.system_id)}

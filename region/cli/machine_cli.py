@@ -1,4 +1,4 @@
-"""`vmyard machine …` and `vmyard vm-host compose`: VMs as machines."""
+"""`vmyard machine …` and `vmyard vm-host compose`: VMs and LXD containers as machines."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from region.cli.client import ApiClient, ClientError
 from region.cli.table import decimal_bytes, human_bytes, render_key_values, render_table
 
 MIB = 1024 * 1024
-LIST_COLUMNS = [("SYSTEM_ID", "system_id"), ("HOSTNAME", "hostname"), ("STATUS", "status_name"),
+LIST_COLUMNS = [("SYSTEM_ID", "system_id"), ("HOSTNAME", "hostname"), ("TYPE", "type_h"), ("STATUS", "status_name"),
                 ("POWER", "power_state"), ("CORES", "cpu_count"), ("MEMORY", "memory_h"), ("STORAGE", "storage_h"),
                 ("VM HOST", "pod_name"), ("NUMA", "numa"), ("ZONE", "zone_name"), ("POOL", "pool_name")]
 DISK_COLUMNS = [("NAME", "name"), ("SIZE", "size_h"), ("POOL", "storage_pool")]
@@ -29,14 +29,20 @@ def memory_mib(text: str) -> int:
     return int(float(m["n"]) * scale)
 
 
+def instance_kind(m: dict) -> str:
+    """"VM" or "container", as listings show a machine's LXD instance type."""
+    return "container" if m.get("instance_type") == "container" else "VM"
+
+
 def _row(m: dict) -> dict:
-    return {**m, "memory_h": human_bytes(m["memory"] * MIB), "storage_h": decimal_bytes(m["storage"] * 1000**2),
+    return {**m, "type_h": instance_kind(m), "memory_h": human_bytes(m["memory"] * MIB), "storage_h": decimal_bytes(m["storage"] * 1000**2),
             "pod_name": (m.get("pod") or {}).get("name"), "numa": ",".join(map(str, m.get("numa_nodes") or [])),
             "zone_name": m["zone"]["name"], "pool_name": m["pool"]["name"]}
 
 
 def _show(m: dict) -> str:
-    pairs = [("Hostname", m["hostname"]), ("System id", m["system_id"]), ("Status", m["status_name"]),
+    pairs = [("Hostname", m["hostname"]), ("System id", m["system_id"]), ("Type", instance_kind(m)),
+             ("Status", m["status_name"]),
              ("Power", m["power_state"]), ("VM host", (m.get("pod") or {}).get("name")),
              ("LXD instance", f"{m.get('instance_name')} (project {m.get('project')})"),
              ("Architecture", m["architecture"]), ("Cores", m["cpu_count"]),
@@ -110,6 +116,7 @@ def cmd_compose(args, client: ApiClient, host: dict) -> None:
         ("storage", args.storage), ("interfaces", args.interfaces), ("hostname", args.hostname),
         ("pinned_cores", args.pinned_cores), ("zone", args.zone), ("pool", args.pool),
         ("architecture", args.architecture), ("hugepages_backed", "true" if args.hugepages else None),
+        ("instance_type", args.instance_type),
     ) if value is not None}
     made = client.call("POST", f"vm-hosts/{host['id']}/", op="compose", data=data)
     machine = client.call("GET", f"machines/{made['system_id']}/")
@@ -127,10 +134,12 @@ def add_compose_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--architecture")
     p.add_argument("--zone")
     p.add_argument("--pool")
+    p.add_argument("--instance-type", choices=("virtual-machine", "container"),
+                   help="an LXD virtual-machine (default) or container")
 
 
 def add_machine_parser(sub) -> None:
-    p = sub.add_parser("machine", aliases=["machines"], help="list, show, delete and power machines (VMs)")
+    p = sub.add_parser("machine", aliases=["machines"], help="list, show, delete and power machines (VMs and containers)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="list machines").set_defaults(func=cmd_list, needs_client=True)
     for name, func, help in (("show", cmd_show, "show a machine, its disks and NICs"),

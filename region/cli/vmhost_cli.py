@@ -397,7 +397,7 @@ def add_vm_host_parser(sub) -> None:
     action("list", cmd_list, "list VM hosts", on_host=False)
     action("show", cmd_show, "show a VM host, its storage pools and NUMA nodes")
     add_interface_actions(action)
-    machine_cli.add_compose_options(action("compose", cmd_compose, "compose a VM on the host"))
+    machine_cli.add_compose_options(action("compose", cmd_compose, "compose a VM or container on the host"))
     action("cert", cmd_cert, "print the host's client certificate (PEM), e.g. for `lxc config trust add -`")
     _add_secret_options(action("refresh", cmd_refresh, "rediscover a VM host now"))
     u = action("update", cmd_update, "change a VM host (a new address, project or identity rediscovers it)")

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from common.models import VIRTUAL_MACHINE
 from region import placement
 from region.db import hosts, machines
 from region.netconstraints import ConstraintError, InterfaceAsk, matches
@@ -49,6 +50,15 @@ class Constraints:
     agent_name: str = ""
     comment: str = ""
     dry_run: bool = False
+    # vmyard (MAAS has none): "virtual-machine" or "container"; None: a VM, or any type when
+    # the machine is named (system_id/name).
+    instance_type: str | None = None
+
+    @property
+    def wanted_type(self) -> str | None:
+        """The instance type a machine must be (None: any)."""
+        named = self.system_id is not None or self.name is not None
+        return self.instance_type or (None if named else VIRTUAL_MACHINE)
 
 
 @attrs.frozen
@@ -149,6 +159,7 @@ def match_machine(m: machines.Machine, c: Constraints, *, host: hosts.VMHost, zo
         (host.name not in c.not_pod, f"on excluded VM host {host.name}"),
         (c.pod_type is None or host.type == c.pod_type, f"on a {host.type} VM host"),
         (host.type not in c.not_pod_type, f"on an excluded {host.type} VM host"),
+        (c.wanted_type in (None, m.instance_type), f"is a {m.instance_type}, not a {c.wanted_type}"),
     ]
     failed = [why for ok, why in checks if not ok]
     if failed:
@@ -246,7 +257,8 @@ def compose_ask(c: Constraints, host: hosts.VMHost) -> ComposeAsk:
         cores=max(1, math.ceil(c.cpu_count or 1)),
         memory=int((c.mem or DEFAULT_MEMORY_MIB) * MIB), pinned_cores=(), hugepages_backed=False,
         architecture=arch or "amd64/generic", hostname=None, zone=str(host.zone_id), pool=None,
-        storage=c.storage or parse_storage(DEFAULT_STORAGE), interfaces=c.interfaces)
+        storage=c.storage or parse_storage(DEFAULT_STORAGE), interfaces=c.interfaces,
+        instance_type=c.instance_type or VIRTUAL_MACHINE)
 
 
 

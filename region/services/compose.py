@@ -1,4 +1,4 @@
-"""Composing and decomposing VMs: exact accounting under concurrency, no orphans.
+"""Composing and decomposing VMs (and LXD containers): exact accounting under concurrency, no orphans.
 
 1. One transaction locks the host row (`hosts.lock_for_placement_thd`), places the
    VM over the host's recorded capacity and every VM already there (including those
@@ -21,7 +21,7 @@ import attrs
 from twisted.logger import Logger
 
 from common import hosterrors
-from common.models import ComposeRequest, HostTarget, RequestedDisk, RequestedNic, VMDisk
+from common.models import CONTAINER, ComposeRequest, HostTarget, RequestedDisk, RequestedNic, VMDisk
 from common.tls import new_system_id
 from region import placement
 from region.db import hosts, machines, named, networks
@@ -73,6 +73,14 @@ def _hostname_thd(cur, ask: ComposeAsk) -> str:
             return name
 
 
+def _requested_disks(ask: ComposeAsk, disks: list[VMDisk]) -> list[RequestedDisk]:
+    """The disks for the rack; a container mounts each data disk at /mnt/<its label>."""
+    container = ask.instance_type == CONTAINER
+    return [RequestedDisk("root" if i == 0 else f"disk{i}", d.size, d.pool,
+                          path=f"/mnt/{d.name}" if container and i else None)
+            for i, d in enumerate(disks)]
+
+
 def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynamic: bool,
                 region_id: str | None = None) -> tuple[machines.Machine, ComposeRequest]:
     """Place and record the VM (status 'composing'); returns (machine, request for the rack).
@@ -109,7 +117,7 @@ def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynami
         cpu_count=ask.cores, memory=ask.memory, pinned_cores=list(placed.pinned),
         hugepages_backed=ask.hugepages_backed, numa_nodes=list(placed.numa_nodes), zone_id=zone_id,
         pool_id=pool_id, owner_id=owner_id, dynamic=dynamic, tags=list(host.tags), disks=disks, nics=nics,
-        composing_region=region_id)
+        composing_region=region_id, instance_type=ask.instance_type)
     machine, nic_ids = machines.reserve_thd(cur, new)
     for r in resolved:
         for ip in r.ask.ips:
@@ -118,9 +126,9 @@ def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynami
     compose_request = ComposeRequest(
         instance_name=hostname, architecture=ask.architecture, cores=ask.cores,
         memory=ask.memory, pinned_cores=list(placed.pinned), hugepages_backed=ask.hugepages_backed,
-        disks=[RequestedDisk("root" if i == 0 else f"disk{i}", d.size, d.pool) for i, d in enumerate(disks)],
+        disks=_requested_disks(ask, disks),
         nics=[RequestedNic(n.name, NICTYPE[n.attach_type], n.attach_name) for n in nics],
-        reservation=machine.system_id)
+        reservation=machine.system_id, instance_type=ask.instance_type)
     return machine, compose_request
 
 
@@ -130,7 +138,7 @@ def for_project(target: HostTarget, project: str) -> HostTarget:
 
 
 async def compose(ctx: Context, host_id: int | str, fields: ComposeFields) -> machines.Machine:
-    """`op=compose`: a VM on the host as the fields ask (checked against the host's architectures)."""
+    """`op=compose`: a VM (or container) on the host as the fields ask (checked against the host's architectures)."""
     host = await ctx.db.run(hosts.get_thd, host_id)
     if "composable" not in host.capabilities:
         raise Refused("VM host does not support composability.")

@@ -12,6 +12,7 @@ import re
 
 import attrs
 
+from common.models import CONTAINER, INSTANCE_TYPES, VIRTUAL_MACHINE
 from region.netconstraints import ConstraintError, InterfaceAsk, parse_interfaces
 from region.number_input import NumberError, read_integer
 from region.services.errors import InvalidInput
@@ -55,6 +56,7 @@ class ComposeAsk:
     pool: str | None
     storage: tuple[StorageAsk, ...]
     interfaces: tuple[InterfaceAsk, ...]
+    instance_type: str = VIRTUAL_MACHINE
 
 
 @attrs.frozen
@@ -72,6 +74,7 @@ class ComposeFields:
     pool: str | None = None
     storage: str | None = None
     interfaces: str | None = None
+    instance_type: str | None = None
 
 
 def parse_storage(value: str) -> tuple[StorageAsk, ...]:
@@ -159,6 +162,19 @@ def _too_many_pinned(count: int) -> str:
     return f"Ensure at most {MAX_PINNED_CORES} cores are pinned (this asks for {count})."
 
 
+def instance_type_error(value: str) -> str | None:
+    """Why `value` is not an LXD instance type (None: it is one)."""
+    if value in INSTANCE_TYPES:
+        return None
+    return f"Select a valid choice. {value:.40} is not one of the available choices ({', '.join(INSTANCE_TYPES)})."
+
+
+# LXD backs a VM's memory with hugepages (limits.memory.hugepages); a container has no such key:
+# its limits.hugepages.* only cap what its processes may take.
+CONTAINER_HUGEPAGES = ("LXD containers cannot have hugepage-backed memory (limits.memory.hugepages is for "
+                       "virtual machines only); compose a virtual-machine or leave hugepages_backed unset.")
+
+
 def validate(fields: ComposeFields, architectures: list[str]) -> ComposeAsk:
     """The ask for a host offering `architectures` (its first is the default)."""
     errors = _Errors()
@@ -186,12 +202,17 @@ def validate(fields: ComposeFields, architectures: list[str]) -> ComposeAsk:
         interfaces = tuple(parse_interfaces(fields.interfaces))
     except ConstraintError as e:
         errors.add("interfaces", str(e))
+    instance_type = fields.instance_type or VIRTUAL_MACHINE
+    if (why := instance_type_error(instance_type)) is not None:
+        errors.add("instance_type", why)
+    hugepages_backed = (fields.hugepages_backed or "").lower() in TRUE
+    if hugepages_backed and instance_type == CONTAINER:
+        errors.add("hugepages_backed", CONTAINER_HUGEPAGES)
     if errors:
         raise InvalidInput(dict(errors))
     return ComposeAsk(
-        cores=cores, memory=memory_mib * MIB, pinned_cores=pinned,
-        hugepages_backed=(fields.hugepages_backed or "").lower() in TRUE,
+        cores=cores, memory=memory_mib * MIB, pinned_cores=pinned, hugepages_backed=hugepages_backed,
         architecture=architecture or (architectures[0] if architectures else "amd64/generic"),
         hostname=hostname, zone=fields.zone or None, pool=fields.pool or None,
-        storage=storage, interfaces=interfaces,
+        storage=storage, interfaces=interfaces, instance_type=instance_type,
     )
