@@ -10,7 +10,7 @@ import pytest_twisted
 from region.db import events
 from region.db.pool import run_sync
 from region.services import errors, sshkeys
-from tests.fixtures.services import ServiceRegion, service_region  # noqa: F401  (fixture)
+from tests.fixtures.services import service_region  # noqa: F401  (fixture)
 from tests.fixtures.sshkeys import ecdsa_key, ed25519_key, private_key_text, rsa_key
 
 
