@@ -1,8 +1,9 @@
-"""Composing and powering VMs with LXDDriver against a REAL private LXD daemon
-(tests/fixtures/lxd.py), plus the pure helpers of rack/drivers/lxd_compose.py.
+"""Composing and powering VMs and containers with LXDDriver against a REAL private LXD
+daemon (tests/fixtures/lxd.py), plus the pure helpers of rack/drivers/lxd_compose.py.
 
 VMs can be created here but not started (qemu fails on memlock), which is how the
-power-on failure path is tested with LXD's real error.
+power-on failure path is tested with LXD's real error.  Containers start: they get a
+real power cycle once they have a root filesystem.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from rack.drivers.lxd_compose import (
 )
 from rack.drivers.lxd_instances import debian_architecture
 from tests.fixtures.lxd import BridgesUnavailable, lxc_json, lxc_missing, unique, unmanaged_bridges
+from tests.fixtures.tiny_rootfs import give_root_filesystem
 from tests.test_lxd_driver import in_project, new_target, purge_project
 
 GiB = 1024**3
@@ -341,6 +343,50 @@ def test_compose_invalid_instance_name(driver, name):
     assert "invalid LXD instance name" in str(e.value)
 
 
+def test_compose_container_then_power_cycle_and_delete(lxd_server, driver, trusted, vm_project, bridge):
+    """A container: no VM-only keys, its data disk a filesystem volume mounted at the asked path,
+    made empty (it cannot start until it has a root filesystem), then started and stopped."""
+    arch, _ = _host(lxd_server)
+    target = in_project(trusted, vm_project)
+    req = _request("box", arch, instance_type="container", cores=2,
+                   disks=[RequestedDisk("root", 2 * GiB, "default"),
+                          RequestedDisk("disk1", GiB, "default", path="/mnt/data")],
+                   nics=[RequestedNic("eth0", "bridged", bridge)])
+
+    vm = driver.compose_vm(target, req)
+
+    inst = lxc_json(lxd_server, f"/1.0/instances/box?project={vm_project}")
+    assert (inst["type"], inst["status_code"], inst["profiles"]) == ("container", 102, [])
+    assert _config(inst) == {"limits.cpu": "2", "limits.memory": str(GiB)}
+    mac = inst["devices"]["eth0"]["hwaddr"]
+    assert inst["devices"] == {
+        "root": {"path": "/", "type": "disk", "pool": "default", "size": str(2 * GiB)},
+        "disk1": {"type": "disk", "pool": "default", "source": "vmyard-box-disk1", "path": "/mnt/data"},
+        "eth0": {"type": "nic", "nictype": "bridged", "parent": bridge, "name": "eth0", "hwaddr": mac},
+    }
+    vol = lxc_json(lxd_server, _vol_path("vmyard-box-disk1", vm_project))
+    assert vol["content_type"] == "filesystem" and vol["config"]["size"] == str(GiB)
+    assert vm.instance_type == "container" and (vm.cores, vm.memory) == (2, GiB)
+    assert vm.disks == [VMDisk("root", 2 * GiB, "default"), VMDisk("disk1", GiB, "default")]
+    assert driver.discover(target).vms == [vm]
+
+    with pytest.raises(DriverError) as e:
+        driver.power_on(target, "box")
+    assert str(e.value).startswith(f"cannot start LXD container 'box' in project {vm_project!r}: ")
+    assert "composed empty has no root filesystem until it is deployed" in str(e.value)
+
+    give_root_filesystem(lxd_server, vm_project, "box")
+    assert driver.power_on(target, "box") == "on"
+    assert lxc_json(lxd_server, f"/1.0/instances/box?project={vm_project}")["status"] == "Running"
+    assert driver.power_state(target, "box") == "on"
+    assert driver.power_off(target, "box") == "off"
+    assert lxc_json(lxd_server, f"/1.0/instances/box?project={vm_project}")["status"] == "Stopped"
+
+    assert driver.delete_vm(target, "box") == []
+    assert lxc_missing(lxd_server, f"/1.0/instances/box?project={vm_project}")
+    assert lxc_missing(lxd_server, _vol_path("vmyard-box-disk1", vm_project))
+
+
 # -- power --------------------------------------------------------------------------------------
 
 def test_power(lxd_server, driver, trusted, vm_project):
@@ -457,7 +503,35 @@ def test_instance_definition():
     ]
 
 
+def test_container_definition_has_no_vm_keys():
+    req = ComposeRequest(
+        "c1", "amd64/generic", 2, GiB, pinned_cores=[0, 1], instance_type="container",
+        disks=[RequestedDisk("root", 4 * GiB, "fast"), RequestedDisk("disk1", GiB, "slow", path="/mnt/logs")],
+        nics=[RequestedNic("eth0", "macvlan", "eno1", vlan=7, hwaddr="00:16:3e:00:00:02")])
+    check_request(req, "p")
+    assert instance_definition(req, "x86_64") == {
+        "name": "c1", "type": "container", "source": {"type": "none"}, "profiles": [], "architecture": "x86_64",
+        "config": {"limits.cpu": "0,1", "limits.memory": str(GiB)},
+        "devices": {
+            "root": {"path": "/", "type": "disk", "pool": "fast", "size": str(4 * GiB)},
+            "disk1": {"type": "disk", "pool": "slow", "source": "vmyard-c1-disk1", "path": "/mnt/logs"},
+            "eth0": {"type": "nic", "nictype": "macvlan", "parent": "eno1", "name": "eth0", "vlan": "7",
+                     "hwaddr": "00:16:3e:00:00:02"},
+        },
+    }
+    assert volume_definitions(req) == [
+        ("slow", {"name": "vmyard-c1-disk1", "type": "custom", "content_type": "filesystem",
+                  "config": {"size": str(GiB)}})]
+
+
 @pytest.mark.parametrize("change, message", [
+    (dict(instance_type="oci"), "unknown LXD instance type 'oci'"),
+    (dict(instance_type="container", hugepages_backed=True), "cannot be backed by hugepages"),
+    (dict(instance_type="container", disks=[RequestedDisk("root", 1, "d"), RequestedDisk("disk1", 1, "d")]),
+     "a container mounts a data disk at an absolute path, not None"),
+    (dict(instance_type="container", disks=[RequestedDisk("root", 1, "d"),
+                                            RequestedDisk("disk1", 1, "d", path="/mnt/../etc")]),
+     "not '/mnt/../etc'"),
     (dict(architecture="vax"), "unsupported architecture"),
     (dict(cores=0), "at least 1 core"),
     (dict(memory=0), "needs memory"),

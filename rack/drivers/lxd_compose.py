@@ -47,7 +47,7 @@ _DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _IFACE_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _POOL_NAME = re.compile(r"^(?!\.\.?$)[^/\s]{1,255}$")
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
-_MOUNT_PATH = re.compile(r"^(?:/[A-Za-z0-9_.-]+)+$")
+_MOUNT_PATH = re.compile(r"^(?:/(?!\.\.?(?:/|$))[A-Za-z0-9_.-]+)+$")  # absolute, no . or .. parts
 
 
 CONFLICT = 409  # HTTP status of LXD's "already exists" refusals

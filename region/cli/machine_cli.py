@@ -35,9 +35,10 @@ def instance_kind(m: dict) -> str:
 
 
 def _row(m: dict) -> dict:
-    return {**m, "type_h": instance_kind(m), "memory_h": human_bytes(m["memory"] * MIB), "storage_h": decimal_bytes(m["storage"] * 1000**2),
-            "pod_name": (m.get("pod") or {}).get("name"), "numa": ",".join(map(str, m.get("numa_nodes") or [])),
-            "zone_name": m["zone"]["name"], "pool_name": m["pool"]["name"]}
+    return {**m, "type_h": instance_kind(m), "memory_h": human_bytes(m["memory"] * MIB),
+            "storage_h": decimal_bytes(m["storage"] * 1000**2), "pod_name": (m.get("pod") or {}).get("name"),
+            "numa": ",".join(map(str, m.get("numa_nodes") or [])), "zone_name": m["zone"]["name"],
+            "pool_name": m["pool"]["name"]}
 
 
 def _show(m: dict) -> str:
@@ -139,7 +140,8 @@ def add_compose_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_machine_parser(sub) -> None:
-    p = sub.add_parser("machine", aliases=["machines"], help="list, show, delete and power machines (VMs and containers)")
+    p = sub.add_parser("machine", aliases=["machines"],
+                       help="list, show, delete and power machines (VMs and containers)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="list machines").set_defaults(func=cmd_list, needs_client=True)
     for name, func, help in (("show", cmd_show, "show a machine, its disks and NICs"),
