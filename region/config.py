@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import urllib.parse
 from pathlib import Path
 
 import attrs
@@ -13,6 +14,7 @@ from common.logsetup import LEVELS
 
 DEFAULT_DATA_DIR = "/var/lib/vmyard"
 DEFAULT_CONFIG = "/etc/vmyard/regiond.toml"
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 @attrs.frozen
@@ -40,6 +42,12 @@ class RegionConfig:
     vm_host_refresh_interval: float = 60.0  # seconds between automatic refreshes; 0 turns them off
     allocation_policy: str = attrs.field(default="pack", validator=attrs.validators.in_(("pack", "spread")))
     deploy_timeout: float = 1800.0  # seconds a deploy may take before it is Failed deployment
+    boot_source_url: str | None = None  # a simplestreams image server to sync from; None: no syncing
+    boot_source_releases: tuple[str, ...] = ("noble",)
+    boot_source_arches: tuple[str, ...] = ("amd64",)
+    boot_source_image_type: str = attrs.field(default="virtual-machine",
+                                              validator=attrs.validators.in_(("virtual-machine", "container")))
+    boot_source_interval: float = 3600.0  # seconds between automatic syncs
 
     @property
     def key_file(self) -> Path:
@@ -53,6 +61,16 @@ class RegionConfig:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.http_port}/MAAS/"
+
+
+def _check_boot_source(url: str | None) -> None:
+    # Signatures (.sjson) are not checked, so only TLS vouches for the index: https, or a
+    # loopback address (a mirror on this machine, and the tests).
+    if url is None:
+        return
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        raise ConfigError(f"boot_source_url must be an https URL (or http on loopback), not {url!r}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where allocate composes VMs: the fullest host that fits (pack, default) or the emptiest")
     parser.add_argument("--deploy-timeout", type=float,
                         help="seconds until a deploy that has not reported success fails (default 1800)")
+    parser.add_argument("--boot-source-url",
+                        help="simplestreams image server to sync Ubuntu images from (https; default: none)")
     parser.add_argument("--log-level", choices=LEVELS)
     parser.add_argument("--log-format", choices=("text", "json"))
 
@@ -97,6 +117,7 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
     if bool(cert_file) != bool(tls_key):
         raise ConfigError("tls_cert_file and tls_key_file go together")
     key_file = pick("secret_key_file")
+    _check_boot_source(pick("boot_source_url"))
     try:
         return RegionConfig(
             data_dir=Path(pick("data_dir", DEFAULT_DATA_DIR)).absolute(),
@@ -122,6 +143,11 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             vm_host_refresh_interval=float(pick("vm_host_refresh_interval", 60.0)),
             allocation_policy=pick("allocation_policy", "pack"),
             deploy_timeout=float(pick("deploy_timeout", 1800.0)),
+            boot_source_url=pick("boot_source_url"),
+            boot_source_releases=tuple(file.get("boot_source_releases", ("noble",))),
+            boot_source_arches=tuple(file.get("boot_source_arches", ("amd64",))),
+            boot_source_image_type=file.get("boot_source_image_type", "virtual-machine"),
+            boot_source_interval=float(file.get("boot_source_interval", 3600.0)),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad configuration: {e}") from None

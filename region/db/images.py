@@ -99,3 +99,32 @@ def delete_thd(cur, resource_id: int) -> BootResource:
     if row is None:
         raise NotFound("BootResource")
     return BootResource(*row)
+
+
+# -- synced resources (services/image_sync.py) ---------------------------------------------
+
+def find_thd(cur, name: str, architecture: str) -> BootResource | None:
+    cur.execute(f"SELECT {_COLUMNS} FROM boot_resources WHERE name = %s AND architecture = %s FOR UPDATE",
+                (name, architecture))
+    row = cur.fetchone()
+    return BootResource(*row) if row else None
+
+
+def begin_thd(cur, *, resource_id: int | None, name: str, architecture: str, title: str, version: str,
+              filename: str, filetype: str, size: int, sha256: str) -> BootResource:
+    """A Synced resource about to receive `version`: a new row, or the existing one restarted."""
+    values = (title, version, filename, filetype, size, sha256)
+    if resource_id is None:
+        cur.execute(f"INSERT INTO boot_resources (name, architecture, rtype, label, title, version, filename,"
+                    f" filetype, size, sha256) VALUES (%s, %s, 'Synced', 'stable', %s, %s, %s, %s, %s, %s)"
+                    f" RETURNING {_COLUMNS}", (name, architecture, *values))
+    else:
+        cur.execute(f"UPDATE boot_resources SET title = %s, version = %s, filename = %s, filetype = %s, size = %s,"
+                    f" sha256 = %s, received = 0, state = 'uploading', lxd_fingerprint = NULL, lxd_size = NULL,"
+                    f" updated = now() WHERE id = %s RETURNING {_COLUMNS}", (*values, resource_id))
+    return BootResource(*cur.fetchone())
+
+
+def set_received_thd(cur, resource_id: int, received: int) -> None:
+    cur.execute("UPDATE boot_resources SET received = %s, updated = now() WHERE id = %s AND state = 'uploading'",
+                (received, resource_id))
