@@ -24,13 +24,14 @@ from region.periodic import PeriodicService
 from region.rpc import RackRegistry, advertised_rpc_host, new_region_id
 from region.rpc_limits import RpcLimits, raise_open_files_limit
 from region.secretbox import SecretBox
-from region.services import deploy
+from region.services import deploy, image_sync
 from region.services.context import Context
 from region.vmhosts import HostManager
 
 log = Logger()
 
 DEPLOY_CHECK_INTERVAL = 15.0  # seconds between looks at running deploys (timeouts, cloud-init via LXD)
+IMAGE_SYNC_CHECK_INTERVAL = 60.0  # seconds between looks at whether an image sync is due
 REVOCATION_SYNC_INTERVAL = 1.0  # seconds for a rack deleted through another region to be locked out here
 
 
@@ -138,6 +139,10 @@ class RegionService(service.MultiService):
         deploy_check = min(DEPLOY_CHECK_INTERVAL, cfg.deploy_timeout / 4)
         PeriodicService(deploy_check, lambda: deploy.check_deploys(Context(self)), "deploy check",
                         self.reactor).setServiceParent(self)
+        if cfg.boot_source_url:
+            PeriodicService(min(IMAGE_SYNC_CHECK_INTERVAL, cfg.boot_source_interval),
+                            lambda: image_sync.sync_if_due(Context(self)), "image sync", self.reactor,
+                            ).setServiceParent(self)
         if cfg.local_rack:
             self.local_rack = LocalRackProcess(self._local_rack_settings(secret), self.reactor)
             self.local_rack.setServiceParent(self)

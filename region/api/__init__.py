@@ -69,6 +69,8 @@ API_HANDLERS = [
     boot_resource_handlers.BootResourcesHandler,
     boot_resource_handlers.BootResourceHandler,
     boot_resource_handlers.BootResourceFileUploadHandler,
+    boot_resource_handlers.BootSourcesHandler,
+    boot_resource_handlers.BootSourceHandler,
 ]
 ENROL_PREFIX = "/MAAS/rpc/"
 CERTIFICATE_PREFIX = "/MAAS/vmhost-certificate/"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 
 from region.api.errors import BadRequest, NotFound
-from region.api.handler import Call, Handler, restful
+from region.api.handler import Call, Handler, operation, restful
 from region.api.params import Form
 from region.api.site import API_PREFIX, Response
 from region.db.images import BootResource, NewResource
+from region.services import image_sync
 from region.services import images as image_service
+from region.services.image_sync import BootSource
 
 MAX_IMAGE_SIZE = 1 << 40
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -99,6 +101,62 @@ class BootResourcesHandler(Handler):
         :type filetype: String
         """
         return Response(201, boot_resource_json(await image_service.create(call.ctx, _new_resource(call))))
+
+
+    @operation("POST", "import", admin_only=True)
+    async def import_(self, call: Call):
+        """Sync the images of the configured boot source now (in the background).
+
+        Progress shows in each resource's sets{}.progress; op=is_importing says when it is over.
+        """
+        started = await image_sync.start_import(call.ctx)
+        return Response(200, "Import of boot resources started" if started else
+                        "Import of boot resources is already running", "text/plain")
+
+    @operation("GET", "is_importing")
+    async def is_importing(self, call: Call):
+        """Whether a sync from the boot source is running (true or false)."""
+        return await image_sync.is_importing(call.ctx)
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def boot_source_json(source: BootSource) -> dict:
+    state = source.state
+    return {
+        "id": 1, "url": source.url, "keyring_filename": "", "keyring_data": "",
+        "resource_uri": f"{API_PREFIX}boot-sources/1/", "releases": list(source.releases),
+        "arches": list(source.arches), "image_type": source.image_type, "importing": state.importing,
+        "last_sync_started": _iso(state.started), "last_sync_finished": _iso(state.finished),
+        "last_sync_error": state.error,
+    }
+
+
+class BootSourcesHandler(Handler):
+    """The simplestreams source images are synced from (boot_source_url; none when unset)."""
+
+    path = "boot-sources/"
+
+    @restful("GET")
+    async def read(self, call: Call):
+        """List the boot source (its URL, releases, architectures, and how its last sync went)."""
+        return [boot_source_json(s) for s in await image_sync.boot_sources(call.ctx)]
+
+
+class BootSourceHandler(Handler):
+    """The configured boot source."""
+
+    path = "boot-sources/{id}/"
+
+    @restful("GET")
+    async def read(self, call: Call):
+        """Read the boot source."""
+        found = await image_sync.boot_sources(call.ctx)
+        if call.path_args["id"] != "1" or not found:
+            raise NotFound("No BootSource matches the given query.")
+        return boot_source_json(found[0])
 
 
 class BootResourceHandler(Handler):

@@ -1,4 +1,4 @@
-"""`vmyard images list|upload|delete`: boot resources, uploaded in 4 MiB chunks as the maas CLI does.
+"""`vmyard images list|upload|sync|delete`: boot resources, uploaded in 4 MiB chunks as the maas CLI does.
 
 An upload that stopped part way (same name, architecture, size and sha256, still uploading)
 resumes from the bytes the region already has.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +19,7 @@ from region.cli.table import human_bytes, render_table
 CHUNK = 1 << 22  # the maas CLI's chunk size
 COLUMNS = [("ID", "id"), ("NAME", "name"), ("ARCHITECTURE", "architecture"), ("TYPE", "type"),
            ("FILETYPE", "filetype"), ("SIZE", "size_h"), ("STATE", "state"), ("PROGRESS", "progress_h")]
+SYNC_POLL = 1.0  # seconds between progress looks of `images sync --wait`
 FILETYPES = ("tgz", "lxd", "ddraw", "ddgz", "ddxz", "qcow2")
 
 
@@ -104,6 +106,38 @@ def cmd_delete(args, client: ApiClient) -> None:
     print(f"Deleted boot resource {args.id}.")
 
 
+def _syncing_progress(client: ApiClient) -> tuple[int, int]:
+    """Bytes done and total over the synced images."""
+    done = total = 0
+    for resource in client.call("GET", "boot-resources/"):
+        if resource["type"] == "Synced":
+            file = the_file(resource)
+            total += file["size"]
+            done += file["size"] if resource["state"] == "complete" else file["received"]
+    return done, total
+
+
+def cmd_sync(args, client: ApiClient) -> None:
+    print(client.call("POST", "boot-resources/", op="import", data={}))
+    if not args.wait:
+        return
+    bar = None
+    while True:
+        importing = client.call("GET", "boot-resources/", op="is_importing")
+        done, total = _syncing_progress(client)
+        if total:
+            bar = bar or ProgressBar(total)
+            bar.total = total
+            bar.show(done if importing else total)
+        if not importing:
+            break
+        time.sleep(SYNC_POLL)
+    (source,) = client.call("GET", "boot-sources/")
+    if source["last_sync_error"]:
+        raise ClientError(f"the sync finished with errors: {source['last_sync_error']}")
+    print("Images are in sync with the boot source.")
+
+
 def add_images_parser(sub) -> None:
     p = sub.add_parser("images", aliases=["boot-resources"], help="list, upload and delete images")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -116,6 +150,9 @@ def add_images_parser(sub) -> None:
                    help="tgz: root filesystem tarball (default); lxd: LXD unified tarball; or a disk image")
     u.add_argument("--title", default="", help="a title for the image")
     u.set_defaults(func=cmd_upload, needs_client=True)
+    s = actions.add_parser("sync", help="sync images from the region's boot source now")
+    s.add_argument("--wait", action="store_true", help="show progress on stderr until the sync is over")
+    s.set_defaults(func=cmd_sync, needs_client=True)
     d = actions.add_parser("delete", help="delete an image and its files")
     d.add_argument("id", type=int, metavar="ID")
     d.set_defaults(func=cmd_delete, needs_client=True)

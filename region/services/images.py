@@ -66,6 +66,11 @@ class _ImageWork:
 _work = _ImageWork()
 
 
+def in_image_pool(fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+    """Run blocking image work (also the image sync's) in the image thread pool."""
+    return _work.run(fn, *args)
+
+
 def images_dir(ctx: Context) -> Path:
     return Path(ctx.config.data_dir) / "images"
 
