@@ -111,6 +111,8 @@ def test_a_container_is_composed_counted_powered_and_decomposed_like_a_vm(lxd_ap
                     "--storage", "root:1", "--hostname", "box2"))
     assert json.loads(out)["instance_type"] == "container"
     assert _instance(lxd_server, project, "box2")["type"] == "container"
+    assert ok(vmyard("machine", "delete", "box2", "--yes")).strip().endswith(") and its container.")
+    assert lxc_missing(lxd_server, f"/1.0/instances/box2?project={project}")
 
     # Hugepages cannot back a container's memory: a 400 naming the field, nothing made.  Pinning works.
     huge = api.post(f"vm-hosts/{hid}/", data={"op": "compose", "instance_type": "container",

@@ -92,12 +92,13 @@ def _confirmed(question: str) -> bool:
 def cmd_delete(args, client: ApiClient) -> None:
     m = resolve_machine(client, args.machine)
     what = f"{m['hostname']} ({m['system_id']})"
-    if not args.yes and not _confirmed(f"Delete {what} and its VM on {(m.get('pod') or {}).get('name')}?"):
-        raise ClientError(f"not deleting {what}: this deletes its VM on the VM host and frees what it held; "
-                          f"add --yes to confirm")
+    instance = instance_kind(m)
+    if not args.yes and not _confirmed(f"Delete {what} and its {instance} on {(m.get('pod') or {}).get('name')}?"):
+        raise ClientError(f"not deleting {what}: this deletes its {instance} on the VM host and frees what it "
+                          f"held; add --yes to confirm")
     client.call("DELETE", f"machines/{m['system_id']}/")
     deleted = {"system_id": m["system_id"], "hostname": m["hostname"], "deleted": True}
-    _emit(args, deleted, lambda d: f"Deleted {what} and its VM.")
+    _emit(args, deleted, lambda d: f"Deleted {what} and its {instance}.")
 
 
 def cmd_power(args, client: ApiClient) -> None:

@@ -272,9 +272,9 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
         else:
             cur.execute(
                 "UPDATE machines SET power_state = %s, architecture = %s, cpu_count = %s, pinned_cores = %s,"
-                " memory = %s, hugepages_backed = %s, updated = now(),"
+                " memory = %s, hugepages_backed = %s, instance_type = %s, updated = now(),"
                 " status = CASE WHEN status = 'composing' THEN 'ready' ELSE status END WHERE id = %s",
-                (*facts, machine_id),
+                (*facts, vm.instance_type, machine_id),
             )
             updated.append(vm.instance_name)
             _refresh_children_thd(cur, machine_id, vm)
