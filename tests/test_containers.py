@@ -13,23 +13,15 @@ import pytest
 from region.services.allocate_match import Constraints
 from region.services.compose_request import ComposeFields, validate
 from region.services.errors import InvalidInput
-from tests.fixtures.lxd import BridgesUnavailable, lxc_json, lxc_missing, unique, unmanaged_bridges
+from tests.fixtures.lxd import lxc_json, lxc_missing, unique
 from tests.fixtures.tiny_rootfs import give_root_filesystem, import_image
 from tests.test_cli_compose import columns
 from tests.test_cli_vmhosts import ok, vmyard  # noqa: F401 (vmyard is a fixture)
+from tests.test_lxd_compose import bridge  # noqa: F401 (a fixture)
 from tests.test_vmhosts_lxd import add_trusted_host
 
 GB = 1000**3
 MIB = 1024**2
-
-
-@pytest.fixture
-def bridge():
-    try:
-        with unmanaged_bridges(1, prefix="vyk") as names:
-            yield names[0]
-    except BridgesUnavailable as e:
-        pytest.skip(f"cannot create an unmanaged bridge here: {e}")
 
 
 def _instance(lxd_server, project: str, name: str) -> dict:
