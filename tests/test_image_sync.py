@@ -146,6 +146,23 @@ def test_container_images_sync_newest_once_and_refuse_a_corrupted_file(start_reg
     assert mirror.fetched("noble/new/root.tar.xz") == 1  # already current: not downloaded again
     assert api.get("boot-resources/").json() == [resource]
 
+    newer = root_tar_xz(mirror.file("noble/newer/root.tar.xz"), "newer")
+    mirror.add_version("noble", "20240401", {"root.tar.xz": item("root.tar.xz", "noble/newer/root.tar.xz", newer,
+                                                                 sha256="1" * 64)})
+    assert api.post("boot-resources/", query={"op": "import"}, data={}).status == 200
+    assert "ubuntu/noble" in wait_until_synced(api)["last_sync_error"]
+    (kept,) = api.get("boot-resources/").json()  # the corrupted newer version put the older one back
+    assert {k: kept[k] for k in ("id", "sets", "state", "lxd_fingerprint")} == \
+        {k: resource[k] for k in ("id", "sets", "state", "lxd_fingerprint")}
+    assert image_files(region) == [f"lxd-{resource['lxd_fingerprint']}.tar"]
+
+    mirror.add_version("noble", "20240401", {"root.tar.xz": item("root.tar.xz", "noble/newer/root.tar.xz", newer)})
+    assert api.post("boot-resources/", query={"op": "import"}, data={}).status == 200
+    assert wait_until_synced(api)["last_sync_error"] == source["last_sync_error"]  # only jammy's
+    (updated,) = api.get("boot-resources/").json()
+    assert updated["id"] == resource["id"] and list(updated["sets"]) == ["20240401"]
+    assert image_files(region) == [f"lxd-{updated['lxd_fingerprint']}.tar"]  # the older LXD image is gone
+
 
 def test_vm_image_syncs_with_the_cli_progress_bar(start_region, tmp_path, dsn, mirror, monkeypatch, capsys):
     disk = tiny_qcow2(mirror.file("noble/disk-kvm.img"))

@@ -128,3 +128,12 @@ def begin_thd(cur, *, resource_id: int | None, name: str, architecture: str, tit
 def set_received_thd(cur, resource_id: int, received: int) -> None:
     cur.execute("UPDATE boot_resources SET received = %s, updated = now() WHERE id = %s AND state = 'uploading'",
                 (received, resource_id))
+
+
+def restore_thd(cur, previous: BootResource) -> None:
+    """Put a synced resource back as it was before a newer version was tried."""
+    p = previous
+    cur.execute("UPDATE boot_resources SET title = %s, version = %s, filename = %s, filetype = %s, size = %s,"
+                " sha256 = %s, received = %s, state = %s, lxd_fingerprint = %s, lxd_size = %s, updated = now()"
+                " WHERE id = %s", (p.title, p.version, p.filename, p.filetype, p.size, p.sha256, p.received, p.state,
+                                   p.lxd_fingerprint, p.lxd_size, p.id))

@@ -5,7 +5,8 @@ configured release and architecture the newest root tarball (containers) or qcow
 is downloaded into the data dir's images/, its sha256 checked as it is written, and made into
 the same LXD unified tarball an upload becomes; the resource `ubuntu/<release>` is Synced.
 A resource whose file is already the stream's (same sha256) is left alone.  Progress is the
-row's `received`, so `boot-resources/` shows it; a failed file leaves no row and no bytes.
+row's `received`, so `boot-resources/` shows it.  A failed file leaves none of its bytes: a
+newer version that fails puts the older one back, a first one that fails leaves no row.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from twisted.internet import defer, reactor, task
 from twisted.logger import Logger
 
 from common.logsafe import loggable
+from region.db import errors as db_errors
 from region.db import image_sync as sync_rows
 from region.db import images as image_rows
 from region.db.image_sync import SyncState
@@ -180,7 +182,7 @@ async def _sync(ctx: Context) -> list[str]:
 
 async def _sync_one(ctx: Context, base: str, wanted: Selection) -> None:
     def begin_thd(cur):
-        """The row to download into and the LXD image it replaces; None if already current."""
+        """The row to download into and the row as it was before; None if already current."""
         existing = image_rows.find_thd(cur, wanted.name, wanted.architecture)
         if existing is not None and existing.rtype != "Synced":
             raise SyncFailed(f"{wanted.name} ({wanted.architecture}) is an uploaded image; not replaced")
@@ -192,18 +194,19 @@ async def _sync_one(ctx: Context, base: str, wanted: Selection) -> None:
             size=wanted.size, sha256=wanted.sha256)
         ctx.audit_thd(cur, "BOOT_RESOURCE_SYNCING", f"Syncing boot resource {wanted.name} ({wanted.architecture})"
                       f" version {wanted.version}.", "boot_resource", resource.id)
-        return resource, existing.lxd_fingerprint if existing else None
+        return resource, existing
 
     begun = await ctx.db.run(begin_thd)
     if begun is None:
         return
-    resource, replaced_fingerprint = begun
+    resource, previous = begun
+    replaced_fingerprint = previous.lxd_fingerprint if previous else None
     log.info("image sync: downloading {name} ({arch}) {version}, {size} bytes", name=wanted.name,
              arch=wanted.architecture, version=wanted.version, size=wanted.size)
     try:
         fingerprint, lxd_size = await _download_and_convert(ctx, base, wanted, resource)
     except Exception as e:
-        await _forget(ctx, resource, replaced_fingerprint, str(e))
+        await _give_up(ctx, resource, previous, str(e))
         if not isinstance(e, (http_fetch.FetchError, SyncFailed, image_files.BadImage, OSError)):
             log.failure("image sync of {name} failed", name=wanted.name)
         raise SyncFailed(f"{wanted.name} ({wanted.architecture}): {e}") from None
@@ -214,7 +217,12 @@ async def _sync_one(ctx: Context, base: str, wanted: Selection) -> None:
         ctx.audit_thd(cur, "BOOT_RESOURCE_SYNCED", f"Boot resource {done.name} ({done.architecture}) synced:"
                       f" version {done.version}.", "boot_resource", done.id)
 
-    await ctx.db.run(complete_thd)
+    try:
+        await ctx.db.run(complete_thd)
+    except db_errors.NotFound:
+        for gone in (fingerprint, replaced_fingerprint):
+            await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.id, gone)
+        raise SyncFailed(f"{wanted.name} ({wanted.architecture}) was deleted while it was synced") from None
     if replaced_fingerprint and replaced_fingerprint != fingerprint:
         await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.id,
                                    replaced_fingerprint)
@@ -250,12 +258,21 @@ def _make_lxd_image(resource: BootResource, download: Path, images_path: Path) -
         download.unlink(missing_ok=True)
 
 
-async def _forget(ctx: Context, resource: BootResource, replaced_fingerprint: str | None, reason: str) -> None:
-    """A failed sync leaves nothing: the row (an older version's too) and its files go."""
-    def forget_thd(cur):
-        gone = image_rows.delete_thd(cur, resource.id)
-        ctx.audit_thd(cur, "BOOT_RESOURCE_SYNC_FAILED", f"Sync of boot resource {gone.name} ({gone.architecture})"
-                      f" failed: {reason[:500]}.", "boot_resource", gone.id)
+async def _give_up(ctx: Context, resource: BootResource, previous: BootResource | None, reason: str) -> None:
+    """A failed sync leaves nothing of the new version: a complete older version is put back,
+    anything else is removed with its files."""
+    keep = previous is not None and previous.complete
 
-    await ctx.db.run(forget_thd)
-    await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.id, replaced_fingerprint)
+    def give_up_thd(cur):
+        if keep:
+            image_rows.restore_thd(cur, previous)
+        else:
+            image_rows.delete_thd(cur, resource.id)
+        kept = f"; version {previous.version} kept" if keep else ""
+        ctx.audit_thd(cur, "BOOT_RESOURCE_SYNC_FAILED", f"Sync of boot resource {resource.name}"
+                      f" ({resource.architecture}) version {resource.version} failed: {reason[:500]}{kept}.",
+                      "boot_resource", resource.id)
+
+    await ctx.db.run(give_up_thd)
+    gone_fingerprint = previous.lxd_fingerprint if previous is not None and not keep else None
+    await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.id, gone_fingerprint)
