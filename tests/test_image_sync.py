@@ -89,10 +89,10 @@ def mirror(tmp_path):
     served.server.shutdown()
 
 
-def sync_region(start_region, tmp_path, dsn, url: str, image_type: str = "container"):
+def sync_region(start_region, tmp_path, dsn, url: str, image_type: str = "container", interval: float = 3600):
     config = tmp_path / "regiond.toml"
     config.write_text(f'boot_source_url = "{url}"\nboot_source_releases = ["noble", "jammy"]\n'
-                      f'boot_source_image_type = "{image_type}"\n')
+                      f'boot_source_image_type = "{image_type}"\nboot_source_interval = {interval}\n')
     region = start_region("syncregion", extra=["--config", str(config)])
     return region, Api(region.api, make_user(dsn, region_box(region), "admin", admin=True))
 
@@ -186,6 +186,17 @@ def test_vm_image_syncs_with_the_cli_progress_bar(start_region, tmp_path, dsn, m
     fingerprint = by_name["ubuntu/noble"]["lxd_fingerprint"]
     with tarfile.open(region.data_dir / "images" / f"lxd-{fingerprint}.tar") as unified:
         assert unified.getnames() == ["metadata.yaml", "rootfs.img"]
+
+
+def test_the_periodic_sync_runs_by_itself(start_region, tmp_path, dsn, mirror):
+    noble = root_tar_xz(mirror.file("noble/root.tar.xz"), "periodic")
+    mirror.add_version("noble", "20240301", {"root.tar.xz": item("root.tar.xz", "noble/root.tar.xz", noble)})
+    region, api = sync_region(start_region, tmp_path, dsn, mirror.url, interval=1)
+    deadline = time.monotonic() + 30
+    while not [r for r in api.get("boot-resources/").json() if r["state"] == "complete"]:
+        assert time.monotonic() < deadline, "no periodic sync"
+        time.sleep(0.3)
+    assert "the source has no container image of ubuntu/jammy" in wait_until_synced(api)["last_sync_error"]
 
 
 def test_an_unreachable_source_is_an_error_on_the_source_not_a_crash(start_region, tmp_path, dsn):
