@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import hashlib
 import http.server
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from common.config import ConfigError
 from devstack.daemons import free_port
+from region import config
 from region.cli import user as cli
 from region.services import simplestreams
 from tests.conftest import make_user, region_box
@@ -259,3 +262,18 @@ def test_a_path_outside_the_source_is_refused(path):
     with pytest.raises(simplestreams.BadStream):
         simplestreams.product_files({"index": {"x": {"datatype": "image-downloads", "format": "products:1.0",
                                                      "path": path}}})
+
+
+@pytest.mark.parametrize("url, accepted", [("https://cloud-images.ubuntu.com/releases/", True),
+                                           ("http://127.0.0.1:8000/", True),
+                                           ("http://cloud-images.ubuntu.com/releases/", False),
+                                           ("ftp://127.0.0.1/", False)])
+def test_the_source_must_be_https_unless_on_loopback(tmp_path, url, accepted):
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    args = parser.parse_args(["--data-dir", str(tmp_path), "--boot-source-url", url])
+    if accepted:
+        assert config.from_arguments(args).boot_source_url == url
+    else:
+        with pytest.raises(ConfigError, match="https"):
+            config.from_arguments(args)
