@@ -138,6 +138,12 @@ def test_network_config_matches_each_nic_by_mac_with_its_addresses(nics):
         assert entry.get("routes", []) == ([{"to": "0.0.0.0/0", "via": gateways[-1]}] if gateways else [])
 
 
+def test_a_containers_nics_are_matched_by_name():
+    nic = cloudinit.NicConfig("eth0", "00:16:3e:00:00:01", [cloudinit.NicAddress("10.0.0.5", "10.0.0.0/24", None, [])])
+    assert yaml.safe_load(cloudinit.network_config([nic], match_mac=False)) == {
+        "version": 2, "ethernets": {"eth0": {"addresses": ["10.0.0.5/24"]}}}
+
+
 # -- choosing the image --------------------------------------------------------------------------------
 
 def test_distro_series_names_a_resource_or_a_release():

@@ -6,8 +6,8 @@
   the owner's SSH keys, the report-back webhook), then the user's data as parts of their own.
   The user's cloud-config parts carry a `Merge-Type` that appends lists and keeps vmyard's keys,
   so their `ssh_authorized_keys` add to the owner's and cannot drop the webhook.
-- `network_config`: network-config v2 matching each NIC by MAC, with its static addresses, the
-  gateway and DNS of their subnets.
+- `network_config`: network-config v2 matching each NIC by MAC (a container's by name), with its
+  static addresses, the gateway and DNS of their subnets.
 """
 
 from __future__ import annotations
@@ -172,11 +172,13 @@ def user_data(identity: Identity, webhook: Webhook, users_data: str) -> str:
     return message.as_string()
 
 
-def network_config(nics: list[NicConfig]) -> str:
-    """Network-config v2: each NIC matched by MAC, static where vmyard gave it addresses."""
+def network_config(nics: list[NicConfig], *, match_mac: bool = True) -> str:
+    """Network-config v2: each NIC matched by MAC (or, `match_mac` false, by its name), static
+    where vmyard gave it addresses.  A container's NICs are veths, whose permanent MAC netplan
+    matches on is empty; LXD names them after their devices, so containers match by name."""
     ethernets = {}
     for nic in nics:
-        entry: dict = {"match": {"macaddress": nic.mac.lower()}, "set-name": nic.name}
+        entry: dict = {"match": {"macaddress": nic.mac.lower()}, "set-name": nic.name} if match_mac else {}
         if nic.addresses:
             entry["addresses"] = [f"{a.address}/{ipaddress.ip_network(a.cidr).prefixlen}" for a in nic.addresses]
             routes = [{"to": "0.0.0.0/0" if ipaddress.ip_address(a.gateway).version == 4 else "::/0",

@@ -145,7 +145,7 @@ async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, 
                                     token.token_key, token.secret)
         identity = cloudinit.Identity(m.hostname, f"{m.hostname}.maas", data.ssh_keys)
         cloud_init = CloudInitData(cloudinit.user_data(identity, webhook, users_data),
-                                   cloudinit.network_config(data.nics))
+                                   cloudinit.network_config(data.nics, match_mac=m.instance_type != CONTAINER))
         url, image_token = images.image_url_for_rack(ctx, resource)
         image = ImageRef(resource.lxd_fingerprint or "", url, image_token, resource.lxd_size or 0, resource.filetype)
         _, target = await ctx.hosts.target(m.host_id)
