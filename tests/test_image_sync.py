@@ -191,6 +191,20 @@ def test_vm_image_syncs_with_the_cli_progress_bar(start_region, tmp_path, dsn, m
         assert unified.getnames() == ["metadata.yaml", "rootfs.img"]
 
 
+def test_a_file_longer_or_shorter_than_the_stream_says_is_refused(start_region, tmp_path, dsn, mirror):
+    for release in ("noble", "jammy"):
+        content = root_tar_xz(mirror.file(f"{release}/root.tar.xz"), release)
+        listed = item("root.tar.xz", f"{release}/root.tar.xz", content)
+        listed["size"] += 100 if release == "noble" else -100
+        mirror.add_version(release, "20240301", {"root.tar.xz": listed})
+    region, api = sync_region(start_region, tmp_path, dsn, mirror.url)
+    assert api.post("boot-resources/", query={"op": "import"}, data={}).status == 200
+    error = wait_until_synced(api)["last_sync_error"]
+    assert "ubuntu/noble" in error and "bytes" in error and "ubuntu/jammy" in error and "larger" in error
+    assert api.get("boot-resources/").json() == []
+    assert image_files(region) == []
+
+
 def test_the_periodic_sync_runs_by_itself(start_region, tmp_path, dsn, mirror):
     noble = root_tar_xz(mirror.file("noble/root.tar.xz"), "periodic")
     mirror.add_version("noble", "20240301", {"root.tar.xz": item("root.tar.xz", "noble/root.tar.xz", noble)})

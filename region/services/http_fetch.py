@@ -37,21 +37,22 @@ class _Body(protocol.Protocol):
         self.received = 0
         self.done: defer.Deferred = defer.Deferred()
         self._problem: str | None = None
-        self._idle = reactor.callLater(IDLE_TIMEOUT, self._stop, f"nothing arrived for {IDLE_TIMEOUT:g}s")
+        self._idle = reactor.callLater(IDLE_TIMEOUT, self.stop, f"nothing arrived for {IDLE_TIMEOUT:g}s")
 
     def dataReceived(self, data: bytes) -> None:
         if self._problem is not None:
             return
         self.received += len(data)
         if self.received > self.limit:
-            self._stop(f"it is larger than {self.limit} bytes")
+            self.stop(f"it is larger than {self.limit} bytes")
             return
         self._idle.reset(IDLE_TIMEOUT)
         self.sink(data)
 
-    def _stop(self, problem: str) -> None:
-        self._problem = problem
-        self.transport.stopProducing()
+    def stop(self, problem: str) -> None:
+        if self._problem is None and self.transport is not None:
+            self._problem = problem
+            self.transport.stopProducing()
 
     def connectionLost(self, reason) -> None:
         if self._idle.active():
@@ -97,6 +98,12 @@ class FileWriter:
         self.written = 0
         self._transport_of = transport_of
         self._paused = False
+        self._aborted = False
+
+    def abort(self) -> None:
+        """Stop writing: the file is removed and write_thd fails."""
+        self._aborted = True
+        self.chunks.put(None)
 
     def put(self, data: bytes) -> None:
         self.chunks.put(data)
@@ -113,12 +120,14 @@ class FileWriter:
         digest = hashlib.sha256()
         try:
             with open(self.path, "wb") as out:
-                while (data := self.chunks.get()) is not None:
+                while (data := self.chunks.get()) is not None and not self._aborted:
                     out.write(data)
                     digest.update(data)
                     self.written += len(data)
                     if self._paused and self.chunks.qsize() < _QUEUE_LOW:
                         reactor.callFromThread(self._resume)
+                if self._aborted:
+                    raise FetchError("the download was stopped")
                 out.flush()
                 os.fsync(out.fileno())
         except BaseException:
@@ -138,16 +147,28 @@ async def download(url: str, path: Path, size: int, run_in_pool: Callable[..., d
     body = _Body(url, size, writer.put)
     on_writer(writer)
     writing = run_in_pool(writer.write_thd)
+
+    def stop_for_shutdown() -> None:
+        # The writer thread must end before the image pool can stop.
+        writer.abort()
+        body.stop("the region is stopping")
+
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", stop_for_shutdown)
     response.deliverBody(body)
     try:
-        await body.done
-    except FetchError:
+        try:
+            await body.done
+        except BaseException:
+            writer.abort()
+            try:
+                await writing  # the writer removes the file; its own failure (a full disk) says more
+            except FetchError:
+                pass
+            raise
         writer.chunks.put(None)
-        await writing
-        path.unlink(missing_ok=True)
-        raise
-    writer.chunks.put(None)
-    sha256 = await writing
+        sha256 = await writing
+    finally:
+        reactor.removeSystemEventTrigger(trigger)
     if body.received != size:
         path.unlink(missing_ok=True)
         raise FetchError(f"{url}: got {body.received} bytes, the stream says {size}")

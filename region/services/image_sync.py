@@ -16,7 +16,7 @@ import urllib.parse
 from pathlib import Path
 
 import attrs
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from common.logsafe import loggable
