@@ -15,6 +15,7 @@ HOST_TYPES = ("lxd", "virsh")
 CERT_DAYS_DEFAULT = 3650
 MAX_RATIO = 10  # overcommit, as the vm_hosts table allows
 _FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
+_PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # as rack/drivers/lxd_deploy.py checks them
 _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")  # a DNS name or an IPv4 address
 
@@ -135,6 +136,10 @@ def parse_host_fields(params: Params, *, creating: bool, current_type: str | Non
     if macvlan not in (None, "") and macvlan not in MACVLAN_MODES:
         form.error("default_macvlan_mode", f"Select one of {', '.join(MACVLAN_MODES)}.")
     tags = params.getlist("tags", split_commas=True) if "tags" in params else None
+    profiles = [p.strip() for p in params.getlist("deploy_profiles", split_commas=True) if p.strip()] \
+        if "deploy_profiles" in params else None
+    if profiles and not all(_PROFILE_RE.match(p) for p in profiles):
+        form.error("deploy_profiles", "Enter LXD profile names (letters, digits, '-', '_', '.'), comma-separated.")
     cpu_ratio = form.number("cpu_over_commit_ratio", minimum=0, maximum=MAX_RATIO)
     memory_ratio = form.number("memory_over_commit_ratio", minimum=0, maximum=MAX_RATIO)
     cert = key = None
@@ -147,5 +152,5 @@ def parse_host_fields(params: Params, *, creating: bool, current_type: str | Non
         tags=[t.strip() for t in tags if t.strip()] if tags is not None else None,
         cpu_over_commit_ratio=cpu_ratio, memory_over_commit_ratio=memory_ratio,
         default_macvlan_mode=macvlan, default_storage_pool=params.get("default_storage_pool") or None,
-        certificate=cert, key=key, password=trust_secret(params),
+        certificate=cert, key=key, password=trust_secret(params), deploy_profiles=profiles,
     )

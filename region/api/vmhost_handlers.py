@@ -66,6 +66,8 @@ class VmHostsHandler(Handler):
         :type memory_over_commit_ratio: Float
         :param default_macvlan_mode: Optional. bridge, passthru, private or vepa.
         :type default_macvlan_mode: String
+        :param deploy_profiles: Optional. LXD profiles deployed machines also get, comma-separated.
+        :type deploy_profiles: String
         """
         fields = parse_host_fields(call.params, creating=True)
         return self._render(call, await vmhosts.create_host(call.ctx, fields))
@@ -113,6 +115,9 @@ class VmHostHandler(ComposeOperation, VmHostsHandler):
         :type certificate: String
         :param key: Optional. New PEM key.
         :type key: String
+        :param deploy_profiles: Optional. LXD profiles (in the host's project) that deployed machines also
+            get, comma-separated (e.g. a GPU, or a proxy device back to the region); empty clears them.
+        :type deploy_profiles: String
         """
         def read_fields(current):
             return parse_host_fields(call.params, creating=False, current_type=current.type,

@@ -184,7 +184,7 @@ def name_taken_thd(cur, name: str, exclude_id: int | None = None) -> bool:
 _UPDATABLE = frozenset({
     "name", "power_address", "project", "zone_id", "pool_id", "tags", "cpu_over_commit_ratio",
     "memory_over_commit_ratio", "default_storage_pool", "default_macvlan_mode", "certificate",
-    "server_fingerprint",
+    "server_fingerprint", "deploy_profiles",
 })
 
 

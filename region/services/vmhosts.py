@@ -43,6 +43,7 @@ class HostFields:
     certificate: str | None
     key: str | None = attrs.field(repr=False)
     password: str | None = attrs.field(repr=False)
+    deploy_profiles: list[str] | None = None  # LXD profiles deployed machines also get
 
 
 @attrs.frozen
@@ -124,6 +125,8 @@ async def create_host(ctx: Context, fields: HostFields) -> HostView:
                             _or(fields.cpu_over_commit_ratio, 1.0), _or(fields.memory_over_commit_ratio, 1.0),
                             fields.default_macvlan_mode or None)
         host = hosts.create_thd(cur, ctx.box, new)
+        if fields.deploy_profiles:
+            hosts.update_thd(cur, ctx.box, host.id, {"deploy_profiles": fields.deploy_profiles})
         ctx.audit_thd(cur, "VM_HOST_CREATED", f"VM host {host.name} added", "vm-host", host.id)
         if found is None:
             hosts.record_failure_thd(cur, host.id, "awaiting-trust",
@@ -140,7 +143,7 @@ def _changes_thd(cur, current: hosts.VMHost, fields: HostFields) -> dict:
     """Column changes for an update, after checking names against the database."""
     changes: dict = {}
     for column in ("name", "power_address", "project", "tags", "cpu_over_commit_ratio",
-                   "memory_over_commit_ratio", "certificate"):
+                   "memory_over_commit_ratio", "certificate", "deploy_profiles"):
         value = getattr(fields, column)
         if value is not None:
             changes[column] = value
