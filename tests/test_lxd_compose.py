@@ -305,7 +305,7 @@ def test_compose_failure_says_what_it_could_not_remove(lxd_server, driver, trust
     monkeypatch.setattr(driver, "_run", run)
     with pytest.raises(DriverError) as e:
         driver.compose_vm(in_project(trusted, vm_project), _request("stuck", arch))
-    assert str(e.value).startswith("boom; could not remove what was already created: VM 'stuck'")
+    assert str(e.value).startswith("boom; could not remove what was already created: instance 'stuck'")
     assert "refused for the test" in str(e.value)
     # The instance is left (and said so); its volume could not go while it is in use.
     assert not lxc_missing(lxd_server, f"/1.0/instances/stuck?project={vm_project}")
