@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from common.config import ConfigError
 from devstack.daemons import free_port
@@ -267,8 +269,9 @@ def test_selection_prefers_disk_kvm_and_lxd_cloud_variants():
     assert jammy.version == "2"
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "http://evil/x", "a b"])
+@pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "http://evil/x", "javascript:x", "a b", ""])
 def test_a_path_outside_the_source_is_refused(path):
+    assert simplestreams.safe_path("images/ubuntu/noble/amd64/cloud/20240101_07:42/rootfs.tar.xz")
     doc = {"products": {"a": product("noble", {"1": {"items": {"r": {
         "ftype": "root.tar.xz", "path": path, "sha256": "a" * 64, "size": 1}}}})}}
     with pytest.raises(simplestreams.BadStream):
@@ -291,3 +294,16 @@ def test_the_source_must_be_https_unless_on_loopback(tmp_path, url, accepted):
     else:
         with pytest.raises(ConfigError, match="https"):
             config.from_arguments(args)
+
+
+@given(st.dictionaries(st.from_regex(r"20[0-9]{6}(\.[0-9])?", fullmatch=True),
+                       st.sets(st.sampled_from(["root.tar.xz", "disk1.img", "disk-kvm.img", "squashfs"])),
+                       max_size=8))
+def test_selection_is_the_newest_version_with_a_wanted_file(versions):
+    doc = {"products": {"p": product("noble", {v: version_items(*ftypes) for v, ftypes in versions.items()})}}
+    for image_type, ftypes in simplestreams.WANTED_FTYPES.items():
+        having = [v for v, present in versions.items() if present & set(ftypes)]
+        chosen = simplestreams.select(doc, ("noble",), ("amd64",), image_type)
+        assert [s.version for s in chosen] == ([max(having)] if having else [])
+        for s in chosen:
+            assert s.ftype == next(f for f in ftypes if f in versions[s.version])

@@ -77,9 +77,11 @@ def product_files(index: Any) -> list[str]:
 
 
 def safe_path(path: str) -> bool:
-    """A path inside the source: relative, no '..', no scheme."""
-    return bool(_SAFE_PATH.fullmatch(path)) and not path.startswith("/") and "://" not in path \
-        and ".." not in path.split("/")
+    """A path inside the source: relative, no '..', no scheme (no ':' before the first '/';
+    LXD's server has one in its version directories)."""
+    parts = path.split("/")
+    return bool(_SAFE_PATH.fullmatch(path)) and parts[0] not in ("", ".") and ":" not in parts[0] \
+        and ".." not in parts
 
 
 def _item(items: dict, ftypes: tuple[str, ...]) -> tuple[str, dict] | None:
