@@ -145,6 +145,9 @@ def test_container_images_sync_newest_once_and_refuse_a_corrupted_file(start_reg
         assert unified.getnames()[0] == "metadata.yaml"
         assert unified.extractfile("rootfs/etc/marker").read() == b"new"
     assert mirror.fetched("noble/new/root.tar.xz") == 1 and mirror.fetched("noble/old/root.tar.xz") == 0
+    upload_uri = file["upload_uri"].split("/api/2.0/", 1)[1]
+    assert api.request("PUT", upload_uri, body=b"x", headers={"Content-Type": "application/octet-stream"}).status \
+        == 409  # a synced image takes no uploads
 
     assert api.post("boot-resources/", query={"op": "import"}, data={}).status == 200
     wait_until_synced(api)

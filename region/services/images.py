@@ -116,6 +116,8 @@ async def upload_chunk(ctx: Context, resource_id: int, file_id: int, body: Binar
         raise NotFound("BootResourceFile")
     async with _work.lock(resource_id):
         resource = await get(ctx, resource_id)
+        if resource.rtype != "Uploaded":
+            raise Conflict(f"Boot resource {resource_id} is synced from the boot source; it takes no uploads.")
         if resource.state != "uploading":
             raise Conflict(f"The file of boot resource {resource_id} is {resource.state}; it takes no more bytes.")
         path = image_files.upload_path(images_dir(ctx), resource_id)
