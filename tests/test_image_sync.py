@@ -22,6 +22,8 @@ from common.config import ConfigError
 from devstack.daemons import free_port
 from region import config
 from region.cli import user as cli
+from region.db import image_sync as sync_rows
+from region.db.pool import run_sync
 from region.services import simplestreams
 from tests.conftest import make_user, region_box
 from tests.fixtures.http import Api
@@ -310,3 +312,17 @@ def test_selection_is_the_newest_version_with_a_wanted_file(versions):
         assert [s.version for s in chosen] == ([max(having)] if having else [])
         for s in chosen:
             assert s.ftype == next(f for f in ftypes if f in versions[s.version])
+
+
+def test_one_region_at_a_time_holds_the_sync_lease(dsn):
+    assert run_sync(dsn, sync_rows.claim_thd, "region-a", 60)
+    assert not run_sync(dsn, sync_rows.claim_thd, "region-b", 60)
+    assert not run_sync(dsn, sync_rows.renew_thd, "region-b", 60) and run_sync(dsn, sync_rows.renew_thd, "region-a", 60)
+    assert run_sync(dsn, sync_rows.state_thd).importing
+    run_sync(dsn, sync_rows.release_thd, "region-a", "it failed")
+    state = run_sync(dsn, sync_rows.state_thd)
+    assert not state.importing and state.error == "it failed" and state.finished is not None
+    assert not run_sync(dsn, sync_rows.claim_thd, "region-b", 60, finished_before=3600)  # the periodic: not due
+    assert run_sync(dsn, sync_rows.claim_thd, "region-b", 0.01, finished_before=0.0)
+    time.sleep(0.05)
+    assert run_sync(dsn, sync_rows.claim_thd, "region-a", 60)  # an expired lease is taken over
