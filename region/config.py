@@ -47,7 +47,7 @@ class RegionConfig:
     boot_source_arches: tuple[str, ...] = ("amd64",)
     boot_source_image_type: str = attrs.field(default="virtual-machine",
                                               validator=attrs.validators.in_(("virtual-machine", "container")))
-    boot_source_interval: float = 3600.0  # seconds between automatic syncs
+    boot_source_interval: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))  # seconds between syncs
 
     @property
     def key_file(self) -> Path:
