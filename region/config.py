@@ -73,6 +73,13 @@ def _check_boot_source(url: str | None) -> None:
         raise ConfigError(f"boot_source_url must be an https URL (or http on loopback), not {url!r}")
 
 
+def _names(file: dict, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = file.get(key, default)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{key} must be a list of names, e.g. {list(default)}")
+    return tuple(value)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help=f"TOML config file (default {DEFAULT_CONFIG} if it exists)")
     parser.add_argument("--data-dir", help=f"state directory (default {DEFAULT_DATA_DIR})")
@@ -144,8 +151,8 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             allocation_policy=pick("allocation_policy", "pack"),
             deploy_timeout=float(pick("deploy_timeout", 1800.0)),
             boot_source_url=pick("boot_source_url"),
-            boot_source_releases=tuple(file.get("boot_source_releases", ("noble",))),
-            boot_source_arches=tuple(file.get("boot_source_arches", ("amd64",))),
+            boot_source_releases=_names(file, "boot_source_releases", ("noble",)),
+            boot_source_arches=_names(file, "boot_source_arches", ("amd64",)),
             boot_source_image_type=file.get("boot_source_image_type", "virtual-machine"),
             boot_source_interval=float(file.get("boot_source_interval", 3600.0)),
         )
