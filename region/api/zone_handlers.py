@@ -61,7 +61,7 @@ class _Item(CrudItem):
         :param description: Optional. The new description.
         :type description: String
         """,
-        "delete": "Delete one; the default cannot be deleted.",
+        "delete": "Delete one that nothing uses; the default cannot be deleted.",
     }
 
 
@@ -78,6 +78,8 @@ class ZoneHandler(_Item):
     path = "zones/{name}/"
     table = ZONES
     key_arg = "name"
+    docs = {**_Item.docs, "delete": "Delete one, moving its VM hosts and machines to the default zone (which "
+                                    "cannot be deleted); deleting a zone that is not there is not an error."}
 
 
 class ResourcePoolsHandler(_Collection):

@@ -14,13 +14,19 @@ from region.db.errors import FieldError, NotFound, Refused
 
 @attrs.frozen
 class NamedKind:
+    """:ivar delete_moves_users: deleting one moves its VM hosts and machines to the default and
+        deleting a missing one does nothing (MAAS's zones); otherwise one in use is refused."""
+
     table: str
     label: str  # what users call it: "zone", "resource pool"
     reference: str  # the column VM hosts and machines point at it with
+    order: str  # the list's ORDER BY
+    delete_moves_users: bool
 
 
-ZONES = NamedKind("zones", "zone", "zone_id")
-RESOURCE_POOLS = NamedKind("resource_pools", "resource pool", "pool_id")
+_USERS = ("vm_hosts", "machines")
+ZONES = NamedKind("zones", "zone", "zone_id", order="lower(name), name", delete_moves_users=True)
+RESOURCE_POOLS = NamedKind("resource_pools", "resource pool", "pool_id", order="id", delete_moves_users=False)
 
 
 @attrs.frozen
@@ -39,7 +45,7 @@ def _row(r) -> NamedObject:
 
 
 def list_thd(cur, kind: NamedKind) -> list[NamedObject]:
-    cur.execute(f"SELECT {_COLUMNS} FROM {kind.table} ORDER BY id")
+    cur.execute(f"SELECT {_COLUMNS} FROM {kind.table} ORDER BY {kind.order}")
     return [_row(r) for r in cur.fetchall()]
 
 
@@ -96,12 +102,29 @@ def update_thd(cur, kind: NamedKind, key: str | int, *, name: str | None, descri
     return _row(cur.fetchone())
 
 
-def delete_thd(cur, kind: NamedKind, key: str | int) -> NamedObject:
-    obj = get_thd(cur, kind, key)
+def delete_thd(cur, kind: NamedKind, key: str | int) -> NamedObject | None:
+    """The deleted row; None when a kind whose deletes move users found nothing to delete."""
+    try:
+        obj = get_thd(cur, kind, key)
+    except NotFound:
+        if kind.delete_moves_users:
+            return None
+        raise
     if obj.is_default:
         raise Refused(f"This is the default {kind.label}, it cannot be deleted.")
+    if kind.delete_moves_users:
+        default = get_default_thd(cur, kind)
+        for table in _USERS:
+            cur.execute(f"UPDATE {table} SET {kind.reference} = %s WHERE {kind.reference} = %s", (default.id, obj.id))
+    else:
+        _refuse_if_used_thd(cur, kind, obj)
+    cur.execute(f"DELETE FROM {kind.table} WHERE id = %s", (obj.id,))
+    return obj
+
+
+def _refuse_if_used_thd(cur, kind: NamedKind, obj: NamedObject) -> None:
     users = []
-    for table, what in (("vm_hosts", "VM host"), ("machines", "machine")):
+    for table, what in zip(_USERS, ("VM host", "machine")):
         cur.execute(f"SELECT count(*) FROM {table} WHERE {kind.reference} = %s", (obj.id,))
         count = cur.fetchone()[0]
         if count:
@@ -109,5 +132,3 @@ def delete_thd(cur, kind: NamedKind, key: str | int) -> NamedObject:
     if users:
         raise Refused(f"The {kind.label} {obj.name} is used by {' and '.join(users)}; move them to another "
                       f"{kind.label} first.")
-    cur.execute(f"DELETE FROM {kind.table} WHERE id = %s", (obj.id,))
-    return obj

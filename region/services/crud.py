@@ -34,7 +34,8 @@ class Table:
     :ivar get_thd: (cur, key) -> row, or raises NotFound.
     :ivar create_thd: (cur, spec) -> the new row.
     :ivar update_thd: (cur, key, changes) -> the updated row.
-    :ivar delete_thd: (cur, key) -> the deleted row.
+    :ivar delete_thd: (cur, key) -> the deleted row, or None when there was nothing to delete
+        and the table treats that as done (MAAS's zones).
     :ivar describe: (row, "created") -> the event's description; "<label> <name> created" by default.
     :ivar object_type: the events' object type; the label by default.
     :ivar view_thd: (cur, rows) -> what callers get for the rows listed, read or written, in the
@@ -84,13 +85,15 @@ async def update(ctx: Context, table: Table, key, changes) -> Any:
 
 
 async def delete(ctx: Context, table: Table, key) -> Any:
-    """The deleted row, as it was (not viewed: there is nothing left to read with it)."""
+    """The deleted row, as it was (not viewed: there is nothing left to read with it), or None."""
     return await _audited(ctx, table, "deleted", lambda cur: table.delete_thd(cur, key), view=False)
 
 
 async def _audited(ctx: Context, table: Table, verb: str, write_thd, *, view: bool = True) -> Any:
     def run_thd(cur):
         row = write_thd(cur)
+        if row is None:
+            return None
         ctx.audit_thd(cur, f"{table.event}_{verb.upper()}", table.describe(row, verb), table.object_type, row.id)
         return table.view_thd(cur, [row])[0] if view else row
 

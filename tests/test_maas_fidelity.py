@@ -1,0 +1,59 @@
+"""Where MAAS's own API tests and vmyard used to differ (issue 13, "MAAS fidelity"), over a real region.
+
+The VM host and its machine are inserted through region/db (no LXD is needed to read them back);
+what needs a real host (storage pools, compose) is in tests/test_compose_lxd.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from region.db import hosts, machines, named
+from region.db.pool import run_sync
+from tests.conftest import region_box
+
+
+@pytest.fixture
+def host_with_machine(region, dsn, admin_api):
+    """A VM host with one ready machine, both in a zone "lab"; their ids and the machine's system_id."""
+    box = region_box(region)
+    zone = admin_api.post("zones/", data={"name": "lab"}).json()
+
+    def populate_thd(cur):
+        pool = named.get_default_thd(cur, named.RESOURCE_POOLS)
+        host = hosts.create_thd(cur, box, hosts.NewHost("lxd1", "lxd", "10.0.0.1:8443", "vmyard", "CERT", "KEY",
+                                                        zone["id"], pool.id, [], 1.0, 1.0, None))
+        machines.reserve_thd(cur, machines.NewMachine(
+            "vm1", host.id, "vmyard", "amd64/generic", 1, 1024**3, [], False, [], zone["id"], pool.id, None,
+            False, [], [], []))
+        cur.execute("UPDATE machines SET status = 'ready' WHERE hostname = 'vm1' RETURNING system_id")
+        return host.id, cur.fetchone()[0]
+
+    host_id, system_id = run_sync(dsn, populate_thd)
+    return host_id, system_id
+
+
+def test_deleting_a_zone_moves_its_hosts_and_machines_to_the_default_and_is_idempotent(admin_api,
+                                                                                      host_with_machine):
+    host_id, system_id = host_with_machine
+    assert admin_api.get(f"machines/{system_id}/").json()["zone"]["name"] == "lab"
+    for _ in range(2):  # MAAS's ZoneHandler.delete answers 204 for a zone that is already gone
+        deleted = admin_api.delete("zones/lab/")
+        assert deleted.status == 204, deleted.text
+    assert admin_api.get(f"machines/{system_id}/").json()["zone"]["name"] == "default"
+    assert admin_api.get(f"vm-hosts/{host_id}/").json()["zone"]["name"] == "default"
+    assert admin_api.get("zones/lab/").status == 404
+
+
+def test_a_resource_pool_in_use_is_still_refused(admin_api, host_with_machine, dsn):
+    """MAAS refuses to delete a pool that holds machines ("Pool has machines in it")."""
+    pool = admin_api.post("resourcepools/", data={"name": "gpu"}).json()
+    run_sync(dsn, lambda cur: cur.execute("UPDATE machines SET pool_id = %s", (pool["id"],)))
+    assert admin_api.delete(f"resourcepool/{pool['id']}/").status == 400
+    assert admin_api.get(f"resourcepool/{pool['id']}/").status == 200
+
+
+def test_zone_list_is_sorted_by_name_ignoring_case(admin_api):
+    for name in ("b-row", "Annex", "c-row", "attic"):
+        assert admin_api.post("zones/", data={"name": name}).status == 200
+    assert [z["name"] for z in admin_api.get("zones/").json()] == ["Annex", "attic", "b-row", "c-row", "default"]
