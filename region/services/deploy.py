@@ -180,8 +180,11 @@ async def _deployed(ctx: Context, system_id: str, how: str) -> None:
     def deployed_thd(cur):
         if deploys.set_status_thd(cur, system_id, "deployed", "Deployed", expect=("deploying",)):
             ctx.audit_thd(cur, "MACHINE_DEPLOYED", f"deployed ({how})", "machine", system_id)
+            return True
+        return False
 
-    await ctx.db.run(deployed_thd)
+    if await ctx.db.run(deployed_thd):
+        log.info("{system_id} deployed ({how})", system_id=system_id, how=how)
 
 
 # -- cloud-init reporting back ------------------------------------------------------------------------
