@@ -57,3 +57,20 @@ def test_zone_list_is_sorted_by_name_ignoring_case(admin_api):
     for name in ("b-row", "Annex", "c-row", "attic"):
         assert admin_api.post("zones/", data={"name": name}).status == 200
     assert [z["name"] for z in admin_api.get("zones/").json()] == ["Annex", "attic", "b-row", "c-row", "default"]
+
+
+def test_machine_pod_uri_and_domain(admin_api, user_api, host_with_machine):
+    host_id, system_id = host_with_machine
+    machine = admin_api.get(f"machines/{system_id}/").json()
+    assert machine["pod"]["resource_uri"] == f"/MAAS/api/2.0/pods/{host_id}/"
+    assert admin_api.get(machine["pod"]["resource_uri"].removeprefix("/MAAS/api/2.0/")).status == 200
+    default = {"id": 0, "name": "maas", "ttl": None, "authoritative": True, "resource_record_count": 0,
+               "is_default": True, "resource_uri": "/MAAS/api/2.0/domains/0/"}
+    assert machine["domain"] == default
+    assert machine["fqdn"] == f"{machine['hostname']}.{machine['domain']['name']}" == "vm1.maas"
+    assert user_api.get("domains/").json() == [default]
+    assert user_api.get("domains/0/").json() == default
+    assert user_api.get("domains/maas/").json() == default
+    missing = user_api.get("domains/7/")
+    assert missing.status == 404 and "No domain matches the given query." in missing.text
+    assert admin_api.put("domains/0/", data={"ttl": "30"}).status == 405

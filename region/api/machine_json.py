@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from region.api.domain_handlers import domain_json
 from region.api.network_json import subnet_json, vlan_json
 from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
 from region.db import allocations, machines
+from region.services.domains import DEFAULT_DOMAIN
 from region.services.machines import MachineViews
 
 MIB = 1024 * 1024
-DOMAIN = {"id": 0, "name": "maas", "resource_uri": f"{API_PREFIX}domains/0/"}
 
 # vmyard status -> (MAAS NodeStatus value, status_name).  A VM being composed
 # reads as Commissioning, which is what Terraform waits through.
@@ -80,8 +81,8 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
     return {
         "system_id": m.system_id,
         "hostname": m.hostname,
-        "fqdn": f"{m.hostname}.maas",
-        "domain": DOMAIN,
+        "fqdn": f"{m.hostname}.{DEFAULT_DOMAIN.name}",
+        "domain": domain_json(DEFAULT_DOMAIN),
         "architecture": m.architecture or None,
         "cpu_count": m.cpu_count,
         "cpu_speed": host.cpu_speed,
@@ -114,7 +115,7 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
         "hwe_kernel": None,
         "min_hwe_kernel": "",
         "hardware_info": {},
-        "pod": {"id": host.id, "name": host.name, "resource_uri": f"{API_PREFIX}vm-hosts/{host.id}/"},
+        "pod": {"id": host.id, "name": host.name, "resource_uri": f"{API_PREFIX}pods/{host.id}/"},
         "virtualmachine_id": m.id,
         "numa_nodes": list(m.numa_nodes),
         "numa_alignment": numa_alignment(m, host_nic_numa or {}),
