@@ -13,12 +13,14 @@ from twisted.test.iosim import connectedServerAndClient
 
 from common import hosterrors
 from common.models import (
+    CloudInitData,
     ComposeRequest,
     DiscoveredHost,
     DiscoveredVM,
     HostInterface,
     HostTarget,
     HugepageInfo,
+    ImageRef,
     NumaNode,
     Project,
     RequestedDisk,
@@ -53,6 +55,8 @@ REQUEST = ComposeRequest(
     instance_name="vm1", architecture="amd64/generic", cores=2, memory=2 * GiB, pinned_cores=[0, 1],
     hugepages_backed=True, disks=[RequestedDisk("root", 8 * GiB, "default")],
     nics=[RequestedNic("eth0", "macvlan", "enp1s0", vlan=5, hwaddr=None)])
+IMAGE = ImageRef("f" * 64, "http://10.0.0.2:5240/MAAS/images/" + "f" * 64, "123.sig", 300 << 20, "tgz")
+CLOUD_INIT = CloudInitData("Content-Type: multipart/mixed\n…", "version: 2\n", vendor_data=None)
 RACK_HELLO = RackHello(hostname="rack1", version="1.0", connection_index=3)
 REGION_HELLO = RegionHello(region_id="r1", hostname="region1", version="1.0", rack_system_id="abc123",
                            regions=[RegionEndpoint("r1", "10.0.0.2", 5250)])
@@ -69,6 +73,11 @@ CALLS = {
     rack_commands.DeleteVM: ({"target": TARGET, "instance_name": "vm1"}, {"warnings": ["gone", "kept"]}),
     rack_commands.ComposeVM: ({"target": TARGET, "request": REQUEST}, {"vm": VM}),
     rack_commands.PowerVM: ({"target": TARGET, "instance_name": "vm1", "action": "on"}, {"state": "on"}),
+    rack_commands.DeployMachine: ({"target": TARGET, "instance_name": "vm1", "image": IMAGE, "cloud_init": CLOUD_INIT,
+                                   "profiles": ["gpu"]}, {"state": "on"}),
+    rack_commands.EraseMachine: ({"target": TARGET, "instance_name": "vm1", "profiles": []}, {}),
+    rack_commands.CloudInitStatus: ({"target": TARGET, "instance_name": "vm1"},
+                                    {"status": "done", "detail": "status: done"}),
 }
 
 
