@@ -6,11 +6,16 @@ what needs a real host (storage pools, compose) is in tests/test_compose_lxd.py.
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
+from common import tls
 from region.db import hosts, machines, named
 from region.db.pool import run_sync
 from tests.conftest import region_box
+from tests.fixtures.daemons import http_get
+from tests.fixtures.lxd import unique
 
 
 @pytest.fixture
@@ -74,3 +79,29 @@ def test_machine_pod_uri_and_domain(admin_api, user_api, host_with_machine):
     missing = user_api.get("domains/7/")
     assert missing.status == 404 and "No domain matches the given query." in missing.text
     assert admin_api.put("domains/0/", data={"ttl": "30"}).status == 405
+
+
+def test_generated_certificate_cn_without_a_name_is_the_controller_alone(lxd_region, lxd_api, lxd_server):
+    """MAAS's get_maas_client_cn(None): the bare controller name when the request names no host."""
+    project = unique("cn")
+    reply = lxd_api.post("vm-hosts/", data={"type": "lxd", "power_address": lxd_server.address, "project": project})
+    assert reply.status == 200, reply.text
+    host = reply.json()
+    cert = tls.load_cert(http_get(f"{lxd_region.url}vmhost-certificate/{host['name']}")[1].decode())
+    assert cert.subject.rfc4514_string() == f"CN={socket.gethostname()[:32]}"
+    # Both empty on update: a new pair, named after the host as MAAS's form keeps the stored name.
+    assert lxd_api.put(f"vm-hosts/{host['id']}/", data={"certificate": "", "key": ""}).status == 200
+    renewed = tls.load_cert(http_get(f"{lxd_region.url}vmhost-certificate/{host['name']}")[1].decode())
+    assert renewed.subject.rfc4514_string() == f"CN={host['name']}@{socket.gethostname()[:32]}"
+
+
+def test_power_pass_is_the_lxd_trust_password(lxd_api, lxd_server):
+    """python-libmaas's pods.create() sends the secret only as power_pass."""
+    created = lxd_api.post("pods/", data={"type": "lxd", "power_address": lxd_server.address, "name": unique("pp"),
+                                          "project": unique("pp"), "power_pass": lxd_server.trust_password})
+    assert created.status == 200 and created.json()["state"] == "ready", created.text
+    untrusted = lxd_api.post("vm-hosts/", data={"type": "lxd", "power_address": lxd_server.address,
+                                                "name": unique("pp"), "project": unique("pp")}).json()
+    assert untrusted["state"] == "awaiting-trust"
+    updated = lxd_api.put(f"pods/{untrusted['id']}/", data={"power_pass": lxd_server.trust_password})
+    assert updated.status == 200 and updated.json()["state"] == "ready", updated.text

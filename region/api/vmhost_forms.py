@@ -20,10 +20,11 @@ _LABEL = r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")  # a DNS name or an IPv4 address
 
 
-def client_cn(name: str) -> str:
-    """'<host>@<controller>', capped at 64 characters as LXD shows it."""
+def client_cn(name: str | None) -> str:
+    """'<host>@<controller>', or the controller alone when the request names no host (as MAAS's
+    get_maas_client_cn), capped at 64 characters as LXD shows it."""
     controller = socket.gethostname()[:32]
-    return f"{name[: 63 - len(controller)]}@{controller}"[:64]
+    return f"{name[: 63 - len(controller)]}@{controller}"[:64] if name else controller
 
 
 def name_from_address(address: str | None) -> str:
@@ -64,9 +65,9 @@ def lxd_address_problem(address: str) -> str | None:
     return None if valid_port else "Enter a port from 1 to 65535."
 
 
-def identity(form: Form, name: str, *, regenerate_on_empty: bool) -> tuple[str | None, str | None]:
-    """The client certificate and key: imported and checked, generated, or (None, None)
-    when the request does not touch them."""
+def identity(form: Form, name: str | None, *, regenerate_on_empty: bool) -> tuple[str | None, str | None]:
+    """The client certificate and key: imported and checked, generated (for the `name` the request
+    gave, if any), or (None, None) when the request does not touch them."""
     params = form.params
     cert, key = params.get("certificate"), params.get("key")
     wants_new = (cert is None and key is None and not regenerate_on_empty) or (cert == "" and key == "")
@@ -92,8 +93,9 @@ def identity(form: Form, name: str, *, regenerate_on_empty: bool) -> tuple[str |
 
 
 def trust_secret(params: Params) -> str | None:
-    """The one-time trust password or token (`password` or `trust_token`)."""
-    return params.get("trust_token") or params.get("password") or None
+    """The one-time trust password or token: `password`, `trust_token`, or `power_pass` (the only
+    secret python-libmaas's pods.create() sends)."""
+    return params.get("trust_token") or params.get("password") or params.get("power_pass") or None
 
 
 def fingerprint(form: Form, field: str = "fingerprint") -> str | None:
@@ -124,7 +126,7 @@ def parse_host_fields(params: Params, *, creating: bool, current_type: str | Non
         form.error("power_address", "This field is required.")
     elif address is not None and effective_type == "lxd" and (problem := lxd_address_problem(address.strip())):
         form.error("power_address", problem)
-    name = form.name()
+    given_name = name = form.name()
     if creating and name is None and "name" not in form.errors:
         name = name_from_address(address)
     project = form.text("project", max_length=63)
@@ -144,7 +146,8 @@ def parse_host_fields(params: Params, *, creating: bool, current_type: str | Non
     memory_ratio = form.number("memory_over_commit_ratio", minimum=0, maximum=MAX_RATIO)
     cert = key = None
     if effective_type == "lxd" and not form.errors:
-        cert, key = identity(form, name or current_name or "host", regenerate_on_empty=not creating)
+        # An update keeps the host's name for the CN, as MAAS's form merges the stored fields in.
+        cert, key = identity(form, given_name or current_name, regenerate_on_empty=not creating)
     form.check()
     return HostFields(
         type=host_type, power_address=address.strip() if address else address, name=name, project=project,
