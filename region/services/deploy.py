@@ -73,12 +73,12 @@ def _status_message(text: str) -> str:
 
 async def deploy(ctx: Context, system_id: str, inputs: DeployInputs) -> MachineViews:
     m = await ownership.machine_for(ctx, system_id, "deploy")
+    resource = await _image_for(ctx, m, inputs.distro_series)
     try:
         users_data = cloudinit.decode_user_data(inputs.user_data) if inputs.user_data else ""
         cloudinit.user_parts(users_data)  # refused now rather than in the background
     except cloudinit.BadUserData as e:
         raise FieldError("user_data", str(e)) from None
-    resource = await _image_for(ctx, m, inputs.distro_series)
     await ownership.claim_if_free(ctx, m)
 
     def start_thd(cur):
