@@ -132,11 +132,11 @@ def test_compose_two_disks_two_nics_static_ip_pinned_then_decompose_frees_everyt
 
 def test_refusals_explain_what_falls_short(lxd_api, lxd_server):
     api = lxd_api
-    host = add_trusted_host(api, lxd_server)
-    too_many = host["total"]["cores"] + 1
-    reply = api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "cores": str(too_many), "storage": "root:1"})
+    host = add_trusted_host(api, lxd_server, cpu_over_commit_ratio="0.5")
+    cores = host["total"]["cores"]  # within what the host has, beyond what half of it leaves
+    reply = api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "cores": str(cores), "storage": "root:1"})
     assert reply.status == 409
-    assert f"needs {too_many} cores, host has {host['total']['cores']} free of {host['total']['cores']}×1" in reply.text
+    assert f"needs {cores} cores, host has {cores * 0.5:g} free of {cores}×0.5" in reply.text
     assert "NUMA node 0 has" in reply.text
     assert "retry-after" not in reply.headers  # Juju/Terraform must not retry a no-fit
     bad = api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "storage": "root:1,oops", "memory": "12",

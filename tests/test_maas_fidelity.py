@@ -16,6 +16,9 @@ from region.db.pool import run_sync
 from tests.conftest import region_box
 from tests.fixtures.daemons import http_get
 from tests.fixtures.lxd import unique
+from tests.test_vmhosts_lxd import add_trusted_host
+
+GB = 1000**3
 
 
 @pytest.fixture
@@ -105,3 +108,33 @@ def test_power_pass_is_the_lxd_trust_password(lxd_api, lxd_server):
     assert untrusted["state"] == "awaiting-trust"
     updated = lxd_api.put(f"pods/{untrusted['id']}/", data={"power_pass": lxd_server.trust_password})
     assert updated.status == 200 and updated.json()["state"] == "ready", updated.text
+
+
+def test_storage_pool_used_is_what_vm_disks_take(lxd_api, lxd_server):
+    """MAAS: a pool's `used` is the sum of the tracked VMs' disks on it (0 on a fresh host) and
+    `available = total - used`; the host's `local_storage` follows the same rule over every pool."""
+    host = add_trusted_host(lxd_api, lxd_server)
+    [pool] = host["storage_pools"]
+    assert (pool["used"], pool["available"]) == (0, pool["total"])
+    assert pool["lxd_available"] == pool["total"] - pool["lxd_used"] and pool["lxd_used"] > 0
+    assert host["total"]["local_storage"] == pool["total"] and host["used"]["local_storage"] == 0
+    composed = lxd_api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "storage": "root:1,data:2"})
+    assert composed.status == 200, composed.text
+    after = lxd_api.get(f"vm-hosts/{host['id']}/").json()
+    [pool] = after["storage_pools"]
+    assert (pool["used"], pool["available"]) == (3 * GB, pool["total"] - 3 * GB)
+    assert after["used"]["local_storage"] == 3 * GB
+    assert after["available"]["local_storage"] == after["total"]["local_storage"] - 3 * GB
+    assert lxd_api.delete(f"machines/{composed.json()['system_id']}/").status == 204
+
+
+def test_compose_beyond_the_physical_host_is_a_400_whatever_the_ratio(lxd_api, lxd_server):
+    """MAAS's ComposeMachineForm caps cores and memory at the host's own (max_value); a 400 per field."""
+    host = add_trusted_host(lxd_api, lxd_server, cpu_over_commit_ratio="10", memory_over_commit_ratio="10")
+    cores, memory = host["total"]["cores"], host["total"]["memory"]
+    reply = lxd_api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "cores": str(cores + 1),
+                                                         "memory": str(memory + 1), "storage": "root:1"})
+    assert reply.status == 400, reply.text
+    assert reply.json() == {"cores": [f"Ensure this value is less than or equal to {cores}."],
+                            "memory": [f"Ensure this value is less than or equal to {memory}."]}
+    assert lxd_api.get("machines/").json() == []

@@ -77,8 +77,8 @@ def test_generated_certificate_two_step_registration(api, lxd_server, lxd_region
     [pool] = host["storage_pools"]
     assert (pool["name"], pool["type"], pool["default"]) == ("default", "dir", True)
     assert pool["path"] == str(lxd_server.lxd_dir / "storage-pools" / "default")
-    assert pool["total"] == usage["total"] and pool["available"] == pool["total"] - pool["used"]
-    assert abs(pool["used"] - usage["used"]) < 64 * 1024 * 1024  # live figure; other tests write too
+    assert pool["total"] == usage["total"] and pool["lxd_available"] == pool["total"] - pool["lxd_used"]
+    assert abs(pool["lxd_used"] - usage["used"]) < 64 * 1024 * 1024  # live figure; other tests write too
     assert host["total"]["local_storage"] == usage["total"]
     # The project was created; the host's NUMA nodes and projects are recorded.
     assert lxc_json(lxd_server, f"/1.0/projects/{project}")["name"] == project

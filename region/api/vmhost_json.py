@@ -38,9 +38,9 @@ def host_json(view: HostView, collection: str, *, admin: bool) -> dict:
     """The read object, keys as MAAS 2.0 clients read them (memory MiB, storage bytes);
     without `admin`, less the ADMIN_ONLY_FIELDS.
 
-    `used` counts what the VMs of the tracked project were given; storage pool
-    `used` likewise (as MAAS does), while `pool_used`/`pool_available` add what
-    LXD itself reports for the pool.
+    `used` counts what the VMs of the tracked project were given, and so does a storage
+    pool's `used` (as MAAS does: 0 on a fresh host); `available` is `total - used` in both.
+    A pool's `lxd_used`/`lxd_available` add what LXD itself reports for its filesystem.
     """
     host, vms = view.host, view.vms
     total = {"cores": host.cores, "memory": host.memory // MIB,
@@ -80,9 +80,10 @@ def host_json(view: HostView, collection: str, *, admin: bool) -> dict:
 def _pool_json(p: hosts.HostStoragePool, host: hosts.VMHost, vms: list[machines.Machine]) -> dict:
     # MAAS's pool id is the hypervisor's pool id, a string (LXD: the pool name);
     # Terraform's client decodes it as one.
+    used = _pool_used(p.name, host, vms)
     return {"id": p.name, "name": p.name, "type": p.type, "path": p.path, "total": p.total,
-            "used": p.used, "available": p.available, "default": p.name == host.default_storage_pool,
-            "allocated": _pool_used(p.name, host, vms)}
+            "used": used, "available": p.total - used, "default": p.name == host.default_storage_pool,
+            "lxd_used": p.used, "lxd_available": p.available}
 
 
 def resources_json(r: HostResources) -> dict:

@@ -29,7 +29,7 @@ from region.netconstraints import ConstraintError, attach_type, resolve
 from region.rpc import NoRackConnected
 from region.services import faults
 from region.services.capacity import capacity_thd, disk_requests
-from region.services.compose_request import ComposeAsk, ComposeFields, validate
+from region.services.compose_request import ComposeAsk, ComposeFields, PhysicalLimits, validate
 from region.services.context import Context
 from region.services.errors import Conflict, FieldError, HostNotReady, Refused
 from region.services.lookups import named_choice_thd
@@ -142,7 +142,8 @@ async def compose(ctx: Context, host_id: int | str, fields: ComposeFields) -> ma
     host = await ctx.db.run(hosts.get_thd, host_id)
     if "composable" not in host.capabilities:
         raise Refused("VM host does not support composability.")
-    return await compose_on_host(ctx, host.id, validate(fields, list(host.architectures)))
+    return await compose_on_host(ctx, host.id, validate(fields, list(host.architectures),
+                                                        PhysicalLimits(host.cores, host.memory)))
 
 
 async def compose_on_host(ctx: Context, host_id: int, ask: ComposeAsk, *, dynamic: bool = False) -> machines.Machine:

@@ -60,6 +60,15 @@ class ComposeAsk:
 
 
 @attrs.frozen
+class PhysicalLimits:
+    """What the host physically has: MAAS's compose form caps `cores` and `memory` at these (a 400),
+    whatever the overcommit ratios; 0 is not known yet (a host not discovered), so no cap."""
+
+    cores: int
+    memory: int  # bytes
+
+
+@attrs.frozen
 class ComposeFields:
     """`op=compose`'s fields as sent (None: absent); `pinned_cores` split at commas."""
 
@@ -175,14 +184,16 @@ CONTAINER_HUGEPAGES = ("LXD containers cannot have hugepage-backed memory (limit
                        "virtual machines only); compose a virtual-machine or leave hugepages_backed unset.")
 
 
-def validate(fields: ComposeFields, architectures: list[str]) -> ComposeAsk:
-    """The ask for a host offering `architectures` (its first is the default)."""
+def validate(fields: ComposeFields, architectures: list[str], physical: PhysicalLimits | None = None) -> ComposeAsk:
+    """The ask for a host offering `architectures` (its first is the default) and having `physical`."""
     errors = _Errors()
+    physical = physical or PhysicalLimits(0, 0)
     pinned = _pinned(errors, fields.pinned_cores)
-    cores = _int(errors, "cores", fields.cores, len(pinned) or 1, 1, MAX_CORES)
+    cores = _int(errors, "cores", fields.cores, len(pinned) or 1, 1, min(MAX_CORES, physical.cores or MAX_CORES))
     if pinned and fields.cores not in (None, "") and cores != len(pinned):
         errors.add("cores", f"{cores} cores requested but {len(pinned)} pinned; give one or make them agree.")
-    memory_mib = _int(errors, "memory", fields.memory, 2048, 1024, MAX_MEMORY_MIB)
+    memory_mib = _int(errors, "memory", fields.memory, 2048, 1024,
+                      min(MAX_MEMORY_MIB, physical.memory // MIB or MAX_MEMORY_MIB))
     architecture = fields.architecture or None
     if architecture is not None and architectures and architecture not in architectures:
         errors.add("architecture", f"Select a valid choice. {architecture} is not one of the available "
