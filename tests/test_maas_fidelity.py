@@ -6,12 +6,14 @@ what needs a real host (storage pools, compose) is in tests/test_compose_lxd.py.
 
 from __future__ import annotations
 
+import shutil
 import socket
 
+import psycopg2
 import pytest
 
 from common import tls
-from region.db import hosts, machines, named
+from region.db import hosts, machines, migrate, named
 from region.db.pool import run_sync
 from tests.conftest import region_box
 from tests.fixtures.daemons import http_get
@@ -19,6 +21,7 @@ from tests.fixtures.lxd import unique
 from tests.test_vmhosts_lxd import add_trusted_host
 
 GB = 1000**3
+RENUMBERING = 16  # the migration that makes the default resource pool id 0
 
 
 @pytest.fixture
@@ -138,3 +141,42 @@ def test_compose_beyond_the_physical_host_is_a_400_whatever_the_ratio(lxd_api, l
     assert reply.json() == {"cores": [f"Ensure this value is less than or equal to {cores}."],
                             "memory": [f"Ensure this value is less than or equal to {memory}."]}
     assert lxd_api.get("machines/").json() == []
+
+
+def test_default_resource_pool_is_id_0_and_new_pools_are_numbered_above(admin_api, host_with_machine):
+    host_id, system_id = host_with_machine
+    default = admin_api.get("resourcepool/0/").json()
+    assert default == {"id": 0, "name": "default", "description": "Default pool",
+                       "resource_uri": "/MAAS/api/2.0/resourcepool/0/"}
+    assert admin_api.get(f"machines/{system_id}/").json()["pool"] == default
+    assert admin_api.get(f"vm-hosts/{host_id}/").json()["pool"] == default
+    assert admin_api.post("resourcepools/", data={"name": "gpu"}).json()["id"] > 0
+
+
+def test_renumbering_migration_carries_existing_references(pg_cluster, tmp_path):
+    """A database made before 0016, with a host and a machine in the default pool (then id 1)."""
+    dsn = pg_cluster.new_database(migrated=False)
+    for path in sorted(migrate.MIGRATIONS_DIR.glob("*.sql"))[:RENUMBERING - 1]:
+        shutil.copy(path, tmp_path)
+    conn = psycopg2.connect(dsn)
+    try:
+        migrate.migrate_connection(conn, tmp_path)
+    finally:
+        conn.close()
+
+    def populate_thd(cur):
+        cur.execute("INSERT INTO vm_hosts (name, type, power_address, zone_id, pool_id)"
+                    " VALUES ('h', 'lxd', '10.0.0.1', 1, 1) RETURNING id")
+        cur.execute("INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, cpu_count,"
+                    " memory, zone_id, pool_id) VALUES ('abc123', 'vm', %s, 'p', 'vm', 'composed', 1, 1, 1, 1)",
+                    (cur.fetchone()[0],))
+
+    run_sync(dsn, populate_thd)
+    assert migrate.migrate(dsn) == list(range(RENUMBERING, migrate.head_version() + 1))
+
+    def references_thd(cur):
+        cur.execute("SELECT (SELECT pool_id FROM vm_hosts), (SELECT pool_id FROM machines),"
+                    " (SELECT id FROM resource_pools WHERE is_default)")
+        return cur.fetchone()
+
+    assert run_sync(dsn, references_thd) == (0, 0, 0)
