@@ -39,14 +39,18 @@ def ssh_key() -> str:
     return f"{line} alice@e2e"
 
 
+def user_api(region, dsn: str, username: str) -> Api:
+    return Api(region.api, make_user(dsn, region_box(region), username, admin=False))
+
+
 @pytest.fixture
 def alice(lxd_region, dsn) -> Api:
-    return Api(lxd_region.api, make_user(dsn, region_box(lxd_region), "alice", admin=False))
+    return user_api(lxd_region, dsn, "alice")
 
 
 @pytest.fixture
 def bob(lxd_region, dsn) -> Api:
-    return Api(lxd_region.api, make_user(dsn, region_box(lxd_region), "bob", admin=False))
+    return user_api(lxd_region, dsn, "bob")
 
 
 def post_status(region, system_id: str, headers: dict) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import email
 import gzip
 import time
 import attrs
@@ -15,7 +16,7 @@ from twisted.internet import defer
 
 from common import hosterrors
 from common.models import CloudInitData, HostTarget, ImageRef
-from region.db import deploys, events, hosts, images as image_rows, machines
+from region.db import deploys, events, images as image_rows, machines
 from region.db.images import BootResource, NewResource
 from region.db.pool import run_sync
 from region.services import compose, deploy, ownership
@@ -102,12 +103,18 @@ async def settle() -> None:
     await defer.DeferredList(list(deploy._running))
 
 
-def sign(token: deploys.MachineToken, nonce: str = "n1") -> OAuthCredentials:
-    return OAuthCredentials(token.consumer_key, token.token_key, f"&{token.secret}", int(time.time()), nonce)
+def sign(token: dict, nonce: str = "n1") -> OAuthCredentials:
+    return OAuthCredentials(token["consumer_key"], token["token_key"], f"&{token['token_secret']}", int(time.time()),
+                            nonce)
 
 
-def token_of(service_region, m: machines.Machine) -> deploys.MachineToken:
-    return run_sync(service_region.dsn, deploys.new_machine_token_thd, service_region.box, m.id, m.system_id)
+async def deployed(ctx, made: machines.Machine, rack: DeployRack) -> dict:
+    """Deploy `made`, let the rack's part end, and return the webhook settings the machine got."""
+    await deploy.deploy(ctx, made.system_id, deploy.DeployInputs("tiny"))
+    await settle()
+    user_data = email.message_from_string(rack.jobs[-1][3].user_data)
+    ours = next(p for p in user_data.walk() if not p.is_multipart())
+    return yaml.safe_load(ours.get_payload(decode=True))["reporting"]["maas"]
 
 
 @pytest_twisted.ensureDeferred
@@ -161,9 +168,7 @@ async def test_bad_requests_change_nothing(service_region, rack, lab):
 @pytest_twisted.ensureDeferred
 async def test_cloud_init_reports_drive_the_status(service_region, rack, lab):
     alice, made = lab
-    await deploy.deploy(alice, made.system_id, deploy.DeployInputs("tiny"))
-    await settle()
-    token = token_of(service_region, made)
+    token = await deployed(alice, made, rack)
     event = deploy.StatusEvent("start", "modules-config", None, "running config modules")
     await deploy.report_status(alice, made.system_id, sign(token), event)
     assert "start modules-config" in machine(service_region, made.system_id).status_message
@@ -196,9 +201,7 @@ async def test_cloud_init_reports_drive_the_status(service_region, rack, lab):
 @pytest_twisted.ensureDeferred
 async def test_a_failure_event_fails_the_deployment(service_region, rack, lab):
     alice, made = lab
-    await deploy.deploy(alice, made.system_id, deploy.DeployInputs("tiny"))
-    await settle()
-    token = token_of(service_region, made)
+    token = await deployed(alice, made, rack)
     await deploy.report_status(alice, made.system_id, sign(token),
                                deploy.StatusEvent("finish", "modules-final/config-scripts-user", "FAIL", "exit 1"))
     failed = machine(service_region, made.system_id)
@@ -211,8 +214,7 @@ async def test_a_failure_event_fails_the_deployment(service_region, rack, lab):
 @pytest_twisted.ensureDeferred
 async def test_deploys_time_out_and_containers_are_asked_through_lxd(service_region, rack, lab):
     alice, made = lab
-    await deploy.deploy(alice, made.system_id, deploy.DeployInputs("tiny"))
-    await settle()
+    await deployed(alice, made, rack)
     run_sync(service_region.dsn, lambda cur: cur.execute(
         "UPDATE machines SET deploy_started = now() - interval '2 minutes', instance_type = 'container'"
         " WHERE id = %s", (made.id,)))
