@@ -115,9 +115,9 @@ def test_terraform_vm_host_and_vm_host_machine_lifecycle(lxd_region, dsn, lxd_se
     key = make_user(dsn, region_box(lxd_region), "terraform", admin=True)
     tf = GoClient(lxd_region.api, key)
     name = unique("tf")
-    # maas_vm_host (power_address form).  power_user/power_pass are the virsh fields: an LXD host
-    # trusts the certificate vmyard made for it instead (step 2).
-    params = {"type": "lxd", "power_address": lxd_server.address, "power_user": "", "power_pass": "unused",
+    # maas_vm_host (power_address form).  power_user/power_pass are left empty (omitted): for an LXD
+    # host power_pass would be the trust password; this one trusts vmyard's certificate instead (step 2).
+    params = {"type": "lxd", "power_address": lxd_server.address, "power_user": "", "power_pass": "",
               "name": name, "zone": "default", "pool": "default", "tags": "terraform,lab",
               "cpu_over_commit_ratio": "1", "memory_over_commit_ratio": "1.5"}
     params = {k: v for k, v in params.items() if v}  # omitempty

@@ -297,17 +297,17 @@ def test_decompose_that_cannot_delete_a_vm_keeps_the_host_and_names_it(api, lxd_
     assert lxc_json(lxd_server, f"/1.0/instances?project={project}") == []
 
 
-def test_zones_and_pools_in_use_cannot_be_deleted(api, lxd_server, dsn):
+def test_pools_in_use_cannot_be_deleted_zones_hand_theirs_to_the_default(api, lxd_server, dsn):
     assert api.post("zones/", data={"name": "rack9"}).status == 200
     assert api.post("resourcepools/", data={"name": "team9"}).status == 200
     host = add_trusted_host(api, lxd_server, zone="rack9", pool="team9")
-    zone = api.delete("zones/rack9/")
-    assert zone.status == 400 and "used by 1 VM host" in zone.text
     made = api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "storage": "root:1", "pool": "team9"})
     assert made.status == 200, made.text
     pool = api.delete("resourcepool/team9/")
     assert pool.status == 400 and "1 VM host and 1 machine" in pool.text
-    assert api.get(f"vm-hosts/{host['id']}/").json()["zone"]["name"] == "rack9"  # nothing changed
+    assert api.get(f"vm-hosts/{host['id']}/").json()["pool"]["name"] == "team9"  # nothing changed
+    assert api.delete("zones/rack9/").status == 204  # as MAAS: its host and machine move to the default
+    assert api.get(f"vm-hosts/{host['id']}/").json()["zone"]["name"] == "default"
     assert api.delete(f"machines/{made.json()['system_id']}/").status == 204
     assert api.delete(f"vm-hosts/{host['id']}/").status == 204
-    assert api.delete("zones/rack9/").status == 204 and api.delete("resourcepool/team9/").status == 204
+    assert api.delete("resourcepool/team9/").status == 204
