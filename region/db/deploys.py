@@ -63,12 +63,12 @@ def delete_machine_token_thd(cur, machine_id: int) -> None:
     cur.execute("DELETE FROM machine_tokens WHERE machine_id = %s", (machine_id,))
 
 
-def start_thd(cur, machine_id: int, *, image_id: int, distro_series: str, message: str) -> bool:
+def start_thd(cur, machine_id: int, *, distro_series: str, message: str) -> bool:
     """Allocated → Deploying, now; False when the machine is no longer Allocated."""
     cur.execute(
         "UPDATE machines SET status = 'deploying', status_message = %s, deploy_started = now(),"
-        " deploy_image_id = %s, distro_series = %s, updated = now() WHERE id = %s AND status = 'allocated'",
-        (message, image_id, distro_series, machine_id))
+        " distro_series = %s, updated = now() WHERE id = %s AND status = 'allocated'",
+        (message, distro_series, machine_id))
     return cur.rowcount == 1
 
 
@@ -80,8 +80,7 @@ def set_status_thd(cur, system_id: str, status: str, message: str, *, expect: tu
 
 def end_thd(cur, machine_id: int) -> None:
     """The machine is released: its deploy state and token go."""
-    cur.execute("UPDATE machines SET status_message = '', deploy_started = NULL, deploy_image_id = NULL"
-                " WHERE id = %s", (machine_id,))
+    cur.execute("UPDATE machines SET status_message = '', deploy_started = NULL WHERE id = %s", (machine_id,))
     delete_machine_token_thd(cur, machine_id)
 
 

@@ -83,7 +83,7 @@ async def deploy(ctx: Context, system_id: str, inputs: DeployInputs) -> MachineV
 
     def start_thd(cur):
         current = machines.get_thd(cur, system_id)
-        if not deploys.start_thd(cur, current.id, image_id=resource.id, distro_series=inputs.distro_series,
+        if not deploys.start_thd(cur, current.id, distro_series=inputs.distro_series,
                                  message=f"Deploying {resource.name}: rebuilding the root disk"):
             raise Conflict(f"Can't deploy {current.hostname}: it is {current.status}, not allocated.")
         token = deploys.new_machine_token_thd(cur, ctx.box, current.id, system_id)

@@ -1,9 +1,8 @@
--- Deploy (issue 12): what a machine is being deployed with, what it is doing, and its own
--- credentials for reporting back (cloud-init's webhook to /MAAS/metadata/status/<system_id>).
+-- Deploy (issue 12): what a machine is doing, when its deploy started, and its own credentials
+-- for reporting back (cloud-init's webhook to /MAAS/metadata/status/<system_id>).
 ALTER TABLE machines
-    ADD COLUMN status_message  text NOT NULL DEFAULT '',
-    ADD COLUMN deploy_started  timestamptz,              -- the running deploy's start (its timeout)
-    ADD COLUMN deploy_image_id integer REFERENCES boot_resources (id) ON DELETE SET NULL;
+    ADD COLUMN status_message text NOT NULL DEFAULT '',
+    ADD COLUMN deploy_started timestamptz;               -- the running deploy's start (its timeout)
 CREATE INDEX machines_deploying ON machines (deploy_started) WHERE status = 'deploying';
 
 -- One token per machine while it is deployed; the secret is encrypted like API tokens'.
