@@ -132,6 +132,14 @@ class BenchRegion(_Announce, RegionServerProtocol):
     def __init__(self):
         super().__init__(registry=None)  # only calls out; never serves RegisterRack here
 
+    def connectionMade(self):
+        # No registration deadline: this connection never registers (that needs the database).
+        amp.AMP.connectionMade(self)
+        self.factory.ready.callback(self)
+
+    def handshakeCompleted(self):
+        pass
+
 
 def bench_rack_class(rack: BenchRackService) -> type[RackClientProtocol]:
     class BenchRack(RackClientProtocol):
