@@ -18,6 +18,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from common import hosterrors
+from common.logsafe import loggable
 from common.models import CONTAINER, VIRTUAL_MACHINE, CloudInitData, ImageRef
 from region.db import deploys, images as image_rows, machines, nonces, subnets
 from region.db.images import BootResource
@@ -173,7 +174,7 @@ async def _fail(ctx: Context, system_id: str, message: str) -> None:
             ctx.audit_thd(cur, "MACHINE_DEPLOY_FAILED", message, "machine", system_id)
 
     await ctx.db.run(fail_thd)
-    log.warn("deploy of {system_id} failed: {message}", system_id=system_id, message=message)
+    log.warn("deploy of {system_id} failed: {message}", system_id=system_id, message=loggable(message, limit=2000))
 
 
 async def _deployed(ctx: Context, system_id: str, how: str) -> None:
@@ -230,9 +231,9 @@ async def _ask_cloud_init(ctx: Context, d: deploys.DeployingMachine) -> None:
         _, target = await ctx.hosts.target(d.host_id)
         status, detail = await ctx.hosts.cloud_init_status(compose.for_project(target, d.project), d.instance_name)
     except (hosterrors.DriverError, NoRackConnected) as e:
-        log.info("cannot ask cloud-init of {system_id}: {error}", system_id=d.system_id, error=str(e))
+        log.info("cannot ask cloud-init of {system_id}: {error}", system_id=d.system_id, error=loggable(str(e)))
         return
     if status == "done":
         await _deployed(ctx, d.system_id, "cloud-init status through LXD")
     elif status == "error":
-        await _fail(ctx, d.system_id, f"cloud-init failed: {detail.strip().splitlines()[-1] if detail.strip() else ''}")
+        await _fail(ctx, d.system_id, f"cloud-init failed ({' '.join(detail.split())})")
