@@ -37,22 +37,10 @@ from rack.drivers.lxd_compose import (
 from rack.drivers.lxd_instances import debian_architecture
 from tests.fixtures.lxd import BridgesUnavailable, lxc_json, lxc_missing, unique, unmanaged_bridges
 from tests.fixtures.tiny_rootfs import give_root_filesystem
-from tests.test_lxd_driver import in_project, new_target, purge_project
+from tests.test_lxd_driver import driver, in_project, new_target, purge_project, trusted  # noqa: F401 (fixtures)
 
 GiB = 1024**3
 
-
-@pytest.fixture
-def driver() -> LXDDriver:
-    return LXDDriver(timeout=(5, 30))
-
-
-@pytest.fixture
-def trusted(lxd_server) -> HostTarget:
-    """The fixture's LXD (project default) with a client identity it trusts."""
-    target = new_target(lxd_server.address)
-    lxd_server.trust_add(target.cert_pem, unique("compose"))
-    return target
 
 
 def _make_project(lxd_server, own_volumes: bool) -> str:
