@@ -23,7 +23,6 @@ from common.enrolment import ENROL_PATH, EnrolRequest, EnrolResponse
 from common.rpc import region_commands
 from common.rpc.wire import RegionEndpoint
 from common.tlsopts import rack_client_options
-from common.version import VERSION
 from rack.hostops import HostOperations
 from rack.rpc import RackClientFactory
 

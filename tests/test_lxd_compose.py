@@ -17,7 +17,6 @@ import pytest
 from common.models import (
     ComposeRequest,
     DiscoveredVM,
-    HostTarget,
     RequestedDisk,
     RequestedNic,
     VMDisk,
