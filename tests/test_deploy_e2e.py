@@ -108,7 +108,8 @@ def test_a_container_is_deployed_with_real_cloud_init_and_reports_over_the_webho
     lxc_in(lxd_server, project, "profile", "device", "add", PROXY_PROFILE, "region", "proxy",
            f"listen=tcp:127.0.0.1:{lxd_region.http_port}", f"connect=tcp:127.0.0.1:{lxd_region.http_port}",
            "bind=instance")
-    assert admin.put(f"vm-hosts/{hid}/", data={"deploy_profiles": PROXY_PROFILE}).status == 200
+    updated = admin.put(f"vm-hosts/{hid}/", data={"deploy_profiles": PROXY_PROFILE})
+    assert updated.status == 200 and updated.json()["deploy_profiles"] == [PROXY_PROFILE], updated.text
     upload(admin, debian_image().rootfs_tgz, "custom/bookworm", "tgz")
     key = ssh_key()
     assert alice.post("sshkeys/", data={"op": "add", "key": key}).status in (200, 201)

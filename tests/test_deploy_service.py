@@ -16,7 +16,7 @@ from twisted.internet import defer
 
 from common import hosterrors
 from common.models import CloudInitData, HostTarget, ImageRef
-from region.db import deploys, events, images as image_rows, machines
+from region.db import events, images as image_rows, machines
 from region.db.images import BootResource, NewResource
 from region.db.pool import run_sync
 from region.services import compose, deploy, ownership
@@ -89,7 +89,7 @@ def lab(service_region, rack, tmp_path):
         new = NewResource("custom/tiny", "amd64/generic", "tiny", "lxd", 10, "0" * 64)
         image = image_rows.create_thd(cur, new, version="20260101", filename="lxd.tar")
         image_rows.finish_thd(cur, image.id, state="complete", lxd_fingerprint=FINGERPRINT, lxd_size=10)
-        deploys.set_host_profiles_thd(cur, host_id, ["proxy"])
+        cur.execute("UPDATE vm_hosts SET deploy_profiles = '{proxy}' WHERE id = %s", (host_id,))
 
     run_sync(dsn, setup_thd)
     return alice, made

@@ -31,7 +31,7 @@ def _pool_used(pool_name: str, host: hosts.VMHost, vms: list[machines.Machine]) 
 
 # How the host is reached and what it says about it: MAAS shows these only through the
 # admin-only op=parameters, so only admins get them in the read object.
-ADMIN_ONLY_FIELDS = ("power_address", "project", "server_fingerprint", "state_message")
+ADMIN_ONLY_FIELDS = ("power_address", "project", "server_fingerprint", "state_message", "deploy_profiles")
 
 
 def host_json(view: HostView, collection: str, *, admin: bool) -> dict:
@@ -70,6 +70,7 @@ def host_json(view: HostView, collection: str, *, admin: bool) -> dict:
         "memory_over_commit_ratio": float(host.memory_over_commit_ratio),
         "default_macvlan_mode": host.default_macvlan_mode,
         "default_storage_pool": host.default_storage_pool,
+        "deploy_profiles": list(host.deploy_profiles),
         "storage_pools": [_pool_json(p, host, vms) for p in host.storage_pools],
         "host": {"system_id": None, "__incomplete__": True},
         "resource_uri": f"{API_PREFIX}{collection}/{host.id}/",

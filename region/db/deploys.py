@@ -1,5 +1,5 @@
-"""Deploy bookkeeping (0014_deploy.sql): machines' deploy state, their own OAuth tokens, and the
-extra LXD profiles a host's deployed machines get.
+"""Deploy bookkeeping (0014_deploy.sql): machines' deploy state and their own OAuth tokens (a
+host's `deploy_profiles` are on its row, region/db/hosts.py).
 
 Every status change is a conditional UPDATE on the expected statuses, so a report that comes
 after a release (or a second region's timeout) changes nothing.
@@ -98,11 +98,3 @@ def deploying_thd(cur) -> list[DeployingMachine]:
     return [DeployingMachine(*r[:6], float(r[6])) for r in cur.fetchall()]
 
 
-def host_profiles_thd(cur, host_id: int) -> list[str]:
-    cur.execute("SELECT deploy_profiles FROM vm_hosts WHERE id = %s", (host_id,))
-    row = cur.fetchone()
-    return list(row[0]) if row else []
-
-
-def set_host_profiles_thd(cur, host_id: int, profiles: list[str]) -> None:
-    cur.execute("UPDATE vm_hosts SET deploy_profiles = %s WHERE id = %s", (list(profiles), host_id))

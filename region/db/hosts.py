@@ -55,6 +55,7 @@ class VMHost:
     default_storage_pool: str | None
     default_macvlan_mode: str | None
     last_refresh: datetime.datetime | None
+    deploy_profiles: list[str] = attrs.field(factory=list)  # LXD profiles deployed machines also get
     storage_pools: list[HostStoragePool] = attrs.field(factory=list)
 
 
@@ -80,7 +81,7 @@ _COLUMNS = (
     "id, name, type, power_address, project, state, state_message, certificate, server_fingerprint,"
     " version, architectures, capabilities, tags, cores, cpu_speed, memory, zone_id, pool_id,"
     " cpu_over_commit_ratio, memory_over_commit_ratio, default_storage_pool, default_macvlan_mode,"
-    " last_refresh"
+    " last_refresh, deploy_profiles"
 )
 
 

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from common import hosterrors
 from common.logsafe import loggable
 from common.models import CONTAINER, VIRTUAL_MACHINE, CloudInitData, ImageRef
-from region.db import deploys, images as image_rows, machines, nonces, subnets
+from region.db import deploys, hosts, images as image_rows, machines, nonces, subnets
 from region.db.images import BootResource
 from region.rpc import NoRackConnected
 from region.services import cloudinit, compose, images, ownership
@@ -134,7 +134,7 @@ def _deploy_data_thd(cur, m: machines.Machine) -> _DeployData:
         if nic.mac:
             nics.append(cloudinit.NicConfig(nic.name, nic.mac, addresses))
     keys = keys_for_user_thd(cur, m.owner_id) if m.owner_id is not None else []
-    return _DeployData(keys, nics, deploys.host_profiles_thd(cur, m.host_id))
+    return _DeployData(keys, nics, hosts.get_thd(cur, m.host_id).deploy_profiles)
 
 
 async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, token: deploys.MachineToken,

@@ -95,11 +95,10 @@ async def _release_one(ctx: Context, m: machines.Machine) -> machines.Machine | 
         if m.dynamic:  # composed for an allocation: it goes away with it
             await compose.decompose(ctx, m)
             return None
-        _, target = await ctx.hosts.target(m.host_id)
+        host, target = await ctx.hosts.target(m.host_id)
         target = compose.for_project(target, m.project)
         if m.status in DEPLOYED_ONCE:
-            profiles = await ctx.db.run(deploys.host_profiles_thd, m.host_id)
-            await ctx.hosts.erase(target, m.instance_name, profiles)
+            await ctx.hosts.erase(target, m.instance_name, host.deploy_profiles)
             await ctx.db.run(machines.set_power_state_thd, m.id, "off")
         elif m.power_state == "on":
             state = await ctx.hosts.power(target, m.instance_name, "off")
