@@ -41,7 +41,8 @@ class RegionConfig:
     maas_url: str | None = None  # what racks and printed hints use to reach us
     vm_host_refresh_interval: float = 60.0  # seconds between automatic refreshes; 0 turns them off
     allocation_policy: str = attrs.field(default="pack", validator=attrs.validators.in_(("pack", "spread")))
-    deploy_timeout: float = 1800.0  # seconds a deploy may take before it is Failed deployment
+    # seconds a deploy may take before it is Failed deployment
+    deploy_timeout: float = attrs.field(default=1800.0, validator=attrs.validators.gt(0))
     boot_source_url: str | None = None  # a simplestreams image server to sync from; None: no syncing
     boot_source_releases: tuple[str, ...] = ("noble",)
     boot_source_arches: tuple[str, ...] = ("amd64",)
