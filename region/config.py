@@ -43,6 +43,7 @@ class RegionConfig:
     allocation_policy: str = attrs.field(default="pack", validator=attrs.validators.in_(("pack", "spread")))
     # seconds a deploy may take before it is Failed deployment
     deploy_timeout: float = attrs.field(default=1800.0, validator=attrs.validators.gt(0))
+    default_distro_series: str = ""  # the image a deploy without distro_series gets (MAAS's setting)
     boot_source_url: str | None = None  # a simplestreams image server to sync from; None: no syncing
     boot_source_releases: tuple[str, ...] = ("noble",)
     boot_source_arches: tuple[str, ...] = ("amd64",)
@@ -151,6 +152,7 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             vm_host_refresh_interval=float(pick("vm_host_refresh_interval", 60.0)),
             allocation_policy=pick("allocation_policy", "pack"),
             deploy_timeout=float(pick("deploy_timeout", 1800.0)),
+            default_distro_series=str(file.get("default_distro_series", "")),
             boot_source_url=pick("boot_source_url"),
             boot_source_releases=_names(file, "boot_source_releases", ("noble",)),
             boot_source_arches=_names(file, "boot_source_arches", ("amd64",)),

@@ -12,7 +12,7 @@ import attrs
 import pytest
 import pytest_twisted
 import yaml
-from twisted.internet import defer
+from twisted.internet import defer, reactor, task
 
 from common import hosterrors
 from common.models import CloudInitData, HostTarget, ImageRef
@@ -125,6 +125,8 @@ async def test_deploy_is_deploying_at_once_then_the_rack_gets_image_cloud_init_a
     views = await deploy.deploy(alice, made.system_id, deploy.DeployInputs("tiny", users))
     shown = views.machines[0].machine
     assert shown.status == "deploying" and "rebuilding the root disk" in shown.status_message
+    while not rack.jobs:  # the background part gathers its data first
+        await task.deferLater(reactor, 0.01, lambda: None)
     _, name, image, cloud_init, profiles = rack.jobs[-1]
     assert name == made.instance_name and profiles == ["proxy"]
     assert image.fingerprint == FINGERPRINT and image.url.endswith(f"images/{FINGERPRINT}") and image.token
@@ -231,3 +233,13 @@ async def test_deploys_time_out_and_containers_are_asked_through_lxd(service_reg
     await deploy.check_deploys(alice)
     timed_out = machine(service_region, made.system_id)
     assert timed_out.status == "failed_deployment" and "timed out" in timed_out.status_message
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_distro_series_the_regions_default_is_deployed(service_region, rack, lab):
+    alice, made = lab
+    service_region.config = attrs.evolve(service_region.config, default_distro_series="tiny")
+    views = await deploy.deploy(alice, made.system_id, deploy.DeployInputs(""))
+    await settle()
+    assert views.machines[0].allocation.distro_series == "tiny"
+    assert views.machines[0].machine.status_message == "Deploying custom/tiny: rebuilding the root disk"

@@ -122,8 +122,8 @@ class MachineAllocateOperations:
         deployment when cloud-init reports a failure, LXD cannot start it (with LXD's reason) or
         ``deploy_timeout`` passes.  A Ready machine nobody owns is allocated to the caller first.
 
-        :param distro_series: Required. The image: ``noble``, ``ubuntu/noble``, ``custom/NAME`` or
-            another boot resource's name.
+        :param distro_series: Optional. The image: ``noble``, ``ubuntu/noble``, ``custom/NAME`` or
+            another boot resource's name (default: the region's ``default_distro_series``).
         :type distro_series: String
         :param user_data: Optional. cloud-init user data, base64-encoded (gzip inside is
             decompressed, as Juju sends it); text that is not base64 is taken as it is.

@@ -74,7 +74,8 @@ def _status_message(text: str) -> str:
 
 async def deploy(ctx: Context, system_id: str, inputs: DeployInputs) -> MachineViews:
     m = await ownership.machine_for(ctx, system_id, "deploy")
-    resource = await _image_for(ctx, m, inputs.distro_series)
+    series = inputs.distro_series or ctx.config.default_distro_series
+    resource = await _image_for(ctx, m, series)
     try:
         users_data = cloudinit.decode_user_data(inputs.user_data) if inputs.user_data else ""
         cloudinit.user_parts(users_data)  # refused now rather than in the background
@@ -84,7 +85,7 @@ async def deploy(ctx: Context, system_id: str, inputs: DeployInputs) -> MachineV
 
     def start_thd(cur):
         current = machines.get_thd(cur, system_id)
-        if not deploys.start_thd(cur, current.id, distro_series=inputs.distro_series,
+        if not deploys.start_thd(cur, current.id, distro_series=series,
                                  message=f"Deploying {resource.name}: rebuilding the root disk"):
             raise Conflict(f"Can't deploy {current.hostname}: it is {current.status}, not allocated.")
         token = deploys.new_machine_token_thd(cur, ctx.box, current.id, system_id)
@@ -103,7 +104,8 @@ async def _image_for(ctx: Context, m: machines.Machine, series: str) -> BootReso
     found = await ctx.db.run(image_rows.list_thd)
     names = ", ".join(sorted({r.name for r in found if r.complete})) or "none: upload one with boot-resources/"
     if not series:
-        raise FieldError("distro_series", f"distro_series is required: the image to deploy ({names}).")
+        raise FieldError("distro_series", f"distro_series is required (no default_distro_series is set): the "
+                                          f"image to deploy ({names}).")
     resource = choose_image(found, series, m.architecture)
     if resource is None:
         raise FieldError("distro_series", f"Unknown image {series!r} for {m.architecture or 'this machine'}; "
