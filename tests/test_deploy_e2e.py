@@ -132,6 +132,11 @@ def test_a_container_is_deployed_with_real_cloud_init_and_reports_over_the_webho
     deployed = wait_for_status(alice, sid, ("Deployed", "Failed deployment"))
     assert deployed["status"] == 6 and deployed["status_message"] == "Deployed", deployed["status_message"]
     assert deployed["osystem"] and deployed["distro_series"] == "custom/bookworm"
+    # The host now holds the image, and its details say so (by the fingerprint LXD knows it by).
+    held = admin.get(f"vm-hosts/{hid}/").json()["images"]
+    assert [i["name"] for i in held] == ["custom/bookworm"]
+    assert any(img["fingerprint"] == held[0]["fingerprint"]
+               for img in lxc_json(lxd_server, f"/1.0/images?project={project}&recursion=1"))
 
     # Real cloud-init ran: the user's file, the owner's key, the hostname, the static address.
     assert run_in(lxd_server, project, name, "cat", "/var/tmp/from-user-data").stdout == "written by the user's data"

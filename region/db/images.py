@@ -137,3 +137,33 @@ def restore_thd(cur, previous: BootResource) -> None:
                 " sha256 = %s, received = %s, state = %s, lxd_fingerprint = %s, lxd_size = %s, updated = now()"
                 " WHERE id = %s", (p.title, p.version, p.filename, p.filetype, p.size, p.sha256, p.received, p.state,
                                    p.lxd_fingerprint, p.lxd_size, p.id))
+
+
+@attrs.frozen
+class HostImage:
+    """An image a VM host holds (LXD has it by this fingerprint)."""
+
+    resource_id: int
+    name: str
+    architecture: str
+    lxd_fingerprint: str
+
+
+def record_on_host_thd(cur, resource_id: int, host_id: int, lxd_fingerprint: str) -> None:
+    cur.execute(
+        "INSERT INTO boot_resource_hosts (resource_id, host_id, lxd_fingerprint) VALUES (%s, %s, %s)"
+        " ON CONFLICT (resource_id, host_id) DO UPDATE SET lxd_fingerprint = EXCLUDED.lxd_fingerprint",
+        (resource_id, host_id, lxd_fingerprint),
+    )
+
+
+def held_by_hosts_thd(cur) -> dict[int, list[HostImage]]:
+    """Every host's images, by host id (one query for any number of hosts)."""
+    cur.execute(
+        "SELECT h.host_id, r.id, r.name, r.architecture, h.lxd_fingerprint"
+        " FROM boot_resource_hosts h JOIN boot_resources r ON r.id = h.resource_id ORDER BY r.name, r.id"
+    )
+    held: dict[int, list[HostImage]] = {}
+    for host_id, *image in cur.fetchall():
+        held.setdefault(host_id, []).append(HostImage(*image))
+    return held

@@ -163,6 +163,7 @@ async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, 
         return
 
     def booted_thd(cur):
+        image_rows.record_on_host_thd(cur, resource.id, m.host_id, image.fingerprint)
         machines.set_power_state_thd(cur, m.id, state)
         deploys.set_message_thd(cur, m.system_id, "Booting: waiting for cloud-init to report", expect=("deploying",))
 

@@ -14,7 +14,7 @@ import attrs
 
 from common import hosterrors
 from common.models import HostTarget
-from region.db import hosts, machines, named
+from region.db import hosts, images, machines, named
 from region.db.named import NamedObject
 from region.services.context import Context
 from region.services.errors import FieldError, InvalidInput, Unavailable
@@ -54,12 +54,15 @@ class HostView:
     zone: NamedObject
     pool: NamedObject
     vms: list[machines.Machine]
+    images: list[images.HostImage] = attrs.field(factory=list)  # deployed from, so LXD holds them
 
 
 def views_thd(cur, host_list: list[hosts.VMHost]) -> list[HostView]:
     zones = {z.id: z for z in named.list_thd(cur, named.ZONES)}
     pools = {p.id: p for p in named.list_thd(cur, named.RESOURCE_POOLS)}
-    return [HostView(h, zones[h.zone_id], pools[h.pool_id], machines.list_for_host_thd(cur, h.id))
+    held = images.held_by_hosts_thd(cur)
+    return [HostView(h, zones[h.zone_id], pools[h.pool_id], machines.list_for_host_thd(cur, h.id),
+                     held.get(h.id, []))
             for h in host_list]
 
 
