@@ -140,9 +140,11 @@ def add_compose_options(p: argparse.ArgumentParser) -> None:
                    help="an LXD virtual-machine (default) or container")
 
 
-def add_machine_parser(sub) -> None:
+def add_machine_parser(sub):
+    """The `machine` command; returns its actions so that more can be added (deploy_cli)."""
     p = sub.add_parser("machine", aliases=["machines"],
-                       help="list, show, delete and power machines (VMs and containers)")
+                       help="list, show, allocate, deploy, release, delete and power machines "
+                            "(VMs and containers)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="list machines").set_defaults(func=cmd_list, needs_client=True)
     for name, func, help in (("show", cmd_show, "show a machine, its disks and NICs"),
@@ -154,3 +156,4 @@ def add_machine_parser(sub) -> None:
         if name == "delete":
             a.add_argument("--yes", action="store_true", help="confirm")
         a.set_defaults(func=func, needs_client=True)
+    return actions

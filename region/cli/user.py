@@ -13,6 +13,7 @@ from region.cli.image_cli import add_images_parser
 from region.cli.network_cli import add_network_parsers
 from region.cli.sshkey_cli import add_sshkey_parser
 from region.cli.table import render_table
+from region.cli.deploy_cli import add_deploy_actions
 from region.cli.machine_cli import add_machine_parser
 from region.cli.users_cli import add_users_parser
 from region.cli.vmhost_cli import add_vm_host_parser
@@ -125,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                       _named_commands("resourcepools/", "resourcepool/"))
     add_network_parsers(sub)
     add_vm_host_parser(sub)
-    add_machine_parser(sub)
+    add_deploy_actions(add_machine_parser(sub))
     add_images_parser(sub)
     add_sshkey_parser(sub)
     add_users_parser(sub)
