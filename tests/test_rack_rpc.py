@@ -45,7 +45,11 @@ def _table_counts(dsn) -> dict[str, int]:
 def test_rack_enrols_and_connects_over_mutual_tls(region, admin_api, enrol_secret_file, start_rack):
     rack = start_rack(region, enrol_secret_file)
     wait_for(lambda: rack.system_id, 30, "enrolment", rack.proc, rack.log)
-    info = wait_for(_connected(admin_api, rack.system_id), 30, "the rack to connect", rack.proc, rack.log)
+    wait_for(_connected(admin_api, rack.system_id), 30, "the rack to connect", rack.proc, rack.log)
+    # "connected" comes with the first connection; the second registers a moment later.
+    both = _connected(admin_api, rack.system_id)
+    info = wait_for(lambda: (r := both()) and r["connections"] == 2 and r, 30, "both connections",
+                    rack.proc, rack.log)
     assert info["connections"] == 2
     assert info["version"]
     assert info["resource_uri"] == f"/MAAS/api/2.0/rackcontrollers/{rack.system_id}/"
