@@ -168,3 +168,12 @@ def test_unexpected_errors_are_a_generic_500_with_a_request_id():
     assert "secret_column" not in body and "alice" not in body
     request_id = request.responseHeaders.getRawHeaders(b"X-Request-Id")[0].decode()
     assert request_id in body
+
+
+def test_path_ids_are_decoded_and_unnameable_ones_are_404(admin_api):
+    for path in ("subnets/%00/", "zones/a%0Ab/", "machines/%ff/"):
+        reply = admin_api.get(path)
+        assert reply.status == 404, (path, reply.status, reply.text)
+    made = admin_api.post("subnets/", data={"cidr": "10.77.0.0/24"})
+    assert made.status == 200, made.text
+    assert admin_api.get("subnets/10.77.0.0%2F24/").json()["id"] == made.json()["id"]  # as Django decodes it

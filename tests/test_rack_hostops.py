@@ -79,6 +79,15 @@ class FakeDriver:
     def power_off(self, target, instance_name):
         return self._call("power_off", target, instance_name, result="off")
 
+    def deploy_machine(self, target, instance_name, image, cloud_init, profiles):
+        return self._call("deploy_machine", target, instance_name, image, cloud_init, profiles, result="on")
+
+    def erase_machine(self, target, instance_name, profiles):
+        return self._call("erase_machine", target, instance_name, profiles)
+
+    def cloud_init_status(self, target, instance_name):
+        return self._call("cloud_init_status", target, instance_name, result=("done", ""))
+
 
 @pytest.fixture
 def hostops():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import urllib.parse
 from typing import Any
 
 import attrs
@@ -177,7 +178,7 @@ class RouterResource(resource.Resource):
             region=self.region,
             user=user,
             params=params,
-            path_args=m.groupdict(),
+            path_args={name: _path_arg(value) for name, value in m.groupdict().items()},
             host=(request.getHeader(b"host") or b"localhost").decode("latin-1"),
             scheme="https" if request.isSecure() else "http",
             client=getattr(request.getClientAddress(), "host", ""),
@@ -214,3 +215,15 @@ class RouterResource(resource.Resource):
             return await authn.authenticate(self.region, creds)
         except svcerrors.NotAuthenticated as e:
             raise Unauthorized(str(e)) from None
+
+
+def _path_arg(raw: str) -> str:
+    """A path segment percent-decoded; one no object can be named by (control characters, NUL,
+    broken UTF-8) matches nothing, so it is a 404 before any lookup."""
+    try:
+        value = urllib.parse.unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise NotFound(f"No object is named {loggable(raw)}.") from None
+    if not value.isprintable():
+        raise NotFound(f"No object is named {loggable(value)}.")
+    return value
