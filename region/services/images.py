@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 from common.logsafe import loggable
+from common.threadpools import LazyThreadPool
 from region.db import images
 from region.db.images import BootResource, NewResource
 from region.services import image_files
@@ -43,16 +43,9 @@ class _ImageWork:
     """The image thread pool (started on first use), the running hashes and the upload locks."""
 
     def __init__(self) -> None:
-        self._pool: ThreadPool | None = None
+        self.pool = LazyThreadPool("region-images", IMAGE_THREADS)
         self.hashes = image_files.ChunkHashes()
         self._locks: dict[int, defer.DeferredLock] = {}
-
-    def run(self, fn: Callable[..., Any], *args: Any):
-        if self._pool is None:
-            self._pool = ThreadPool(minthreads=0, maxthreads=IMAGE_THREADS, name="region-images")
-            self._pool.start()
-            reactor.addSystemEventTrigger("during", "shutdown", self._pool.stop)
-        return threads.deferToThreadPool(reactor, self._pool, fn, *args)
 
     def lock(self, resource_id: int) -> defer.DeferredLock:
         return self._locks.setdefault(resource_id, defer.DeferredLock())
@@ -68,7 +61,7 @@ _work = _ImageWork()
 
 def in_image_pool(fn: Callable[..., Any], *args: Any) -> defer.Deferred:
     """Run blocking image work (also the image sync's) in the image thread pool."""
-    return _work.run(fn, *args)
+    return _work.pool.run(fn, *args)
 
 
 def images_dir(ctx: Context) -> Path:
@@ -94,7 +87,7 @@ async def create(ctx: Context, new: NewResource) -> BootResource:
     if new.filetype in image_files.DISK_FILETYPES and not image_files.can_convert_disks():
         raise FieldError("filetype", "Disk images are made into LXD VM images with qemu-img, which this region "
                                      "lacks: install Debian's qemu-utils.")
-    free = await _work.run(image_files.free_bytes, images_dir(ctx))
+    free = await in_image_pool(image_files.free_bytes, images_dir(ctx))
     if free < new.size:
         raise Refused(f"The region's data dir has {free} bytes free, too few for an image of {new.size} bytes.")
 
@@ -122,7 +115,7 @@ async def upload_chunk(ctx: Context, resource_id: int, file_id: int, body: Binar
             raise Conflict(f"The file of boot resource {resource_id} is {resource.state}; it takes no more bytes.")
         path = image_files.upload_path(images_dir(ctx), resource_id)
         if resource.received == resource.size:  # the region stopped between the last chunk and its check
-            digest = await _work.run(_work.hashes.at, resource_id, path, resource.size)
+            digest = await in_image_pool(_work.hashes.at, resource_id, path, resource.size)
             return await _finish(ctx, resource, digest.hexdigest())
         if length <= 0:
             raise Refused("The chunk is empty.")
@@ -130,7 +123,7 @@ async def upload_chunk(ctx: Context, resource_id: int, file_id: int, body: Binar
             raise Refused(f"The chunk of {length} bytes would take the file past its size ({resource.size} bytes; "
                           f"{resource.received} received).")
         try:
-            digest = await _work.run(_write, resource, path, body, length)
+            digest = await in_image_pool(_write, resource, path, body, length)
         except image_files.DiskFull:
             raise Refused("The region's data dir is full; the chunk was not stored (the upload can resume "
                           "from the bytes already received once there is room).") from None
@@ -156,7 +149,7 @@ async def _finish(ctx: Context, resource: BootResource, sha256: str) -> BootReso
         raise FieldError("sha256", f"The uploaded file's sha256 is {sha256}, not {resource.sha256}; "
                                    "the upload failed and its bytes were removed.")
     try:
-        fingerprint, lxd_size = await _work.run(_make_lxd_image, resource, images_path)
+        fingerprint, lxd_size = await in_image_pool(_make_lxd_image, resource, images_path)
     except (image_files.BadImage, image_files.DiskFull) as e:
         await _fail(ctx, resource, str(e))
         raise Refused(f"The upload failed and its bytes were removed: {e}.") from None
@@ -188,7 +181,7 @@ def _make_lxd_image(resource: BootResource, images_path: Path) -> tuple[str, int
 
 async def _fail(ctx: Context, resource: BootResource, reason: str) -> None:
     _work.hashes.forget(resource.id)
-    await _work.run(image_files.remove_files, images_dir(ctx), resource.id, None)
+    await in_image_pool(image_files.remove_files, images_dir(ctx), resource.id, None)
 
     def fail_thd(cur):
         images.finish_thd(cur, resource.id, state="failed")
@@ -209,7 +202,7 @@ async def delete(ctx: Context, resource_id: int) -> BootResource:
 
         gone = await ctx.db.run(delete_thd)
         _work.forget(resource_id)
-        await _work.run(image_files.remove_files, images_dir(ctx), resource_id, gone.lxd_fingerprint)
+        await in_image_pool(image_files.remove_files, images_dir(ctx), resource_id, gone.lxd_fingerprint)
         return gone
 
 
