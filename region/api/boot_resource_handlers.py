@@ -48,16 +48,22 @@ def _path_id(call: Call, name: str) -> int:
     return int(value)
 
 
-def _new_resource(call: Call) -> NewResource:
+def _new_resource(call: Call, content: bytes | None) -> NewResource:
+    """The form; with inline `content`, size and sha256 may be left out (they are then the
+    file's own) and, when given, must match it (size here, sha256 once the file is hashed)."""
     form = Form(call.params)
     name = form.text("name", required=True, max_length=128)
     architecture = form.text("architecture", required=True, max_length=64)
-    sha256 = form.text("sha256", required=True, max_length=64)
-    size = form.integer("size", minimum=1, maximum=MAX_IMAGE_SIZE, required=True)
+    sha256 = form.text("sha256", required=content is None, max_length=64) or ""
+    size = form.integer("size", minimum=1, maximum=MAX_IMAGE_SIZE, required=content is None)
     title = form.text("title", max_length=256) or ""
     filetype = form.text("filetype", max_length=16) or "tgz"
-    if "content" in call.params:
-        form.error("content", "Send size and sha256 here, then PUT the file's bytes to the upload_uri.")
+    if content is not None:
+        if not content:
+            form.error("content", "The file is empty.")
+        elif size is not None and size != len(content):
+            form.error("size", f"size is {size}, but the content has {len(content)} bytes.")
+        size = len(content)
     if name is not None and "/" not in name:
         name = f"custom/{name}"  # as MAAS names an uploaded image
     if name is not None and not _NAME.match(name):
@@ -66,7 +72,7 @@ def _new_resource(call: Call) -> NewResource:
         architecture = f"{architecture}/generic"
     if architecture is not None and not _ARCHITECTURE.match(architecture):
         form.error("architecture", "Enter arch/subarch, e.g. amd64/generic.")
-    if sha256 is not None and not _SHA256.match(sha256.lower()):
+    if sha256 and not _SHA256.match(sha256.lower()):
         form.error("sha256", "Enter the file's sha256 as 64 hex digits.")
     form.check()
     return NewResource(name, architecture, title, filetype, size, sha256.lower())
@@ -99,8 +105,16 @@ class BootResourcesHandler(Handler):
         :param filetype: Optional. tgz (a root filesystem tarball; default), lxd (an LXD unified
             tarball), or a disk image: ddraw, ddgz, ddxz, qcow2.
         :type filetype: String
+        :param content: Optional. The file itself, as a multipart file part (small files: the
+            whole form is at most 2 MiB); the image is then complete at once, and size and
+            sha256 are optional (checked when given).
+        :type content: File
         """
-        return Response(201, boot_resource_json(await image_service.create(call.ctx, _new_resource(call))))
+        content = call.params.file("content")
+        new = _new_resource(call, content)
+        if content is not None:
+            return Response(201, boot_resource_json(await image_service.create_inline(call.ctx, new, content)))
+        return Response(201, boot_resource_json(await image_service.create(call.ctx, new)))
 
 
     @operation("POST", "import", admin_only=True)

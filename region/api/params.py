@@ -39,10 +39,12 @@ def check_text(field: str, value: str) -> None:
 
 
 class Params:
-    """A read-only multi-dict of str -> [str]."""
+    """A read-only multi-dict of str -> [str], and the bytes of file parts (multipart parts
+    with a filename, e.g. the maas CLI's `content@=FILE`) by name."""
 
     def __init__(self, data: dict[str, list[str]] | None = None) -> None:
         self._data: dict[str, list[str]] = data or {}
+        self._files: dict[str, bytes] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self._data
@@ -67,6 +69,21 @@ class Params:
         if self._count > MAX_FIELDS:
             raise BadRequest(f"Too many fields: at most {MAX_FIELDS} are accepted in one request.")
         self._data.setdefault(name, []).append(value)
+
+    def add_file(self, name: str, content: bytes) -> None:
+        """A file part: kept as bytes; also a text field when it is text (as before files were
+        told apart), so a client sending a text field as a file still reaches it."""
+        check_text(name if name.isprintable() else "field name", name)
+        self._files[name] = content
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            return
+        if "\x00" not in text:
+            self.add(name, text)
+
+    def file(self, name: str) -> bytes | None:
+        return self._files.get(name)
 
     def as_dict(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self._data.items()}
@@ -121,6 +138,7 @@ def _boundary(content_type: str) -> bytes | None:
 _PART_NAME = re.compile(r'(?:^|;)\s*name\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
 _TRANSFER_ENCODING = re.compile(rb"^content-transfer-encoding:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
 _DISPOSITION = re.compile(rb"^content-disposition:\s*(.*?)\s*$", re.IGNORECASE | re.MULTILINE)
+_FILENAME = re.compile(r'(?:^|;)\s*filename\*?\s*=', re.IGNORECASE)
 
 
 def _parse_multipart(content_type: str, body: bytes, into: Params) -> None:
@@ -142,7 +160,8 @@ def _parse_multipart(content_type: str, body: bytes, into: Params) -> None:
         if not sep:
             raise BadRequest("malformed multipart body: a part has no header/body separator")
         disposition = _DISPOSITION.search(head)
-        m = _PART_NAME.search(disposition.group(1).decode("utf-8", "replace")) if disposition else None
+        disposition_text = disposition.group(1).decode("utf-8", "replace") if disposition else ""
+        m = _PART_NAME.search(disposition_text)
         if m is None:
             continue
         name = m.group(1).replace('\\"', '"') if m.group(1) is not None else m.group(2)
@@ -153,7 +172,10 @@ def _parse_multipart(content_type: str, body: bytes, into: Params) -> None:
                 payload = base64.b64decode(payload, validate=False)
             except (binascii.Error, ValueError):
                 raise BadRequest.field(name, "malformed base64 part") from None
-        into.add(name, _decode(payload, f"field {name!r}"))
+        if _FILENAME.search(disposition_text):
+            into.add_file(name, payload)
+        else:
+            into.add(name, _decode(payload, f"field {name!r}"))
 
 
 def _parse_json(body: bytes, into: Params) -> None:

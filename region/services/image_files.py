@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -118,6 +119,24 @@ def write_chunk(path: Path, offset: int, body: BinaryIO, length: int, digest: "h
             if e.errno == errno.ENOSPC:
                 raise _disk_full() from None
             raise
+
+
+def stage(images: Path, content: bytes) -> tuple[Path, str]:
+    """`content` written to a new file of its own under `images`; the file and its sha256.
+    Nothing is left behind when the disk fills."""
+    images.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="inline-", suffix=".partial", dir=images)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        os.unlink(name)
+        if e.errno == errno.ENOSPC:
+            raise _disk_full() from None
+        raise
+    return Path(name), hashlib.sha256(content).hexdigest()
 
 
 class _HashingWriter(io.RawIOBase):

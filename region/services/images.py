@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+import attrs
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -80,25 +82,77 @@ async def get(ctx: Context, resource_id: int) -> BootResource:
     return await ctx.db.run(images.get_thd, resource_id)
 
 
-async def create(ctx: Context, new: NewResource) -> BootResource:
-    """Record an image whose bytes will follow in chunks; refused up front if they cannot fit."""
+def _check_filetype(new: NewResource) -> None:
     if new.filetype not in FILENAMES:
         raise FieldError("filetype", f"Unknown filetype {new.filetype!r}; one of: {', '.join(FILENAMES)}.")
     if new.filetype in image_files.DISK_FILETYPES and not image_files.can_convert_disks():
         raise FieldError("filetype", "Disk images are made into LXD VM images with qemu-img, which this region "
                                      "lacks: install Debian's qemu-utils.")
+
+
+async def _check_room(ctx: Context, size: int) -> None:
     free = await in_image_pool(image_files.free_bytes, images_dir(ctx))
-    if free < new.size:
-        raise Refused(f"The region's data dir has {free} bytes free, too few for an image of {new.size} bytes.")
+    if free < size:
+        raise Refused(f"The region's data dir has {free} bytes free, too few for an image of {size} bytes.")
+
+
+def _version() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
+
+
+async def create(ctx: Context, new: NewResource) -> BootResource:
+    """Record an image whose bytes will follow in chunks; refused up front if they cannot fit."""
+    _check_filetype(new)
+    await _check_room(ctx, new.size)
 
     def create_thd(cur):
-        version = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
-        resource = images.create_thd(cur, new, version=version, filename=FILENAMES[new.filetype])
+        resource = images.create_thd(cur, new, version=_version(), filename=FILENAMES[new.filetype])
         _audit_thd(ctx, cur, "BOOT_RESOURCE_CREATED",
                    f"Boot resource {resource.name} ({resource.architecture}) created.", resource.id)
         return resource
 
     return await ctx.db.run(create_thd)
+
+
+async def create_inline(ctx: Context, new: NewResource, content: bytes) -> BootResource:
+    """An image sent whole in the POST (the form's `content` part, already in memory within the
+    form limit): staged on disk, checked (`new.sha256`, when given), made into its LXD image,
+    and only then recorded, complete.  A failure leaves no row and no file behind."""
+    _check_filetype(new)
+    await _check_room(ctx, 2 * len(content))
+    images_path = images_dir(ctx)
+    try:
+        staged, sha256 = await in_image_pool(image_files.stage, images_path, content)
+    except image_files.DiskFull:
+        raise Refused("The region's data dir is full; the image was not stored.") from None
+    made: tuple[str, int] | None = None
+    try:
+        if new.sha256 and sha256 != new.sha256:
+            raise FieldError("sha256", f"The file's sha256 is {sha256}, not {new.sha256}; nothing was stored.")
+        new = attrs.evolve(new, sha256=sha256)
+        try:
+            made = await in_image_pool(_make_lxd_image, staged, new, images_path)
+        except image_files.BadImage as e:
+            raise FieldError("content", f"The file is not a {new.filetype} image: {e}.") from None
+        except image_files.DiskFull:
+            raise Refused("The region's data dir is full; the image was not stored.") from None
+        fingerprint, lxd_size = made
+
+        def create_complete_thd(cur):
+            created = images.create_thd(cur, new, version=_version(), filename=FILENAMES[new.filetype])
+            images.record_received_thd(cur, created.id, 0, new.size)
+            done = images.finish_thd(cur, created.id, state="complete", lxd_fingerprint=fingerprint,
+                                     lxd_size=lxd_size)
+            _audit_thd(ctx, cur, "BOOT_RESOURCE_UPLOADED", f"Boot resource {done.name} uploaded.", done.id)
+            return done
+
+        return await ctx.db.run(create_complete_thd)
+    except BaseException:
+        if made is not None:
+            await in_image_pool(image_files.lxd_path(images_path, made[0]).unlink, True)
+        raise
+    finally:
+        await in_image_pool(staged.unlink, True)
 
 
 async def upload_chunk(ctx: Context, resource_id: int, file_id: int, body: BinaryIO, length: int) -> BootResource:
@@ -149,7 +203,8 @@ async def _finish(ctx: Context, resource: BootResource, sha256: str) -> BootReso
         raise FieldError("sha256", f"The uploaded file's sha256 is {sha256}, not {resource.sha256}; "
                                    "the upload failed and its bytes were removed.")
     try:
-        fingerprint, lxd_size = await in_image_pool(_make_lxd_image, resource, images_path)
+        fingerprint, lxd_size = await in_image_pool(
+            _make_lxd_image, image_files.upload_path(images_path, resource.id), resource, images_path)
     except (image_files.BadImage, image_files.DiskFull) as e:
         await _fail(ctx, resource, str(e))
         raise Refused(f"The upload failed and its bytes were removed: {e}.") from None
@@ -163,18 +218,17 @@ async def _finish(ctx: Context, resource: BootResource, sha256: str) -> BootReso
     return await ctx.db.run(complete_thd)
 
 
-def _make_lxd_image(resource: BootResource, images_path: Path) -> tuple[str, int]:
-    """The LXD image made from a complete upload: its fingerprint and size."""
-    upload = image_files.upload_path(images_path, resource.id)
-    if resource.filetype == "lxd":
+def _make_lxd_image(upload: Path, image: BootResource | NewResource, images_path: Path) -> tuple[str, int]:
+    """The LXD image made from a complete file (`upload`, consumed): its fingerprint and size."""
+    if image.filetype == "lxd":
         image_files.check_lxd_tarball(upload)
-        upload.replace(image_files.lxd_path(images_path, resource.sha256))
-        return resource.sha256, resource.size
-    metadata = image_files.metadata_yaml(resource.architecture, resource.name, resource.title)
-    if resource.filetype == "tgz":
+        upload.replace(image_files.lxd_path(images_path, image.sha256))
+        return image.sha256, image.size
+    metadata = image_files.metadata_yaml(image.architecture, image.name, image.title)
+    if image.filetype == "tgz":
         made = image_files.rootfs_to_lxd(upload, images_path, metadata)
     else:
-        made = image_files.disk_to_lxd(upload, images_path, resource.filetype, metadata)
+        made = image_files.disk_to_lxd(upload, images_path, image.filetype, metadata)
     upload.unlink()
     return made
 
