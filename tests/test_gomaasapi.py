@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_user, region_box
+from tests.fixtures import images
 from tests.fixtures.lxd import lxc_json, lxc_missing
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
 
@@ -65,9 +66,11 @@ def gomaasapi_check(tmp_path_factory) -> Path:
 
 
 def test_juju_client_allocates_a_composed_vm_by_space_and_releases_it(gomaasapi_check, lab, lxd_region, dsn,
-                                                                      lxd_server, bridges):
+                                                                      lxd_server, bridges, tmp_path):
     admin, host = lab
     project = host["project"]
+    content = images.rootfs_tgz(tmp_path / "tiny.tgz")
+    images.upload(admin, images.create(admin, content), content, images.MAAS_CLI_CHUNK)
     dmz = admin.get("spaces/dmz/").json()["id"]
     juju_key = make_user(dsn, region_box(lxd_region), "juju", admin=False)
     proc = subprocess.Popen([str(gomaasapi_check), "-url", lxd_region.api, "-key", juju_key, "-space", "dmz",
@@ -90,6 +93,11 @@ def test_juju_client_allocates_a_composed_vm_by_space_and_releases_it(gomaasapi_
             proc.wait()
     assert proc.returncode == 0, err
 
+    # BootResources passed gomaasapi's boot resource schema; Juju's architecture list is amd64.
+    (resource,) = got["boot_resources"]
+    assert resource["name"] == "custom/tiny" and resource["architecture"] == "amd64/generic"
+    assert resource["type"] == "Uploaded" and resource["subarches"] == "generic" and resource["id"] > 0
+    assert got["architectures"] == ["amd64"]
     assert "default" in got["zones"] and {"storage", "dmz"} <= set(got["spaces"])
     assert got["spaces"]["dmz"] == dmz
     assert got["status_name"] == "Allocated" and got["cpu_count"] == 1 and got["memory"] == 1024

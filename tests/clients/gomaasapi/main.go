@@ -1,6 +1,6 @@
 // Command gomaasapi-check drives vmyard with Juju's real MAAS client library
 // (github.com/juju/gomaasapi, as packaged by Debian) the way Juju's MAAS
-// provider does: connect, read zones and spaces, allocate a machine with an
+// provider does: connect, list boot resources, read zones and spaces, allocate a machine with an
 // interface constraint on a space (vmyard composes a VM for it), set owner
 // data, find it by agent name, release it, and check that it is gone.
 //
@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/juju/gomaasapi"
 )
@@ -37,7 +38,17 @@ type disk struct {
 	Size uint64 `json:"size"`
 }
 
+type bootResource struct {
+	ID           int    `json:"id"`
+	Name         string `json:"name"`
+	Type         string `json:"type"`
+	Architecture string `json:"architecture"`
+	SubArches    string `json:"subarches"`
+}
+
 type report struct {
+	BootRes    []bootResource    `json:"boot_resources"`
+	Arches     []string          `json:"architectures"`
 	Zones      []string          `json:"zones"`
 	Spaces     map[string]int    `json:"spaces"`
 	SystemID   string            `json:"system_id"`
@@ -87,6 +98,21 @@ func main() {
 		fail("NewController", err)
 	}
 	out := report{Spaces: map[string]int{}}
+	// Juju's constraints validator (environ.go getSupportedArchitectures): the boot resources'
+	// architectures up to the first "/", without duplicates.
+	resources, err := ctrl.BootResources()
+	if err != nil {
+		fail("BootResources", err)
+	}
+	arches := map[string]bool{}
+	for _, r := range resources {
+		out.BootRes = append(out.BootRes, bootResource{r.ID(), r.Name(), r.Type(), r.Architecture(), strings.Join(r.SubArchitectures().SortedValues(), ",")})
+		arch := strings.Split(r.Architecture(), "/")[0]
+		if !arches[arch] {
+			arches[arch] = true
+			out.Arches = append(out.Arches, arch)
+		}
+	}
 	zones, err := ctrl.Zones()
 	if err != nil {
 		fail("Zones", err)
