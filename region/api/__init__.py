@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from twisted.web import resource, server
+from twisted.web import resource, server, util
 
 from region.api import (
     account_handlers,
@@ -14,6 +14,7 @@ from region.api import (
     core_handlers,
     describe,
     domain_handlers,
+    interface_handlers,
     machine_handlers,
     network_handlers,
     sshkey_handlers,
@@ -25,8 +26,10 @@ from region.api import (
 from region.api.enrol_handler import EnrolHandler
 from region.api.image_download import IMAGES_PREFIX, ImageDownloadResource
 from region.api.metadata_handlers import METADATA_PREFIX, MetadataResource
+from region.api.metrics_resource import METRICS_PATH, MetricsResource
 from region.api.site import API_PREFIX, RouterResource
 from region.api.web import RegionSite
+from region.ui import UI_PREFIX, UiResource
 
 API_HANDLERS = [
     describe.DescribeHandler,
@@ -69,6 +72,8 @@ API_HANDLERS = [
     vmhost_handlers.PodHandler,
     machine_handlers.MachinesHandler,
     machine_handlers.MachineHandler,
+    interface_handlers.InterfacesHandler,
+    interface_handlers.InterfaceHandler,
     boot_resource_handlers.BootResourcesHandler,
     boot_resource_handlers.BootResourceHandler,
     boot_resource_handlers.BootResourceFileUploadHandler,
@@ -90,6 +95,8 @@ class _Root(resource.Resource):
         for prefix, res in self.routes:
             if request.path.startswith(prefix):
                 return res
+        if request.path in (b"/", b"/MAAS", b"/MAAS/", UI_PREFIX.rstrip("/").encode()):
+            return util.Redirect(UI_PREFIX.encode())
         return resource.NoResource("No such page: try /MAAS/api/2.0/version/")
 
 
@@ -101,6 +108,8 @@ def make_site(region) -> server.Site:
         CERTIFICATE_PREFIX: RouterResource(region, [vmhost_handlers.CertificateHandler], CERTIFICATE_PREFIX),
         IMAGES_PREFIX: ImageDownloadResource(region),
         METADATA_PREFIX: MetadataResource(region),
+        METRICS_PATH: MetricsResource(region),
+        UI_PREFIX: UiResource(region, region.reactor),
         account_handlers.ACCOUNTS_PREFIX: RouterResource(region, [account_handlers.AuthenticateHandler],
                                                          account_handlers.ACCOUNTS_PREFIX),
     }))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 import urllib.parse
 from typing import Any
 
@@ -29,15 +30,19 @@ from region.api.errors import (
 )
 from region.api.handler import Call, Handler
 from region.api.params import MAX_FORM_BODY, Params, is_form, parse_body, parse_query
+from region.api.streaming import StreamedJSON
 from region.api.web import INLINE_PARSE_LIMIT, parse_pool
-from region.db.pool import DATABASE_DOWN
+from region.db.pool import DATABASE_DOWN, query_counter
 from region.services import auth as authn
 from region.services import errors as svcerrors
+from region.services import sessions
+from region.services.context import Context
 from region.rpc import NoRackConnected
 
 log = Logger()
 
 API_PREFIX = "/MAAS/api/2.0/"
+UNMATCHED = "unmatched"  # the metrics' endpoint label for a path no handler serves
 
 
 @attrs.frozen
@@ -94,15 +99,35 @@ class RouterResource(resource.Resource):
         self.region = region
         self.prefix = prefix
         self.handlers = [(h.pattern(), h(region)) for h in handlers]
+        self.metrics = getattr(region, "metrics", None)  # None where a test routes without a region
 
     def render(self, request: server.Request) -> Any:
-        d = defer.Deferred.fromCoroutine(self._handle(request))
+        d = defer.Deferred.fromCoroutine(self._handle_measured(request))
         d.addCallback(self._write, request)
         d.addErrback(self._crash, request)
         return server.NOT_DONE_YET
 
+    async def _handle_measured(self, request: server.Request) -> Rendered:
+        """`_handle`, timed and with its SQL statements counted, per route template and status."""
+        if self.metrics is None:
+            return await self._handle(request)
+        queries = [0]
+        query_counter.set(queries)  # this coroutine's own context: concurrent requests count apart
+        started = time.monotonic()
+        status = 500
+        try:
+            rendered = await self._handle(request)
+            status = rendered.status
+            return rendered
+        finally:
+            self.metrics.observe_request(getattr(request, "route", UNMATCHED), request.method.decode("latin-1"),
+                                         status, time.monotonic() - started, queries[0])
+
     def _write(self, rendered: Rendered, request: server.Request) -> None:
         if request._disconnected:
+            return
+        if isinstance(rendered, StreamedJSON):
+            rendered.send(request)
             return
         request.setResponseCode(rendered.status)
         request.setHeader(b"Content-Type", rendered.content_type.encode())
@@ -126,7 +151,8 @@ class RouterResource(resource.Resource):
 
     async def _handle(self, request: server.Request) -> Rendered:
         try:
-            return render_result(await self._dispatch(request))
+            result = await self._dispatch(request)
+            return result if isinstance(result, StreamedJSON) else render_result(result)
         except ApiError as e:
             return e.render()
         except _DOMAIN_ERRORS as e:
@@ -152,6 +178,7 @@ class RouterResource(resource.Resource):
                 break
         else:
             raise NotFound(f"Unknown API endpoint: {path}")
+        request.route = self.prefix + handler.path
 
         method = request.method.decode("latin-1")
         if not handler.has_method(method):
@@ -207,7 +234,7 @@ class RouterResource(resource.Resource):
             {k: params.get(k) or "" for k in params.keys()},
         )
         if oauth is None:
-            return None
+            return await self._session_user(request)
         creds = authn.OAuthCredentials(oauth["oauth_consumer_key"], oauth["oauth_token"],
                                        oauth["oauth_signature"], int(oauth["oauth_timestamp"]),
                                        oauth["oauth_nonce"])
@@ -215,6 +242,22 @@ class RouterResource(resource.Resource):
             return await authn.authenticate(self.region, creds)
         except svcerrors.NotAuthenticated as e:
             raise Unauthorized(str(e)) from None
+
+    async def _session_user(self, request: server.Request):
+        """The web UI's user, from its session cookie; a write must also carry the session's
+        CSRF token in a header (a cookie alone is sent by any page the browser visits)."""
+        key = request.getCookie(sessions.COOKIE_NAME.encode())
+        if not key:
+            return None
+        found = await sessions.lookup(Context(self.region), key.decode("latin-1"))
+        if found is None:
+            return None
+        if request.method not in (b"GET", b"HEAD"):
+            token = request.getHeader(sessions.CSRF_HEADER.encode())
+            if not sessions.csrf_matches(found, token.decode("latin-1") if token else None):
+                raise Forbidden("CSRF token missing or incorrect: send the session's token in the "
+                                f"{sessions.CSRF_HEADER} header.")
+        return found.user
 
 
 def _path_arg(raw: str) -> str:

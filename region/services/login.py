@@ -120,8 +120,16 @@ _guard = LoginGuard()
 
 async def authenticate(ctx: Context, attempt: LoginAttempt, guard: LoginGuard = _guard) -> ApiToken | None:
     """The user's token named `attempt.consumer` (any of theirs when None), made if there is none;
-    None when the username or password is wrong.  Raises Throttled after too many failures and
-    Unavailable while too many logins are already in progress."""
+    None when the username or password is wrong.  Raises as `verify` does."""
+    user = await verify(ctx, attempt, guard)
+    if user is None:
+        return None
+    return await ctx.db.run(_token_thd, attrs.evolve(ctx, actor=user), attempt.consumer)
+
+
+async def verify(ctx: Context, attempt: LoginAttempt, guard: LoginGuard = _guard) -> User | None:
+    """The user when the password is right, else None (the failure is counted).  Raises Throttled
+    after too many failures and Unavailable while too many logins are already in progress."""
     if guard.in_progress >= MAX_IN_PROGRESS:
         raise Unavailable("Too many logins are in progress; try again shortly.", retry_after=1)
     wait = guard.throttle.admit(attempt.username, attempt.address)
@@ -137,7 +145,7 @@ async def authenticate(ctx: Context, attempt: LoginAttempt, guard: LoginGuard = 
                  address=loggable(attempt.address))
         return None
     guard.throttle.succeeded(attempt.username, attempt.address)
-    return await ctx.db.run(_token_thd, attrs.evolve(ctx, actor=user), attempt.consumer)
+    return user
 
 
 async def _check_password(ctx: Context, attempt: LoginAttempt, guard: LoginGuard) -> User | None:

@@ -1,0 +1,43 @@
+// Machines: status, owner, host, type and IPs; Deploy (allocate, then deploy with an image) with
+// the progress Deploying → Deployed / Failed (with the reason), and Release.
+import { get, post, session } from "./api.js";
+import { h, toast } from "./ui.js";
+
+export function machinesList() {
+  const body = h("tbody");
+  const images = h("select", { id: "deploy-image", "aria-label": "Image to deploy" });
+  const element = h("section", { "aria-labelledby": "machines-title" },
+    h("div", { class: "toolbar" }, h("h1", { id: "machines-title" }, "Machines"), h("span", { class: "spacer" }),
+      h("label", { for: "deploy-image" }, "Image for Deploy:"), images),
+    h("table", { id: "machines" }, h("thead", {}, h("tr", {}, ["Name", "Status", "Owner", "VM host", "Type", "IPs", "Actions"]
+      .map((c) => h("th", { scope: "col" }, c)))), body));
+
+  const act = (label, fn) => h("button", { type: "button", onclick: async (e) => {
+    e.target.disabled = true;
+    try { await fn(); toast(`${label} started.`); } catch (err) { toast(`${label}: ${err.message}`); e.target.disabled = false; }
+    refresh();
+  } }, label);
+
+  async function deploy(m) {
+    if (m.status_name !== "Allocated") await post("machines/", { op: "allocate", system_id: m.system_id });
+    await post(`machines/${m.system_id}/`, { op: "deploy", distro_series: images.value });
+  }
+
+  async function refresh() {
+    const [machines, resources] = await Promise.all([get("machines/"), get("boot-resources/")]);
+    const chosen = images.value;
+    images.replaceChildren(...resources.map((r) => h("option", { value: r.name, selected: r.name === chosen }, `${r.name} (${r.architecture})`)));
+    body.replaceChildren(...machines.map((m) => h("tr", { dataset: { machine: m.hostname } },
+      h("td", {}, m.hostname),
+      h("td", { class: "status" }, m.status_name, m.status_message ? h("div", { class: "muted" }, m.status_message) : null),
+      h("td", {}, m.owner || "—"),
+      h("td", {}, m.pod ? h("a", { href: `#/kvm/${m.pod.id}` }, m.pod.name) : "—"),
+      h("td", {}, m.instance_type === "container" ? "container" : "VM"),
+      h("td", {}, m.ip_addresses.join(", ") || "—"),
+      h("td", {}, ["Ready", "Allocated"].includes(m.status_name) && images.value ? act("Deploy", () => deploy(m)) : null,
+        ["Allocated", "Deployed", "Failed deployment"].includes(m.status_name) && (session.user.is_admin || m.owner === session.user.username)
+          ? act("Release", () => post(`machines/${m.system_id}/`, { op: "release" })) : null))));
+    if (!machines.length) body.append(h("tr", {}, h("td", { colspan: "7" }, "No machines yet: compose one on a VM host.")));
+  }
+  return { element, refresh };
+}
