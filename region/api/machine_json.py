@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from region.api.domain_handlers import domain_json
+from region.api.interface_json import interface_json, nic_vlan
 from region.api.network_json import subnet_json, vlan_json
 from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
@@ -30,21 +31,6 @@ def machine_uri(system_id: str) -> str:
     return f"{API_PREFIX}machines/{system_id}/"
 
 
-def _nic_json(m: machines.Machine, nic: machines.MachineNic, subnets: dict, vlans: dict) -> dict:
-    # gomaasapi parses a link's subnet as a full subnet object: leave it out rather than send a stub.
-    links = [{"id": i, "mode": "static", "ip_address": ip,
-              **({"subnet": subnets[subnet_id]} if subnet_id in subnets else {})}
-             for i, (ip, subnet_id) in enumerate(nic.ips)]
-    return {
-        "id": nic.id, "name": nic.name, "type": "physical", "mac_address": nic.mac, "enabled": True,
-        # The VLAN of the host interface the NIC is attached to (as MAAS's VLAN correction copies it).
-        "vlan": vlans.get(nic.attach_name or ""), "links": links, "tags": [], "params": {}, "parents": [], "children": [],
-        "effective_mtu": 1500, "system_id": m.system_id,
-        "attach_type": nic.attach_type, "attach_name": nic.attach_name,
-        "resource_uri": f"{machine_uri(m.system_id)}interfaces/{nic.id}/",
-    }
-
-
 def _disk_json(m: machines.Machine, index: int, disk: machines.MachineDisk) -> dict:
     name = "sd" + "abcdefghijklmnopqrstuvwxyz"[index % 26]
     return {
@@ -69,14 +55,16 @@ def numa_alignment(m: machines.Machine, host_nic_numa: dict[str, int | None]) ->
 
 
 def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, subnets: dict | None = None,
-                 host_nic_numa: dict | None = None, host_vlans: dict | None = None,
+                 host_nic_numa: dict | None = None, host_vlans: dict | None = None, vlans: dict | None = None,
                  allocation: allocations.Allocation | None = None) -> dict:
     """`host` is the VM host row, `subnets` maps subnet id -> subnet JSON for the IP links,
     `host_nic_numa` the host's interfaces' NUMA nodes by name, `host_vlans` their VLAN JSON by
-    name, `allocation` who holds the machine for what (agent name, owner data, series)."""
+    name, `vlans` VLAN JSON by id (for NICs linked to another VLAN), `allocation` who holds the
+    machine for what (agent name, owner data, series)."""
     status, status_name = STATUSES.get(m.status, (0, m.status.capitalize()))
     allocation = allocation or allocations.Allocation()
-    nics = [_nic_json(m, n, subnets or {}, host_vlans or {}) for n in m.interfaces]
+    nics = [interface_json(m.system_id, n, nic_vlan(n, vlans or {}, host_vlans or {}), subnets or {})
+            for n in m.interfaces]
     disks = [_disk_json(m, i, d) for i, d in enumerate(m.disks)]
     return {
         "system_id": m.system_id,
@@ -133,10 +121,11 @@ def render_views(found: MachineViews) -> list[dict]:
     """Machine objects for views a service returned."""
     catalog = found.catalog
     subnets = {s.id: subnet_json(s, catalog) for s in catalog.subnets}
+    vlans = {v.id: vlan_json(v, catalog) for v in catalog.vlans.values()}
     host_vlans = {v.host.id: {i.name: vlan_json(i.vlan, catalog) for i in v.host_interfaces if i.vlan}
                   for v in found.machines}
     return [machine_json(v.machine, host=v.host, zone=v.zone, pool=v.pool, owner=v.owner, subnets=subnets,
                          host_nic_numa={i.name: i.numa_node for i in v.host_interfaces},
-                         host_vlans=host_vlans[v.host.id], allocation=v.allocation)
+                         host_vlans=host_vlans[v.host.id], vlans=vlans, allocation=v.allocation)
             for v in found.machines]
 

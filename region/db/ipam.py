@@ -4,7 +4,8 @@ An address is usable when it is inside the subnet, is not the IPv4 network or
 broadcast address (nor the IPv6 subnet-router anycast address), not the
 gateway or one of the subnet's DNS servers, not inside a reserved or dynamic
 range, and not allocated already.  The UNIQUE constraint on static_ips.ip is
-the final arbiter between concurrent allocators.
+the final arbiter between concurrent allocators.  A static_ips row without an ip is a NIC's
+link that holds no address (yet): it takes nothing from the subnet.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _in_use_thd(cur, subnet: Subnet, net: Network) -> list[Span]:
         single(subnet.gateway_ip, "gateway-ip")
     for server in subnet.dns_servers:
         single(server, "dns-server")
-    cur.execute("SELECT host(ip) FROM static_ips WHERE subnet_id = %s", (subnet.id,))
+    cur.execute("SELECT host(ip) FROM static_ips WHERE subnet_id = %s AND ip IS NOT NULL", (subnet.id,))
     for (ip,) in cur.fetchall():
         single(ip, "assigned-ip")
     return spans
@@ -146,15 +147,22 @@ def _why_unusable(subnet: Subnet, net: Network, address, used: list[Span]) -> st
 
 def _insert_thd(cur, subnet_id: int, address, machine_interface_id: int | None, alloc_type: str) -> bool:
     """True if inserted; False if the address was taken (perhaps by a concurrent transaction)."""
+    return _claim_thd(cur, "INSERT INTO static_ips (subnet_id, ip, machine_interface_id, alloc_type)"
+                           " VALUES (%s, %s::inet, %s, %s)", (subnet_id, str(address), machine_interface_id, alloc_type))
+
+
+def _claim_thd(cur, sql: str, args: tuple) -> bool:
+    """Run the statement giving an address; False if the address was taken (the UNIQUE on ip)
+    or the statement changed no row."""
     cur.execute("SAVEPOINT allocate_ip")
     try:
-        cur.execute("INSERT INTO static_ips (subnet_id, ip, machine_interface_id, alloc_type)"
-                    " VALUES (%s, %s::inet, %s, %s)", (subnet_id, str(address), machine_interface_id, alloc_type))
+        cur.execute(sql, args)
     except psycopg2.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT allocate_ip")
         return False
+    changed = cur.rowcount == 1
     cur.execute("RELEASE SAVEPOINT allocate_ip")
-    return True
+    return changed
 
 
 def allocate_ip_thd(cur, subnet_id: int, ip: str | None, machine_interface_id: int | None) -> str:
@@ -174,14 +182,29 @@ def allocate_ip_thd(cur, subnet_id: int, ip: str | None, machine_interface_id: i
         if not _insert_thd(cur, subnet.id, address, machine_interface_id, "user"):
             raise IPUnavailable(f"IP address {address} is already in use.")
         return str(address)
-    # Our snapshot may not show a concurrent allocation; the insert then fails and the next
+    return _first_free_thd(cur, net, used, lambda address: _insert_thd(cur, subnet.id, address,
+                                                                         machine_interface_id, "auto"))
+
+
+def _first_free_thd(cur, net: Network, used: list[Span], take) -> str:
+    """The lowest free address that `take(address)` manages to claim, as text."""
+    # Our snapshot may not show a concurrent allocation; the claim then fails and the next
     # free address is tried, so racing allocators end up with distinct addresses.
     for span in free_spans(*usable_bounds(net), used):
         for value in range(span.first, span.last + 1):
             address = to_address(value, net.version)
-            if _insert_thd(cur, subnet.id, address, machine_interface_id, "auto"):
+            if take(address):
                 return str(address)
     raise FieldError("subnet", f"No free addresses in {net}.")
+
+
+def fill_link_ip_thd(cur, link_id: int, subnet_id: int) -> str:
+    """Give an address-less link (an AUTO link at deploy) the lowest free address of its subnet."""
+    subnet = get_subnet_thd(cur, subnet_id)
+    net = parse_cidr(subnet.cidr)
+    return _first_free_thd(cur, net, _in_use_thd(cur, subnet, net), lambda address: _claim_thd(
+        cur, "UPDATE static_ips SET ip = %s::inet, alloc_type = 'auto' WHERE id = %s AND ip IS NULL",
+        (str(address), link_id)))
 
 
 def release_ips_thd(cur, machine_interface_ids: list[int]) -> None:
@@ -191,15 +214,14 @@ def release_ips_thd(cur, machine_interface_ids: list[int]) -> None:
 
 
 def static_ips_thd(cur, subnet_id: int | None = None, machine_interface_ids: list[int] | None = None) -> list[StaticIP]:
-    clauses, args = [], []
+    clauses, args = ["ip IS NOT NULL"], []
     if subnet_id is not None:
         clauses.append("subnet_id = %s")
         args.append(subnet_id)
     if machine_interface_ids is not None:
         clauses.append("machine_interface_id = ANY(%s)")
         args.append(list(machine_interface_ids))
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    cur.execute(f"SELECT {STATIC_IP_COLUMNS} FROM static_ips {where} ORDER BY ip", args)
+    cur.execute(f"SELECT {STATIC_IP_COLUMNS} FROM static_ips WHERE {' AND '.join(clauses)} ORDER BY ip", args)
     return [StaticIP(*r) for r in cur.fetchall()]
 
 

@@ -15,6 +15,7 @@ import attrs
 from common.models import VIRTUAL_MACHINE, DiscoveredVM, VMDisk
 from common.tls import new_system_id
 from region.db.errors import NotFound
+from region.db.interfaces import InterfaceLink
 from region.db.racks import REGION_STALE_AFTER
 
 
@@ -35,7 +36,14 @@ class MachineNic:
     attach_name: str | None
     vid: int
     boot: bool
-    ips: list[tuple[str, int]] = attrs.field(factory=list)  # (address, subnet id) allocated to it
+    vlan_id: int | None = None  # its own VLAN; None: its host interface's (unless disconnected)
+    disconnected: bool = False
+    links: list[InterfaceLink] = attrs.field(factory=list)  # to subnets (interfaces.py)
+
+    @property
+    def ips(self) -> list[tuple[str, int]]:
+        """(address, subnet id) of each link holding an address."""
+        return [(link.ip, link.subnet_id) for link in self.links if link.ip is not None]
 
 
 @attrs.frozen
@@ -88,17 +96,17 @@ def _children_thd(cur, ids: list[int]) -> tuple[dict, dict]:
     disks: dict[int, list[MachineDisk]] = {}
     for machine_id, *row in cur.fetchall():
         disks.setdefault(machine_id, []).append(MachineDisk(*row))
-    cur.execute("SELECT machine_interface_id, host(ip), subnet_id FROM static_ips"
+    cur.execute("SELECT machine_interface_id, id, mode, host(ip), subnet_id, default_gateway FROM static_ips"
                 " WHERE machine_interface_id IN (SELECT id FROM machine_interfaces WHERE machine_id = ANY(%s))"
-                " ORDER BY ip", (ids,))
-    ips: dict[int, list[tuple[str, int]]] = {}
-    for nic_id, ip, subnet_id in cur.fetchall():
-        ips.setdefault(nic_id, []).append((ip, subnet_id))
-    cur.execute("SELECT machine_id, id, name, mac, attach_type, attach_name, vid, boot FROM machine_interfaces"
-                " WHERE machine_id = ANY(%s) ORDER BY id", (ids,))
+                " ORDER BY id", (ids,))
+    links: dict[int, list[InterfaceLink]] = {}
+    for nic_id, *link in cur.fetchall():
+        links.setdefault(nic_id, []).append(InterfaceLink(*link))
+    cur.execute("SELECT machine_id, id, name, mac, attach_type, attach_name, vid, boot, vlan_id, disconnected"
+                " FROM machine_interfaces WHERE machine_id = ANY(%s) ORDER BY id", (ids,))
     nics: dict[int, list[MachineNic]] = {}
     for machine_id, nic_id, *row in cur.fetchall():
-        nics.setdefault(machine_id, []).append(MachineNic(nic_id, *row, ips=ips.get(nic_id, [])))
+        nics.setdefault(machine_id, []).append(MachineNic(nic_id, *row, links=links.get(nic_id, [])))
     return disks, nics
 
 

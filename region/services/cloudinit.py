@@ -6,8 +6,10 @@
   the owner's SSH keys, the report-back webhook), then the user's data as parts of their own.
   The user's cloud-config parts carry a `Merge-Type` that appends lists and keeps vmyard's keys,
   so their `ssh_authorized_keys` add to the owner's and cannot drop the webhook.
-- `network_config`: network-config v2 matching each NIC by MAC (a container's by name), with its
-  static addresses, the gateway and DNS of their subnets.
+- `network_config`: network-config v2 matching each NIC by MAC (a container's by name), from its
+  links (services/interfaces.py: `nic_configs_thd`): addresses of static and auto links with the DNS
+  of their subnets and the machine's default gateway, DHCP for dhcp links, just up for link_up or a
+  disconnected NIC.  A NIC nobody linked keeps vmyard's default, DHCP on IPv4.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ class Identity:
 class NicAddress:
     address: str
     cidr: str  # the subnet's
-    gateway: str | None
+    gateway: str | None  # the default route through it (None: not the machine's default gateway)
     dns_servers: list[str]
 
 
@@ -74,6 +76,9 @@ class NicConfig:
     name: str
     mac: str
     addresses: list[NicAddress]
+    dhcp4: bool = False
+    dhcp6: bool = False
+    configured: bool = False  # it has links (or was disconnected); False: DHCP on IPv4 by default
 
 
 def decode_user_data(raw: str) -> str:
@@ -188,7 +193,9 @@ def network_config(nics: list[NicConfig], *, match_mac: bool = True) -> str:
             dns = list(dict.fromkeys(d for a in nic.addresses for d in a.dns_servers))
             if dns:
                 entry["nameservers"] = {"addresses": dns}
-        else:
+        if nic.dhcp4 or not (nic.configured or nic.addresses):
             entry["dhcp4"] = True
+        if nic.dhcp6:
+            entry["dhcp6"] = True
         ethernets[nic.name] = entry
     return yaml.safe_dump({"version": 2, "ethernets": ethernets}, sort_keys=False)

@@ -20,10 +20,10 @@ from twisted.logger import Logger
 from common import hosterrors
 from common.logsafe import loggable
 from common.models import CONTAINER, VIRTUAL_MACHINE, CloudInitData, ImageRef
-from region.db import deploys, hosts, images as image_rows, machines, nonces, subnets
+from region.db import deploys, hosts, images as image_rows, machines, nonces
 from region.db.images import BootResource
 from region.rpc import NoRackConnected
-from region.services import cloudinit, compose, images, ownership
+from region.services import cloudinit, compose, images, interfaces, ownership
 from region.services.auth import OAUTH_WINDOW, OAuthCredentials, signature_matches
 from region.services.context import Context
 from region.services.errors import Conflict, FieldError, NotAuthenticated
@@ -127,16 +127,8 @@ class _DeployData:
 
 
 def _deploy_data_thd(cur, m: machines.Machine) -> _DeployData:
-    nics = []
-    for nic in m.interfaces:
-        addresses = []
-        for ip, subnet_id in nic.ips:
-            subnet = subnets.get_subnet_thd(cur, subnet_id)
-            addresses.append(cloudinit.NicAddress(ip, subnet.cidr, subnet.gateway_ip, list(subnet.dns_servers)))
-        if nic.mac:
-            nics.append(cloudinit.NicConfig(nic.name, nic.mac, addresses))
     keys = keys_for_user_thd(cur, m.owner_id) if m.owner_id is not None else []
-    return _DeployData(keys, nics, hosts.get_thd(cur, m.host_id).deploy_profiles)
+    return _DeployData(keys, interfaces.nic_configs_thd(cur, m), hosts.get_thd(cur, m.host_id).deploy_profiles)
 
 
 async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, token: deploys.MachineToken,

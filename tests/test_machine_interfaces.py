@@ -1,0 +1,162 @@
+"""nodes/{system_id}/interfaces/ against a real region, rack and LXD: read, link_subnet (AUTO,
+STATIC, DHCP, LINK_UP), unlink_subnet, disconnect, who may and when; then a real deploy whose
+network-config comes from the links (the STATIC address is on the container's NIC, the AUTO link
+got its address at deploy).
+
+Terraform's maas_instance (canonical/terraform-provider-maas `maas/resource_maas_instance.go`)
+allocates, then disconnects each interface it configures and links it with mode AUTO or STATIC,
+then deploys; the requests below follow that order.
+"""
+
+from __future__ import annotations
+
+import yaml
+
+from devstack.debian_image import debian_image
+from tests.fixtures.lxd import lxc_json
+from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
+from tests.test_deploy_e2e import (PROXY_PROFILE, alice, bob, lxc_in, run_in, upload,  # noqa: F401  (fixtures)
+                                   wait_for_status)
+from tests.test_vmhosts_lxd import sql
+
+
+def compose_allocated(admin, owner, host: dict, hostname: str, **extra) -> tuple[str, dict[str, dict]]:
+    """A machine with eth0 on the untagged VLAN (10.20.0.0/24) and eth1 on VLAN 30 (10.30.0.0/24),
+    allocated to `owner`; returns its system id and its interfaces by name."""
+    made = admin.post(f"vm-hosts/{host['id']}/", data={
+        "op": "compose", "hostname": hostname, "cores": "1", "memory": "1024", "storage": "root:3",
+        "interfaces": "eth0:space=storage;eth1:space=dmz", **extra})
+    assert made.status == 200, made.text
+    sid = made.json()["system_id"]
+    assert owner.post("machines/", data={"op": "allocate", "system_id": sid}).status == 200
+    return sid, {n["name"]: n for n in owner.get(f"nodes/{sid}/interfaces/").json()}
+
+
+def link(api, sid: str, nic: dict, **data):
+    return api.post(f"nodes/{sid}/interfaces/{nic['id']}/", data={"op": "link_subnet", **data})
+
+
+def test_read_link_unlink_and_disconnect_in_maas_shapes(lab, lxd_server, alice, bob, dsn):
+    admin, host = lab
+    sid, nics = compose_allocated(admin, alice, host, "if1")
+    eth0, eth1 = nics["eth0"], nics["eth1"]
+    instance = lxc_json(lxd_server, f"/1.0/instances/if1?project={host['project']}")
+    assert eth1["mac_address"] == instance["devices"]["eth1"]["hwaddr"]
+    assert (eth1["type"], eth1["enabled"], eth1["links"], eth1["system_id"]) == ("physical", True, [], sid)
+    assert eth1["vlan"]["vid"] == 30 and eth0["vlan"]["vid"] == 0 and eth1["effective_mtu"] == 1500
+    assert eth1["resource_uri"] == f"/MAAS/api/2.0/nodes/{sid}/interfaces/{eth1['id']}/"
+    assert alice.get(f"nodes/{sid}/interfaces/{eth1['id']}/").json() == eth1
+    assert alice.get(f"machines/{sid}/").json()["interface_set"] == [eth0, eth1]
+    assert alice.get(f"nodes/{sid}/interfaces/999999/").status == 404
+
+    # Someone else may neither change nor see it.
+    assert link(bob, sid, eth1, mode="STATIC", subnet="10.30.0.0/24").status == 403
+    assert bob.get(f"nodes/{sid}/interfaces/").status == 404
+
+    # STATIC with an address: shown in links[] and ip_addresses at once, before any deploy.
+    reply = link(alice, sid, eth1, mode="STATIC", subnet="10.30.0.0/24", ip_address="10.30.0.77")
+    assert reply.status == 200, reply.text
+    static = reply.json()["links"][0]
+    assert (static["mode"], static["ip_address"]) == ("static", "10.30.0.77")
+    assert static["subnet"]["cidr"] == "10.30.0.0/24" and static["subnet"]["vlan"]["vid"] == 30
+    assert static["subnet"]["gateway_ip"] == "10.30.0.1" and static["subnet"]["resource_uri"].startswith("/MAAS/")
+    machine = alice.get(f"machines/{sid}/").json()
+    assert machine["ip_addresses"] == ["10.30.0.77"] and machine["interface_set"][1]["links"] == [static]
+
+    # Bad requests are a 400 naming the field, and change nothing.
+    for data, field in [({"mode": "STATIC", "subnet": "10.20.0.0/24", "ip_address": "10.30.0.5"}, "ip_address"),
+                        ({"mode": "STATIC", "subnet": "10.20.0.0/24", "ip_address": "10.20.0.300"}, "ip_address"),
+                        ({"mode": "AUTO", "subnet": "10.20.0.0/24", "ip_address": "10.20.0.5"}, "ip_address"),
+                        ({"mode": "SOMETIMES", "subnet": "10.20.0.0/24"}, "mode"),
+                        ({"mode": "AUTO"}, "subnet"),
+                        ({"mode": "AUTO", "subnet": "10.99.0.0/24"}, "subnet"),
+                        ({"mode": "AUTO", "subnet": "10.30.0.0/24"}, "subnet"),  # eth0 is not on VLAN 30
+                        ({"mode": "DHCP", "subnet": "10.20.0.0/24", "default_gateway": "true"}, "default_gateway"),
+                        ({"mode": "STATIC", "subnet": "10.20.0.0/24", "default_gateway": "true"}, "default_gateway"),
+                        ({"mode": "STATIC", "subnet": "10.20.0.0/24", "default_gateway": "maybe"},
+                         "default_gateway")]:
+        reply = link(alice, sid, eth0, **data)
+        assert reply.status == 400 and field in reply.json(), (data, reply.text)
+    in_use = link(alice, sid, eth0, mode="STATIC", subnet="10.30.0.0/24", ip_address="10.30.0.77", force="true")
+    assert in_use.status == 400 and "already in use" in in_use.json()["ip_address"][0], in_use.text
+    assert alice.get(f"nodes/{sid}/interfaces/{eth0['id']}/").json()["links"] == []
+    assert alice.get(f"machines/{sid}/").json()["ip_addresses"] == ["10.30.0.77"]
+
+    # unlink frees the address; STATIC without one takes the lowest free (.1 is the gateway).
+    bad = alice.post(f"nodes/{sid}/interfaces/{eth1['id']}/", data={"op": "unlink_subnet", "id": "999999"})
+    assert bad.status == 400 and "id" in bad.json()
+    unlinked = alice.post(f"nodes/{sid}/interfaces/{eth1['id']}/", data={"op": "unlink_subnet", "id": static["id"]})
+    assert unlinked.status == 200 and unlinked.json()["links"] == []
+    assert sql(dsn, "SELECT count(*) FROM static_ips WHERE host(ip) = '10.30.0.77'")[0][0] == 0
+    picked = link(alice, sid, eth1, mode="STATIC", subnet="10.30.0.0/24", default_gateway="true").json()["links"]
+    assert [(x["mode"], x["ip_address"]) for x in picked] == [("static", "10.30.0.2")]
+
+    # AUTO holds no address until deploy; DHCP none at all; LINK_UP alone.
+    auto = link(alice, sid, eth0, mode="AUTO", subnet="10.20.0.0/24").json()["links"]
+    assert [(x["mode"], "ip_address" in x, x["subnet"]["cidr"]) for x in auto] == [("auto", False, "10.20.0.0/24")]
+    refused = link(alice, sid, eth0, mode="LINK_UP")
+    assert refused.status == 400 and "mode" in refused.json()
+    up = link(alice, sid, eth0, mode="LINK_UP", subnet="10.20.0.0/24", force="true").json()["links"]
+    assert [x["mode"] for x in up] == ["link_up"]
+    dhcp = link(alice, sid, eth0, mode="DHCP", subnet="10.20.0.0/24").json()["links"]
+    assert [x["mode"] for x in dhcp] == ["dhcp"], "a LINK_UP link gives way to the next link"
+    assert link(alice, sid, eth0, mode="DHCP", subnet="10.20.0.0/24").status == 400
+
+    # disconnect: no links, no VLAN; then a subnet of any VLAN may be linked, and the NIC follows it.
+    gone = alice.post(f"nodes/{sid}/interfaces/{eth0['id']}/", data={"op": "disconnect"})
+    assert gone.status == 200 and gone.json()["links"] == [] and gone.json()["vlan"] is None
+    moved = link(alice, sid, eth0, mode="AUTO", subnet="10.30.0.0/24")
+    assert moved.status == 200 and moved.json()["vlan"]["vid"] == 30, moved.text
+
+    # Only while Ready, Allocated or Broken (MAAS: 409 otherwise); every change was audited.
+    sql(dsn, "UPDATE machines SET status = 'deployed' WHERE system_id = %s", sid)
+    late = alice.post(f"nodes/{sid}/interfaces/{eth0['id']}/", data={"op": "disconnect"})
+    assert late.status == 409 and "not Ready, Allocated, or Broken" in late.text
+    sql(dsn, "UPDATE machines SET status = 'allocated' WHERE system_id = %s", sid)
+    audited = [r[0] for r in sql(dsn, "SELECT type FROM events WHERE object_id = %s AND type LIKE 'INTERFACE%%'"
+                                      " AND username = 'alice' ORDER BY id", sid)]
+    assert audited.count("INTERFACE_LINKED") == 6 and "INTERFACE_UNLINKED" in audited
+    assert "INTERFACE_DISCONNECTED" in audited
+    # An admin may change anyone's machine.
+    assert admin.post(f"nodes/{sid}/interfaces/{eth0['id']}/", data={"op": "disconnect"}).status == 200
+    assert admin.delete(f"machines/{sid}/").status == 204
+
+
+def test_a_deploy_configures_the_nics_from_their_links(lab, lxd_server, lxd_region, alice):
+    admin, host = lab
+    project = host["project"]
+    lxc_in(lxd_server, project, "profile", "create", PROXY_PROFILE)
+    lxc_in(lxd_server, project, "profile", "device", "add", PROXY_PROFILE, "region", "proxy",
+           f"listen=tcp:127.0.0.1:{lxd_region.http_port}", f"connect=tcp:127.0.0.1:{lxd_region.http_port}",
+           "bind=instance")
+    assert admin.put(f"vm-hosts/{host['id']}/", data={"deploy_profiles": PROXY_PROFILE}).status == 200
+    upload(admin, debian_image().rootfs_tgz, "custom/bookworm", "tgz")
+    sid, nics = compose_allocated(admin, alice, host, "net1", instance_type="container")
+    name = alice.get(f"machines/{sid}/").json()["instance_name"]
+    # Terraform's order: disconnect, then link.
+    for nic, data in ((nics["eth1"], {"mode": "STATIC", "subnet": "10.30.0.0/24", "ip_address": "10.30.0.61",
+                                      "default_gateway": "true"}),
+                      (nics["eth0"], {"mode": "AUTO", "subnet": "10.20.0.0/24"})):
+        assert alice.post(f"nodes/{sid}/interfaces/{nic['id']}/", data={"op": "disconnect"}).status == 200
+        assert link(alice, sid, nic, **data).status == 200
+    assert alice.get(f"machines/{sid}/").json()["ip_addresses"] == ["10.30.0.61"]
+
+    reply = alice.post(f"machines/{sid}/", data={"op": "deploy", "distro_series": "custom/bookworm"})
+    assert reply.status == 200, reply.text
+    deployed = wait_for_status(alice, sid, ("Deployed", "Failed deployment"))
+    assert deployed["status_name"] == "Deployed", deployed["status_message"]
+    eth0_link = deployed["interface_set"][0]["links"][0]
+    assert (eth0_link["mode"], eth0_link["ip_address"]) == ("auto", "10.20.0.1")  # that subnet has no gateway
+    assert sorted(deployed["ip_addresses"]) == ["10.20.0.1", "10.30.0.61"]
+
+    network = yaml.safe_load(lxc_json(lxd_server, f"/1.0/instances/{name}?project={project}")["config"]
+                             ["cloud-init.network-config"])
+    assert network == {"version": 2, "ethernets": {
+        "eth0": {"addresses": ["10.20.0.1/24"]},
+        "eth1": {"addresses": ["10.30.0.61/24"], "routes": [{"to": "0.0.0.0/0", "via": "10.30.0.1"}]}}}
+    assert "10.30.0.61/24" in run_in(lxd_server, project, name, "ip", "-o", "addr", "show", "eth1").stdout
+    assert "10.20.0.1/24" in run_in(lxd_server, project, name, "ip", "-o", "addr", "show", "eth0").stdout
+    # The AUTO address stays with the link while deployed (a redeploy would keep it).
+    released = alice.post(f"machines/{sid}/", data={"op": "release"})
+    assert released.status == 200, released.text
+    assert admin.delete(f"machines/{sid}/").status == 204
