@@ -1,0 +1,59 @@
+"""Large JSON replies: built off the reactor, then written as the client reads them.
+
+A handler returns `StreamedJSON` (from `streamed`); the site writes its chunks through a pull
+producer, one chunk each time the transport has room, so neither building nor sending a big
+listing holds the reactor (other requests are answered in between).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import attrs
+from twisted.internet.interfaces import IPullProducer
+from twisted.web import server
+from zope.interface import implementer
+
+from common.threadpools import LazyThreadPool
+
+_render_pool = LazyThreadPool("api-render", 2)
+
+
+@attrs.frozen
+class StreamedJSON:
+    """A 200 reply whose chunks, concatenated, are one JSON document."""
+
+    chunks: list[bytes]
+    status = 200
+
+    def send(self, request: server.Request) -> None:
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Content-Length", str(sum(len(c) for c in self.chunks)).encode())
+        if request.method == b"HEAD":
+            request.finish()
+            return
+        request.registerProducer(_ChunkProducer(request, iter(self.chunks)), False)
+
+
+@implementer(IPullProducer)
+class _ChunkProducer:
+    def __init__(self, request: server.Request, chunks: Iterator[bytes]) -> None:
+        self._request = request
+        self._chunks = chunks
+
+    def resumeProducing(self) -> None:  # noqa: N802 (Twisted's name)
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            self._request.unregisterProducer()
+            self._request.finish()
+        else:
+            self._request.write(chunk)
+
+    def stopProducing(self) -> None:  # noqa: N802 (the client went away)
+        self._chunks = iter(())
+
+
+async def streamed(build: Callable[..., list[bytes]], *args) -> StreamedJSON:
+    """`build(*args)` run in a small thread pool of its own, as a streamed reply."""
+    return StreamedJSON(await _render_pool.run(build, *args))
