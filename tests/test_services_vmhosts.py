@@ -48,7 +48,7 @@ async def test_create_stores_the_discovered_host_with_an_audit_event(svc):
     view = await vmhosts.create_host(ctx, fields(tags=["a"]))
     assert (view.host.name, view.host.state, view.host.tags) == ("lxd1", "ready", ["a"])
     assert (view.zone.is_default, view.pool.is_default) == (True, True)
-    assert [m.instance_name for m in view.vms] == ["vm1"]  # imported by the same transaction
+    assert view.usage.vms == 1  # vm1, imported by the same transaction
     assert audit(svc.dsn) == [("VM_HOST_CREATED", "admin", "VM host lxd1 added")]
 
     with pytest.raises(errors.FieldError) as clash:

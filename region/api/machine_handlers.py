@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from region.api.handler import Call, Handler, operation, restful
 from region.api.allocate_ops import AllocateOperations, MachineAllocateOperations
-from region.api.machine_json import render_views
+from region.api.errors import BadRequest
+from region.api.machine_json import STATUSES, listing_chunks, render_views
 from region.api.params import Form
 from region.api.site import Response
+from region.api.streaming import streamed
 from region.services import machines
 from region.services.machines import MachineChanges, MachineQuery
 
@@ -32,12 +34,30 @@ class MachinesHandler(AllocateOperations, Handler):
         :type agent_name: String
         :param mac_address: Optional. Only machines with a NIC with this MAC (repeatable).
         :type mac_address: String
+        :param status: Optional. Only machines in this status, e.g. ``ready`` or ``deployed`` (repeatable).
+        :type status: String
+        :param owner: Optional. Only machines owned by this user (repeatable).
+        :type owner: String
+        :param domain: Optional. Only machines in this domain (name or id).
+        :type domain: String
         """
         params = call.params
         query = MachineQuery(hostnames=tuple(params.getlist("hostname")), system_ids=tuple(params.getlist("id")),
                              mac_addresses=tuple(params.getlist("mac_address")), zone=params.get("zone") or None,
-                             pool=params.get("pool") or None, agent_name=params.get("agent_name") or None)
-        return render_views(await machines.list_machines(call.ctx, query))
+                             pool=params.get("pool") or None, agent_name=params.get("agent_name") or None,
+                             statuses=tuple(_status(s) for s in params.getlist("status")),
+                             owners=tuple(params.getlist("owner")))
+        found = await machines.list_machines(call.ctx, query, domain=params.get("domain") or None)
+        return await streamed(listing_chunks, found)
+
+
+def _status(given: str) -> str:
+    """A status filter as vmyard names it, from that name or MAAS's (``Failed deployment``)."""
+    wanted = given.strip().lower().replace(" ", "_")
+    for status, (_, name) in STATUSES.items():
+        if wanted in (status, name.lower().replace(" ", "_")):
+            return status
+    raise BadRequest.field("status", f"{given!r} is not a machine status.")
 
 
 class MachineHandler(MachineAllocateOperations, Handler):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Callable
+
 from region.api.domain_handlers import domain_json
 from region.api.interface_json import interface_json, nic_vlan
 from region.api.network_json import subnet_json, vlan_json
@@ -9,7 +12,7 @@ from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
 from region.db import allocations, machines
 from region.services.domains import DEFAULT_DOMAIN
-from region.services.machines import MachineViews
+from region.services.machines import MachineView, MachineViews
 
 MIB = 1024 * 1024
 
@@ -117,15 +120,42 @@ def machine_json(m: machines.Machine, *, host, zone, pool, owner: str | None, su
     }
 
 
-def render_views(found: MachineViews) -> list[dict]:
-    """Machine objects for views a service returned."""
+def _renderer(found: MachineViews) -> Callable[[MachineView], dict]:
+    """Renders one view; what several machines share (subnets, VLANs, each host's interface
+    VLANs and NUMA nodes) is built once and the same objects are reused."""
     catalog = found.catalog
     subnets = {s.id: subnet_json(s, catalog) for s in catalog.subnets}
     vlans = {v.id: vlan_json(v, catalog) for v in catalog.vlans.values()}
-    host_vlans = {v.host.id: {i.name: vlan_json(i.vlan, catalog) for i in v.host_interfaces if i.vlan}
-                  for v in found.machines}
-    return [machine_json(v.machine, host=v.host, zone=v.zone, pool=v.pool, owner=v.owner, subnets=subnets,
-                         host_nic_numa={i.name: i.numa_node for i in v.host_interfaces},
-                         host_vlans=host_vlans[v.host.id], vlans=vlans, allocation=v.allocation)
-            for v in found.machines]
+    per_host: dict[int, tuple[dict, dict]] = {}
 
+    def render(v: MachineView) -> dict:
+        if v.host.id not in per_host:
+            per_host[v.host.id] = ({i.name: i.numa_node for i in v.host_interfaces},
+                                   {i.name: vlans[i.vlan.id] for i in v.host_interfaces if i.vlan})
+        host_nic_numa, host_vlans = per_host[v.host.id]
+        return machine_json(v.machine, host=v.host, zone=v.zone, pool=v.pool, owner=v.owner, subnets=subnets,
+                            host_nic_numa=host_nic_numa, host_vlans=host_vlans, vlans=vlans,
+                            allocation=v.allocation)
+
+    return render
+
+
+def render_views(found: MachineViews) -> list[dict]:
+    """Machine objects for views a service returned."""
+    render = _renderer(found)
+    return [render(v) for v in found.machines]
+
+
+CHUNK_MACHINES = 50  # per json.dumps call: one call holds the GIL, so keep each short
+
+
+def listing_chunks(found: MachineViews) -> list[bytes]:
+    """The JSON list of the views' machine objects, in chunks that together are one document
+    (rendered and serialised a few machines at a time; call it off the reactor)."""
+    render = _renderer(found)
+    chunks = [b"["]
+    for start in range(0, len(found.machines), CHUNK_MACHINES):
+        part = json.dumps([render(v) for v in found.machines[start:start + CHUNK_MACHINES]])[1:-1]
+        chunks.append((b"," if start else b"") + part.encode())
+    chunks.append(b"]")
+    return chunks

@@ -25,10 +25,6 @@ def _usage(host: hosts.VMHost, vms: list[machines.Machine]) -> dict:
     }
 
 
-def _pool_used(pool_name: str, host: hosts.VMHost, vms: list[machines.Machine]) -> int:
-    return sum(d.size for m in vms if m.project == host.project for d in m.disks if d.pool == pool_name)
-
-
 # How the host is reached and what it says about it: MAAS shows these only through the
 # admin-only op=parameters, so only admins get them in the read object.
 ADMIN_ONLY_FIELDS = ("power_address", "project", "server_fingerprint", "state_message", "deploy_profiles")
@@ -42,10 +38,10 @@ def host_json(view: HostView, collection: str, *, admin: bool) -> dict:
     pool's `used` (as MAAS does: 0 on a fresh host); `available` is `total - used` in both.
     A pool's `lxd_used`/`lxd_available` add what LXD itself reports for its filesystem.
     """
-    host, vms = view.host, view.vms
+    host, usage = view.host, view.usage
     total = {"cores": host.cores, "memory": host.memory // MIB,
              "local_storage": sum(p.total for p in host.storage_pools)}
-    used = _usage(host, vms)
+    used = {"cores": usage.cores, "memory": usage.memory // MIB, "local_storage": usage.storage}
     shown = {
         "id": host.id,
         "name": host.name,
@@ -73,17 +69,16 @@ def host_json(view: HostView, collection: str, *, admin: bool) -> dict:
         "default_macvlan_mode": host.default_macvlan_mode,
         "default_storage_pool": host.default_storage_pool,
         "deploy_profiles": list(host.deploy_profiles),
-        "storage_pools": [_pool_json(p, host, vms) for p in host.storage_pools],
+        "storage_pools": [_pool_json(p, host, usage.pools.get(p.name, 0)) for p in host.storage_pools],
         "host": {"system_id": None, "__incomplete__": True},
         "resource_uri": f"{API_PREFIX}{collection}/{host.id}/",
     }
     return shown if admin else {k: v for k, v in shown.items() if k not in ADMIN_ONLY_FIELDS}
 
 
-def _pool_json(p: hosts.HostStoragePool, host: hosts.VMHost, vms: list[machines.Machine]) -> dict:
+def _pool_json(p: hosts.HostStoragePool, host: hosts.VMHost, used: int) -> dict:
     # MAAS's pool id is the hypervisor's pool id, a string (LXD: the pool name);
     # Terraform's client decodes it as one.
-    used = _pool_used(p.name, host, vms)
     return {"id": p.name, "name": p.name, "type": p.type, "path": p.path, "total": p.total,
             "used": used, "available": p.total - used, "default": p.name == host.default_storage_pool,
             "lxd_used": p.used, "lxd_available": p.available}

@@ -83,37 +83,40 @@ class SyncResult:
     abandoned: list[str] = attrs.field(factory=list)  # composes whose region died before the VM existed
 
 
-_COLUMNS = (
+COLUMNS = (
     "id, system_id, hostname, host_id, project, instance_name, origin, dynamic, status, power_state,"
     " architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags, zone_id,"
     " pool_id, owner_id, created, instance_type, status_message"
 )
 
 
-def _children_thd(cur, ids: list[int]) -> tuple[dict, dict]:
+def disks_thd(cur, ids: list[int]) -> dict[int, list[MachineDisk]]:
+    """The disks of the machines `ids`, by machine id."""
     cur.execute("SELECT machine_id, id, name, size, storage_pool FROM machine_disks"
                 " WHERE machine_id = ANY(%s) ORDER BY id", (ids,))
     disks: dict[int, list[MachineDisk]] = {}
     for machine_id, *row in cur.fetchall():
         disks.setdefault(machine_id, []).append(MachineDisk(*row))
-    cur.execute("SELECT machine_interface_id, id, mode, host(ip), subnet_id, default_gateway FROM static_ips"
-                " WHERE machine_interface_id IN (SELECT id FROM machine_interfaces WHERE machine_id = ANY(%s))"
-                " ORDER BY id", (ids,))
-    links: dict[int, list[InterfaceLink]] = {}
-    for nic_id, *link in cur.fetchall():
-        links.setdefault(nic_id, []).append(InterfaceLink(*link))
-    cur.execute("SELECT machine_id, id, name, mac, attach_type, attach_name, vid, boot, vlan_id, disconnected"
-                " FROM machine_interfaces WHERE machine_id = ANY(%s) ORDER BY id", (ids,))
+    return disks
+
+
+def nics_thd(cur, ids: list[int]) -> dict[int, list[MachineNic]]:
+    """The NICs of the machines `ids` with their links, by machine id (one query)."""
+    cur.execute("SELECT i.machine_id, i.id, i.name, i.mac, i.attach_type, i.attach_name, i.vid, i.boot,"
+                " i.vlan_id, i.disconnected, coalesce(json_agg(json_build_array(s.id, s.mode, host(s.ip),"
+                " s.subnet_id, s.default_gateway) ORDER BY s.id) FILTER (WHERE s.id IS NOT NULL), '[]')"
+                " FROM machine_interfaces i LEFT JOIN static_ips s ON s.machine_interface_id = i.id"
+                " WHERE i.machine_id = ANY(%s) GROUP BY i.id ORDER BY i.id", (ids,))
     nics: dict[int, list[MachineNic]] = {}
-    for machine_id, nic_id, *row in cur.fetchall():
-        nics.setdefault(machine_id, []).append(MachineNic(nic_id, *row, links=links.get(nic_id, [])))
-    return disks, nics
+    for machine_id, *row, links in cur.fetchall():
+        nics.setdefault(machine_id, []).append(MachineNic(*row, links=[InterfaceLink(*link) for link in links]))
+    return nics
 
 
 def _machines(cur, where: str, args: tuple) -> list[Machine]:
-    cur.execute(f"SELECT {_COLUMNS} FROM machines {where} ORDER BY id", args)
+    cur.execute(f"SELECT {COLUMNS} FROM machines {where} ORDER BY id", args)
     rows = cur.fetchall()
-    disks, nics = _children_thd(cur, [r[0] for r in rows])
+    disks, nics = disks_thd(cur, [r[0] for r in rows]), nics_thd(cur, [r[0] for r in rows])
     return [Machine(*r, disks=disks.get(r[0], []), interfaces=nics.get(r[0], [])) for r in rows]
 
 
@@ -130,9 +133,14 @@ class MachineQuery:
     tag: str | None = None
     host_id: int | None = None
     owner_id: int | None = None
+    statuses: tuple[str, ...] = ()  # vmyard status names
+    owners: tuple[str, ...] = ()  # usernames
 
 
-def _where(query: MachineQuery, visible_to: int | None) -> tuple[str, tuple]:
+def where_clause(query: MachineQuery, visible_to: int | None = None,
+                 ids: list[int] | None = None) -> tuple[str, tuple]:
+    """The WHERE clause (over `machines`, unqualified) and its arguments that select `query`'s
+    machines among those `visible_to` may see (None: all), and only `ids` when given."""
     clauses: list[str] = []
     args: list = []
 
@@ -159,15 +167,21 @@ def _where(query: MachineQuery, visible_to: int | None) -> tuple[str, tuple]:
         require("host_id = %s", query.host_id)
     if query.owner_id is not None:
         require("owner_id = %s", query.owner_id)
+    if query.statuses:
+        require("status = ANY(%s)", list(query.statuses))
+    if query.owners:
+        require("owner_id IN (SELECT id FROM users WHERE username = ANY(%s))", list(query.owners))
     if visible_to is not None:
         require("(owner_id IS NULL OR owner_id = %s)", visible_to)
+    if ids is not None:
+        require("id = ANY(%s)", list(ids))
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
 
 
 def list_thd(cur, query: MachineQuery = MachineQuery(), *, visible_to: int | None = None) -> list[Machine]:
     """The machines `query` selects; `visible_to` (a non-admin's user id) keeps only the
     unowned ones and theirs."""
-    return _machines(cur, *_where(query, visible_to))
+    return _machines(cur, *where_clause(query, visible_to))
 
 
 def list_for_host_thd(cur, host_id: int) -> list[Machine]:

@@ -14,10 +14,10 @@ import attrs
 
 from common import hosterrors
 from common.models import HostTarget
-from region.db import hosts, images, machines, named
+from region.db import hosts, images, listing, machines, named
 from region.db.named import NamedObject
 from region.services.context import Context
-from region.services.errors import FieldError, InvalidInput, Unavailable
+from region.services.errors import FieldError, InvalidInput, NotFound, Unavailable
 from region.services.lookups import named_choice_thd
 from region.vmhosts import apply_discovery_thd, untrusted_message
 
@@ -48,31 +48,31 @@ class HostFields:
 
 @attrs.frozen
 class HostView:
-    """A VM host with what its read object shows: its zone, its pool and the VMs on it."""
+    """A VM host with what its read object shows: its zone, its pool and what its VMs use."""
 
     host: hosts.VMHost
     zone: NamedObject
     pool: NamedObject
-    vms: list[machines.Machine]
+    usage: listing.HostUsage
     images: list[images.HostImage] = attrs.field(factory=list)  # deployed from, so LXD holds them
 
 
-def views_thd(cur, host_list: list[hosts.VMHost]) -> list[HostView]:
-    zones = {z.id: z for z in named.list_thd(cur, named.ZONES)}
-    pools = {p.id: p for p in named.list_thd(cur, named.RESOURCE_POOLS)}
+def views_thd(cur, host_ids: list[int] | None = None) -> list[HostView]:
+    """Every host (or those of `host_ids`), ordered by id, in five queries whatever their number."""
+    found = listing.hosts_thd(cur, host_ids)
     held = images.held_by_hosts_thd(cur)
-    return [HostView(h, zones[h.zone_id], pools[h.pool_id], machines.list_for_host_thd(cur, h.id),
-                     held.get(h.id, []))
-            for h in host_list]
+    return [HostView(r.host, r.zone, r.pool, r.usage, held.get(r.host.id, [])) for r in found]
 
 
 def view_thd(cur, host_id: int | str) -> HostView:
-    return views_thd(cur, [hosts.get_thd(cur, host_id)])[0]
+    if not str(host_id).isdigit() or not (found := views_thd(cur, [int(host_id)])):
+        raise NotFound("VM host")
+    return found[0]
 
 
 async def list_hosts(ctx: Context) -> list[HostView]:
     """Every VM host, ordered by id."""
-    return await ctx.db.run(lambda cur: views_thd(cur, hosts.list_thd(cur)))
+    return await ctx.db.run(views_thd)
 
 
 async def get_host(ctx: Context, host_id: int | str) -> HostView:

@@ -1,0 +1,165 @@
+"""Reads of many machines or VM hosts in a constant number of queries, whatever their number.
+
+A machine listing is five queries: the machines with their zone, pool, owner and allocation;
+their disks; their NICs with static IPs; their hosts with storage pools and interfaces; the
+network catalog.  A host listing is five too, its usage summed by PostgreSQL (GROUP BY over
+every host at once) instead of loading each host's VMs.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from region.db import hosts, machines
+from region.db.allocations import Allocation
+from region.db.named import NamedObject
+from region.db.network_models import (
+    FABRIC_COLUMNS,
+    SPACE_COLUMNS,
+    SUBNET_COLUMNS,
+    VLAN_COLUMNS,
+    Fabric,
+    HostInterfaceNetwork,
+    Space,
+    Vlan,
+    subnet_row,
+)
+from region.db.networks import _IFACE_COLUMNS, NetworkCatalog, _interface_network
+
+_NAMED = "id, name, description, is_default"
+
+
+def _qualified(columns: str, alias: str) -> str:
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
+def _json_rows(columns: str, table: str, order: str) -> str:
+    """A subquery giving every row of `table` as a JSON array of `columns` (row order kept)."""
+    return f"(SELECT coalesce(json_agg(json_build_array({columns}) ORDER BY {order}), '[]') FROM {table})"
+
+
+def catalog_thd(cur) -> NetworkCatalog:
+    """Every fabric, VLAN, space and subnet in one query (the same values `networks.catalog_thd` reads)."""
+    cur.execute("SELECT " + ", ".join([
+        _json_rows(FABRIC_COLUMNS, "fabrics", "id"), _json_rows(VLAN_COLUMNS, "vlans", "fabric_id, vid"),
+        _json_rows(SPACE_COLUMNS, "spaces", "id"), _json_rows(SUBNET_COLUMNS, "subnets", "id")]))
+    fabrics, vlans, spaces, subnets = cur.fetchone()
+    return NetworkCatalog(fabrics={r[0]: Fabric(*r) for r in fabrics}, vlans={r[0]: Vlan(*r) for r in vlans},
+                          spaces={r[0]: Space(*r) for r in spaces}, subnets=[subnet_row(r) for r in subnets])
+
+
+# -- machines ------------------------------------------------------------------------------------
+
+@attrs.frozen
+class MachineRow:
+    """A machine with what its MAAS object names besides its own columns."""
+
+    machine: machines.Machine
+    zone: NamedObject
+    pool: NamedObject
+    owner: str | None  # username
+    allocation: Allocation
+
+
+@attrs.frozen
+class MachineListing:
+    rows: list[MachineRow]
+    hosts: dict[int, hosts.VMHost]  # the machines' hosts, by id
+    host_interfaces: dict[int, list[HostInterfaceNetwork]]  # by host id, ordered by name
+    catalog: NetworkCatalog
+
+
+def _hosts_with_interfaces_thd(cur, host_ids: list[int], catalog: NetworkCatalog):
+    pools = "SELECT json_build_array(id, name, type, path, total, used) FROM vm_host_storage_pools p" \
+            " WHERE p.host_id = h.id ORDER BY p.id"
+    interfaces = f"SELECT json_build_array({_IFACE_COLUMNS}) FROM vm_host_interfaces i" \
+                 " WHERE i.host_id = h.id ORDER BY i.name"
+    cur.execute(f"SELECT {_qualified(hosts._COLUMNS, 'h')}, ARRAY({pools}), ARRAY({interfaces})"
+                " FROM vm_hosts h WHERE h.id = ANY(%s)", (host_ids,))
+    found, host_interfaces = {}, {}
+    for *row, pools_rows, interface_rows in cur.fetchall():
+        found[row[0]] = hosts.VMHost(*row, storage_pools=[hosts.HostStoragePool(*p) for p in pools_rows])
+        host_interfaces[row[0]] = [_interface_network(r, catalog) for r in interface_rows]
+    return found, host_interfaces
+
+
+def machines_thd(cur, query: machines.MachineQuery = machines.MachineQuery(), *,
+                 visible_to: int | None = None, ids: list[int] | None = None) -> MachineListing:
+    """The machines `query` selects (and, given `ids`, only those), ordered by id, with everything
+    their objects show; `visible_to` (a non-admin's user id) keeps the unowned ones and theirs."""
+    where, args = machines.where_clause(query, visible_to, ids)
+    cur.execute(
+        f"SELECT {_qualified(machines.COLUMNS, 'm')}, m.agent_name, m.owner_data, m.distro_series,"
+        f" {_qualified(_NAMED, 'z')}, {_qualified(_NAMED, 'p')}, u.username"
+        f" FROM (SELECT * FROM machines {where}) m JOIN zones z ON z.id = m.zone_id"
+        f" JOIN resource_pools p ON p.id = m.pool_id LEFT JOIN users u ON u.id = m.owner_id ORDER BY m.id", args)
+    selected = cur.fetchall()
+    ids = [r[0] for r in selected]
+    disks, nics = machines.disks_thd(cur, ids), machines.nics_thd(cur, ids)
+    catalog = catalog_thd(cur)
+    width = len(machines.COLUMNS.split(","))
+    rows = []
+    for r in selected:
+        agent_name, owner_data, distro_series = r[width:width + 3]
+        rows.append(MachineRow(
+            machines.Machine(*r[:width], disks=disks.get(r[0], []), interfaces=nics.get(r[0], [])),
+            NamedObject(*r[width + 3:width + 7]), NamedObject(*r[width + 7:width + 11]), r[width + 11],
+            Allocation(agent_name, dict(owner_data or {}), distro_series)))
+    found_hosts, host_interfaces = _hosts_with_interfaces_thd(cur, sorted({r.machine.host_id for r in rows}),
+                                                              catalog)
+    return MachineListing(rows, found_hosts, host_interfaces, catalog)
+
+
+# -- VM hosts ------------------------------------------------------------------------------------
+
+@attrs.frozen
+class HostUsage:
+    """What the VMs of a host's tracked project were given (what MAAS shows as `used`)."""
+
+    vms: int = 0
+    cores: int = 0
+    memory: int = 0  # bytes
+    storage: int = 0  # bytes, every disk
+    pools: dict[str, int] = attrs.field(factory=dict)  # bytes by storage pool name
+
+
+@attrs.frozen
+class HostRow:
+    host: hosts.VMHost
+    zone: NamedObject
+    pool: NamedObject
+    usage: HostUsage
+
+
+_TRACKED_VMS = "machines m JOIN vm_hosts h ON h.id = m.host_id AND m.project = h.project"
+
+
+def hosts_thd(cur, host_ids: list[int] | None = None) -> list[HostRow]:
+    """Every VM host (or those of `host_ids`), ordered by id, with zone, pool and usage."""
+    only, args = ("WHERE h.id = ANY(%s)", (host_ids,)) if host_ids is not None else ("", ())
+    cur.execute(f"SELECT {_qualified(hosts._COLUMNS, 'h')}, {_qualified(_NAMED, 'z')}, {_qualified(_NAMED, 'p')}"
+                f" FROM vm_hosts h JOIN zones z ON z.id = h.zone_id JOIN resource_pools p ON p.id = h.pool_id"
+                f" {only} ORDER BY h.id", args)
+    selected = cur.fetchall()
+    ids = [r[0] for r in selected]
+    pools = hosts._pools_thd(cur, ids)
+    cur.execute(f"SELECT m.host_id, count(*), sum(m.cpu_count), sum(m.memory) FROM {_TRACKED_VMS}"
+                f" WHERE m.host_id = ANY(%s) GROUP BY m.host_id", (ids,))
+    vm_sums = {host_id: sums for host_id, *sums in cur.fetchall()}
+    cur.execute(f"SELECT m.host_id, d.storage_pool, sum(d.size) FROM {_TRACKED_VMS}"
+                f" JOIN machine_disks d ON d.machine_id = m.id WHERE m.host_id = ANY(%s)"
+                f" GROUP BY m.host_id, d.storage_pool", (ids,))
+    disk_sums: dict[int, dict[str | None, int]] = {}
+    for host_id, pool_name, size in cur.fetchall():
+        disk_sums.setdefault(host_id, {})[pool_name] = int(size)
+    width = len(hosts._COLUMNS.split(","))
+    found = []
+    for r in selected:
+        host_id = r[0]
+        vms, cores, memory = vm_sums.get(host_id, (0, 0, 0))
+        by_pool = disk_sums.get(host_id, {})
+        usage = HostUsage(vms, int(cores), int(memory), sum(by_pool.values()),
+                          {name: size for name, size in by_pool.items() if name is not None})
+        found.append(HostRow(hosts.VMHost(*r[:width], storage_pools=pools.get(host_id, [])),
+                             NamedObject(*r[width:width + 4]), NamedObject(*r[width + 4:width + 8]), usage))
+    return found

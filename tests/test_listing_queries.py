@@ -1,0 +1,187 @@
+"""Listings at scale, against the real schema: vm-hosts/ and machines/ cost a constant number of
+queries whatever the number of hosts and machines, every machines/ filter selects in SQL what
+filtering the full listing would, and the batch loaders give the same JSON as loading host by
+host (how the region read them before).  Timings live in `bench/scale.py`, not here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from region.api.machine_json import listing_chunks, render_views
+from region.api.vmhost_json import host_json
+from region.db import allocations, hosts, machines, named, networks, seed, users
+from region.db.machines import MachineQuery
+from region.db.pool import run_sync
+from region.services import machines as machine_service
+from region.services import vmhosts
+from region.services.machines import MachineView, MachineViews
+from tests.fixtures.services import service_region  # noqa: F401  (fixture)
+
+MIB = 1024 * 1024
+UNUSED_PORT = 9  # discard: nothing answers, and nothing here connects anyway
+
+
+class CountingCursor:
+    """Counts the statements a transaction function runs."""
+
+    def __init__(self, cur) -> None:
+        self._cur = cur
+        self.count = 0
+
+    def execute(self, *args):
+        self.count += 1
+        return self._cur.execute(*args)
+
+    def executemany(self, *args):
+        self.count += 1
+        return self._cur.executemany(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._cur, name)
+
+
+def counted(dsn: str, fn_thd, *args, **kwargs):
+    """(what fn_thd returned, how many statements it ran), in one transaction."""
+    def run_thd(cur):
+        counting = CountingCursor(cur)
+        return fn_thd(counting, *args, **kwargs), counting.count
+
+    return run_sync(dsn, run_thd)
+
+
+def add_hosts(dsn: str, hosts_count: int, per_host: int = 2) -> seed.Seeded:
+    return run_sync(dsn, seed.seed_thd, hosts=hosts_count, machines_per_host=per_host, port=UNUSED_PORT)
+
+
+@pytest.fixture
+def admin_ctx(service_region):  # noqa: F811  (the fixture above)
+    return service_region.as_user("admin")
+
+
+def test_host_and_machine_listings_cost_the_same_queries_for_5_and_50_hosts(service_region, admin_ctx):  # noqa: F811
+    dsn = service_region.dsn
+    add_hosts(dsn, 5)
+    hosts_few, few_host_queries = counted(dsn, vmhosts.views_thd)
+    machines_few, few_machine_queries = counted(dsn, machine_service.visible_views_thd, admin_ctx, MachineQuery())
+    add_hosts(dsn, 45)
+    hosts_many, many_host_queries = counted(dsn, vmhosts.views_thd)
+    machines_many, many_machine_queries = counted(dsn, machine_service.visible_views_thd, admin_ctx, MachineQuery())
+
+    assert (len(hosts_few), len(hosts_many)) == (5, 50)
+    assert (len(machines_few.machines), len(machines_many.machines)) == (10, 100)
+    assert few_host_queries == many_host_queries <= 5
+    assert few_machine_queries == many_machine_queries <= 5
+    # One machine or one host: the same few queries, not one per host in the site.
+    one_machine = machines_many.machines[-1].machine.system_id
+    _, get_queries = counted(dsn, machine_service.visible_views_thd, admin_ctx, MachineQuery(system_ids=(one_machine,)))
+    _, host_queries = counted(dsn, vmhosts.view_thd, hosts_many[-1].host.id)
+    assert get_queries <= 5 and host_queries <= 5
+
+
+def _mixed_site(service_region) -> dict:  # noqa: F811
+    """Six seeded hosts with four machines each, then: owners, statuses, an allocation with an
+    agent name and owner data, a second resource pool, and a host whose tracked project changed
+    (its machines no longer count as its usage)."""
+    dsn = service_region.dsn
+    add_hosts(dsn, 6, per_host=4)
+
+    def vary_thd(cur):
+        alice = users.create_user_thd(cur, "alice", "pw-alice", "alice@example.com", is_superuser=False)
+        bob = users.create_user_thd(cur, "bob", "pw-bob", "bob@example.com", is_superuser=False)
+        gold = named.create_thd(cur, named.RESOURCE_POOLS, "gold", "")
+        listed = machines.list_thd(cur)
+        for i, m in enumerate(listed):
+            changes = {}
+            if i % 3 == 1:
+                changes["owner_id"] = alice.id
+            if i % 5 == 2:
+                changes.update(owner_id=bob.id, status="deployed")
+            if i % 4 == 3:
+                changes["pool_id"] = gold.id
+            machines.update_thd(cur, m.id, changes)
+        ready = [m for m in machines.list_thd(cur) if m.status == "ready" and m.owner_id is None]
+        assert allocations.claim_thd(cur, ready[0].id, alice.id, "juju-model-1")
+        allocations.update_owner_data_thd(cur, ready[0].id, {"owner": "juju"})
+        host = hosts.list_thd(cur)[1]
+        hosts.update_thd(cur, service_region.box, host.id, {"project": "other"})
+        return {"alice": alice, "bob": bob}
+
+    return run_sync(dsn, vary_thd)
+
+
+def test_every_filter_selects_what_filtering_the_full_listing_does(service_region, admin_ctx):  # noqa: F811
+    _mixed_site(service_region)
+    dsn = service_region.dsn
+    full = run_sync(dsn, machine_service.visible_views_thd, admin_ctx, MachineQuery()).machines
+    some = full[3].machine
+    mac = some.interfaces[1].mac
+    cases = {
+        MachineQuery(system_ids=(full[0].machine.system_id, some.system_id)):
+            lambda v: v.machine.system_id in (full[0].machine.system_id, some.system_id),
+        MachineQuery(hostnames=(some.hostname, "no-such-host")): lambda v: v.machine.hostname == some.hostname,
+        MachineQuery(mac_addresses=(mac.upper(),)): lambda v: any(n.mac == mac for n in v.machine.interfaces),
+        MachineQuery(zone=seed.SEED_ZONE): lambda v: v.zone.name == seed.SEED_ZONE,
+        MachineQuery(zone="default"): lambda v: v.zone.name == "default",
+        MachineQuery(pool="gold"): lambda v: v.pool.name == "gold",
+        MachineQuery(agent_name="juju-model-1"): lambda v: v.allocation.agent_name == "juju-model-1",
+        MachineQuery(agent_name=seed.SEED_AGENT): lambda v: v.allocation.agent_name == seed.SEED_AGENT,
+        MachineQuery(statuses=("deployed", "allocated")): lambda v: v.machine.status in ("deployed", "allocated"),
+        MachineQuery(owners=("bob",)): lambda v: v.owner == "bob",
+        MachineQuery(zone=seed.SEED_ZONE, owners=("alice",)):
+            lambda v: v.zone.name == seed.SEED_ZONE and v.owner == "alice",
+    }
+    for query, wanted in cases.items():
+        selected = run_sync(dsn, machine_service.visible_views_thd, admin_ctx, query).machines
+        expected = [v.machine.system_id for v in full if wanted(v)]
+        assert expected, f"the mixed site has machines for {query}"
+        assert [v.machine.system_id for v in selected] == expected, query
+    # A non-admin sees the unowned machines and their own, filters and all.
+    alice_ctx = machine_service.Context(service_region, run_sync(dsn, users.get_user_thd, "alice"))
+    seen = run_sync(dsn, machine_service.visible_views_thd, alice_ctx, MachineQuery(zone="default")).machines
+    assert [v.machine.system_id for v in seen] == [
+        v.machine.system_id for v in full if v.zone.name == "default" and v.owner in (None, "alice")]
+
+
+def _views_host_by_host_thd(cur) -> MachineViews:
+    """Machine views loaded as the region did before the batch loaders: every host, each
+    host's interfaces and the network catalog per host, every zone, pool and user."""
+    found = machines.list_thd(cur)
+    by_host = {h.id: h for h in hosts.list_thd(cur)}
+    interfaces = {h: networks.host_interface_networks_thd(cur, h) for h in {m.host_id for m in found}}
+    zones = {z.id: z for z in named.list_thd(cur, named.ZONES)}
+    pools = {p.id: p for p in named.list_thd(cur, named.RESOURCE_POOLS)}
+    owners = {u.id: u.username for u in users.list_users_thd(cur)}
+    extras = allocations.extras_thd(cur, [m.id for m in found])
+    return MachineViews([MachineView(m, by_host[m.host_id], zones[m.zone_id], pools[m.pool_id],
+                                     owners.get(m.owner_id), interfaces[m.host_id], extras[m.id]) for m in found],
+                        networks.catalog_thd(cur))
+
+
+def test_batch_loaded_json_equals_host_by_host_json(service_region, admin_ctx):  # noqa: F811
+    _mixed_site(service_region)
+    dsn = service_region.dsn
+    batch = run_sync(dsn, machine_service.visible_views_thd, admin_ctx, MachineQuery())
+    rendered = render_views(batch)
+    assert rendered == render_views(run_sync(dsn, _views_host_by_host_thd))
+    assert json.loads(b"".join(listing_chunks(batch))) == rendered  # the streamed form is the same document
+    assert json.loads(b"".join(listing_chunks(MachineViews([], batch.catalog)))) == []
+    first = rendered[0]
+    assert first["boot_interface"] == first["interface_set"][0] and first["interface_set"][0]["vlan"]
+    assert first["boot_disk"] == first["blockdevice_set"][0] and first["ip_addresses"]
+
+    # Hosts: the SQL sums equal summing each host's VMs of its tracked project.
+    views = run_sync(dsn, vmhosts.views_thd)
+    moved = 0
+    for view in views:
+        shown = host_json(view, "vm-hosts", admin=True)
+        vms = [m for m in run_sync(dsn, machines.list_for_host_thd, view.host.id) if m.project == view.host.project]
+        moved += not vms
+        disks = [d for m in vms for d in m.disks]
+        assert shown["used"] == {"cores": sum(m.cpu_count for m in vms), "memory": sum(m.memory for m in vms) // MIB,
+                                 "local_storage": sum(d.size for d in disks)}
+        assert {p["name"]: p["used"] for p in shown["storage_pools"]} == {
+            p.name: sum(d.size for d in disks if d.pool == p.name) for p in view.host.storage_pools}
+        assert shown["available"]["cores"] == view.host.cores - shown["used"]["cores"]
+    assert moved == 1, "the host whose project changed counts none of its machines"
