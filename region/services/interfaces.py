@@ -74,7 +74,7 @@ def _editable_thd(cur, ctx: Context, system_id: str, nic_id: str, action: str):
 def _subnet_thd(cur, key: str) -> Subnet:
     try:
         return subnets.get_subnet_thd(cur, key)
-    except NotFound:
+    except (NotFound, ValueError):  # ValueError: digits int() refuses, such as "²"
         raise FieldError("subnet", f"No subnet {key!r} (give its id, CIDR or name).") from None
 
 
