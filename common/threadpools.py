@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 from twisted.internet import defer, reactor, threads
 from twisted.python.threadpool import ThreadPool
+
+
+class DaemonThreadPool(ThreadPool):
+    """A ThreadPool whose threads never keep the process alive and whose stop never waits.
+
+    Its work is a blocking call on another machine (a hung VM host holds a thread for a
+    whole driver timeout): stopping the service must not wait for that, and the process
+    exits with the threads still blocked.
+    """
+
+    @staticmethod
+    def threadFactory(*args: Any, **kwargs: Any) -> threading.Thread:  # noqa: N802 (Twisted's name)
+        return threading.Thread(*args, daemon=True, **kwargs)
+
+    def stop(self) -> None:
+        """Idle workers exit, busy ones after their current call; nothing is joined."""
+        self.joined = True
+        self.started = False
+        self._team.quit()
 
 
 class LazyThreadPool:

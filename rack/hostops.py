@@ -1,4 +1,6 @@
-"""Runs VM-host driver calls for the region, off the reactor, in a bounded pool."""
+"""Runs VM-host driver calls for the region, off the reactor, in bounded pools: one for
+user work (compose, delete, power, deploy, on-demand refresh) and one for periodic
+discovery, so a crowd of hung hosts being refreshed never queues a user's call."""
 
 from __future__ import annotations
 
@@ -6,9 +8,9 @@ from typing import Any, Callable
 
 from twisted.internet import threads
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 from common.hosterrors import DriverError, UnknownHostType
+from common.threadpools import DaemonThreadPool
 from common.logsafe import loggable
 from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef
 from rack import faults
@@ -27,7 +29,8 @@ def default_drivers() -> dict[str, VMHostDriver]:
 
 
 class HostOperations:
-    """Driver calls with at most `max_threads` running at once per rack.
+    """Driver calls with at most `max_threads` user calls and `background_threads` periodic
+    discoveries running at once on this rack.
 
     Driver errors are re-raised as they are (they are AMP errors); anything
     else is logged with its traceback and reported as a plain DriverError so
@@ -35,11 +38,14 @@ class HostOperations:
     """
 
     def __init__(self, reactor, drivers: dict[str, VMHostDriver] | None = None,
-                 max_threads: int = 8) -> None:
+                 max_threads: int = 8, background_threads: int = 32) -> None:
         self.reactor = reactor
         self.drivers = drivers if drivers is not None else default_drivers()
-        self.pool = ThreadPool(minthreads=0, maxthreads=max_threads, name="vmyard-hostops")
-        self._started = False
+        self.pool = DaemonThreadPool(minthreads=0, maxthreads=max_threads, name="vmyard-hostops")
+        # Periodic discoveries mostly wait on the network (a hung host holds a thread for
+        # the whole connect timeout), so this pool is wider; the region bounds what it sends.
+        self.background_pool = DaemonThreadPool(minthreads=0, maxthreads=background_threads,
+                                                name="vmyard-hostops-background")
 
     def _driver(self, host_type: str) -> VMHostDriver:
         try:
@@ -47,15 +53,16 @@ class HostOperations:
         except KeyError:
             raise UnknownHostType(f"this rack has no driver for VM hosts of type {host_type!r}") from None
 
-    async def _run(self, what: str, target: HostTarget, fn: Callable[..., Any], *args) -> Any:
-        """`fn(target, *args)` in the pool."""
-        if not self._started:
-            self.pool.start()
-            self._started = True
+    async def _run(self, what: str, target: HostTarget, fn: Callable[..., Any], *args,
+                   background: bool = False) -> Any:
+        """`fn(target, *args)` in the user pool, or the background one."""
+        pool = self.background_pool if background else self.pool
+        if not pool.started:
+            pool.start()
         address = loggable(target.address)  # a user's power_address, and so is the error quoting it
         log.debug("{what} {address}", what=what, address=address)
         try:
-            return await threads.deferToThreadPool(self.reactor, self.pool, fn, target, *args)
+            return await threads.deferToThreadPool(self.reactor, pool, fn, target, *args)
         except DriverError as e:
             log.warn("{what} {address} failed: {error}", what=what, address=address, error=loggable(str(e), limit=2000))
             raise
@@ -63,9 +70,10 @@ class HostOperations:
             log.failure("{what} {address} failed unexpectedly", what=what, address=address)
             raise DriverError(f"{what} failed on the rack: {type(e).__name__}: {e}") from None
 
-    async def discover(self, target: HostTarget, password: str | None) -> DiscoveredHost:
+    async def discover(self, target: HostTarget, password: str | None, background: bool = False) -> DiscoveredHost:
         driver = self._driver(target.type)
-        return await self._run("discovering VM host", target, driver.discover, password or None)
+        return await self._run("discovering VM host", target, driver.discover, password or None,
+                               background=background)
 
     async def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
         driver = self._driver(target.type)
@@ -102,6 +110,7 @@ class HostOperations:
                                instance_name)
 
     def stop(self) -> None:
-        if self._started:
-            self.pool.stop()
-            self._started = False
+        """Stops both pools without waiting for calls still blocked on a host."""
+        for pool in (self.pool, self.background_pool):
+            if pool.started:
+                pool.stop()

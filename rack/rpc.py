@@ -69,8 +69,9 @@ class RackClientProtocol(amp.AMP):
         return {"payload": payload}
 
     @rack_commands.DiscoverHost.responder
-    async def discover_host(self, target: HostTarget, password: str | None = None) -> dict:
-        return {"host": await self.rack.hostops.discover(target, password)}
+    async def discover_host(self, target: HostTarget, password: str | None = None,
+                            background: bool | None = None) -> dict:
+        return {"host": await self.rack.hostops.discover(target, password, background=bool(background))}
 
     @rack_commands.DeleteVM.responder
     async def delete_vm(self, target: HostTarget, instance_name: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import urllib.parse
 from pathlib import Path
@@ -50,6 +51,8 @@ class RegionConfig:
     boot_source_image_type: str = attrs.field(default="virtual-machine",
                                               validator=attrs.validators.in_(("virtual-machine", "container")))
     boot_source_interval: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))  # seconds between syncs
+    metrics_enabled: bool = True  # Prometheus metrics at /MAAS/metrics (no credentials, as in MAAS)
+    metrics_allowed_networks: tuple[str, ...] = ()  # CIDRs that may scrape them; empty: any client
 
     @property
     def key_file(self) -> Path:
@@ -73,6 +76,16 @@ def _check_boot_source(url: str | None) -> None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOOPBACK):
         raise ConfigError(f"boot_source_url must be an https URL (or http on loopback), not {url!r}")
+
+
+def _networks(file: dict, key: str) -> tuple[str, ...]:
+    value = file.get(key, [])
+    try:
+        if not isinstance(value, list):
+            raise ValueError(value)
+        return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
+    except ValueError:
+        raise ConfigError(f"{key} must be a list of networks, e.g. [\"127.0.0.0/8\", \"10.0.0.0/24\"]") from None
 
 
 def _names(file: dict, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -158,6 +171,8 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             boot_source_arches=_names(file, "boot_source_arches", ("amd64",)),
             boot_source_image_type=file.get("boot_source_image_type", "virtual-machine"),
             boot_source_interval=float(file.get("boot_source_interval", 3600.0)),
+            metrics_enabled=bool(file.get("metrics_enabled", True)),
+            metrics_allowed_networks=_networks(file, "metrics_allowed_networks"),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad configuration: {e}") from None

@@ -1,4 +1,4 @@
-"""Periodic work as a Twisted service whose stop never waits long on a hung tick."""
+"""Periodic work as a Twisted service whose stop cancels a tick in progress instead of waiting."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ log = Logger()
 class PeriodicService(internet.TimerService):
     """Calls `work` every `step` seconds, the first time one step after start.
 
-    Stopping waits for a tick in progress, but cancels it after `grace` seconds.
+    Stopping cancels a tick in progress, after `grace` seconds if given (by default at once:
+    a region asked to stop should be gone within a couple of seconds; work cut short is
+    taken up again by the next tick after a start).
     `work` reports its own errors; anything it lets through is logged as `what` failed.
     """
 
     def __init__(self, step: float, work: Callable[[], Awaitable[None]], what: str, clock,
-                 grace: float = 10.0) -> None:
+                 grace: float = 0.0) -> None:
         super().__init__(step, self._tick)
         self.clock = clock
         self._work = work
@@ -47,7 +49,9 @@ class PeriodicService(internet.TimerService):
 
     def stopService(self) -> defer.Deferred:
         current = self._current
-        if current is not None and not current.called:
+        if current is not None and not current.called and self._grace <= 0:
+            current.cancel()
+        elif current is not None and not current.called:
             timeout = self.clock.callLater(self._grace, self._cancel_hung, current)
             current.addBoth(lambda result: (timeout.active() and timeout.cancel(), result)[1])
         return super().stopService()

@@ -20,7 +20,9 @@ from region.db import migrate, racks, secrets, users
 from region.db.pool import Database
 from region.embedded_pg import EmbeddedPostgres, EmbeddedPostgresService, database_dsn
 from region.local_rack import LocalRackProcess, LocalRackSettings
+from region.metrics import RegionMetrics
 from region.periodic import PeriodicService
+from region.refresh_scheduler import RefreshScheduler
 from region.rpc import RackRegistry, advertised_rpc_host, new_region_id
 from region.rpc_limits import RpcLimits, raise_open_files_limit
 from region.secretbox import SecretBox
@@ -33,6 +35,7 @@ log = Logger()
 DEPLOY_CHECK_INTERVAL = 15.0  # seconds between looks at running deploys (timeouts, cloud-init via LXD)
 IMAGE_SYNC_CHECK_INTERVAL = 60.0  # seconds between looks at whether an image sync is due
 REVOCATION_SYNC_INTERVAL = 1.0  # seconds for a rack deleted through another region to be locked out here
+BACKGROUND_DB_CONNECTIONS = 3  # periodic refreshes' own pool, apart from the one requests use
 
 
 def _pid_alive(pid: int) -> bool:
@@ -107,6 +110,7 @@ class RegionService(service.MultiService):
     local_rack: LocalRackProcess | None = None
     ready: defer.Deferred = attrs.field(factory=defer.Deferred)
     hosts: HostManager | None = None
+    metrics: RegionMetrics = attrs.field(factory=RegionMetrics)
     _starting: defer.Deferred | None = None
 
     def __attrs_post_init__(self) -> None:
@@ -128,14 +132,20 @@ class RegionService(service.MultiService):
         secret = await self._prepare()
         await self._listen()
         cfg = self.config
+        databases = {"main": self.db}
+        if cfg.vm_host_refresh_interval > 0:
+            databases["background"] = Database(self.db.dsn, self.reactor, max_connections=BACKGROUND_DB_CONNECTIONS)
+            databases["background"].start()
         self.hosts = HostManager(self.db, self.box, self.rpc, self.reactor, self.region_id, self._url(),
-                                 cfg.vm_host_refresh_interval)
+                                 cfg.vm_host_refresh_interval, background_db=databases.get("background"),
+                                 metrics=self.metrics)
+        scheduler = RefreshScheduler(self.hosts, self.reactor)
+        self.metrics.bind(rpc=self.rpc, databases=databases, scheduler=scheduler)
         PeriodicService(cfg.heartbeat_interval, self._beat, "heartbeat", self.reactor).setServiceParent(self)
         PeriodicService(REVOCATION_SYNC_INTERVAL, self.rpc.sync_revocations, "rack revocation sync",
                         self.reactor).setServiceParent(self)
         if cfg.vm_host_refresh_interval > 0:
-            PeriodicService(min(5.0, cfg.vm_host_refresh_interval / 4), self.hosts.refresh_due,
-                            "periodic VM host refresh", self.reactor).setServiceParent(self)
+            scheduler.setServiceParent(self)  # it closes the background pool when it stops
         deploy_check = min(DEPLOY_CHECK_INTERVAL, cfg.deploy_timeout / 4)
         PeriodicService(deploy_check, lambda: deploy.check_deploys(Context(self)), "deploy check",
                         self.reactor).setServiceParent(self)

@@ -9,8 +9,9 @@ trust password or token is passed through once and never written anywhere.
 
 from __future__ import annotations
 
+import collections
 import random
-from typing import Any
+from typing import Any, Awaitable, TypeVar
 
 from twisted.internet import defer, error as neterror, task
 from twisted.logger import Logger
@@ -21,14 +22,17 @@ from common.logsafe import loggable
 from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef
 from common.rpc import rack_commands
 from region.db import events, host_inventory, hosts, machines
+from region.metrics import RegionMetrics
 from region.rpc import NoRackConnected
 
 log = Logger()
+T = TypeVar("T")
 
 RPC_TIMEOUT = 120.0  # seconds for one rack to answer one host operation
 DEPLOY_RPC_TIMEOUT = 1800.0  # a deploy may first carry an image to the host and import it
 RACK_WAIT = 5.0  # seconds to wait for a rack to (re)connect before answering 503
 LEASE_SECONDS = 300.0  # a refresh lease outlives any single discovery
+MAX_BACKOFF = 900.0  # seconds: a host failing again and again is still tried this often (or each interval)
 CERTIFICATE_PATH = "vmhost-certificate/"
 
 # Errors that say "this rack could not do it"; another rack may.  The lost-call
@@ -62,20 +66,26 @@ class HostManager:
     """Discovery, compose, power and VM deletion through racks, plus the refresh bookkeeping."""
 
     def __init__(self, db, box, racks, reactor, owner: str, region_url: str,
-                 refresh_interval: float = 60.0) -> None:
+                 refresh_interval: float = 60.0, *, background_db=None, metrics: RegionMetrics | None = None) -> None:
         self.db = db
+        # Periodic refreshes use their own few connections, so user requests never queue behind them.
+        self.background_db = background_db if background_db is not None else db
         self.box = box
         self.racks = racks
         self.reactor = reactor
         self.owner = owner
         self.region_url = region_url
         self.refresh_interval = refresh_interval
+        self.metrics = metrics if metrics is not None else RegionMetrics()
         self._refreshing: dict[int, defer.Deferred] = {}
+        self._background_calls: collections.Counter[str] = collections.Counter()  # per rack
 
     # -- talking to racks ---------------------------------------------------------------------
 
-    async def _call(self, command, idempotent: bool = True, timeout: float = RPC_TIMEOUT, **kwargs) -> dict:
-        """Call one rack after another (random order) until one that can reach the host answers."""
+    async def _call(self, command, idempotent: bool = True, timeout: float = RPC_TIMEOUT,
+                    background: bool = False, **kwargs) -> dict:
+        """Call one rack after another until one that can reach the host answers: user work in
+        random order, periodic work to the rack with the fewest periodic calls first."""
         conns = self.racks.one_connection_per_rack()
         for _ in range(int(RACK_WAIT / 0.25)):  # e.g. just after a restart, racks reconnect
             if conns:
@@ -85,13 +95,13 @@ class HostManager:
         if not conns:
             raise NoRackConnected("any rack")
         random.shuffle(conns)
+        if background:
+            conns.sort(key=lambda conn: self._background_calls[conn.rack.system_id])
         failures: list[str] = []
         lost = False
         for conn in conns:
-            d = conn.callRemote(command, **kwargs)
-            d.addTimeout(timeout, self.reactor)
             try:
-                return await d
+                return await self._call_rack(conn, command, timeout, background, kwargs)
             except _CALL_LOST as e:
                 if not idempotent:
                     raise CallLost(f"lost rack {conn.rack.hostname} during the call "
@@ -112,33 +122,76 @@ class HostManager:
             raise error(failures[0].split(": ", 1)[1])
         raise error("no rack could reach the VM host. " + "; ".join(failures))
 
-    async def discover(self, target: HostTarget, password: str | None = None) -> DiscoveredHost:
+    async def _call_rack(self, conn, command, timeout: float, background: bool, kwargs: dict) -> dict:
+        """One call to one rack, counted in flight and timed (per command, rack and outcome)."""
+        rack = conn.rack.system_id
+        kind = "background" if background else "user"
+        in_flight = self.metrics.rack_calls.labels(rack, kind)
+        in_flight.inc()
+        self._background_calls[rack] += background
+        started = self.reactor.seconds()
+        outcome = "error"
+        try:
+            d = conn.callRemote(command, background=True, **kwargs) if background \
+                else conn.callRemote(command, **kwargs)
+            d.addTimeout(timeout, self.reactor)
+            result = await d
+            outcome = "ok"
+            return result
+        except BaseException as e:
+            outcome = _outcome(e)
+            raise
+        finally:
+            in_flight.dec()
+            self._background_calls[rack] -= background
+            if not self._background_calls[rack]:
+                del self._background_calls[rack]
+            self.metrics.rpc_latency.labels(command.__name__, rack, outcome).observe(
+                self.reactor.seconds() - started)
+
+    async def _measured(self, operation: str, call: Awaitable[T]) -> T:
+        """`call`'s outcome and duration in the host-operations histogram."""
+        started = self.reactor.seconds()
+        outcome = "error"
+        try:
+            result = await call
+            outcome = "ok"
+            return result
+        except BaseException as e:
+            outcome = _outcome(e)
+            raise
+        finally:
+            self.metrics.host_operations.labels(operation, outcome).observe(self.reactor.seconds() - started)
+
+    async def discover(self, target: HostTarget, password: str | None = None, background: bool = False
+                       ) -> DiscoveredHost:
         args: dict[str, Any] = {"password": password} if password else {}
-        return (await self._call(rack_commands.DiscoverHost, target=target, **args))["host"]
+        call = self._call(rack_commands.DiscoverHost, background=background, target=target, **args)
+        return (await self._measured("refresh", call))["host"]
 
     async def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
-        result = await self._call(rack_commands.DeleteVM, target=target, instance_name=instance_name)
-        return list(result["warnings"])
+        call = self._call(rack_commands.DeleteVM, target=target, instance_name=instance_name)
+        return list((await self._measured("delete", call))["warnings"])
 
     async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
         """Idempotent thanks to the request's reservation key: a rack lost mid-call is
         followed by another, which answers the VM the first made, if it did."""
-        result = await self._call(rack_commands.ComposeVM, target=target, request=request)
-        return result["vm"]
+        call = self._call(rack_commands.ComposeVM, target=target, request=request)
+        return (await self._measured("compose", call))["vm"]
 
     async def power(self, target: HostTarget, instance_name: str, action: str) -> str:
-        result = await self._call(rack_commands.PowerVM, idempotent=action == "query", target=target,
-                                  instance_name=instance_name, action=action)
-        return result["state"]
+        call = self._call(rack_commands.PowerVM, idempotent=action == "query", target=target,
+                          instance_name=instance_name, action=action)
+        return (await self._measured("power", call))["state"]
 
     async def deploy(self, target: HostTarget, instance_name: str, image: ImageRef, cloud_init: CloudInitData,
                      profiles: list[str]) -> str:
         """Rebuild the instance from the image and start it; the power state afterwards.  Not
         repeated through another rack after a lost call (the first may still be at work)."""
-        result = await self._call(rack_commands.DeployMachine, idempotent=False, timeout=DEPLOY_RPC_TIMEOUT,
-                                  target=target, instance_name=instance_name, image=image,
-                                  cloud_init=cloud_init, profiles=profiles)
-        return result["state"]
+        call = self._call(rack_commands.DeployMachine, idempotent=False, timeout=DEPLOY_RPC_TIMEOUT,
+                          target=target, instance_name=instance_name, image=image,
+                          cloud_init=cloud_init, profiles=profiles)
+        return (await self._measured("deploy", call))["state"]
 
     async def erase(self, target: HostTarget, instance_name: str, profiles: list[str]) -> None:
         await self._call(rack_commands.EraseMachine, idempotent=False, target=target, instance_name=instance_name,
@@ -148,12 +201,12 @@ class HostManager:
         result = await self._call(rack_commands.CloudInitStatus, target=target, instance_name=instance_name)
         return result["status"], result["detail"]
 
-    async def target(self, host_id: int) -> tuple[hosts.VMHost, HostTarget]:
+    async def target(self, host_id: int, db=None) -> tuple[hosts.VMHost, HostTarget]:
         def load_thd(cur):
             host = hosts.get_thd(cur, host_id)
             return host, self.target_thd(cur, host)
 
-        return await self.db.run(load_thd)
+        return await (db or self.db).run(load_thd)
 
     def target_thd(self, cur, host: hosts.VMHost) -> HostTarget:
         """How to reach `host`, its key decrypted (inside the caller's transaction)."""
@@ -185,20 +238,20 @@ class HostManager:
                 return await self.db.run(hosts.get_thd, host_id)
         return await self._refresh_claimed(host_id, password, username)
 
-    async def _refresh_claimed(self, host_id: int, password: str | None, username: str | None) -> hosts.VMHost:
+    async def _refresh_claimed(self, host_id: int, password: str | None, username: str | None,
+                               background: bool = False) -> hosts.VMHost:
         done: defer.Deferred = defer.Deferred()
         self._refreshing[host_id] = done
         try:
-            return await self._refresh_holding_lease(host_id, password, username)
+            return await self._refresh_holding_lease(host_id, password, username, background)
         finally:
             del self._refreshing[host_id]
             done.callback(None)
 
-    async def _refresh_if_due(self, host_id: int) -> None:
-        """A periodic refresh: skipped when it runs, or has just run, here or in another region."""
-        if host_id not in self._refreshing and await self.db.run(hosts.claim_refresh_thd, host_id, self.owner,
-                                                                 LEASE_SECONDS, True):
-            await self._refresh_claimed(host_id, None, None)
+    async def refresh_leased(self, leased: hosts.LeasedRefresh) -> None:
+        """A periodic refresh of a host the scheduler has leased for this region."""
+        self.metrics.refresh_lag.observe(leased.lag)
+        await self._refresh_claimed(leased.host_id, None, None, background=True)
 
     async def _wait_for_other_refresh(self, host_id: int) -> None:
         waited = 0.0
@@ -208,23 +261,25 @@ class HostManager:
             await task.deferLater(self.reactor, 0.5, lambda: None)
             waited += 0.5
 
-    async def _refresh_holding_lease(self, host_id: int, password: str | None, username: str | None) -> hosts.VMHost:
+    async def _refresh_holding_lease(self, host_id: int, password: str | None, username: str | None,
+                                     background: bool) -> hosts.VMHost:
+        db = self.background_db if background else self.db
         try:
-            host, target = await self.target(host_id)
+            host, target = await self.target(host_id, db)
         except BaseException:
-            await self.db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
+            await db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
             raise
         try:
-            found = await self.discover(target, password)
+            found = await self.discover(target, password, background)
         except (hosterrors.DriverError, NoRackConnected) as e:
             message = untrusted_message(self.region_url, host.name) if isinstance(e, hosterrors.Untrusted) \
                 else _describe(e)
-            await self.db.run(self._failed_thd, host_id, state_for(e), message)
+            await db.run(self._failed_thd, host_id, state_for(e), message)
             raise
         except BaseException:
-            await self.db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
+            await db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
             raise
-        host, abandoned = await self.db.run(self._synced_thd, host_id, found, username)
+        host, abandoned = await db.run(self._synced_thd, host_id, found, username)
         for instance_name in abandoned:
             await self._clean_abandoned(target, instance_name)
         return host
@@ -238,7 +293,8 @@ class HostManager:
                      error=loggable(str(e) or type(e).__name__, limit=2000))
 
     def _failed_thd(self, cur, host_id: int, state: str, message: str) -> None:
-        hosts.release_refresh_thd(cur, host_id, self.owner, self.next_refresh_in())
+        hosts.release_failed_refresh_thd(cur, host_id, self.owner, self.next_refresh_in(),
+                                         max(MAX_BACKOFF, self.refresh_interval))
         host = hosts.get_thd(cur, host_id)
         if (host.state, host.state_message) != (state, message):
             hosts.record_failure_thd(cur, host_id, state, message)
@@ -251,15 +307,6 @@ class HostManager:
         before = hosts.get_thd(cur, host_id)
         synced = apply_discovery_thd(cur, before, found, username)
         return hosts.get_thd(cur, host_id), synced.abandoned
-
-    async def refresh_due(self, limit: int = 20) -> None:
-        """One tick of the periodic refresh: every host whose time has come, concurrently."""
-        due = await self.db.run(hosts.due_for_refresh_thd, limit)
-        results = await defer.DeferredList(
-            [defer.Deferred.fromCoroutine(self._refresh_if_due(host_id)) for host_id in due], consumeErrors=True)
-        for host_id, (ok, result) in zip(due, results):
-            if not ok and not result.check(hosterrors.DriverError, NoRackConnected):
-                log.failure("periodic refresh of VM host {host} failed", result, host=host_id)
 
 
 def apply_discovery_thd(cur, host: hosts.VMHost, found: DiscoveredHost,
@@ -277,6 +324,19 @@ def apply_discovery_thd(cur, host: hosts.VMHost, found: DiscoveredHost,
             events.record_thd(cur, "VM_HOST_INVENTORY", f"VM host {host.name}: {what}: {name}",
                               object_type="vm-host", object_id=host.id)
     return synced
+
+
+def _outcome(error: BaseException) -> str:
+    """A metrics label for how a rack call or host operation ended."""
+    if isinstance(error, (CallLost, *_CALL_LOST)):
+        return "lost"
+    if isinstance(error, defer.CancelledError):
+        return "cancelled"
+    if isinstance(error, NoRackConnected):
+        return "no-rack"
+    if isinstance(error, hosterrors.Unreachable):
+        return "unreachable"
+    return "error"
 
 
 def _describe(error: Exception) -> str:

@@ -69,7 +69,7 @@ CALLS = {
     rack_commands.Identify: ({}, {"hello": RACK_HELLO}),
     rack_commands.Echo: ({"payload": b"echo\xff"}, {"payload": b"echo\xff"}),
     rack_commands.RackDeleted: ({}, {}),
-    rack_commands.DiscoverHost: ({"target": TARGET, "password": "tok"}, {"host": HOST}),
+    rack_commands.DiscoverHost: ({"target": TARGET, "password": "tok", "background": True}, {"host": HOST}),
     rack_commands.DeleteVM: ({"target": TARGET, "instance_name": "vm1"}, {"warnings": ["gone", "kept"]}),
     rack_commands.ComposeVM: ({"target": TARGET, "request": REQUEST}, {"vm": VM}),
     rack_commands.PowerVM: ({"target": TARGET, "instance_name": "vm1", "action": "on"}, {"state": "on"}),

@@ -56,10 +56,13 @@ class DiscoverHost(amp.Command):
     """Connect to a VM host, make sure the project exists, and describe it.
 
     `password` (an LXD trust password or token) is used once if the host does
-    not trust the target's client certificate yet; racks never store or log it.  :since: 1
+    not trust the target's client certificate yet; racks never store or log it.
+    `background` marks a periodic refresh: the rack runs it with its own capacity, apart
+    from user work (an older rack ignores the flag).  :since: 1
     """
 
-    arguments = _HOST_TARGET + [(b"password", amp.Unicode(optional=True))]
+    arguments = _HOST_TARGET + [(b"password", amp.Unicode(optional=True)),
+                                (b"background", amp.Boolean(optional=True))]
     response = [(b"host", AttrsArgument(DiscoveredHost))]
     errors = HOST_ERRORS
 

@@ -241,11 +241,71 @@ def claim_refresh_thd(cur, host_id: int, owner: str, lease_seconds: float, due_o
 
 
 def release_refresh_thd(cur, host_id: int, owner: str, next_in_seconds: float) -> None:
+    """After a refresh that reached the host (or did not get that far): the backoff resets."""
     cur.execute(
-        "UPDATE vm_hosts SET refresh_owner = NULL, refresh_lease_until = NULL,"
+        "UPDATE vm_hosts SET refresh_owner = NULL, refresh_lease_until = NULL, refresh_failures = 0,"
         " next_refresh = now() + make_interval(secs => %s) WHERE id = %s AND refresh_owner = %s",
         (next_in_seconds, host_id, owner),
     )
+
+
+def release_failed_refresh_thd(cur, host_id: int, owner: str, next_in_seconds: float, max_seconds: float) -> None:
+    """After a failed refresh: the next one waits `next_in_seconds` doubled for each failure
+    in a row before this one, at most `max_seconds`."""
+    cur.execute(
+        "UPDATE vm_hosts SET refresh_owner = NULL, refresh_lease_until = NULL,"
+        " next_refresh = now() + make_interval(secs => least(%s * power(2, least(refresh_failures, 30)), %s)),"
+        " refresh_failures = refresh_failures + 1 WHERE id = %s AND refresh_owner = %s",
+        (next_in_seconds, max_seconds, host_id, owner),
+    )
+
+
+def release_owned_refreshes_thd(cur, owner: str) -> int:
+    """Drops every lease `owner` holds (its refreshes were cancelled); the hosts stay due."""
+    cur.execute("UPDATE vm_hosts SET refresh_owner = NULL, refresh_lease_until = NULL WHERE refresh_owner = %s",
+                (owner,))
+    return cur.rowcount
+
+
+@attrs.frozen
+class LeasedRefresh:
+    host_id: int
+    lag: float  # seconds past its due time
+    failing: bool  # its last refresh failed: it is backing off
+
+
+def lease_due_thd(cur, owner: str, limit: int, failing: bool, lease_seconds: float) -> list[LeasedRefresh]:
+    """Leases up to `limit` due hosts, longest overdue first, among those whose last refresh
+    failed or not (`failing`), skipping rows another region is leasing at this moment."""
+    which = "refresh_failures > 0" if failing else "refresh_failures = 0"  # as the index reads them
+    cur.execute(
+        f"WITH due AS (SELECT id FROM vm_hosts WHERE {which} AND next_refresh <= now()"
+        "   AND (refresh_lease_until IS NULL OR refresh_lease_until < now())"
+        "   ORDER BY next_refresh LIMIT %s FOR UPDATE SKIP LOCKED)"
+        " UPDATE vm_hosts h SET refresh_owner = %s, refresh_lease_until = now() + make_interval(secs => %s)"
+        " FROM due WHERE h.id = due.id"
+        " RETURNING h.id, extract(epoch FROM now() - h.next_refresh)::float8",
+        (limit, owner, lease_seconds))
+    return [LeasedRefresh(host_id, max(0.0, lag), failing) for host_id, lag in cur.fetchall()]
+
+
+@attrs.frozen
+class RefreshBacklog:
+    total: int
+    overdue: int  # due and not leased
+    max_lag: float  # seconds the most overdue of them has waited
+    failing: int
+
+
+def refresh_backlog_thd(cur) -> RefreshBacklog:
+    cur.execute(
+        "SELECT count(*), count(*) FILTER (WHERE due), coalesce(max(lag) FILTER (WHERE due), 0),"
+        " count(*) FILTER (WHERE refresh_failures > 0)"
+        " FROM (SELECT refresh_failures, extract(epoch FROM now() - next_refresh)::float8 AS lag,"
+        "   next_refresh <= now() AND (refresh_lease_until IS NULL OR refresh_lease_until < now()) AS due"
+        "   FROM vm_hosts) h")
+    total, overdue, max_lag, failing = cur.fetchone()
+    return RefreshBacklog(total, overdue, max_lag, failing)
 
 
 def schedule_refresh_thd(cur, host_id: int, next_in_seconds: float) -> None:

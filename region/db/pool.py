@@ -10,10 +10,12 @@ the admin CLI through `run_sync`.
 
 from __future__ import annotations
 
+import contextvars
 import random
 import time
 from typing import Any, Callable, TypeVar
 
+import attrs
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
@@ -29,6 +31,47 @@ MAX_ATTEMPTS = 10
 # What a call raises while PostgreSQL is down or restarting; the API answers 503 + Retry-After
 # and the pool reconnects by itself (cp_reconnect) once the server is back.
 DATABASE_DOWN = (psycopg2.OperationalError, psycopg2.InterfaceError, adbapi.ConnectionLost)
+
+
+# A unit of work (an HTTP request) that wants its SQL statements counted sets a one-item
+# list here; `Database.run` adds what each transaction ran (the metrics read it).
+query_counter: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("vmyard_query_counter",
+                                                                                  default=None)
+
+
+class _CountingCursor:
+    """A cursor that counts the statements run through it."""
+
+    def __init__(self, cursor) -> None:
+        self._cursor = cursor
+        self.count = 0
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self.count += 1
+        return self._cursor.execute(*args, **kwargs)
+
+    def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        self.count += 1
+        return self._cursor.executemany(*args, **kwargs)
+
+    def __iter__(self):
+        return iter(self._cursor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+def _counted(cur, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, int]:
+    counting = _CountingCursor(cur)
+    return fn_thd(counting, *args, **kwargs), counting.count
+
+
+@attrs.frozen
+class PoolStats:
+    busy: int
+    idle: int
+    waiting: int  # transactions queued for a connection
+    max: int
 
 
 def retry_delays(base: float = 0.01, rate: float = 2.5, maximum: float = 2.0):
@@ -75,9 +118,14 @@ class Database:
     async def run(self, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run fn_thd(cursor, *args) in one transaction, retrying on conflicts."""
         delays = retry_delays()
+        counter = query_counter.get()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                return await self._pool.runInteraction(fn_thd, *args, **kwargs)
+                if counter is None:
+                    return await self._pool.runInteraction(fn_thd, *args, **kwargs)
+                result, count = await self._pool.runInteraction(_counted, fn_thd, *args, **kwargs)
+                counter[0] += count
+                return result
             except RETRYABLE as e:
                 if attempt == MAX_ATTEMPTS:
                     raise
@@ -87,6 +135,11 @@ class Database:
                 )
                 await task.deferLater(self._reactor, next(delays), lambda: None)
         raise AssertionError("unreachable")
+
+    def pool_stats(self) -> PoolStats:
+        threads = self._pool.threadpool
+        return PoolStats(busy=len(threads.working), idle=len(threads.waiters), waiting=threads.q.qsize(),
+                         max=self._pool.max)
 
     def run_deferred(self, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> defer.Deferred:
         return defer.Deferred.fromCoroutine(self.run(fn_thd, *args, **kwargs))
