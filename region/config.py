@@ -45,6 +45,8 @@ class RegionConfig:
     # seconds a deploy may take before it is Failed deployment
     deploy_timeout: float = attrs.field(default=1800.0, validator=attrs.validators.gt(0))
     default_distro_series: str = ""  # the image a deploy without distro_series gets (MAAS's setting)
+    # seconds without a heartbeat after which another region redoes a region's deploy rack steps
+    region_dead_after: float = attrs.field(default=90.0, validator=attrs.validators.gt(0))
     boot_source_url: str | None = None  # a simplestreams image server to sync from; None: no syncing
     boot_source_releases: tuple[str, ...] = ("noble",)
     boot_source_arches: tuple[str, ...] = ("amd64",)
@@ -166,6 +168,7 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             allocation_policy=pick("allocation_policy", "pack"),
             deploy_timeout=float(pick("deploy_timeout", 1800.0)),
             default_distro_series=str(file.get("default_distro_series", "")),
+            region_dead_after=float(file.get("region_dead_after", 90.0)),
             boot_source_url=pick("boot_source_url"),
             boot_source_releases=_names(file, "boot_source_releases", ("noble",)),
             boot_source_arches=_names(file, "boot_source_arches", ("amd64",)),

@@ -18,6 +18,7 @@ import hashlib
 import re
 import tempfile
 import threading
+import urllib.parse
 from typing import Any
 
 import requests
@@ -35,6 +36,7 @@ _LEGACY_KEYS = ("user.user-data", "user.network-config", "user.vendor-data", "us
 CONFIG_DRIVE = "cloud-init"  # device name of the config drive VMs get (no lxd-agent needed)
 DOWNLOAD_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds while fetching an image from the region
 DOWNLOAD_CHUNK = 1 << 20
+MAX_REDIRECTS = 3  # from a region without the image to one holding it
 START_TIMEOUT = 120  # seconds LXD may take to start the instance
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -238,22 +240,32 @@ class LXDDeployMixin:
 
 
 def _download(image: ImageRef, into) -> None:
-    """The image from the region into `into`, checked against its size and sha256."""
+    """The image from the region into `into`, checked against its size and sha256.  A region
+    without the file redirects to one that has it; the redirect is followed with the same token
+    (requests would drop the Authorization header on the way to another port)."""
     digest, received = hashlib.sha256(), 0
     session = requests.Session()
     session.trust_env = False  # the region is reached directly, never through an environment proxy
+    url = image.url
     try:
-        with session.get(image.url, headers={"Authorization": f"Bearer {image.token}"}, stream=True,
-                         timeout=DOWNLOAD_TIMEOUT) as response:
-            if response.status_code != 200:
-                raise DriverError(f"the region refused the image download (HTTP {response.status_code}: "
-                                  f"{response.text[:200]})")
-            for chunk in response.iter_content(DOWNLOAD_CHUNK):
-                received += len(chunk)
-                if received > image.size:
-                    raise DriverError(f"the image from the region is larger than its {image.size} bytes")
-                digest.update(chunk)
-                into.write(chunk)
+        for _ in range(MAX_REDIRECTS + 1):
+            with session.get(url, headers={"Authorization": f"Bearer {image.token}"}, stream=True,
+                             timeout=DOWNLOAD_TIMEOUT, allow_redirects=False) as response:
+                if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                    url = urllib.parse.urljoin(url, response.headers["Location"])
+                    continue
+                if response.status_code != 200:
+                    raise DriverError(f"the region refused the image download (HTTP {response.status_code}: "
+                                      f"{response.text[:200]})")
+                for chunk in response.iter_content(DOWNLOAD_CHUNK):
+                    received += len(chunk)
+                    if received > image.size:
+                        raise DriverError(f"the image from the region is larger than its {image.size} bytes")
+                    digest.update(chunk)
+                    into.write(chunk)
+                break
+        else:
+            raise DriverError(f"the image download was redirected more than {MAX_REDIRECTS} times")
     except requests.RequestException as e:
         raise DriverError(f"cannot fetch the image from the region: {e}") from None
     finally:

@@ -63,24 +63,64 @@ def delete_machine_token_thd(cur, machine_id: int) -> None:
     cur.execute("DELETE FROM machine_tokens WHERE machine_id = %s", (machine_id,))
 
 
-def start_thd(cur, machine_id: int, *, distro_series: str, message: str) -> bool:
-    """Allocated → Deploying, now; False when the machine is no longer Allocated."""
+def start_thd(cur, machine_id: int, *, distro_series: str, message: str, region_id: str, resource_id: int,
+              user_data_enc: bytes) -> bool:
+    """Allocated → Deploying, now, with `region_id` at the rack step; False when the machine is
+    no longer Allocated."""
     cur.execute(
         "UPDATE machines SET status = 'deploying', status_message = %s, deploy_started = now(),"
-        " distro_series = %s, updated = now() WHERE id = %s AND status = 'allocated'",
-        (message, distro_series, machine_id))
+        " distro_series = %s, deploy_region = %s, deploy_resource_id = %s, deploy_user_data_enc = %s,"
+        " updated = now() WHERE id = %s AND status = 'allocated'",
+        (message, distro_series, region_id, resource_id, user_data_enc, machine_id))
     return cur.rowcount == 1
 
 
 def set_status_thd(cur, system_id: str, status: str, message: str, *, expect: tuple[str, ...]) -> bool:
-    cur.execute("UPDATE machines SET status = %s, status_message = %s, updated = now()"
+    """Any status change ends the running deploy's rack step and drops the user's data."""
+    cur.execute("UPDATE machines SET status = %s, status_message = %s, deploy_region = NULL,"
+                " deploy_user_data_enc = NULL, updated = now()"
                 " WHERE system_id = %s AND status = ANY(%s)", (status, message, system_id, list(expect)))
     return cur.rowcount == 1
 
 
+def rack_step_done_thd(cur, machine_id: int, region_id: str) -> None:
+    """The rack started the machine: no region need redo the step."""
+    cur.execute("UPDATE machines SET deploy_region = NULL WHERE id = %s AND deploy_region = %s",
+                (machine_id, region_id))
+
+
+@attrs.frozen
+class OrphanedDeploy:
+    """A deploy whose region died at the rack step."""
+
+    system_id: str
+    region_id: str
+
+
+def orphaned_thd(cur, dead_after: float) -> list[OrphanedDeploy]:
+    """Deploys at the rack step whose region has not beaten for `dead_after` seconds (or is gone)."""
+    cur.execute("SELECT m.system_id, m.deploy_region FROM machines m"
+                " WHERE m.status = 'deploying' AND m.deploy_region IS NOT NULL AND NOT EXISTS ("
+                "  SELECT 1 FROM region_processes p WHERE p.id = m.deploy_region"
+                "  AND p.heartbeat > now() - %s * interval '1 second') ORDER BY m.deploy_started",
+                (dead_after,))
+    return [OrphanedDeploy(*r) for r in cur.fetchall()]
+
+
+def claim_thd(cur, system_id: str, dead_region: str, region_id: str) -> tuple[int | None, bytes | None] | None:
+    """Take over an orphaned deploy's rack step: (image id, encrypted user data), or None if
+    another region took it first or the deploy ended meanwhile."""
+    cur.execute("UPDATE machines SET deploy_region = %s, deploy_started = now(), updated = now()"
+                " WHERE system_id = %s AND status = 'deploying' AND deploy_region = %s"
+                " RETURNING deploy_resource_id, deploy_user_data_enc", (region_id, system_id, dead_region))
+    row = cur.fetchone()
+    return None if row is None else (row[0], bytes(row[1]) if row[1] is not None else None)
+
+
 def end_thd(cur, machine_id: int) -> None:
     """The machine is released: its deploy state and token go."""
-    cur.execute("UPDATE machines SET status_message = '', deploy_started = NULL WHERE id = %s", (machine_id,))
+    cur.execute("UPDATE machines SET status_message = '', deploy_started = NULL, deploy_region = NULL,"
+                " deploy_resource_id = NULL, deploy_user_data_enc = NULL WHERE id = %s", (machine_id,))
     delete_machine_token_thd(cur, machine_id)
 
 

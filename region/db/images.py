@@ -167,3 +167,20 @@ def held_by_hosts_thd(cur) -> dict[int, list[HostImage]]:
     for host_id, *image in cur.fetchall():
         held.setdefault(host_id, []).append(HostImage(*image))
     return held
+
+
+# -- which region holds which LXD image file (0021_image_holders.sql) ----------------------------
+
+def record_holder_thd(cur, fingerprint: str, region_url: str) -> None:
+    cur.execute("INSERT INTO image_holders (fingerprint, region_url) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (fingerprint, region_url))
+
+
+def holders_thd(cur, fingerprint: str) -> list[str]:
+    """The URLs of the regions holding the file, the latest first."""
+    cur.execute("SELECT region_url FROM image_holders WHERE fingerprint = %s ORDER BY created DESC", (fingerprint,))
+    return [row[0] for row in cur.fetchall()]
+
+
+def forget_holders_thd(cur, fingerprint: str) -> None:
+    cur.execute("DELETE FROM image_holders WHERE fingerprint = %s", (fingerprint,))

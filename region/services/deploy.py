@@ -23,10 +23,10 @@ from common.models import CONTAINER, VIRTUAL_MACHINE, CloudInitData, ImageRef
 from region.db import deploys, hosts, images as image_rows, machines, nonces
 from region.db.images import BootResource
 from region.rpc import NoRackConnected
-from region.services import cloudinit, compose, images, interfaces, ownership
+from region.services import cloudinit, compose, faults, images, interfaces, ownership
 from region.services.auth import OAUTH_WINDOW, OAuthCredentials, signature_matches
 from region.services.context import Context
-from region.services.errors import Conflict, FieldError, NotAuthenticated
+from region.services.errors import Conflict, FieldError, NotAuthenticated, NotFound
 from region.services.image_files import DISK_FILETYPES
 from region.services.machines import MachineViews, views_thd
 from region.services.sshkeys import keys_for_user_thd
@@ -86,7 +86,9 @@ async def deploy(ctx: Context, system_id: str, inputs: DeployInputs) -> MachineV
     def start_thd(cur):
         current = machines.get_thd(cur, system_id)
         if not deploys.start_thd(cur, current.id, distro_series=series,
-                                 message=f"Deploying {resource.name}: rebuilding the root disk"):
+                                 message=f"Deploying {resource.name}: rebuilding the root disk",
+                                 region_id=ctx.region.region_id, resource_id=resource.id,
+                                 user_data_enc=ctx.box.encrypt(users_data)):
             raise Conflict(f"Can't deploy {current.hostname}: it is {current.status}, not allocated.")
         token = deploys.new_machine_token_thd(cur, ctx.box, current.id, system_id)
         ctx.audit_thd(cur, "MACHINE_DEPLOYING", f"deploying {resource.name} on {current.hostname}", "machine",
@@ -94,10 +96,14 @@ async def deploy(ctx: Context, system_id: str, inputs: DeployInputs) -> MachineV
         return token, machines.get_thd(cur, system_id)
 
     token, started = await ctx.db.run(start_thd)
-    work = defer.ensureDeferred(_carry_out(ctx, started, resource, token, users_data))
+    _in_background(_carry_out(ctx, started, resource, token, users_data))
+    return await ctx.db.run(lambda cur: views_thd(cur, [machines.get_thd(cur, system_id)]))
+
+
+def _in_background(work_coroutine) -> None:
+    work = defer.ensureDeferred(work_coroutine)
     _running.add(work)
     work.addBoth(lambda _: _running.discard(work))
-    return await ctx.db.run(lambda cur: views_thd(cur, [machines.get_thd(cur, system_id)]))
 
 
 async def _image_for(ctx: Context, m: machines.Machine, series: str) -> BootResource:
@@ -144,6 +150,7 @@ async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, 
         url, image_token = images.image_url_for_rack(ctx, resource)
         image = ImageRef(resource.lxd_fingerprint or "", url, image_token, resource.lxd_size or 0, resource.filetype)
         _, target = await ctx.hosts.target(m.host_id)
+        faults.deploy_step(faults.BEFORE_RACK)
         state = await ctx.hosts.deploy(compose.for_project(target, m.project), m.instance_name, image, cloud_init,
                                        data.profiles)
     except (hosterrors.DriverError, NoRackConnected) as e:
@@ -155,6 +162,7 @@ async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, 
         return
 
     def booted_thd(cur):
+        deploys.rack_step_done_thd(cur, m.id, ctx.region.region_id)
         image_rows.record_on_host_thd(cur, resource.id, m.host_id, image.fingerprint)
         machines.set_power_state_thd(cur, m.id, state)
         deploys.set_message_thd(cur, m.system_id, "Booting: waiting for cloud-init to report", expect=("deploying",))
@@ -207,11 +215,13 @@ async def report_status(ctx: Context, system_id: str, creds: OAuthCredentials, e
         await ctx.db.run(deploys.set_message_thd, system_id, message, expect=("deploying",))
 
 
-# -- periodic: timeouts and the fallback through LXD -----------------------------------------------------
+# -- periodic: timeouts, dead regions' deploys and the fallback through LXD ---------------------------
 
 async def check_deploys(ctx: Context) -> None:
-    """Fail deploys past `deploy_timeout`; ask cloud-init through LXD about containers whose
-    webhook has been silent for POLL_AFTER seconds."""
+    """Redo the rack step of deploys whose region died at it; fail deploys past `deploy_timeout`;
+    ask cloud-init through LXD about containers whose webhook has been silent for POLL_AFTER s."""
+    for orphan in await ctx.db.run(deploys.orphaned_thd, ctx.config.region_dead_after):
+        await _resume(ctx, orphan)
     timeout = ctx.config.deploy_timeout
     for d in await ctx.db.run(deploys.deploying_thd):
         if d.seconds > timeout:
@@ -219,6 +229,40 @@ async def check_deploys(ctx: Context) -> None:
                                           f"{timeout:g} s.")
         elif d.seconds > POLL_AFTER and d.instance_type == CONTAINER and d.booted:
             await _ask_cloud_init(ctx, d)
+
+
+async def _resume(ctx: Context, orphan: deploys.OrphanedDeploy) -> None:
+    """Take over the rack step of a deploy whose region died (one region wins the claim) and do
+    it again: the rebuild starts from the image whatever the dead region got done."""
+    def claim_thd(cur):
+        claimed = deploys.claim_thd(cur, orphan.system_id, orphan.region_id, ctx.region.region_id)
+        if claimed is None:
+            return None
+        resource_id, user_data_enc = claimed
+        m = machines.get_thd(cur, orphan.system_id)
+        try:
+            resource = image_rows.get_thd(cur, resource_id) if resource_id is not None else None
+        except NotFound:  # deleted since the check above
+            resource = None
+        token = deploys.new_machine_token_thd(cur, ctx.box, m.id, m.system_id)
+        deploys.set_message_thd(cur, m.system_id, "Deploying: the region at the rack step stopped; another "
+                                                  "rebuilds the root disk", expect=("deploying",))
+        ctx.audit_thd(cur, "MACHINE_DEPLOY_RESUMED", f"deploy of {m.hostname} resumed: region {orphan.region_id} "
+                                                     f"died at the rack step", "machine", m.system_id)
+        return m, resource, token, user_data_enc
+
+    claimed = await ctx.db.run(claim_thd)
+    if claimed is None:
+        return
+    m, resource, token, user_data_enc = claimed
+    if resource is None or not resource.complete:
+        await _fail(ctx, orphan.system_id, "Deployment failed: its region stopped at the rack step, and the image "
+                                           "has been deleted since.")
+        return
+    log.info("resuming the deploy of {system_id}: region {region} died at the rack step", system_id=m.system_id,
+             region=orphan.region_id)
+    users_data = ctx.box.decrypt(user_data_enc) if user_data_enc is not None else ""
+    _in_background(_carry_out(ctx, m, resource, token, users_data))
 
 
 async def _ask_cloud_init(ctx: Context, d: deploys.DeployingMachine) -> None:

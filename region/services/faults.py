@@ -1,6 +1,6 @@
-"""Test-only fault injection: the region kills itself at a named step of a compose.
+"""Test-only fault injection: the region kills itself at a named step of a compose or deploy.
 
-`VMYARD_FAULT_COMPOSE=<step>` in the region's environment (read once, when the region
+`VMYARD_FAULT_COMPOSE=<step>` (or `VMYARD_FAULT_DEPLOY=<step>`) in the region's environment (read once, when the region
 starts) makes the process SIGKILL itself on reaching that step, so a test can crash
 the region at an exact point instead of guessing with timers.  Unset, it does nothing.
 Never set it in production.
@@ -26,8 +26,27 @@ if _COMPOSE_FAULT not in (None, *COMPOSE_STEPS):  # a typo would silently test n
     raise ValueError(f"VMYARD_FAULT_COMPOSE={_COMPOSE_FAULT!r}: not one of {', '.join(COMPOSE_STEPS)}")
 
 
+def _die(variable: str, step: str) -> None:
+    log.warn("{variable}: killing the region at step {step}", variable=variable, step=step)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def compose_step(step: str) -> None:
     """Reached `step` of a compose: die here if the fault names it."""
     if step == _COMPOSE_FAULT:
-        log.warn("VMYARD_FAULT_COMPOSE: killing the region at compose step {step}", step=step)
-        os.kill(os.getpid(), signal.SIGKILL)
+        _die("VMYARD_FAULT_COMPOSE", step)
+
+
+# Where a deploy can be cut short: the machine is Deploying, the rack not yet asked.
+BEFORE_RACK = "before-rack"
+DEPLOY_STEPS = (BEFORE_RACK,)
+
+_DEPLOY_FAULT = os.environ.get("VMYARD_FAULT_DEPLOY") or None
+if _DEPLOY_FAULT not in (None, *DEPLOY_STEPS):
+    raise ValueError(f"VMYARD_FAULT_DEPLOY={_DEPLOY_FAULT!r}: not one of {', '.join(DEPLOY_STEPS)}")
+
+
+def deploy_step(step: str) -> None:
+    """Reached `step` of a deploy: die here if VMYARD_FAULT_DEPLOY names it."""
+    if step == _DEPLOY_FAULT:
+        _die("VMYARD_FAULT_DEPLOY", step)

@@ -214,6 +214,7 @@ async def _sync_one(ctx: Context, base: str, wanted: Selection) -> None:
     def complete_thd(cur):
         done = image_rows.finish_thd(cur, resource.id, state="complete", lxd_fingerprint=fingerprint,
                                      lxd_size=lxd_size)
+        image_rows.record_holder_thd(cur, fingerprint, ctx.config.url)
         ctx.audit_thd(cur, "BOOT_RESOURCE_SYNCED", f"Boot resource {done.name} ({done.architecture}) synced:"
                       f" version {done.version}.", "boot_resource", done.id)
 

@@ -143,6 +143,7 @@ async def create_inline(ctx: Context, new: NewResource, content: bytes) -> BootR
             images.record_received_thd(cur, created.id, 0, new.size)
             done = images.finish_thd(cur, created.id, state="complete", lxd_fingerprint=fingerprint,
                                      lxd_size=lxd_size)
+            images.record_holder_thd(cur, fingerprint, ctx.config.url)
             _audit_thd(ctx, cur, "BOOT_RESOURCE_UPLOADED", f"Boot resource {done.name} uploaded.", done.id)
             return done
 
@@ -212,6 +213,7 @@ async def _finish(ctx: Context, resource: BootResource, sha256: str) -> BootReso
     def complete_thd(cur):
         done = images.finish_thd(cur, resource.id, state="complete", lxd_fingerprint=fingerprint,
                                  lxd_size=lxd_size)
+        images.record_holder_thd(cur, fingerprint, ctx.config.url)
         _audit_thd(ctx, cur, "BOOT_RESOURCE_UPLOADED", f"Boot resource {done.name} uploaded.", done.id)
         return done
 
@@ -251,6 +253,8 @@ async def delete(ctx: Context, resource_id: int) -> BootResource:
     async with _work.lock(resource_id):
         def delete_thd(cur):
             gone = images.delete_thd(cur, resource_id)
+            if gone.lxd_fingerprint:
+                images.forget_holders_thd(cur, gone.lxd_fingerprint)
             _audit_thd(ctx, cur, "BOOT_RESOURCE_DELETED", f"Boot resource {gone.name} deleted.", gone.id)
             return gone
 
@@ -277,8 +281,10 @@ def image_url_for_rack(ctx: Context, resource: BootResource) -> tuple[str, str]:
     return f"{ctx.config.url}images/{resource.lxd_fingerprint}", token
 
 
-def image_file_for_token(ctx: Context, fingerprint: str, token: str) -> Path:
-    """The file to serve for `fingerprint` if `token` was signed for it and has not expired."""
+async def find_image(ctx: Context, fingerprint: str, token: str) -> Path | str:
+    """What to serve for `fingerprint` if `token` was signed for it and has not expired: the
+    file, when this region holds it, else the URL of a region that does (the rack is sent
+    there with the same token: regions share the key that signs it)."""
     expiry, _, signature = token.partition(".")
     if not _FINGERPRINT.fullmatch(fingerprint):
         raise NotFound("image")
@@ -287,6 +293,9 @@ def image_file_for_token(ctx: Context, fingerprint: str, token: str) -> Path:
     if not valid:
         raise Forbidden("The image token is invalid or has expired.")
     path = image_files.lxd_path(images_dir(ctx), fingerprint)
-    if not path.is_file():
+    if path.is_file():
+        return path
+    elsewhere = [url for url in await ctx.db.run(images.holders_thd, fingerprint) if url != ctx.config.url]
+    if not elsewhere:
         raise NotFound("image")
-    return path
+    return f"{elsewhere[0]}images/{fingerprint}"
