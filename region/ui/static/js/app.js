@@ -79,8 +79,18 @@ function listen() {
   const live = document.getElementById("live");
   events = new EventSource(UI + "events");
   events.addEventListener("hello", () => { live.textContent = "live"; });
-  events.addEventListener("changed", () => { if (current) current.refresh({ live: true }); });
+  events.addEventListener("changed", liveRefresh);
   events.onerror = () => { live.textContent = "reconnecting…"; };
+}
+
+// At most one live re-read at a time; changes that arrive meanwhile make one more afterwards.
+let refreshing = false, again = false;
+async function liveRefresh() {
+  if (refreshing) { again = true; return; }
+  refreshing = true;
+  try { if (current) await current.refresh({ live: true }); } catch (e) { /* the next change tries again */ }
+  refreshing = false;
+  if (again) { again = false; liveRefresh(); }
 }
 
 window.addEventListener("hashchange", show);

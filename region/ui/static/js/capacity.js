@@ -1,7 +1,7 @@
 // Capacity figures of a VM host, from its read object (vm-hosts/) and op=resources, with the
 // overcommit folded in: virtual total = host total × ratio (hugepages are never overcommitted).
 import { get } from "./api.js";
-import { meter, mib, round1, bytes } from "./ui.js";
+import { h, meter, mib, round1, bytes } from "./ui.js";
 
 export function hugepages(resources) {
   let total = 0, used = 0;
@@ -29,13 +29,13 @@ const overcommit = (f, unit) => (f.ratio !== 1 ? `${f.host}${unit} host × ${f.r
 export function meters(host, resources) {
   const f = figures(host, resources);
   return {
-    cpu: meter({ label: "CPU cores", used: f.cpu.used, total: f.cpu.total, unit: " cores",
-                 format: (x) => `${round1(x)}`, detail: overcommit(f.cpu, " cores") }),
+    cpu: meter({ label: "CPU cores", used: f.cpu.used, total: f.cpu.total, format: (x) => `${round1(x)}`,
+                 unit: "cores", detail: overcommit(f.cpu, " cores") }),
     memory: meter({ label: "RAM", used: f.memory.used, total: f.memory.total, format: mib,
                     detail: overcommit({ ...f.memory, host: mib(f.memory.host), total: mib(f.memory.total) }, "") }),
     hugepages: f.hugepages.total > 0
       ? meter({ label: "Hugepages", used: f.hugepages.used, total: f.hugepages.total, format: mib })
-      : null,
+      : h("div", { class: "caption" }, "Hugepages: none reserved"),
     storage: meter({ label: "Storage", used: f.storage.used, total: f.storage.total, format: bytes }),
   };
 }

@@ -147,7 +147,7 @@ function build(host, resources, interfaces) {
     submit.textContent = "Composing…";
     try {
       const made = await post(`vm-hosts/${host.id}/`, request());
-      toast(`${made.system_id} composed on ${host.name}.`);
+      toast(`${form.hostname.value || made.system_id} composed on ${host.name}.`);
       location.hash = `#/kvm/${host.id}/vms`;
     } catch (err) {
       const why = fieldErrors(form, err);

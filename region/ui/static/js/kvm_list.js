@@ -66,15 +66,10 @@ export function kvmList(type) {
   async function refresh() {
     const hosts = await get("vm-hosts/");
     state.resources = await resourcesOf(hosts);
-    state.hosts = hosts.map((x) => ({ ...x, vm_count: x.vm_count ?? (x.used && x.used.vm_count) ?? 0,
-                                      fig: figures(x, state.resources[x.id]) }));
-    await countVms(state.hosts);
+    const machines = await get("machines/");
+    state.hosts = hosts.map((x) => ({ ...x, fig: figures(x, state.resources[x.id]),
+      vm_count: machines.filter((m) => m.pod && m.pod.id === x.id && m.project === x.project).length }));
     draw();
   }
   return { element, refresh };
-}
-
-async function countVms(hosts) {
-  const machines = await get("machines/");
-  for (const x of hosts) x.vm_count = machines.filter((m) => m.pod && m.pod.id === x.id && m.project === x.project).length;
 }

@@ -54,13 +54,15 @@ function numaCards(resources, vms, nets) {
     const general = node.memory.general;
     return h("div", { class: "card" + (resources.numa.length <= 2 ? " wide" : ""), dataset: { numa: String(node.index) } },
       h("h3", {}, `NUMA node ${node.index}`),
-      h("div", {}, "Cores ", h("span", { class: "caption" }, "(■ pinned, ■ allocated, □ free)")), grid,
+      h("div", {}, "Cores ", ["pinned", "allocated", "free"].map((k) => h("span", { class: "caption" }, " ", h("span", { class: `legend core ${k}` }), ` ${k}`))),
+      grid,
       h("div", { class: "caption" }, `Pinned: ${ranges(node.cores.pinned) || "none"} · allocated ${round1(node.cores.allocated)} of ${node.cores.total}`
         + (node.cores.over_commit_ratio !== 1 ? ` × ${node.cores.over_commit_ratio}` : "")),
       h("div", {}, "Memory"),
       meter({ label: `NUMA ${node.index} memory`, used: general.allocated, total: general.allocated + Math.max(0, general.free), format: mib }),
-      node.hugepages.map((hp) => [h("div", {}, `Hugepages (${mib(hp.page_size / 2 ** 20)} pages)`),
-        meter({ label: `NUMA ${node.index} hugepages`, used: hp.allocated / 2 ** 20, total: hp.page_size * hp.total / 2 ** 20, format: mib })]),
+      node.hugepages.map((hp) => [h("div", {}, `Hugepages (${mib(hp.page_size / 2 ** 20)} pages)`), hp.total
+        ? meter({ label: `NUMA ${node.index} hugepages`, used: hp.allocated / 2 ** 20, total: hp.page_size * hp.total / 2 ** 20, format: mib })
+        : h("div", { class: "caption" }, "none reserved")]),
       h("h3", {}, `VMs on this node: ${node.vms.length}`),
       h("ul", { class: "numa-vms" }, node.vms.map((v) => {
         const vm = byId[v.system_id];

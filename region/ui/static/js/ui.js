@@ -54,10 +54,10 @@ export function parseRanges(textValue) {
 }
 
 // A meter: `used` of `total` (after overcommit), with `others` optional; the caption says it in words.
-export function meter({ label, used, total, others = 0, unit = "", format = (x) => `${round1(x)}${unit}`, detail }) {
+export function meter({ label, used, total, others = 0, unit = "", format = (x) => `${round1(x)}`, detail }) {
   const pct = (x) => (total > 0 ? Math.max(0, Math.min(100, (100 * x) / total)) : 0);
   const over = total > 0 && used + others > total;
-  const caption = total > 0 ? `${format(used)} of ${format(total)} allocated` : "unknown — refresh the host";
+  const caption = total > 0 ? `${format(used)} of ${format(total)}${unit ? " " + unit : ""} allocated` : "unknown — refresh the host";
   return h("div", { class: "meter", dataset: { meter: label, used: String(used), total: String(total) } },
     h("div", { class: "bar" + (over ? " over" : ""), role: "meter", "aria-label": label,
                "aria-valuemin": "0", "aria-valuemax": String(total), "aria-valuenow": String(used),
