@@ -13,10 +13,12 @@ from __future__ import annotations
 import yaml
 
 from devstack.debian_image import debian_image
+from tests.fixtures.http import Api
 from tests.fixtures.lxd import lxc_json
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
 from tests.test_deploy_e2e import (PROXY_PROFILE, alice, bob, lxc_in, run_in, upload,  # noqa: F401  (fixtures)
                                    wait_for_status)
+from tests.test_fuzz_api import actions, fuzz
 from tests.test_vmhosts_lxd import sql
 
 
@@ -159,4 +161,16 @@ def test_a_deploy_configures_the_nics_from_their_links(lab, lxd_server, lxd_regi
     # The AUTO address stays with the link while deployed (a redeploy would keep it).
     released = alice.post(f"machines/{sid}/", data={"op": "release"})
     assert released.status == 200, released.text
+    assert admin.delete(f"machines/{sid}/").status == 204
+
+
+def test_fuzzed_interface_requests_never_get_a_server_error(lab, lxd_region, alice):
+    """tests/test_fuzz_api.py's fuzzer on these endpoints, with a real machine and NIC ids to reach."""
+    admin, host = lab
+    sid, nics = compose_allocated(admin, alice, host, "fuzz1")
+    targets = [t for t in actions(admin.get("describe/").json()) if "/nodes/{system_id}/interfaces/" in t[0]]
+    assert len(targets) == 5, targets
+    fuzz({"admin": admin, "alice": alice, "anonymous": Api(lxd_region.api)},
+         [sid, *(str(n["id"]) for n in nics.values())], targets, 200)
+    assert admin.get(f"nodes/{sid}/interfaces/").status == 200
     assert admin.delete(f"machines/{sid}/").status == 204
