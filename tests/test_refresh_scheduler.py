@@ -7,7 +7,9 @@ idle poll runs on a fake clock, so everything it does here is driven by finished
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 
 import attrs
 import pytest
@@ -22,7 +24,12 @@ from region.db.pool import Database, run_sync
 from region.refresh_scheduler import RefreshScheduler
 from region.secretbox import SecretBox
 from region.vmhosts import HostManager
+from tests.conftest import make_user, region_box
+from tests.fixtures.daemons import wait_for
+from tests.fixtures.http import Api
 from tests.test_rack_hostops import REQUEST, TARGET, VM, FakeDriver
+from tests.test_stop_fast import add_hung_hosts, leased
+from tests.test_vmhosts_lxd import add_trusted_host
 
 FOUND = DiscoveredHost(name="lxd", version="5.21", architectures=["amd64/generic"], cores=4, cpu_speed=0,
                        memory=2**30, numa_nodes=[], storage_pools=[], interfaces=[], projects=[],
@@ -248,3 +255,23 @@ async def test_a_rack_runs_user_work_while_every_periodic_thread_is_blocked():
         blocked.set()
         ops.stop()
     await defer.DeferredList(periodic)
+
+
+def test_on_demand_refresh_of_a_real_lxd_host_completes_while_hung_hosts_are_being_refreshed(
+        start_region, lxd_server, dsn):
+    """32 hung discoveries fill the local rack's periodic capacity; the user's refresh has its own."""
+    region = start_region("refreshing", local_rack=True)  # automatic refreshes on (60 s)
+    api = Api(region.api, make_user(dsn, region_box(region), "admin", admin=True))
+    host = add_trusted_host(api, lxd_server)
+    with socket.socket() as silent:  # accepts connections, never answers: each discovery waits 10 s
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(256)
+        add_hung_hosts(dsn, region_box(region), silent.getsockname()[1], count=40)
+        wait_for(lambda: leased(dsn) >= 32, 30, "hung hosts to be refreshing", region.proc, region.log)
+        started = time.monotonic()
+        reply = api.post(f"vm-hosts/{host['id']}/", data={"op": "refresh"})
+        took = time.monotonic() - started
+        assert reply.status == 200 and reply.json()["state"] == "ready", reply.text
+        assert leased(dsn) >= 32, "the hung refreshes were still running meanwhile"
+        # Behind the rack's 8 shared threads, 32 hung discoveries would have held it 40 s.
+        assert took < 10.0, f"an on-demand refresh waited {took:.1f}s behind periodic work"

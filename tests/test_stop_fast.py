@@ -29,7 +29,7 @@ def silent_listener():
     sock.close()
 
 
-def add_hung_hosts(dsn: str, box, port: int) -> list[int]:
+def add_hung_hosts(dsn: str, box, port: int, count: int = HUNG_HOSTS) -> list[int]:
     pair = tls.make_self_signed("stop-fast", kind="ec")
 
     def make_thd(cur):
@@ -37,7 +37,7 @@ def add_hung_hosts(dsn: str, box, port: int) -> list[int]:
         return [hosts.create_thd(cur, box, hosts.NewHost(f"hung{i}", "lxd", f"127.0.0.1:{port}", f"p{i}",
                                                           pair.cert_pem, pair.key_pem, zone.id, pool.id, [],
                                                           1.0, 1.0, None)).id
-                for i in range(HUNG_HOSTS)]
+                for i in range(count)]
 
     return run_sync(dsn, make_thd)
 
