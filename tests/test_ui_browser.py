@@ -114,6 +114,8 @@ def test_add_host_overcommit_compose_numa_delete(screens, admin, lxd_server, lxd
     ui.set_value("#c-disk-size-0", "1")
     ui.fill("#c-hostname", "uivm")
     ui.until(lambda: ui.text_of("#compose-problems") == "", what="no problems left")
+    ui.wait_text("#compose-verdict", "Fits on this host")
+    assert all(m["hostname"] != "uivm" for m in admin.get("machines/").json())  # a dry run keeps nothing
     ui.shot("08-compose")
     ui.press("Compose machine")
     ui.find('tr[data-vm="uivm"]', timeout=120)
@@ -127,6 +129,8 @@ def test_add_host_overcommit_compose_numa_delete(screens, admin, lxd_server, lxd
     ui.set_value("#c-disk-size-0", "1")
     ui.set_value("#c-memory", "1024")
     ui.fill("#c-hostname", "uivm")
+    # The region's dry run explains, as the user types, what the form cannot know.
+    ui.wait_text("#compose-verdict", "Does not fit: hostname")
     ui.press("Compose machine")
     ui.wait_text("#compose-problems", "The region refused it")
     assert "uivm" in ui.text_of('.error-text[data-for="hostname"]')

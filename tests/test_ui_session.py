@@ -105,3 +105,18 @@ def test_events_stream_pushes_changes(ui):
             break
     assert b"event: changed\n" in seen, seen
     conn.close()
+
+
+def test_compose_check_needs_a_session_csrf_and_an_admin(ui, region, dsn):
+    body = {"cores": "1", "memory": "1024"}
+    assert ui.request("POST", "/MAAS/r/compose-check/1", json_body=body).status == 401
+    make_user(dsn, region_box(region), "uiuser", admin=False)
+    ui.login("uiuser", "pw-uiuser")
+    assert ui.request("POST", "/MAAS/r/compose-check/1", json_body=body, csrf=False).status == 403
+    assert ui.request("POST", "/MAAS/r/compose-check/1", json_body=body).status == 403  # not an admin
+    ui.login("uiadmin", "pw-uiadmin")
+    assert ui.request("POST", "/MAAS/r/compose-check/1", json_body=body).status == 404  # no such host
+    bad = ui.request("POST", "/MAAS/r/compose-check/1", json_body={"cores": 2})
+    assert bad.status == 400 and bad.json() == {"cores": ["Send this field as a string."]}
+    assert ui.request("POST", "/MAAS/r/compose-check/1", form=b"[1]").status == 400
+    assert ui.request("GET", "/MAAS/r/compose-check/1").status == 405

@@ -35,8 +35,7 @@ from region.api.web import INLINE_PARSE_LIMIT, parse_pool
 from region.db.pool import DATABASE_DOWN, query_counter
 from region.services import auth as authn
 from region.services import errors as svcerrors
-from region.services import sessions
-from region.services.context import Context
+from region.ui.auth import session_user
 from region.rpc import NoRackConnected
 
 log = Logger()
@@ -234,7 +233,7 @@ class RouterResource(resource.Resource):
             {k: params.get(k) or "" for k in params.keys()},
         )
         if oauth is None:
-            return await self._session_user(request)
+            return await session_user(self.region, request)
         creds = authn.OAuthCredentials(oauth["oauth_consumer_key"], oauth["oauth_token"],
                                        oauth["oauth_signature"], int(oauth["oauth_timestamp"]),
                                        oauth["oauth_nonce"])
@@ -242,22 +241,6 @@ class RouterResource(resource.Resource):
             return await authn.authenticate(self.region, creds)
         except svcerrors.NotAuthenticated as e:
             raise Unauthorized(str(e)) from None
-
-    async def _session_user(self, request: server.Request):
-        """The web UI's user, from its session cookie; a write must also carry the session's
-        CSRF token in a header (a cookie alone is sent by any page the browser visits)."""
-        key = request.getCookie(sessions.COOKIE_NAME.encode())
-        if not key:
-            return None
-        found = await sessions.lookup(Context(self.region), key.decode("latin-1"))
-        if found is None:
-            return None
-        if request.method not in (b"GET", b"HEAD"):
-            token = request.getHeader(sessions.CSRF_HEADER.encode())
-            if not sessions.csrf_matches(found, token.decode("latin-1") if token else None):
-                raise Forbidden("CSRF token missing or incorrect: send the session's token in the "
-                                f"{sessions.CSRF_HEADER} header.")
-        return found.user
 
 
 def _path_arg(raw: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from twisted.web import resource, server
 
 from region.ui.assets import Assets
+from region.ui.compose_check_endpoint import ComposeCheckEndpoint
 from region.ui.live import ChangeFeed, EventStream
 from region.ui.session_endpoint import SessionEndpoint
 
@@ -15,7 +16,7 @@ UI_PREFIX = "/MAAS/r/"
 
 
 class UiResource(resource.Resource):
-    """Routes a request under UI_PREFIX: session/, events/, static/…, else the app's page."""
+    """Routes a request under UI_PREFIX: session/, events/, compose-check/ID, static/…, else the app's page."""
 
     isLeaf = True
 
@@ -24,6 +25,7 @@ class UiResource(resource.Resource):
         self.assets = Assets.load()
         self.session = SessionEndpoint(region)
         self.events = EventStream(region, ChangeFeed(region, reactor))
+        self.compose_check = ComposeCheckEndpoint(region)
 
     def render(self, request: server.Request):
         relative = request.path[len(UI_PREFIX):].decode("utf-8", errors="replace")
@@ -31,6 +33,8 @@ class UiResource(resource.Resource):
             return self.session.render(request)
         if relative in ("events", "events/"):
             return self.events.render(request)
+        if relative.startswith("compose-check/"):
+            return self.compose_check.render(request, relative.removeprefix("compose-check/").strip("/"))
         if relative.startswith("static/"):
             return self.assets.render_asset(request, relative.removeprefix("static/"))
         return self.assets.render_page(request)

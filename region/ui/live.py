@@ -17,6 +17,7 @@ from twisted.web import server
 
 from region.services import sessions
 from region.services.context import Context
+from region.ui.auth import session_key
 from region.ui.responses import write_error, write_json
 
 log = Logger()
@@ -102,8 +103,7 @@ class EventStream:
         return server.NOT_DONE_YET
 
     async def _open(self, request: server.Request) -> None:
-        key = (request.getCookie(sessions.COOKIE_NAME.encode()) or b"").decode("latin-1")
-        if await sessions.lookup(Context(self.region), key) is None:
+        if await sessions.lookup(Context(self.region), session_key(request)) is None:
             write_json(request, 401, {"error": "Not logged in."})
             return
         if self.feed.full():

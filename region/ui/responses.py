@@ -38,6 +38,12 @@ def write_error(request: server.Request, failure) -> None:
         write_json(request, 400, e.errors)
     elif isinstance(e, errors.FieldError):
         write_json(request, 400, {e.field: [e.message]})
+    elif isinstance(e, errors.NotAuthenticated):
+        write_json(request, 401, {"error": str(e)})
+    elif isinstance(e, errors.NotFound):
+        write_json(request, 404, {"error": str(e)})
+    elif isinstance(e, (errors.Conflict, errors.Refused)):
+        write_json(request, 409 if isinstance(e, errors.Conflict) else 400, {"error": str(e)})
     elif isinstance(e, errors.Forbidden):
         write_json(request, 403, {"error": str(e)})
     elif isinstance(e, errors.Throttled):

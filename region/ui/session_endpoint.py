@@ -15,6 +15,7 @@ from twisted.web import server
 from region.services import login, sessions
 from region.services.context import Context
 from region.services.errors import InvalidInput
+from region.ui.auth import session_key
 from region.ui.responses import write_error, write_json
 
 MAX_BODY = 8192
@@ -71,11 +72,8 @@ class SessionEndpoint:
         d.addErrback(lambda f: write_error(request, f))
         return server.NOT_DONE_YET
 
-    def _key(self, request: server.Request) -> str:
-        return (request.getCookie(sessions.COOKIE_NAME.encode()) or b"").decode("latin-1")
-
     async def _whoami(self, request: server.Request) -> None:
-        found = await sessions.lookup(Context(self.region), self._key(request))
+        found = await sessions.lookup(Context(self.region), session_key(request))
         if found is None:
             write_json(request, 401, {"error": "Not logged in."})
             return
@@ -94,7 +92,7 @@ class SessionEndpoint:
 
     async def _logout(self, request: server.Request) -> None:
         token = (request.getHeader(sessions.CSRF_HEADER.encode()) or b"").decode("latin-1")
-        await sessions.logout(Context(self.region), self._key(request), token)
+        await sessions.logout(Context(self.region), session_key(request), token)
         request.setHeader(b"Set-Cookie", _cookie(request, "", 0))
         write_json(request, 204, None)
 

@@ -49,6 +49,8 @@ export const put = (path, form) => send("PUT", API + path, { form });
 export const del = (path, form) => send("DELETE", API + path, { form });
 export const putRaw = (url, body) => send("PUT", url, { body, headers: { "Content-Type": "application/octet-stream" } });
 export const text = (url) => send("GET", url);
+// Whether a compose would fit now, answered by the region's own placement (nothing is made).
+export const composeCheck = (hostId, fields) => send("POST", `${UI}compose-check/${hostId}`, { json: fields });
 
 export async function whoami() {
   try {

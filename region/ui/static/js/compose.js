@@ -1,7 +1,7 @@
 // Compose a VM or container on one host.  Checks the request against the host's free capacity
 // as the user types (cores, pinned cores, RAM, hugepages, space per pool) and, when the region
 // still refuses it, shows the region's own explanation next to the button.
-import { get, post } from "./api.js";
+import { composeCheck, get, post } from "./api.js";
 import { h, bytes, mib, parseRanges, ranges, round1, toast, fieldErrors } from "./ui.js";
 import { figures } from "./capacity.js";
 
@@ -36,6 +36,7 @@ function build(host, resources, interfaces) {
   const disks = h("div", { id: "disks" });
   const nics = h("div", { id: "nics" });
   const problems = h("ul", { class: "error-text", id: "compose-problems", role: "alert" });
+  const verdict = h("p", { id: "compose-verdict", role: "status", "aria-live": "polite" });
   const submit = h("button", { type: "submit", class: "primary" }, "Compose machine");
   const form = h("form", { class: "stack", id: "compose", oninput: check, onsubmit: send },
     h("div", { class: "card" },
@@ -63,7 +64,7 @@ function build(host, resources, interfaces) {
     h("fieldset", {}, h("legend", {}, "Interfaces"),
       h("p", { class: "muted" }, "None defined: one NIC made by LXD at compose time."), nics,
       h("button", { type: "button", disabled: !interfaces.length, onclick: () => { addNic(); check(); } }, "Add interface")),
-    h("div", { class: "summary" }, problems, submit));
+    h("div", { class: "summary" }, problems, verdict, submit));
 
   function addDisk(size) {
     const n = disks.children.length;
@@ -137,7 +138,25 @@ function build(host, resources, interfaces) {
       if (pool && want > pool.available) out.push(`Only ${bytes(pool.available)} free in pool ${name}; the disks there ask ${bytes(want)}.`);
     }
     problems.replaceChildren(...out.map((m) => h("li", {}, m)));
+    if (out.length) { clearTimeout(askTimer); verdict.textContent = ""; } else askRegion();
     return out;
+  }
+
+  // What the form cannot know (names taken, networks, SR-IOV, other regions' reservations) the
+  // region answers with a dry run of the compose, shortly after the user stops typing.
+  let askTimer = null, asked = 0;
+  function askRegion() {
+    clearTimeout(askTimer);
+    askTimer = setTimeout(async () => {
+      const mine = ++asked;
+      verdict.textContent = "Checking with the region…";
+      try {
+        await composeCheck(host.id, request());
+        if (mine === asked) verdict.textContent = "Fits on this host ✓";
+      } catch (err) {
+        if (mine === asked) verdict.textContent = `Does not fit: ${err.message}`;
+      }
+    }, 400);
   }
 
   async function send(e) {
