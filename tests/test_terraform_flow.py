@@ -11,12 +11,17 @@ from the Debian image reports Deployed over cloud-init's webhook.
 
 from __future__ import annotations
 
+import base64
+
 from common import tls
 from tests.conftest import make_user, region_box
-from tests.fixtures.flows import StateChangeConf, UnexpectedState, machine_status
+from tests.fixtures.flows import IMAGE, StateChangeConf, UnexpectedState, machine_status, prepare_host_for_deploys
 from tests.fixtures.lxd import lxc_json, lxc_missing, unique
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
+from tests.test_deploy_e2e import run_in
 from tests.test_terraform_shapes import GoClient, _json, check_machine, check_pod
+
+USER_DATA = "#cloud-config\nruncmd:\n  - [sh, -c, 'echo terraform-was-here > /var/tmp/tf-instance']\n"
 
 
 def test_terraform_vm_host_then_vm_host_machine_as_one_sequence(lxd_region, dsn, lxd_server, bridges):
@@ -112,3 +117,83 @@ def test_terraform_state_wait_fails_on_a_status_outside_its_lists(lab):
     else:
         raise AssertionError("an Allocated machine passed a wait for Deploying → Deployed")
     assert admin.delete(f"machines/{sid}/").status == 204
+
+
+def interface_named(tf: GoClient, system_id: str, name: str) -> dict:
+    """resource_maas_instance.go getNetworkInterface: the machine's interfaces, by name."""
+    (nic,) = [n for n in _json(tf.get(f"nodes/{system_id}/interfaces/")) if n["name"] == name]
+    return nic
+
+
+def subnet_by_cidr(tf: GoClient, cidr: str) -> dict:
+    """getSubnet: the subnet whose CIDR is the one given."""
+    (subnet,) = [s for s in _json(tf.get("subnets/")) if s["cidr"] == cidr]
+    return subnet
+
+
+def test_terraform_maas_instance_links_subnets_deploys_for_real_and_releases(lab, lxd_server, lxd_region, dsn,
+                                                                          bridges):
+    admin, host = lab
+    prepare_host_for_deploys(admin, lxd_server, lxd_region, host)
+    made = admin.post(f"vm-hosts/{host['id']}/", data={
+        "op": "compose", "hostname": "tf-web", "cores": "1", "memory": "1024", "storage": "root:3",
+        "instance_type": "container", "interfaces": "eth0:space=dmz;eth1:space=storage"})
+    assert made.status == 200, made.text
+    assert admin.post("tags/", data={"name": "tf"}).status in (200, 201)
+    assert admin.post("tags/tf/", data={"op": "update_nodes", "add": made.json()["system_id"]}).status == 200
+    tf = GoClient(lxd_region.api, make_user(dsn, region_box(lxd_region), "terraform", admin=False))
+
+    # resourceInstanceCreate: Machines.Allocate with allocate_params (min_cpu_count, min_memory,
+    # hostname, zone, pool, tags).
+    machine = _json(tf.post("machines/", "allocate", {"cpu_count": "1", "mem": "1024", "name": "tf-web",
+                                                      "zone": "default", "pool": "default", "tags": "tf"}))
+    sid = machine["system_id"]
+    assert sid == made.json()["system_id"] and machine["status_name"] == "Allocated"
+
+    # configureInstanceNetworkInterfaces: per network_interfaces block, find the NIC by name, find the
+    # subnet by CIDR, disconnect, then link_subnet STATIC (ip_address given) or AUTO.
+    for name, cidr, ip in (("eth0", "10.30.0.0/24", "10.30.0.70"), ("eth1", "10.20.0.0/24", "")):
+        nic, subnet = interface_named(tf, sid, name), subnet_by_cidr(tf, cidr)
+        disconnected = _json(tf.post(f"nodes/{sid}/interfaces/{nic['id']}/", "disconnect", {}))
+        assert disconnected["links"] == [], disconnected
+        link = {"mode": "STATIC" if ip else "AUTO", "subnet": str(subnet["id"])}
+        if ip:
+            link["ip_address"] = ip
+        linked = _json(tf.post(f"nodes/{sid}/interfaces/{nic['id']}/", "link_subnet", link))
+        (shown,) = linked["links"]
+        assert shown["mode"] == link["mode"].lower() and shown["subnet"]["id"] == subnet["id"], shown
+        if ip:
+            assert shown["ip_address"] == ip  # the chosen static IP, before any deploy
+    assert "10.30.0.70" in _json(tf.get(f"machines/{sid}/"))["ip_addresses"]
+
+    # Machine.Deploy with deploy_params: distro_series, hwe_kernel, enable_hw_sync, and user_data
+    # as base64 of the text (getMachineDeployParams).
+    deploying = _json(tf.post(f"machines/{sid}/", "deploy", {
+        "distro_series": IMAGE, "hwe_kernel": "ga-22.04", "enable_hw_sync": "true",
+        "user_data": base64.b64encode(USER_DATA.encode()).decode()}))
+    assert deploying["status_name"] == "Deploying"
+    # waitForMachineStatus(Deploying → Deployed): anything else, Failed deployment included, fails it.
+    deployed, seen = StateChangeConf(("Deploying",), ("Deployed",)).wait(machine_status(tf, sid))
+    assert set(seen) <= {"Deploying", "Deployed"}, seen
+
+    # resourceInstanceRead: fqdn, hostname, zone, pool, tag_names, cpu_count, memory, ip_addresses.
+    check_machine(deployed)
+    assert (deployed["fqdn"], deployed["hostname"]) == ("tf-web.maas", "tf-web")
+    assert (deployed["zone"]["name"], deployed["pool"]["name"]) == ("default", "default")
+    assert deployed["tag_names"] == ["tf"] and deployed["cpu_count"] == 1 and deployed["memory"] == 1024
+    # AUTO got its address when the deploy started (as in MAAS), STATIC kept the one chosen.
+    (auto,) = interface_named(tf, sid, "eth1")["links"]
+    assert auto["mode"] == "auto" and auto["ip_address"].startswith("10.20.0."), auto
+    assert sorted(deployed["ip_addresses"]) == sorted(["10.30.0.70", auto["ip_address"]])
+    project, name = host["project"], deployed["instance_name"]
+    assert "10.30.0.70/24" in run_in(lxd_server, project, name, "ip", "-o", "addr", "show", "eth0").stdout
+    assert f"{auto['ip_address']}/24" in run_in(lxd_server, project, name, "ip", "-o", "addr", "show", "eth1").stdout
+    assert run_in(lxd_server, project, name, "cat", "/var/tmp/tf-instance").stdout == "terraform-was-here\n"
+
+    # resourceInstanceDelete: Machines.Release (machines=<id>, comment), then wait Releasing → Ready.
+    released = tf.post("machines/", "release", {"machines": sid, "comment": "Released by Terraform"})
+    assert released.status == 200, released.text
+    ready, seen = StateChangeConf(("Releasing",), ("Ready",)).wait(machine_status(tf, sid))
+    assert ready["owner"] is None and seen[-1] == "Ready"
+    erased = lxc_json(lxd_server, f"/1.0/instances/{name}?project={project}")
+    assert not [k for k in erased["config"] if k.startswith("cloud-init.")]
