@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Callable
+
+import orjson
 
 from region.api.domain_handlers import domain_json
 from region.api.interface_json import interface_json, nic_vlan
@@ -146,7 +147,7 @@ def render_views(found: MachineViews) -> list[dict]:
     return [render(v) for v in found.machines]
 
 
-CHUNK_MACHINES = 50  # per json.dumps call: one call holds the GIL, so keep each short
+CHUNK_MACHINES = 100  # per orjson.dumps call (~1 ms): one call holds the GIL, so keep each short
 
 
 def listing_chunks(found: MachineViews) -> list[bytes]:
@@ -155,7 +156,8 @@ def listing_chunks(found: MachineViews) -> list[bytes]:
     render = _renderer(found)
     chunks = [b"["]
     for start in range(0, len(found.machines), CHUNK_MACHINES):
-        part = json.dumps([render(v) for v in found.machines[start:start + CHUNK_MACHINES]])[1:-1]
-        chunks.append((b"," if start else b"") + part.encode())
+        part = orjson.dumps([render(v) for v in found.machines[start:start + CHUNK_MACHINES]],
+                            option=orjson.OPT_NON_STR_KEYS)[1:-1]
+        chunks.append((b"," if start else b"") + part)
     chunks.append(b"]")
     return chunks

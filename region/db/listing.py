@@ -93,7 +93,7 @@ def machines_thd(cur, query: machines.MachineQuery = machines.MachineQuery(), *,
         f" {_qualified(_NAMED, 'z')}, {_qualified(_NAMED, 'p')}, u.username"
         f" FROM (SELECT * FROM machines {where}) m JOIN zones z ON z.id = m.zone_id"
         f" JOIN resource_pools p ON p.id = m.pool_id LEFT JOIN users u ON u.id = m.owner_id ORDER BY m.id", args)
-    selected = cur.fetchall()
+    selected = list(machines.fetched(cur))
     ids = [r[0] for r in selected]
     disks, nics = machines.disks_thd(cur, ids), machines.nics_thd(cur, ids)
     catalog = catalog_thd(cur)

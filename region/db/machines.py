@@ -90,26 +90,41 @@ COLUMNS = (
 )
 
 
+FETCH_BATCH = 2000  # rows per fetch: converting rows holds the GIL, so a big result comes in parts
+
+
+def fetched(cur):
+    """The rows of the last query, a batch at a time (other threads, the reactor's among them,
+    run between batches)."""
+    while batch := cur.fetchmany(FETCH_BATCH):
+        yield from batch
+
+
 def disks_thd(cur, ids: list[int]) -> dict[int, list[MachineDisk]]:
     """The disks of the machines `ids`, by machine id."""
     cur.execute("SELECT machine_id, id, name, size, storage_pool FROM machine_disks"
                 " WHERE machine_id = ANY(%s) ORDER BY id", (ids,))
     disks: dict[int, list[MachineDisk]] = {}
-    for machine_id, *row in cur.fetchall():
+    for machine_id, *row in fetched(cur):
         disks.setdefault(machine_id, []).append(MachineDisk(*row))
     return disks
 
 
 def nics_thd(cur, ids: list[int]) -> dict[int, list[MachineNic]]:
-    """The NICs of the machines `ids` with their links, by machine id (one query)."""
+    """The NICs of the machines `ids` with their links, by machine id (one query: a NIC's row
+    comes once per link, or once with no link)."""
     cur.execute("SELECT i.machine_id, i.id, i.name, i.mac, i.attach_type, i.attach_name, i.vid, i.boot,"
-                " i.vlan_id, i.disconnected, coalesce(json_agg(json_build_array(s.id, s.mode, host(s.ip),"
-                " s.subnet_id, s.default_gateway) ORDER BY s.id) FILTER (WHERE s.id IS NOT NULL), '[]')"
+                " i.vlan_id, i.disconnected, s.id, s.mode, host(s.ip), s.subnet_id, s.default_gateway"
                 " FROM machine_interfaces i LEFT JOIN static_ips s ON s.machine_interface_id = i.id"
-                " WHERE i.machine_id = ANY(%s) GROUP BY i.id ORDER BY i.id", (ids,))
+                " WHERE i.machine_id = ANY(%s) ORDER BY i.id, s.id", (ids,))
     nics: dict[int, list[MachineNic]] = {}
-    for machine_id, *row, links in cur.fetchall():
-        nics.setdefault(machine_id, []).append(MachineNic(*row, links=[InterfaceLink(*link) for link in links]))
+    nic: MachineNic | None = None
+    for machine_id, nic_id, *row in fetched(cur):
+        if nic is None or nic.id != nic_id:
+            nic = MachineNic(nic_id, *row[:8])
+            nics.setdefault(machine_id, []).append(nic)
+        if row[8] is not None:
+            nic.links.append(InterfaceLink(*row[8:]))
     return nics
 
 
