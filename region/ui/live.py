@@ -32,7 +32,7 @@ class ChangeFeed:
     def __init__(self, region, reactor) -> None:
         self.region = region
         self.reactor = reactor
-        self.streams: set[server.Request] = set()
+        self.streams: dict[server.Request, object] = {}  # -> the delayed call that ends it
         self.fingerprint: str | None = None
         self._loop: task.LoopingCall | None = None
         self._polls = 0
@@ -41,21 +41,18 @@ class ChangeFeed:
         return len(self.streams) >= MAX_STREAMS
 
     def add(self, request: server.Request) -> None:
-        self.streams.add(request)
+        self.streams[request] = self.reactor.callLater(MAX_STREAM_SECONDS, request.finish)
         request.notifyFinish().addBoth(lambda _: self._remove(request))
-        self.reactor.callLater(MAX_STREAM_SECONDS, self._expire, request)
         if self._loop is None:
             self._loop = task.LoopingCall(self._poll)
             self._loop.clock = self.reactor
             self._loop.start(POLL_INTERVAL, now=True).addErrback(
                 lambda f: log.failure("web UI change feed stopped", f))
 
-    def _expire(self, request: server.Request) -> None:
-        if request in self.streams:
-            request.finish()
-
     def _remove(self, request: server.Request) -> None:
-        self.streams.discard(request)
+        ending = self.streams.pop(request, None)
+        if ending is not None and ending.active():
+            ending.cancel()
         if not self.streams and self._loop is not None:
             self._loop.stop()
             self._loop, self.fingerprint = None, None

@@ -62,8 +62,9 @@ function vmsTab(host, resources, vms, refresh) {
       h("td", {}, (r.numa_nodes || m.numa_nodes).join(", ") || "—"),
       h("td", {}, m.ip_addresses.join(", ") || "—"),
       h("td", {}, session.user.is_admin ? [
-        act("Power on", () => post(`machines/${m.system_id}/`, { op: "power_on" })), " ",
-        act("Power off", () => post(`machines/${m.system_id}/`, { op: "power_off" })), " ",
+        m.power_state === "on"
+          ? act("Power off", () => post(`machines/${m.system_id}/`, { op: "power_off" }))
+          : act("Power on", () => post(`machines/${m.system_id}/`, { op: "power_on" })), " ",
         h("button", { type: "button", class: "danger", onclick: async (e) => {
           if (!confirm(`Delete ${m.hostname}? The VM and its disks are deleted on the host.`)) return;
           e.target.disabled = true;

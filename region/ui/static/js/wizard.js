@@ -47,7 +47,10 @@ export function addLxdWizard() {
         h("label", {}, h("input", { type: "radio", name: "project_mode", value: "new", checked: v.project_mode !== "existing" }), " New project"),
         h("label", {}, h("input", { type: "radio", name: "project_mode", value: "existing", checked: v.project_mode === "existing" }),
           " Existing project (its VMs are imported as they are, nothing is recommissioned)"),
-        input("project", "Project name", { required: true, pattern: "[A-Za-z0-9_-]{1,63}", title: "1-63 letters, digits, - or _" })),
+        input("project", "Project name", { required: true, pattern: "[A-Za-z0-9_-]{1,63}", title: "1-63 letters, digits, - or _",
+                                           list: "known-projects" }),
+        // Projects other VM hosts use on known servers; LXD lists the rest only once it trusts us.
+        h("datalist", { id: "known-projects" }, [...new Set(hosts.map((x) => x.project).filter(Boolean))].map((p) => h("option", { value: p })))),
       h("fieldset", { onchange: () => { passwordBox.hidden = !form.querySelector("#auth-password").checked; } },
         h("legend", {}, "Authentication"),
         h("label", {}, h("input", { type: "radio", name: "auth", id: "auth-certificate", value: "certificate", checked: v.auth !== "password" }),
