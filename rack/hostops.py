@@ -14,7 +14,7 @@ from common.threadpools import DaemonThreadPool
 from common.logsafe import loggable
 from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef
 from rack import faults
-from rack.drivers.base import VMHostDriver
+from rack.drivers.base import CopyProgress, VMHostDriver
 
 log = Logger()
 
@@ -95,10 +95,10 @@ class HostOperations:
                                instance_name)
 
     async def deploy(self, target: HostTarget, instance_name: str, image: ImageRef, cloud_init: CloudInitData,
-                     profiles: list[str]) -> str:
+                     profiles: list[str], progress: CopyProgress | None = None) -> str:
         driver = self._driver(target.type)
         return await self._run(f"deploying {instance_name} on", target, driver.deploy_machine, instance_name, image,
-                               cloud_init, profiles)
+                               cloud_init, profiles, progress)
 
     async def erase(self, target: HostTarget, instance_name: str, profiles: list[str]) -> None:
         driver = self._driver(target.type)

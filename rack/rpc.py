@@ -87,8 +87,19 @@ class RackClientProtocol(amp.AMP):
 
     @rack_commands.DeployMachine.responder
     async def deploy_machine(self, target: HostTarget, instance_name: str, image: ImageRef,
-                             cloud_init: CloudInitData, profiles: list[str]) -> dict:
-        return {"state": await self.rack.hostops.deploy(target, instance_name, image, cloud_init, profiles)}
+                             cloud_init: CloudInitData, profiles: list[str], progress_id: str | None = None) -> dict:
+        progress = self._progress_reporter(progress_id) if progress_id else None
+        return {"state": await self.rack.hostops.deploy(target, instance_name, image, cloud_init, profiles,
+                                                        progress)}
+
+    def _progress_reporter(self, progress_id: str):
+        """progress(stage, percent) for the driver's thread: sent to the region that asked."""
+        def send(stage: str, percent: int) -> None:
+            if self.transport is not None and not self.transport.disconnecting:
+                self.callRemote(region_commands.DeployProgress, progress_id=progress_id, stage=stage,
+                                percent=percent)
+
+        return lambda stage, percent: self.rack.reactor.callFromThread(send, stage, percent)
 
     @rack_commands.EraseMachine.responder
     async def erase_machine(self, target: HostTarget, instance_name: str, profiles: list[str]) -> dict:

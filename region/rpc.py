@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+from typing import Callable
 from urllib.parse import urlsplit
 
 from twisted.internet import defer, interfaces, protocol, ssl
@@ -82,6 +83,12 @@ class RegionServerProtocol(amp.AMP):
     async def list_regions(self) -> dict:
         return {"regions": await self.registry.db.run(racks.live_region_endpoints_thd)}
 
+    @region_commands.DeployProgress.responder
+    def deploy_progress(self, progress_id: str, stage: str, percent: int) -> dict:
+        if self.rack is not None and self.registry.on_deploy_progress is not None:
+            self.registry.on_deploy_progress(progress_id, stage, percent)
+        return {}
+
     @region_commands.Ping.responder
     def ping(self, payload: bytes) -> dict:
         return {"payload": payload}
@@ -119,6 +126,8 @@ class RackRegistry:
         self._by_rack: dict[str, list[RegionServerProtocol]] = {}
         self._pending: set[defer.Deferred] = set()
         self._revoked: set[str] = set()  # fingerprints of deleted racks' certificates
+        # (progress_id, stage, percent) -> None: where DeployProgress reports go (services/deploy.py)
+        self.on_deploy_progress: Callable[[str, str, int], None] | None = None
         self._last_revocation = 0
 
     def factory(self, tls_options: ssl.CertificateOptions) -> protocol.Factory:

@@ -186,6 +186,7 @@ class RegionService(service.MultiService):
                                           cfg.rpc_handshake_timeout))
         _RegionPresence(self.db, self.rpc, self.region_id, self.reactor).setServiceParent(self)
         await self.rpc.sync_revocations()
+        self.rpc.on_deploy_progress = lambda *report: deploy.copy_progress(Context(self), *report)
         self.ca = await self.db.run(load_or_create_ca_thd, self.box)
         secret = await self.db.run(secrets.get_or_create_thd, self.box, secrets.ENROLLMENT_SECRET,
                                    secrets.new_enrolment_secret)

@@ -185,12 +185,13 @@ class HostManager:
         return (await self._measured("power", call))["state"]
 
     async def deploy(self, target: HostTarget, instance_name: str, image: ImageRef, cloud_init: CloudInitData,
-                     profiles: list[str]) -> str:
+                     profiles: list[str], progress_id: str | None = None) -> str:
         """Rebuild the instance from the image and start it; the power state afterwards.  Not
-        repeated through another rack after a lost call (the first may still be at work)."""
+        repeated through another rack after a lost call (the first may still be at work).  The
+        rack reports the image copy as DeployProgress(progress_id)."""
         call = self._call(rack_commands.DeployMachine, idempotent=False, timeout=DEPLOY_RPC_TIMEOUT,
                           target=target, instance_name=instance_name, image=image,
-                          cloud_init=cloud_init, profiles=profiles)
+                          cloud_init=cloud_init, profiles=profiles, progress_id=progress_id)
         return (await self._measured("deploy", call))["state"]
 
     async def erase(self, target: HostTarget, instance_name: str, profiles: list[str]) -> None:

@@ -74,7 +74,7 @@ CALLS = {
     rack_commands.ComposeVM: ({"target": TARGET, "request": REQUEST}, {"vm": VM}),
     rack_commands.PowerVM: ({"target": TARGET, "instance_name": "vm1", "action": "on"}, {"state": "on"}),
     rack_commands.DeployMachine: ({"target": TARGET, "instance_name": "vm1", "image": IMAGE, "cloud_init": CLOUD_INIT,
-                                   "profiles": ["gpu"]}, {"state": "on"}),
+                                   "profiles": ["gpu"], "progress_id": "m1"}, {"state": "on"}),
     rack_commands.EraseMachine: ({"target": TARGET, "instance_name": "vm1", "profiles": []}, {}),
     rack_commands.CloudInitStatus: ({"target": TARGET, "instance_name": "vm1"},
                                     {"status": "done", "detail": "status: done"}),
@@ -134,6 +134,20 @@ def test_every_host_command_is_covered():
                      if isinstance(c, type) and issubclass(c, amp.Command) and c is not amp.Command}
     region_side = {region_commands.RegisterRack, region_commands.Ping, region_commands.ListRegions}
     assert host_commands | region_side == set(CALLS)
+
+
+def test_deploy_progress_arrives_unanswered():
+    server = Answering()
+    client, pump = connected(server)
+    CALLS[region_commands.DeployProgress] = ({"progress_id": "m1", "stage": "fetching", "percent": 45}, {})
+    try:
+        assert client.callRemote(region_commands.DeployProgress, progress_id="m1", stage="fetching",
+                                 percent=45) is None
+        pump.flush()
+    finally:
+        del CALLS[region_commands.DeployProgress]
+    assert server.received == [(region_commands.DeployProgress,
+                                {"progress_id": "m1", "stage": "fetching", "percent": 45})]
 
 
 @pytest.mark.parametrize("error_class", list(rack_commands.HOST_ERRORS), ids=lambda c: c.__name__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import email
 import gzip
+import re
 import shlex
 import subprocess
 import time
@@ -134,7 +135,11 @@ def test_a_container_is_deployed_with_real_cloud_init_and_reports_over_the_webho
     assert deployed["osystem"] and deployed["distro_series"] == "custom/bookworm"
     # The host now holds the image, and its details say so (by the fingerprint LXD knows it by).
     held = admin.get(f"vm-hosts/{hid}/").json()["images"]
-    assert [i["name"] for i in held] == ["custom/bookworm"]
+    assert [(i["name"], i["copying"]) for i in held] == [("custom/bookworm", None)]
+    # The rack reported the copy to the host as it went (DeployProgress), at most every 2 s.
+    copied = re.findall(rf"deploy of {sid}: Copying image custom/bookworm to host {host['name']}: (\d+)% "
+                        rf"\((fetching it from the region|importing it into LXD)\)", lxd_region.output())
+    assert copied and ("100", "importing it into LXD") in copied, copied
     assert any(img["fingerprint"] == held[0]["fingerprint"]
                for img in lxc_json(lxd_server, f"/1.0/images?project={project}&recursion=1"))
 

@@ -19,6 +19,7 @@ from common.models import CloudInitData, HostTarget, ImageRef, RequestedDisk, Re
 from devstack.debian_image import debian_image
 from rack.drivers.base import DriverError
 from rack.drivers.lxd import LXDDriver
+from rack.drivers.lxd_deploy import _Throttled
 from region.services import cloudinit
 from tests.fixtures.lxd import lxc_json
 from tests.test_lxd_compose import _host, _make_project, _request, bridge, driver, trusted  # noqa: F401
@@ -152,11 +153,12 @@ def test_concurrent_deploys_import_an_image_once(lxd_server, driver, trusted, pr
     target = in_project(trusted, project)
     before = images.downloads.count(image.fingerprint)
     errors: list[Exception] = []
+    reports: list[tuple[str, int]] = []  # progress of the one copy, whichever thread makes it
 
     def ensure() -> None:
         try:
             with driver._connect(target, None) as (client, _):
-                driver._ensure_image(client, target, image)
+                driver._ensure_image(client, target, image, _Throttled(lambda *report: reports.append(report)))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -167,6 +169,11 @@ def test_concurrent_deploys_import_an_image_once(lxd_server, driver, trusted, pr
         t.join()
     assert not errors and images.downloads.count(image.fingerprint) == before + 1
     assert lxc_json(lxd_server, f"/1.0/images/{image.fingerprint}?project={project}")["type"] == "container"
+    # Reported as it went: each stage from its first bytes to 100%, at most every 2 s between.
+    assert [r for r in reports if r[1] == 100] == [("fetching", 100), ("importing", 100)]
+    assert [stage for stage, _ in reports] == sorted((stage for stage, _ in reports), key=["fetching",
+                                                                                             "importing"].index)
+    assert len(reports) <= 4 + 2 * 60  # never a report per block
 
 
 def test_a_damaged_download_is_refused_and_nothing_is_touched(lxd_server, driver, trusted, project, images,

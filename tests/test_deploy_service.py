@@ -47,7 +47,7 @@ class DeployRack(ComposeRack):
     gate: defer.Deferred | None = None  # DeployMachine waits for it when set
 
     async def deploy(self, target: HostTarget, instance_name: str, image: ImageRef, cloud_init: CloudInitData,
-                     profiles: list[str]) -> str:
+                     profiles: list[str], progress_id: str | None = None) -> str:
         self.jobs.append(("deploy", instance_name, image, cloud_init, profiles))
         if self.gate is not None:
             await self.gate

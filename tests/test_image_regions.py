@@ -13,7 +13,7 @@ import requests
 
 from common.hosterrors import DriverError
 from common.models import ImageRef
-from rack.drivers.lxd_deploy import _download
+from rack.drivers.lxd_deploy import _download, _Throttled
 from region.services import images
 from tests.fixtures.http import Api
 from tests.fixtures.images import create, rootfs_tgz, upload
@@ -41,7 +41,7 @@ def test_a_region_without_the_image_sends_racks_to_the_one_that_has_it(region, a
     # The rack's own download follows the redirect with its token and checks the bytes.
     size = (region.data_dir / "images" / f"lxd-{fingerprint}.tar").stat().st_size
     received = io.BytesIO()
-    _download(ImageRef(fingerprint, url, token, size, "tgz"), received)
+    _download(ImageRef(fingerprint, url, token, size, "tgz"), received, _Throttled(None))
     assert hashlib.sha256(received.getvalue()).hexdigest() == fingerprint
 
     # No redirect for a bad token or an unknown image; nothing at all once the image is deleted.
@@ -49,4 +49,4 @@ def test_a_region_without_the_image_sends_racks_to_the_one_that_has_it(region, a
     assert bad.status_code == 403 and "Location" not in bad.headers
     assert Api(second.api, admin_api.apikey).delete(f"boot-resources/{done['id']}/").status == 204
     with pytest.raises(DriverError, match="HTTP 404"):
-        _download(ImageRef(fingerprint, url, token, size, "tgz"), io.BytesIO())
+        _download(ImageRef(fingerprint, url, token, size, "tgz"), io.BytesIO(), _Throttled(None))

@@ -79,7 +79,7 @@ class FakeDriver:
     def power_off(self, target, instance_name):
         return self._call("power_off", target, instance_name, result="off")
 
-    def deploy_machine(self, target, instance_name, image, cloud_init, profiles):
+    def deploy_machine(self, target, instance_name, image, cloud_init, profiles, progress=None):
         return self._call("deploy_machine", target, instance_name, image, cloud_init, profiles, result="on")
 
     def erase_machine(self, target, instance_name, profiles):

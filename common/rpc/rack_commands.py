@@ -109,11 +109,14 @@ class DeployMachine(amp.Command):
     The host gets the image first if it lacks it (the rack fetches it from the region with the
     image's token and imports it).  The instance keeps its devices, MACs, volumes and limits;
     `profiles` are added to its profiles.  Answers the power state afterwards; LXD's refusal to
-    start is a HOST_ACTION_FAILED with LXD's reason, the rebuilt instance left in place.  :since: 1"""
+    start is a HOST_ACTION_FAILED with LXD's reason, the rebuilt instance left in place.  With a
+    `progress_id` the rack reports the image copy with DeployProgress on the same connection.
+    :since: 1"""
 
     arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode()), (b"image", AttrsArgument(ImageRef)),
                                 (b"cloud_init", AttrsArgument(CloudInitData)),
-                                (b"profiles", amp.ListOf(amp.Unicode()))]
+                                (b"profiles", amp.ListOf(amp.Unicode())),
+                                (b"progress_id", amp.Unicode(optional=True))]
     response = [(b"state", amp.Unicode())]
     errors = HOST_ERRORS
 

@@ -43,3 +43,13 @@ class ListRegions(amp.Command):
 
     arguments: list = []
     response = [(b"regions", AttrsArgument(list[RegionEndpoint]))]
+
+
+class DeployProgress(amp.Command):
+    """How far a rack is in copying an image to a VM host for a deploy (`DeployMachine`'s
+    `progress_id`): `stage` is "fetching" (from the region) or "importing" (into LXD), `percent`
+    0-100.  Sent at most every few seconds; unanswered.  :since: 1"""
+
+    arguments = [(b"progress_id", amp.Unicode()), (b"stage", amp.Unicode()), (b"percent", amp.Integer())]
+    response: list = []
+    requiresAnswer = False

@@ -8,7 +8,7 @@ to show to the user as is (it never contains a password or a key).
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from common.hosterrors import (  # noqa: F401  (re-exported for drivers)
     DriverError,
@@ -21,6 +21,9 @@ from common.hosterrors import (  # noqa: F401  (re-exported for drivers)
     WrongTrustPassword,
 )
 from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef, Project
+
+# progress(stage, percent) while an image is copied to a host: stage "fetching" or "importing".
+CopyProgress = Callable[[str, int], None]
 
 
 @runtime_checkable
@@ -64,11 +67,12 @@ class VMHostDriver(Protocol):
         ...
 
     def deploy_machine(self, target: HostTarget, instance_name: str, image: ImageRef, cloud_init: CloudInitData,
-                       profiles: list[str]) -> str:
+                       profiles: list[str], progress: CopyProgress | None = None) -> str:
         """Get the image onto the host if it lacks it, rebuild the instance's root disk from it
         (same devices, MACs, volumes, limits; `profiles` added), hand cloud-init its data and
         start it; the power state afterwards.  A refused start raises DriverError with the
-        host's reason and leaves the rebuilt instance."""
+        host's reason and leaves the rebuilt instance.  `progress(stage, percent)` is called
+        (from the driver's thread, at most every few seconds) while the image is copied."""
         ...
 
     def erase_machine(self, target: HostTarget, instance_name: str, profiles: list[str]) -> None:

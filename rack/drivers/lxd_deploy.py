@@ -18,6 +18,7 @@ import hashlib
 import re
 import tempfile
 import threading
+import time
 import urllib.parse
 from typing import Any
 
@@ -26,6 +27,7 @@ from pylxd import exceptions as lxd_exc
 
 from common.hosterrors import DriverError
 from common.models import CloudInitData, HostTarget, ImageRef
+from rack.drivers.base import CopyProgress
 from rack.drivers.lxd_compose import OperationFailed, lxd_error
 from rack.drivers.lxd_instances import STOPPED
 
@@ -36,6 +38,7 @@ _LEGACY_KEYS = ("user.user-data", "user.network-config", "user.vendor-data", "us
 CONFIG_DRIVE = "cloud-init"  # device name of the config drive VMs get (no lxd-agent needed)
 DOWNLOAD_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds while fetching an image from the region
 DOWNLOAD_CHUNK = 1 << 20
+PROGRESS_INTERVAL = 2.0  # seconds between progress reports while an image is copied to a host
 MAX_REDIRECTS = 3  # from a region without the image to one holding it
 START_TIMEOUT = 120  # seconds LXD may take to start the instance
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
@@ -118,13 +121,13 @@ class LXDDeployMixin:
     """deploy_machine, erase_machine and cloud_init_status for LXDDriver."""
 
     def deploy_machine(self, target: HostTarget, instance_name: str, image: ImageRef,
-                       cloud_init: CloudInitData, profiles: list[str]) -> str:
+                       cloud_init: CloudInitData, profiles: list[str], progress: CopyProgress | None = None) -> str:
         check_arguments(instance_name, profiles)
         if not _FINGERPRINT.match(image.fingerprint):
             raise DriverError(f"invalid image fingerprint {image.fingerprint!r}")
         with self._connect(target, None) as (client, _):
             params = {"project": target.project}
-            image_type = self._ensure_image(client, target, image)
+            image_type = self._ensure_image(client, target, image, _Throttled(progress))
             old = self._read_instance(client, instance_name, params)
             if image_type and image_type != old.get("type"):
                 raise DriverError(f"the image is for a {image_type}, but {instance_name!r} is a {old.get('type')}")
@@ -176,18 +179,19 @@ class LXDDeployMixin:
         except lxd_exc.LXDAPIException as e:
             raise DriverError(f"cannot read LXD instance {name!r}: {lxd_error(e)}") from None
 
-    def _ensure_image(self, client, target: HostTarget, image: ImageRef) -> str | None:
+    def _ensure_image(self, client, target: HostTarget, image: ImageRef, progress: "_Throttled") -> str | None:
         """Import the image into the target's project unless it is there; its type."""
         params = {"project": target.project}
         with _import_lock(target.address, target.project, image.fingerprint):
             found = self._image_info(client, image.fingerprint, params)
             if found is None:
                 with tempfile.TemporaryFile(prefix="vmyard-image-") as data:
-                    _download(image, data)
+                    _download(image, data, progress)
                     data.seek(0)
                     what = f"LXD could not import image {image.fingerprint[:12]}"
                     try:
-                        self._run(client, what, client.api.images.post, params=params, data=data,
+                        self._run(client, what, client.api.images.post, params=params,
+                                  data=_CountingReader(data, image.size, progress),
                                   headers={"Content-Type": "application/octet-stream"})
                     except (DriverError, OperationFailed):
                         if self._image_info(client, image.fingerprint, params) is None:
@@ -239,7 +243,44 @@ class LXDDeployMixin:
         return text
 
 
-def _download(image: ImageRef, into) -> None:
+class _Throttled:
+    """The driver's progress callback, called at most every PROGRESS_INTERVAL seconds per stage
+    (and at once on a stage's first and last bytes), never twice the same; a no-op without a
+    callback."""
+
+    def __init__(self, progress: CopyProgress | None) -> None:
+        self.progress = progress
+        self._last: tuple[str, int, float] | None = None  # stage, percent, when
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        percent = min(100, done * 100 // total) if total > 0 else 100
+        now = time.monotonic()
+        if self._last is not None and self._last[0] == stage and (
+                percent == self._last[1] or (percent < 100 and now - self._last[2] < PROGRESS_INTERVAL)):
+            return
+        self._last = (stage, percent, now)
+        self.progress(stage, percent)
+
+
+class _CountingReader:
+    """The image file as LXD's import reads it, reporting how much has been sent."""
+
+    def __init__(self, f, size: int, progress: _Throttled) -> None:
+        self.f, self.size, self.progress, self.sent = f, size, progress, 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.sent += len(data)
+        self.progress("importing", self.sent, self.size)
+        return data
+
+
+def _download(image: ImageRef, into, progress: _Throttled) -> None:
     """The image from the region into `into`, checked against its size and sha256.  A region
     without the file redirects to one that has it; the redirect is followed with the same token
     (requests would drop the Authorization header on the way to another port)."""
@@ -263,6 +304,7 @@ def _download(image: ImageRef, into) -> None:
                         raise DriverError(f"the image from the region is larger than its {image.size} bytes")
                     digest.update(chunk)
                     into.write(chunk)
+                    progress("fetching", received, image.size)
                 break
         else:
             raise DriverError(f"the image download was redirected more than {MAX_REDIRECTS} times")

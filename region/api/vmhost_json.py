@@ -61,7 +61,7 @@ def host_json(view: HostView, collection: str, *, admin: bool) -> dict:
         "used": used,
         "available": {k: total[k] - used[k] for k in total},
         "images": [{"id": i.resource_id, "name": i.name, "architecture": i.architecture,
-                    "fingerprint": i.lxd_fingerprint} for i in view.images],
+                    "fingerprint": i.lxd_fingerprint, "copying": i.copying} for i in view.images],
         "zone": zone_json(view.zone),
         "pool": pool_json(view.pool),
         "cpu_over_commit_ratio": float(host.cpu_over_commit_ratio),

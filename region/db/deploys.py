@@ -138,3 +138,24 @@ def deploying_thd(cur) -> list[DeployingMachine]:
     return [DeployingMachine(*r[:6], float(r[6])) for r in cur.fetchall()]
 
 
+
+
+@attrs.frozen
+class CopyTarget:
+    """What a deploying machine's image copy is about: its image and its host."""
+
+    host_id: int
+    host_name: str
+    resource_id: int
+    resource_name: str
+    lxd_fingerprint: str
+
+
+def copy_target_thd(cur, system_id: str) -> CopyTarget | None:
+    """None once the rack step is over (a late report changes nothing)."""
+    cur.execute("SELECT h.id, h.name, r.id, r.name, r.lxd_fingerprint FROM machines m"
+                " JOIN vm_hosts h ON h.id = m.host_id JOIN boot_resources r ON r.id = m.deploy_resource_id"
+                " WHERE m.system_id = %s AND m.status = 'deploying' AND m.deploy_region IS NOT NULL"
+                " AND r.lxd_fingerprint IS NOT NULL", (system_id,))
+    row = cur.fetchone()
+    return None if row is None else CopyTarget(*row)

@@ -147,20 +147,38 @@ class HostImage:
     name: str
     architecture: str
     lxd_fingerprint: str
+    copying: int | None = None  # percent while a rack still copies it to the host
 
 
 def record_on_host_thd(cur, resource_id: int, host_id: int, lxd_fingerprint: str) -> None:
     cur.execute(
         "INSERT INTO boot_resource_hosts (resource_id, host_id, lxd_fingerprint) VALUES (%s, %s, %s)"
-        " ON CONFLICT (resource_id, host_id) DO UPDATE SET lxd_fingerprint = EXCLUDED.lxd_fingerprint",
+        " ON CONFLICT (resource_id, host_id) DO UPDATE SET lxd_fingerprint = EXCLUDED.lxd_fingerprint,"
+        " copying = NULL",
         (resource_id, host_id, lxd_fingerprint),
     )
+
+
+def record_copying_thd(cur, resource_id: int, host_id: int, lxd_fingerprint: str, percent: int) -> None:
+    """A rack is copying the image to the host (never undoes a copy already there)."""
+    cur.execute(
+        "INSERT INTO boot_resource_hosts (resource_id, host_id, lxd_fingerprint, copying) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (resource_id, host_id) DO UPDATE SET copying = EXCLUDED.copying"
+        " WHERE boot_resource_hosts.copying IS NOT NULL",
+        (resource_id, host_id, lxd_fingerprint, percent),
+    )
+
+
+def forget_copy_thd(cur, resource_id: int, host_id: int) -> None:
+    """A copy that did not finish: the host does not hold the image."""
+    cur.execute("DELETE FROM boot_resource_hosts WHERE resource_id = %s AND host_id = %s AND copying IS NOT NULL",
+                (resource_id, host_id))
 
 
 def held_by_hosts_thd(cur) -> dict[int, list[HostImage]]:
     """Every host's images, by host id (one query for any number of hosts)."""
     cur.execute(
-        "SELECT h.host_id, r.id, r.name, r.architecture, h.lxd_fingerprint"
+        "SELECT h.host_id, r.id, r.name, r.architecture, h.lxd_fingerprint, h.copying"
         " FROM boot_resource_hosts h JOIN boot_resources r ON r.id = h.resource_id ORDER BY r.name, r.id"
     )
     held: dict[int, list[HostImage]] = {}

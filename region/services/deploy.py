@@ -152,13 +152,13 @@ async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, 
         _, target = await ctx.hosts.target(m.host_id)
         faults.deploy_step(faults.BEFORE_RACK)
         state = await ctx.hosts.deploy(compose.for_project(target, m.project), m.instance_name, image, cloud_init,
-                                       data.profiles)
+                                       data.profiles, progress_id=m.system_id)
     except (hosterrors.DriverError, NoRackConnected) as e:
-        await _fail(ctx, m.system_id, f"Deployment failed: {e}")
+        await _fail(ctx, m.system_id, f"Deployment failed: {e}", copy_of=(resource.id, m.host_id))
         return
     except Exception as e:  # recorded on the machine rather than lost in the background
         log.failure("deploy of {system_id} failed", system_id=m.system_id)
-        await _fail(ctx, m.system_id, f"Deployment failed: {type(e).__name__}: {e}")
+        await _fail(ctx, m.system_id, f"Deployment failed: {type(e).__name__}: {e}", copy_of=(resource.id, m.host_id))
         return
 
     def booted_thd(cur):
@@ -170,8 +170,11 @@ async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, 
     await ctx.db.run(booted_thd)
 
 
-async def _fail(ctx: Context, system_id: str, message: str) -> None:
+async def _fail(ctx: Context, system_id: str, message: str, *, copy_of: tuple[int, int] | None = None) -> None:
+    """Failed deployment; `copy_of` (image id, host id): an image copy it may have left unfinished."""
     def fail_thd(cur):
+        if copy_of is not None:
+            image_rows.forget_copy_thd(cur, *copy_of)
         if deploys.set_status_thd(cur, system_id, "failed_deployment", _status_message(message),
                                   expect=("deploying",)):
             ctx.audit_thd(cur, "MACHINE_DEPLOY_FAILED", message, "machine", system_id)
@@ -189,6 +192,33 @@ async def _deployed(ctx: Context, system_id: str, how: str) -> None:
 
     if await ctx.db.run(deployed_thd):
         log.info("{system_id} deployed ({how})", system_id=system_id, how=how)
+
+
+def copy_progress(ctx: Context, system_id: str, stage: str, percent: int) -> None:
+    """A rack's DeployProgress: the machine's status_message and the host's images show it."""
+    _in_background(_record_copy_progress(ctx, system_id, stage, max(0, min(100, percent))))
+
+
+async def _record_copy_progress(ctx: Context, system_id: str, stage: str, percent: int) -> None:
+    doing = {"fetching": "fetching it from the region", "importing": "importing it into LXD"}.get(stage, "")
+
+    def progress_thd(cur):
+        target = deploys.copy_target_thd(cur, system_id)
+        if target is None:  # the deploy is over, or the report is not about one
+            return None
+        message = f"Copying image {target.resource_name} to host {target.host_name}: {percent}%" + (
+            f" ({doing})" if doing else "")
+        image_rows.record_copying_thd(cur, target.resource_id, target.host_id, target.lxd_fingerprint, percent)
+        deploys.set_message_thd(cur, system_id, message, expect=("deploying",))
+        return message
+
+    try:
+        message = await ctx.db.run(progress_thd)
+    except Exception:  # a progress report is worth a log line, not a failed deploy
+        log.failure("recording the image copy progress of {system_id} failed", system_id=loggable(system_id))
+        return
+    if message:
+        log.info("deploy of {system_id}: {message}", system_id=system_id, message=message)
 
 
 # -- cloud-init reporting back ------------------------------------------------------------------------
