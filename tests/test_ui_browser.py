@@ -60,9 +60,11 @@ def test_add_host_overcommit_compose_numa_delete(screens, admin, lxd_server, lxd
     cert = ui.find("#cert-pem").get_attribute("value")
     assert cert.startswith("-----BEGIN CERTIFICATE-----")
     ui.wait_text("#trust-status", "Waiting")
-    # Leaving and coming back keeps the wizard where it was.
-    ui.go("#/machines")
-    ui.find("#machines")
+    # Leaving and coming back keeps the wizard where it was; meanwhile the list shows the host
+    # awaiting trust, with the command that fixes it.
+    ui.go("#/kvm/lxd")
+    ui.wait_text(f'tr[data-host="{name}"] .badge', "awaiting trust")
+    assert "lxc config trust add" in ui.text_of(f'tr[data-host="{name}"] .fix')
     ui.go("#/kvm/add-lxd")
     assert ui.find("#cert-pem").get_attribute("value") == cert
     ui.shot("04-wizard-trust")
@@ -160,6 +162,18 @@ def test_add_host_overcommit_compose_numa_delete(screens, admin, lxd_server, lxd
     ui.until(lambda: not ui.driver.find_elements(By.CSS_SELECTOR, 'tr[data-vm="uivm"]'), what="VM row gone")
     assert all(m["hostname"] != "uivm" for m in admin.get("machines/").json())
     assert lxc_missing(lxd_server, f"/1.0/instances/uivm?project={project}")
+
+    # A second host with a trust password: connected at once, the password never stored.
+    ui.go("#/kvm/add-lxd")
+    other = unique("uipw")
+    ui.fill("#add-name", other)
+    ui.fill("#add-power_address", lxd_server.address)
+    ui.fill("#add-project", unique("uiproj"))
+    ui.click("#auth-password")
+    ui.fill("#add-password", lxd_server.trust_password)
+    ui.press("Next")
+    ui.wait_text("#add-done", "Connected")
+    assert next(h for h in admin.get("vm-hosts/").json() if h["name"] == other)["state"] == "ready"
 
     ui.click("#logout")
     ui.find("#login-username")
