@@ -144,6 +144,10 @@ def test_juju_bootstrap_flow_deploys_a_container_for_real(lab, lxd_server, lxd_r
     # ControllerInstances: the machines whose owner data says controller (gomaasapi filters itself).
     listed = juju.get("machines/", query={"agent_name": MODEL_UUID}).json()
     assert [m["system_id"] for m in listed if m["owner_data"].get("juju-is-controller") == "true"] == [sid]
+    # gomaasapi MachinesArgs also filters by tags (every one) and domain.
+    tagged = juju.get("machines/", query={"tags": "juju-ok", "domain": "maas", "agent_name": MODEL_UUID}).json()
+    assert [m["system_id"] for m in tagged] == [sid]
+    assert juju.get("machines/", query={"tags": ["juju-ok", "nosuch"]}).json() == []
     # maasNetworkInterfaces reads addresses from interface_set[].links[] with whole subnets.
     (link,) = final["interface_set"][0]["links"]
     assert link["ip_address"] == "10.30.0.61" and link["subnet"]["cidr"] == "10.30.0.0/24"

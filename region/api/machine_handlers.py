@@ -40,13 +40,16 @@ class MachinesHandler(AllocateOperations, Handler):
         :type owner: String
         :param domain: Optional. Only machines in this domain (name or id).
         :type domain: String
+        :param tags: Optional. Only machines with every one of these tags (repeatable).
+        :type tags: String
         """
         params = call.params
         query = MachineQuery(hostnames=tuple(params.getlist("hostname")), system_ids=tuple(params.getlist("id")),
                              mac_addresses=tuple(params.getlist("mac_address")), zone=params.get("zone") or None,
                              pool=params.get("pool") or None, agent_name=params.get("agent_name") or None,
                              statuses=tuple(_status(s) for s in params.getlist("status")),
-                             owners=tuple(params.getlist("owner")))
+                             owners=tuple(params.getlist("owner")),
+                             tags=tuple(params.getlist("tags", split_commas=True)))
         found = await machines.list_machines(call.ctx, query, domain=params.get("domain") or None)
         return await streamed(listing_chunks, found)
 

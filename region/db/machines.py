@@ -145,7 +145,7 @@ class MachineQuery:
     zone: str | None = None  # name
     pool: str | None = None  # name
     agent_name: str | None = None  # allocated with this agent name (Juju: its model)
-    tag: str | None = None
+    tags: tuple[str, ...] = ()  # every one of them
     host_id: int | None = None
     owner_id: int | None = None
     statuses: tuple[str, ...] = ()  # vmyard status names
@@ -176,8 +176,8 @@ def where_clause(query: MachineQuery, visible_to: int | None = None,
         require("pool_id IN (SELECT id FROM resource_pools WHERE name = %s)", query.pool)
     if query.agent_name:
         require("agent_name = %s", query.agent_name)
-    if query.tag:
-        require("%s = ANY(tags)", query.tag)
+    if query.tags:
+        require("tags @> %s::text[]", list(query.tags))
     if query.host_id is not None:
         require("host_id = %s", query.host_id)
     if query.owner_id is not None:

@@ -84,7 +84,7 @@ async def delete(ctx: Context, name: str) -> Tag:
 async def tagged_machines(ctx: Context, name: str) -> MachineViews:
     def tagged_thd(cur):
         tag = tags.get_thd(cur, name)  # an unknown tag is NotFound
-        return visible_views_thd(cur, ctx, MachineQuery(tag=tag.name))
+        return visible_views_thd(cur, ctx, MachineQuery(tags=(tag.name,)))
 
     return await ctx.db.run(tagged_thd)
 
