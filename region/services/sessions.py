@@ -14,7 +14,7 @@ import secrets
 
 import attrs
 
-from region.db import sessions, ui_changes, users
+from region.db import sessions, users
 from region.db.sessions import SessionUser
 from region.services import login
 from region.services.context import Context
@@ -83,8 +83,3 @@ async def logout(ctx: Context, key: str, csrf_token: str) -> None:
                                                       found.user.username)
 
     await ctx.db.run(delete_thd)
-
-
-async def changes_fingerprint(ctx: Context) -> str:
-    """What the UI's live updates compare: it differs whenever a host, machine or image changed."""
-    return await ctx.db.run(ui_changes.fingerprint_thd)

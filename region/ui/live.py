@@ -15,7 +15,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.web import server
 
-from region.services import sessions
+from region.services import live_updates, sessions
 from region.services.context import Context
 from region.ui.auth import session_key
 from region.ui.responses import write_error, write_json
@@ -59,7 +59,7 @@ class ChangeFeed:
 
     async def _fingerprint(self) -> str | None:
         try:
-            return await sessions.changes_fingerprint(Context(self.region))
+            return await live_updates.changes_fingerprint(Context(self.region))
         except Exception:  # the database is down or the region is stopping: try at the next poll
             log.failure("web UI change feed could not read the fingerprint")
             return None
