@@ -3,7 +3,9 @@
 The Go program in tests/clients/gomaasapi/ does what Juju's MAAS provider
 does: NewController, Zones, Spaces, AllocateMachine with an interface
 constraint on a space (vmyard composes a VM on demand), SetOwnerData,
-Machines by agent name, ReleaseMachines, and checks the machine is gone.
+Machines by agent name, the links of an interface the test linked STATIC
+meanwhile (as Juju's maasNetworkInterfaces reads them), ReleaseMachines,
+and checks the machine is gone.
 It is built offline from the Debian packages (GOPATH mode, no module proxy)
 and cached by the hash of its source and the Go version.
 """
@@ -22,6 +24,7 @@ import pytest
 
 from tests.conftest import make_user, region_box
 from tests.fixtures import images
+from tests.fixtures.http import Api
 from tests.fixtures.lxd import lxc_json, lxc_missing
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
 
@@ -84,6 +87,12 @@ def test_juju_client_allocates_a_composed_vm_by_space_and_releases_it(gomaasapi_
         instance = lxc_json(lxd_server, f"/1.0/instances/{got['hostname']}?project={project}")
         nic = instance["devices"][f"eth{dmz}"]
         assert nic["parent"] == bridges[1]
+        # Linked STATIC through the interfaces API (as its owner), read back by gomaasapi below.
+        juju = Api(lxd_region.api, juju_key)
+        linked = juju.post(f"nodes/{got['system_id']}/interfaces/{got['interface_set'][0]['id']}/",
+                           data={"op": "link_subnet", "mode": "STATIC", "subnet": "10.30.0.0/24",
+                                 "ip_address": "10.30.0.45"})
+        assert linked.status == 200, linked.text
         proc.stdin.write("\n")
         proc.stdin.flush()
         rest, err = proc.communicate(timeout=120)
@@ -112,6 +121,10 @@ def test_juju_client_allocates_a_composed_vm_by_space_and_releases_it(gomaasapi_
     assert got["owner_data"] == {"juju-machine-id": "0"}
     assert got["machines_by_agent"] == [got["system_id"]]
 
+    (link,) = json.loads(rest.strip().splitlines()[-2])["links"]
+    assert link["interface"] == f"eth{dmz}" and link["id"] == linked.json()["links"][0]["id"]
+    assert (link["mode"], link["ip_address"], link["cidr"], link["vid"]) == ("static", "10.30.0.45", "10.30.0.0/24", 30)
+    assert link["gateway_ip"] == "10.30.0.1" and link["dns_servers"] == []
     released = json.loads(rest.strip().splitlines()[-1])
     assert released == {"released": got["system_id"], "machines_after_release": 0}
     assert lxc_missing(lxd_server, f"/1.0/instances/{got['hostname']}?project={project}")

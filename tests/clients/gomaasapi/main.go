@@ -4,8 +4,9 @@
 // interface constraint on a space (vmyard composes a VM for it), set owner
 // data, find it by agent name, release it, and check that it is gone.
 //
-// It prints two JSON lines on stdout: the allocation, then (after a line on
-// stdin when -pause is given, so a test can look at the VM) the release.
+// It prints three JSON lines on stdout: the allocation, then (after a line on
+// stdin when -pause is given, so a test can look at the VM or link its interfaces)
+// the machine's interface links as gomaasapi reads them, then the release.
 // Any client-side error (a schema check, a bad id in constraints_by_type)
 // ends it with a non-zero exit and the error on stderr.
 //
@@ -63,6 +64,17 @@ type report struct {
 	Storage    map[string][]disk `json:"storage_matches"`
 	OwnerData  map[string]string `json:"owner_data"`
 	ByAgent    []string          `json:"machines_by_agent"`
+}
+
+type linkReport struct {
+	Interface string   `json:"interface"`
+	ID        int      `json:"id"`
+	Mode      string   `json:"mode"`
+	IP        string   `json:"ip_address"`
+	CIDR      string   `json:"cidr"`
+	VID       int      `json:"vid"`
+	Gateway   string   `json:"gateway_ip"`
+	DNS       []string `json:"dns_servers"`
 }
 
 type released struct {
@@ -190,6 +202,24 @@ func main() {
 	}
 	if *pause {
 		bufio.NewReader(os.Stdin).ReadString('\n')
+	}
+	// What Juju's maasNetworkInterfaces reads: each interface's links, with whole subnets.
+	again, err := ctrl.Machines(gomaasapi.MachinesArgs{SystemIDs: []string{machine.SystemID()}})
+	if err != nil || len(again) != 1 {
+		fail("Machines(links)", fmt.Errorf("%v (%d machines)", err, len(again)))
+	}
+	links := []linkReport{}
+	for _, i := range again[0].InterfaceSet() {
+		for _, l := range i.Links() {
+			r := linkReport{Interface: i.Name(), ID: l.ID(), Mode: l.Mode(), IP: l.IPAddress()}
+			if s := l.Subnet(); s != nil {
+				r.CIDR, r.VID, r.Gateway, r.DNS = s.CIDR(), s.VLAN().VID(), s.Gateway(), append([]string{}, s.DNSServers()...)
+			}
+			links = append(links, r)
+		}
+	}
+	if err := enc.Encode(map[string][]linkReport{"links": links}); err != nil {
+		fail("encode", err)
 	}
 
 	if err := ctrl.ReleaseMachines(gomaasapi.ReleaseMachinesArgs{SystemIDs: []string{machine.SystemID()}, Comment: "done"}); err != nil {
