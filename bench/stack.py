@@ -95,7 +95,8 @@ def register_lxd(api: Client, lxd: LxdServer) -> dict:
 
 
 @contextlib.contextmanager
-def running_stack() -> Iterator[Stack]:
+def running_stack(refresh_interval: float = 0) -> Iterator[Stack]:
+    """The whole stack; `refresh_interval` seconds between automatic VM-host refreshes (0: none)."""
     with contextlib.ExitStack() as stop:
         pg = PostgresCluster.start()
         stop.callback(pg.stop)
@@ -105,7 +106,7 @@ def running_stack() -> Iterator[Stack]:
         stop.callback(shutil.rmtree, base, ignore_errors=True)
         dsn = pg.new_database()
         region = RegionProcess.make(base / "region", dsn=dsn, local_rack=True,
-                                    extra=["--vm-host-refresh-interval", "0"])
+                                    extra=["--vm-host-refresh-interval", f"{refresh_interval:g}"])
         stop.callback(region.stop)  # SIGTERM to the PID it started, then SIGKILL
         region.start().wait_ready()
         api = Client(region.api, _admin_key(dsn, region.data_dir))

@@ -95,7 +95,10 @@ def _stop_when_stdin_closes(reactor) -> None:
     """The region holds our stdin open while it lives; EOF means it is gone."""
 
     def watch() -> None:
-        sys.stdin.buffer.read()
+        # os.read, not sys.stdin: a thread blocked inside the buffered reader makes the
+        # interpreter abort at exit ("could not acquire lock ... at interpreter shutdown").
+        while os.read(sys.stdin.fileno(), 4096):
+            pass
         reactor.callFromThread(reactor.stop)
 
     # A daemon thread, not the reactor's pool: it blocks for the rack's whole life.

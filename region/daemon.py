@@ -11,6 +11,7 @@ from common.config import ConfigError
 from common.foreground import run_service_until_stopped
 from common.logsetup import start_logging
 from region import config as region_config
+from region import embedded_pg
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,11 +23,12 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         parser.exit(2, f"vmyard-regiond: {e}\n")
     start_logging(cfg.log_level, cfg.log_format)
+    cluster = embedded_pg.prestart(cfg)  # an embedded cluster's initdb and start overlap the imports
 
     def run(reactor):
         from region.service import RegionService
 
-        svc = RegionService(cfg, reactor)
+        svc = RegionService(cfg, reactor, prestarted=cluster)
         return run_service_until_stopped(reactor, svc, svc.ready)
 
     task.react(run)

@@ -1,7 +1,14 @@
 """The embedded default: a private PostgreSQL cluster inside the data dir.
 
 With no DSN configured the region runs its own cluster: `initdb` on first
-start, `pg_ctl start` on every start, `pg_ctl stop` on shutdown.  It listens
+start, `pg_ctl start` on every start, `pg_ctl stop` on shutdown.  `prestart` begins that
+in a thread as soon as the daemon has its configuration, so it overlaps the imports.
+
+A new cluster is made with `initdb --no-sync` and flushed to disk by `initdb --sync-only`
+in the background once the server runs: the files initdb writes are the same, only the
+fsync of each (most of initdb's time on a slow disk) leaves the start path.  The window
+is the first seconds of a brand-new, empty cluster; the server itself runs with fsync on,
+so everything the region writes is durable as usual.  It listens
 only on a Unix socket in a directory only its owner can enter, so "trust"
 authentication on that socket admits nobody else.  PostgreSQL refuses to run
 as root; when we are root it runs as the system user `vmyard`, created on
@@ -17,6 +24,8 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -81,11 +90,13 @@ class EmbeddedPostgres:
 
     :ivar started_here: True when `start()` launched the server (so `stop()`
         should stop it); False when it was already running.
+    :ivar unsynced: initdb has just made it without flushing it to disk (see above).
     """
 
     data_dir: Path
     extra_settings: dict[str, str] = attrs.field(factory=dict)
     started_here: bool = False
+    unsynced: bool = False
     _bindir: Path | None = None
 
     @property
@@ -173,9 +184,17 @@ class EmbeddedPostgres:
         log.info("creating the embedded PostgreSQL cluster in {pgdata}", pgdata=str(self.pgdata))
         self._run(
             [self._bin("initdb"), "-D", str(self.pgdata), "-U", DB_USER, "-A", "trust",
-             "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"],
+             "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions", "--no-sync"],
             user,
         )
+        self.unsynced = True
+
+    def _sync_new_cluster(self) -> None:
+        """What `initdb` would have done before returning: fsync every file it wrote."""
+        try:
+            self._run([self._bin("initdb"), "--sync-only", "-D", str(self.pgdata)], self._run_as(), timeout=600)
+        except (EmbeddedPostgresError, OSError, subprocess.TimeoutExpired) as e:
+            log.warn("could not flush the new PostgreSQL cluster to disk: {error}", error=str(e))
 
     def start(self) -> None:
         """initdb if needed, start unless running, create the database."""
@@ -199,6 +218,9 @@ class EmbeddedPostgres:
             )
             self.started_here = True
         self._create_database()
+        if self.unsynced:
+            self.unsynced = False
+            threading.Thread(target=self._sync_new_cluster, name="embedded-pg-sync", daemon=True).start()
 
     def _create_database(self) -> None:
         import psycopg2
@@ -222,6 +244,28 @@ class EmbeddedPostgres:
         self.started_here = False
 
 
+def prestart(config: RegionConfig) -> Future | None:
+    """With no DSN: the embedded cluster's start (initdb the first time) begun at once in a
+    thread, for `EmbeddedPostgresService` to wait on; it then overlaps the imports and the
+    set-up that come before the region needs its database."""
+    if config.database_dsn:
+        return None
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.data_dir, 0o711)
+    pg, started = EmbeddedPostgres(config.data_dir), Future()
+
+    def start() -> None:
+        try:
+            pg.start()
+        except BaseException as e:  # handed to the service, which reports it
+            started.set_exception(e)
+        else:
+            started.set_result(None)
+
+    threading.Thread(target=start, name="embedded-pg-start", daemon=True).start()
+    return started
+
+
 def database_dsn(config: RegionConfig) -> tuple[str, EmbeddedPostgres | None]:
     """The DSN to use and, for the embedded default, the cluster behind it."""
     if config.database_dsn:
@@ -238,11 +282,13 @@ class EmbeddedPostgresService(service.Service):
     """
 
     pg: EmbeddedPostgres
+    prestarted: Future | None = None  # from `prestart`: the start already under way
     started: defer.Deferred = attrs.field(init=False, factory=defer.Deferred)
 
     def startService(self) -> None:
         service.Service.startService(self)
-        threads.deferToThread(self.pg.start).chainDeferred(self.started)
+        start = self.prestarted.result if self.prestarted is not None else self.pg.start
+        threads.deferToThread(start).chainDeferred(self.started)
 
     def stopService(self) -> defer.Deferred:
         service.Service.stopService(self)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from concurrent.futures import Future
 
 import attrs
 from twisted.application import service
@@ -110,6 +111,7 @@ class RegionService(service.MultiService):
     local_rack: LocalRackProcess | None = None
     ready: defer.Deferred = attrs.field(factory=defer.Deferred)
     hosts: HostManager | None = None
+    prestarted: Future | None = None  # region.embedded_pg.prestart's, when the daemon began it
     metrics: RegionMetrics = attrs.field(factory=RegionMetrics)
     _starting: defer.Deferred | None = None
 
@@ -144,8 +146,6 @@ class RegionService(service.MultiService):
         PeriodicService(cfg.heartbeat_interval, self._beat, "heartbeat", self.reactor).setServiceParent(self)
         PeriodicService(REVOCATION_SYNC_INTERVAL, self.rpc.sync_revocations, "rack revocation sync",
                         self.reactor).setServiceParent(self)
-        if cfg.vm_host_refresh_interval > 0:
-            scheduler.setServiceParent(self)  # it closes the background pool when it stops
         deploy_check = min(DEPLOY_CHECK_INTERVAL, cfg.deploy_timeout / 4)
         PeriodicService(deploy_check, lambda: deploy.check_deploys(Context(self)), "deploy check",
                         self.reactor).setServiceParent(self)
@@ -156,6 +156,10 @@ class RegionService(service.MultiService):
         if cfg.local_rack:
             self.local_rack = LocalRackProcess(self._local_rack_settings(secret), self.reactor)
             self.local_rack.setServiceParent(self)
+        if cfg.vm_host_refresh_interval > 0:
+            # After the local rack, so it stops first: its refreshes are cancelled, not cut off
+            # by the rack going away (which would count as failures of the hosts).
+            scheduler.setServiceParent(self)  # it closes the background pool when it stops
         sdnotify.notify("READY=1\nSTATUS=region ready")
         log.info("region ready: API at {url}api/2.0/, RPC on port {rpc}", url=self._url(), rpc=self.rpc_port)
         if not any(u.is_superuser for u in await self.db.run(users.list_users_thd)):
@@ -172,7 +176,7 @@ class RegionService(service.MultiService):
         os.chmod(cfg.data_dir, 0o711)
         dsn, self.embedded = database_dsn(cfg)
         if self.embedded is not None:
-            cluster = EmbeddedPostgresService(self.embedded)
+            cluster = EmbeddedPostgresService(self.embedded, self.prestarted)
             cluster.setServiceParent(self)
             await cluster.started
         applied = await threads.deferToThread(migrate.migrate, dsn)

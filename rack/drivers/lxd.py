@@ -139,18 +139,23 @@ class LXDDriver(LXDComposeMixin, LXDPowerMixin, LXDDeleteMixin, LXDDeployMixin):
         pooled = PooledClient(None, session, got)
         try:
             with cert_files(target) as cert, self._translated(url):
-                session.cert = cert  # pylxd insists on it while authenticating
+                # The adapter's TLS context holds the client certificate; session.cert stays
+                # None but while pylxd authenticates (it reads the file named there), since
+                # requests keys its connection pools by it: a change means another handshake.
                 session.mount("https://", PinnedAdapter(got, client_cert=cert))
                 self._check_is_lxd(session, url)
                 client = self._client(url, cert, session)
                 if not client.trusted:
-                    self._authenticate(client, url, target, password)
+                    session.cert = cert
+                    try:
+                        self._authenticate(client, url, target, password)
+                    finally:
+                        session.cert = None
                 missing = sorted(set(REQUIRED_EXTENSIONS) - set(client.host_info.get("api_extensions") or []))
                 if missing:
                     raise IncompatibleHost(
                         "Please upgrade your LXD host to 4.16 or higher to support the following "
                         "extensions: " + ",".join(missing))
-            session.cert = None  # the adapter's TLS context holds it from now on
         except BaseException:
             pooled.close()
             raise
