@@ -35,7 +35,13 @@ async function show() {
   current = found[1](found[0]);
   main.replaceChildren(current.element);
   main.focus({ preventScroll: true });
-  await current.refresh();
+  try {
+    await current.refresh();
+  } catch (e) {
+    if (!session.user) return; // the session ended: the login form is shown already
+    main.replaceChildren(h("p", { class: "error-text", role: "alert" }, `Could not load this page: ${e.message}`),
+      h("p", {}, h("a", { href: "#/kvm/lxd" }, "Back to the VM hosts")));
+  }
 }
 
 function showLogin(message) {
