@@ -144,9 +144,19 @@ def test_add_host_overcommit_compose_numa_delete(screens, admin, lxd_server, lxd
                     .find_element(By.XPATH, "ancestor::div[@data-numa]").get_attribute("data-numa"), what="NUMA card")
     assert int(node) in vm["numa_nodes"]
     ui.shot("10-host-resources-numa")
-    ui.go(f"#/kvm/{hid}/storage")
-    ui.find(".card[data-pool]")
-    ui.shot("11-host-storage")
+    # Storage: a second pool appears after a refresh and can be made the default.
+    pool = unique("uipool")
+    lxd_server.lxc("storage", "create", pool, "dir")
+    try:
+        ui.go(f"#/kvm/{hid}/storage")
+        ui.press("Refresh host")
+        ui.press("Set as default", within=f'.card[data-pool="{pool}"]')
+        ui.until(lambda: admin.get(f"vm-hosts/{hid}/").json()["default_storage_pool"] == pool, what="default pool")
+        ui.wait_text(f'.card[data-pool="{pool}"]', "default")
+        ui.shot("11-host-storage")
+    finally:
+        admin.put(f"vm-hosts/{hid}/", data={"default_storage_pool": "default"})
+        lxd_server.lxc("storage", "delete", pool)
     ui.go("#/machines")
     ui.find('tr[data-machine="uivm"]')
     ui.shot("12-machines")
@@ -198,6 +208,9 @@ def test_image_upload_in_chunks_and_session_end(chromium, region, dsn, tmp_path)
     api = UiClient(ui.root, session=chromium.get_cookie("vmyard_session")["value"])
     (resource,) = api.request("GET", "/MAAS/api/2.0/boot-resources/").json()
     assert next(iter(resource["sets"].values()))["size"] == len(content)
+
+    ui.go("#/kvm/999999")  # a host that is not there (deleted meanwhile, or a stale link)
+    ui.wait_text("main", "Could not load this page")
 
     # The session ends (expired here): the next call sends the user back to the login form.
     run_sync(dsn, lambda cur: cur.execute("UPDATE ui_sessions SET expires = now()"))
