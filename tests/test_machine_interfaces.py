@@ -10,14 +10,21 @@ then deploys; the requests below follow that order.
 
 from __future__ import annotations
 
+import datetime
+
+import attrs
 import yaml
 
 from devstack.debian_image import debian_image
+from region.db.interfaces import InterfaceLink
+from region.db.machines import Machine, MachineNic
+from region.db.pool import run_sync
+from region.services import cloudinit, interfaces
 from tests.fixtures.http import Api
 from tests.fixtures.lxd import lxc_json
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
-from tests.test_deploy_e2e import (PROXY_PROFILE, alice, bob, lxc_in, run_in, upload,  # noqa: F401  (fixtures)
-                                   wait_for_status)
+from tests.test_deploy_e2e import (PROXY_PROFILE, alice, bob, check_schema, lxc_in, run_in,  # noqa: F401
+                                   upload, wait_for_status)
 from tests.test_fuzz_api import actions, fuzz
 from tests.test_vmhosts_lxd import sql
 
@@ -158,6 +165,15 @@ def test_a_deploy_configures_the_nics_from_their_links(lab, lxd_server, lxd_regi
         "eth1": {"addresses": ["10.30.0.61/24"], "routes": [{"to": "0.0.0.0/0", "via": "10.30.0.1"}]}}}
     assert "10.30.0.61/24" in run_in(lxd_server, project, name, "ip", "-o", "addr", "show", "eth1").stdout
     assert "10.20.0.1/24" in run_in(lxd_server, project, name, "ip", "-o", "addr", "show", "eth0").stdout
+    # cloud-init and netplan in the machine accept what was generated.
+    root = "/tmp/netplan-check"
+    text = yaml.safe_dump(network)
+    converted = check_schema(lxd_server, project, name, text, "cloud-init", "devel", "net-convert", "--network-data",
+                             "{}", "--kind", "yaml", "--output-kind", "netplan", "--distro", "debian",
+                             "--directory", root)
+    assert converted.returncode == 0, converted.stderr
+    generated = run_in(lxd_server, project, name, "netplan", "generate", "--root-dir", root)
+    assert generated.returncode == 0, generated.stderr
     # The AUTO address stays with the link while deployed (a redeploy would keep it).
     released = alice.post(f"machines/{sid}/", data={"op": "release"})
     assert released.status == 200, released.text
@@ -174,3 +190,51 @@ def test_fuzzed_interface_requests_never_get_a_server_error(lab, lxd_region, ali
          [sid, *(str(n["id"]) for n in nics.values())], targets, 200)
     assert admin.get(f"nodes/{sid}/interfaces/").status == 200
     assert admin.delete(f"machines/{sid}/").status == 204
+
+
+def mac(n: int) -> str:
+    return f"00:16:3E:00:00:{n:02X}"
+
+
+def machine_with(nics: list[MachineNic]) -> Machine:
+    return Machine(1, "sid", "m1", 1, "default", "m1", "composed", False, "deploying", "on", "amd64/generic", 1, [],
+                   2**30, False, [], [], 0, 0, None, datetime.datetime.now(datetime.timezone.utc), interfaces=nics)
+
+
+def test_network_config_from_links_dhcp_link_up_and_one_default_route_per_family(dsn):
+    def subnets_thd(cur):
+        cur.execute("SELECT id FROM vlans WHERE vid = 0 ORDER BY id LIMIT 1")
+        vlan = cur.fetchone()[0]
+        found = []
+        for cidr, gateway in (("10.1.0.0/24", "10.1.0.1"), ("10.2.0.0/24", "10.2.0.1"), ("fd00::/64", "fd00::1")):
+            cur.execute("INSERT INTO subnets (name, cidr, vlan_id, gateway_ip, dns_servers) VALUES (%s, %s, %s, %s,"
+                        " %s) RETURNING id", (cidr, cidr, vlan, gateway, ["10.0.0.53"]))
+            found.append(cur.fetchone()[0])
+        return found
+
+    a, b, v6 = run_sync(dsn, subnets_thd)
+    nics = [MachineNic(1, "eth0", mac(1), "bridged", "br0", 0, True,
+                       links=[InterfaceLink(1, "static", "10.1.0.5", a), InterfaceLink(2, "dhcp", None, v6)]),
+            MachineNic(2, "eth1", mac(2), "bridged", "br1", 0, False,
+                       links=[InterfaceLink(3, "static", "10.2.0.5", b, default_gateway=True)]),
+            MachineNic(3, "eth2", mac(3), "bridged", "br2", 0, False, links=[InterfaceLink(4, "link_up", None, None)]),
+            MachineNic(4, "eth3", mac(4), "bridged", "br3", 0, False, disconnected=True),
+            MachineNic(5, "eth4", mac(5), "bridged", "br4", 0, False),
+            MachineNic(6, "eth5", None, "bridged", "br5", 0, False)]  # no MAC yet: not configured
+    configs = run_sync(dsn, interfaces.nic_configs_thd, machine_with(nics))
+    match = {n.name: {"match": {"macaddress": n.mac.lower()}, "set-name": n.name} for n in nics if n.mac}
+    dns = {"nameservers": {"addresses": ["10.0.0.53"]}}
+    assert yaml.safe_load(cloudinit.network_config(configs))["ethernets"] == {
+        # eth1's link is the default gateway for IPv4, so eth0's subnet gateway is no route.
+        "eth0": {**match["eth0"], "addresses": ["10.1.0.5/24"], **dns, "dhcp6": True},
+        "eth1": {**match["eth1"], "addresses": ["10.2.0.5/24"], "routes": [{"to": "0.0.0.0/0", "via": "10.2.0.1"}],
+                 **dns},
+        "eth2": match["eth2"],  # LINK_UP: up, no address
+        "eth3": match["eth3"],  # disconnected
+        "eth4": {**match["eth4"], "dhcp4": True},  # never linked: vmyard's default
+    }
+    # Without a marked link, the first addressed link whose subnet has a gateway routes.
+    unmarked = [nics[0], attrs.evolve(nics[1], links=[attrs.evolve(nics[1].links[0], default_gateway=False)])]
+    configs = run_sync(dsn, interfaces.nic_configs_thd, machine_with(unmarked))
+    routes = {c.name: [a.gateway for a in c.addresses] for c in configs}
+    assert routes == {"eth0": ["10.1.0.1"], "eth1": [None]}
