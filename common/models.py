@@ -178,7 +178,8 @@ class ImageRef:
     url: str
     token: str = attrs.field(repr=False)
     size: int  # bytes
-    filetype: str  # the boot resource's filetype (tgz, lxd, qcow2…)
+    filetype: str  # the boot resource's filetype (tgz, lxd, qcow2…; lxd-rootfs/lxd-disk: a split image)
+    meta_size: int = 0  # a split image: the file is its metadata tarball (these bytes), then its rootfs
 
 
 @attrs.frozen

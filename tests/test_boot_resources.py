@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from devstack.oauth import plaintext_header
-from region.db.images import BootResource
+from region.db.images import BootResource, ResourceFile
 from region.services import images
 from region.services.context import Context
 from tests.conftest import make_user, region_box
@@ -43,10 +43,11 @@ def fetch(url: str, token: str, headers: dict | None = None) -> tuple[int, bytes
 
 def as_row(resource: dict) -> BootResource:
     file = the_file(resource)
+    file_id = int(file["upload_uri"].rstrip("/").rsplit("/", 1)[1])
     return BootResource(resource["id"], resource["name"], resource["architecture"], resource["type"],
-                        resource["title"], "", "", file["filename"], file["filetype"], file["size"],
-                        file["sha256"], file["received"], resource["state"], resource["lxd_fingerprint"],
-                        None, None, None)
+                        resource["title"], "", "", resource["state"], resource["lxd_fingerprint"], None, None, None,
+                        (ResourceFile(file_id, file["filename"], file["filetype"], file["size"], file["sha256"],
+                                      file["received"]),))
 
 
 def test_chunked_tgz_upload_completes_is_listed_and_served_to_racks(region, admin_api, tmp_path):
@@ -162,7 +163,7 @@ def test_bad_chunks_and_bad_forms_are_refused_cleanly(region, admin_api, user_ap
     empty = put_chunk(admin_api, resource, b"")
     assert empty.status == 400
     assert put_chunk(user_api, resource, content[:10]).status == 403
-    assert admin_api.put(f"boot-resources/{rid}/upload/{rid + 1}/", body=b"x",
+    assert admin_api.put(f"boot-resources/{rid}/upload/{as_row(resource).main_file.id + 1000}/", body=b"x",
                          headers={"Content-Type": "application/octet-stream"}).status == 404
 
     chunked = _send_chunked(admin_api, upload_uri(resource), content[:10])

@@ -17,7 +17,7 @@ from twisted.internet import defer, reactor, task
 from common import hosterrors
 from common.models import CloudInitData, HostTarget, ImageRef
 from region.db import events, images as image_rows, machines
-from region.db.images import BootResource, NewResource
+from region.db.images import BootResource, NewResource, ResourceFile
 from region.db.pool import run_sync
 from region.services import compose, deploy, ownership
 from region.services.auth import OAuthCredentials
@@ -33,8 +33,8 @@ FINGERPRINT = "f" * 64
 def resource(resource_id: int, name: str, *, architecture: str = "amd64/generic", filetype: str = "lxd",
              state: str = "complete") -> BootResource:
     now = datetime.datetime.now(datetime.timezone.utc)
-    return BootResource(resource_id, name, architecture, "Uploaded", name, "20260101", "uploaded", "root",
-                        filetype, 10, "0" * 64, 10, state, FINGERPRINT, 10, now, now)
+    return BootResource(resource_id, name, architecture, "Uploaded", name, "20260101", "uploaded", state,
+                        FINGERPRINT, 10, now, now, (ResourceFile(resource_id, "root", filetype, 10, "0" * 64, 10),))
 
 
 @attrs.define

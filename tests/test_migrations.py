@@ -27,8 +27,9 @@ MODELS = [
     (network_models.StaticIP, "static_ips"),
     (tags.Tag, "tags"),
     (images.BootResource, "boot_resources"),
+    (images.ResourceFile, "boot_resource_files"),
 ]
-DERIVED = {"connections", "storage_pools"}  # computed by the query, not stored
+DERIVED = {"connections", "storage_pools", "files"}  # computed by the query, not stored
 
 
 def _columns(dsn: str) -> dict[str, set[str]]:

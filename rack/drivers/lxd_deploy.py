@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 from typing import Any
 
 import requests
@@ -190,9 +191,9 @@ class LXDDeployMixin:
                     data.seek(0)
                     what = f"LXD could not import image {image.fingerprint[:12]}"
                     try:
-                        self._run(client, what, client.api.images.post, params=params,
-                                  data=_CountingReader(data, image.size, progress),
-                                  headers={"Content-Type": "application/octet-stream"})
+                        body = _ImportBody(data, image, progress)
+                        self._run(client, what, client.api.images.post, params=params, data=body,
+                                  headers={"Content-Type": body.content_type})
                     except (DriverError, OperationFailed):
                         if self._image_info(client, image.fingerprint, params) is None:
                             raise  # not another rack's import of the same image
@@ -264,19 +265,52 @@ class _Throttled:
         self.progress(stage, percent)
 
 
-class _CountingReader:
-    """The image file as LXD's import reads it, reporting how much has been sent."""
+class _ImportBody:
+    """What LXD's image import reads, streamed from the downloaded file: the file itself, or for
+    a split image a multipart form of its metadata tarball and its rootfs (`rootfs`, or
+    `rootfs.img` for a VM); reports how much has been sent."""
 
-    def __init__(self, f, size: int, progress: _Throttled) -> None:
-        self.f, self.size, self.progress, self.sent = f, size, progress, 0
+    def __init__(self, f, image: ImageRef, progress: _Throttled) -> None:
+        self.f, self.progress, self.sent = f, progress, 0
+        if image.meta_size:
+            boundary = uuid.uuid4().hex
+            rootfs = "rootfs.img" if image.filetype == "lxd-disk" else "rootfs"
+
+            def head(name: str) -> bytes:
+                return (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
+                        "Content-Type: application/octet-stream\r\n\r\n").encode()
+
+            self.segments: list[bytes | tuple[int, int]] = [
+                head("metadata"), (0, image.meta_size), b"\r\n" + head(rootfs),
+                (image.meta_size, image.size - image.meta_size), f"\r\n--{boundary}--\r\n".encode()]
+            self.content_type = f"multipart/form-data; boundary={boundary}"
+        else:
+            self.segments, self.content_type = [(0, image.size)], "application/octet-stream"
+        self.length = sum(len(s) if isinstance(s, bytes) else s[1] for s in self.segments)
+        self._segment, self._offset = 0, 0  # where the next read starts
 
     def __len__(self) -> int:
-        return self.size
+        return self.length
 
     def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
+        if self._segment >= len(self.segments):
+            return b""
+        segment = self.segments[self._segment]
+        remaining = (len(segment) if isinstance(segment, bytes) else segment[1]) - self._offset
+        wanted = remaining if n is None or n < 0 else min(n, remaining)
+        if isinstance(segment, bytes):
+            data = segment[self._offset:self._offset + wanted]
+        else:
+            self.f.seek(segment[0] + self._offset)
+            data = self.f.read(wanted)
+            if len(data) != wanted:
+                raise DriverError("the downloaded image file is shorter than it was")
+        if len(data) == remaining:  # the segment is all sent
+            self._segment, self._offset = self._segment + 1, 0
+        else:
+            self._offset += len(data)
         self.sent += len(data)
-        self.progress("importing", self.sent, self.size)
+        self.progress("importing", self.sent, self.length)
         return data
 
 

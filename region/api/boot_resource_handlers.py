@@ -32,11 +32,11 @@ def boot_resource_json(r: BootResource) -> dict:
         "sets": {r.version: {
             "version": r.version, "label": r.label, "size": r.size, "complete": r.complete,
             "progress": 100.0 if r.complete else progress,
-            "files": {r.filename: {
-                "filename": r.filename, "filetype": r.filetype, "sha256": r.sha256, "size": r.size,
-                "complete": r.complete, "received": r.received,
-                "upload_uri": f"{_uri(r.id)}upload/{r.id}/",
-            }},
+            "files": {f.filename: {
+                "filename": f.filename, "filetype": f.filetype, "sha256": f.sha256, "size": f.size,
+                "complete": r.complete or (r.state == "uploading" and f.whole), "received": f.received,
+                "upload_uri": f"{_uri(r.id)}upload/{f.id}/",
+            } for f in r.files},
         }},
     }
 
@@ -103,7 +103,10 @@ class BootResourcesHandler(Handler):
         :param title: Optional. A title for the image.
         :type title: String
         :param filetype: Optional. tgz (a root filesystem tarball; default), lxd (an LXD unified
-            tarball), or a disk image: ddraw, ddgz, ddxz, qcow2.
+            tarball), a disk image: ddraw, ddgz, ddxz, qcow2, or one file of an LXD split image:
+            lxd-meta (its metadata tarball) and lxd-rootfs (a squashfs, containers) or lxd-disk
+            (a qcow2, VMs), each POSTed with the same name and architecture (the second adds its
+            file to the resource still receiving the first).
         :type filetype: String
         :param content: Optional. The file itself, as a multipart file part (small files: the
             whole form is at most 2 MiB); the image is then complete at once, and size and

@@ -1,4 +1,5 @@
-"""Boot resources (images): one row per image, its one set and one file as columns."""
+"""Boot resources (images): one row per image with its one set as columns, and its files
+(boot_resource_files: one, or two for an LXD split image)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,22 @@ import attrs
 import psycopg2.errors
 
 from region.db.errors import FieldError, NotFound
+
+SPLIT_METADATA = "lxd-meta"  # the metadata tarball of an LXD split image; its other file is the rootfs
+
+
+@attrs.frozen
+class ResourceFile:
+    id: int
+    filename: str
+    filetype: str
+    size: int
+    sha256: str
+    received: int  # bytes of the file already on disk
+
+    @property
+    def whole(self) -> bool:
+        return self.received == self.size
 
 
 @attrs.frozen
@@ -19,20 +36,43 @@ class BootResource:
     title: str
     version: str  # the set's version (MAAS: a date, YYYYMMDD)
     label: str
-    filename: str
-    filetype: str
-    size: int
-    sha256: str
-    received: int  # bytes of the file already on disk
     state: str  # uploading | complete | failed
     lxd_fingerprint: str | None
     lxd_size: int | None
     created: datetime.datetime
     updated: datetime.datetime
+    files: tuple[ResourceFile, ...] = ()
 
     @property
     def complete(self) -> bool:
         return self.state == "complete"
+
+    @property
+    def main_file(self) -> ResourceFile:
+        """The file that says what the image is: the rootfs of a split image, else the only one."""
+        return next((f for f in self.files if f.filetype != SPLIT_METADATA), self.files[0])
+
+    @property
+    def filetype(self) -> str:
+        return self.main_file.filetype
+
+    @property
+    def sha256(self) -> str:
+        return self.main_file.sha256
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def received(self) -> int:
+        return sum(f.received for f in self.files)
+
+    def file(self, file_id: int) -> ResourceFile:
+        found = next((f for f in self.files if f.id == file_id), None)
+        if found is None:
+            raise NotFound("BootResourceFile")
+        return found
 
 
 @attrs.frozen
@@ -45,98 +85,137 @@ class NewResource:
     sha256: str
 
 
-_COLUMNS = ("id, name, architecture, rtype, title, version, label, filename, filetype, size, sha256, received,"
-            " state, lxd_fingerprint, lxd_size, created, updated")
+_COLUMNS = "id, name, architecture, rtype, title, version, label, state, lxd_fingerprint, lxd_size, created, updated"
+_FILE_COLUMNS = "id, filename, filetype, size, sha256, received"
+
+
+def _with_files(cur, rows: list[tuple]) -> list[BootResource]:
+    """Resources from their rows, each with its files (one query for all)."""
+    files: dict[int, list[ResourceFile]] = {}
+    if rows:
+        cur.execute(f"SELECT resource_id, {_FILE_COLUMNS} FROM boot_resource_files WHERE resource_id = ANY(%s)"
+                    " ORDER BY id", ([r[0] for r in rows],))
+        for resource_id, *file in cur.fetchall():
+            files.setdefault(resource_id, []).append(ResourceFile(*file))
+    return [BootResource(*r, files=tuple(files.get(r[0], ()))) for r in rows]
+
+
+def _one(cur) -> BootResource | None:
+    row = cur.fetchone()
+    return _with_files(cur, [row])[0] if row else None
 
 
 def list_thd(cur) -> list[BootResource]:
     cur.execute(f"SELECT {_COLUMNS} FROM boot_resources ORDER BY id")
-    return [BootResource(*r) for r in cur.fetchall()]
+    return _with_files(cur, cur.fetchall())
 
 
 def get_thd(cur, resource_id: int, *, for_update: bool = False) -> BootResource:
     cur.execute(f"SELECT {_COLUMNS} FROM boot_resources WHERE id = %s" + (" FOR UPDATE" if for_update else ""),
                 (resource_id,))
-    row = cur.fetchone()
-    if row is None:
+    found = _one(cur)
+    if found is None:
         raise NotFound("BootResource")
-    return BootResource(*row)
+    return found
+
+
+def add_file_thd(cur, resource_id: int, new: NewResource, *, filename: str) -> ResourceFile:
+    cur.execute(f"INSERT INTO boot_resource_files (resource_id, filename, filetype, size, sha256)"
+                f" VALUES (%s, %s, %s, %s, %s) RETURNING {_FILE_COLUMNS}",
+                (resource_id, filename, new.filetype, new.size, new.sha256))
+    return ResourceFile(*cur.fetchone())
 
 
 def create_thd(cur, new: NewResource, *, version: str, filename: str) -> BootResource:
     cur.execute("SAVEPOINT boot_resource_create")
     try:
-        cur.execute(f"INSERT INTO boot_resources (name, architecture, rtype, title, version, filename, filetype,"
-                    f" size, sha256) VALUES (%s, %s, 'Uploaded', %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-                    (new.name, new.architecture, new.title, version, filename, new.filetype, new.size, new.sha256))
+        cur.execute("INSERT INTO boot_resources (name, architecture, rtype, title, version)"
+                    " VALUES (%s, %s, 'Uploaded', %s, %s) RETURNING id",
+                    (new.name, new.architecture, new.title, version))
     except psycopg2.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT boot_resource_create")
         raise FieldError("name", f"A boot resource named {new.name} for {new.architecture} already exists.") \
             from None
-    return BootResource(*cur.fetchone())
+    resource_id = cur.fetchone()[0]
+    add_file_thd(cur, resource_id, new, filename=filename)
+    return get_thd(cur, resource_id)
 
 
-def record_received_thd(cur, resource_id: int, before: int, after: int) -> bool:
-    """Move `received` from `before` to `after`; False if another upload moved it first."""
-    cur.execute("UPDATE boot_resources SET received = %s, updated = now()"
-                " WHERE id = %s AND received = %s AND state = 'uploading'", (after, resource_id, before))
-    return cur.rowcount == 1
+def find_uploading_thd(cur, name: str, architecture: str) -> BootResource | None:
+    """An uploaded resource of that name still receiving its files (locked), or None."""
+    cur.execute(f"SELECT {_COLUMNS} FROM boot_resources WHERE name = %s AND architecture = %s"
+                " AND rtype = 'Uploaded' AND state = 'uploading' FOR UPDATE", (name, architecture))
+    return _one(cur)
+
+
+def record_received_thd(cur, file_id: int, before: int, after: int) -> bool:
+    """Move a file's `received` from `before` to `after`; False if another upload moved it first."""
+    cur.execute("UPDATE boot_resource_files f SET received = %s FROM boot_resources r"
+                " WHERE f.id = %s AND f.received = %s AND r.id = f.resource_id AND r.state = 'uploading'",
+                (after, file_id, before))
+    if cur.rowcount != 1:
+        return False
+    cur.execute("UPDATE boot_resources SET updated = now() WHERE id = (SELECT resource_id FROM boot_resource_files"
+                " WHERE id = %s)", (file_id,))
+    return True
 
 
 def finish_thd(cur, resource_id: int, *, state: str, lxd_fingerprint: str | None = None,
                lxd_size: int | None = None) -> BootResource:
     cur.execute(f"UPDATE boot_resources SET state = %s, lxd_fingerprint = %s, lxd_size = %s, updated = now()"
                 f" WHERE id = %s RETURNING {_COLUMNS}", (state, lxd_fingerprint, lxd_size, resource_id))
-    row = cur.fetchone()
-    if row is None:
+    found = _one(cur)
+    if found is None:
         raise NotFound("BootResource")
-    return BootResource(*row)
+    return found
 
 
 def delete_thd(cur, resource_id: int) -> BootResource:
-    cur.execute(f"DELETE FROM boot_resources WHERE id = %s RETURNING {_COLUMNS}", (resource_id,))
-    row = cur.fetchone()
-    if row is None:
-        raise NotFound("BootResource")
-    return BootResource(*row)
+    gone = get_thd(cur, resource_id)
+    cur.execute("DELETE FROM boot_resources WHERE id = %s", (resource_id,))
+    return gone
 
 
-# -- synced resources (services/image_sync.py) ---------------------------------------------
+# -- synced resources (services/image_sync.py): one file each ----------------------------------
 
 def find_thd(cur, name: str, architecture: str) -> BootResource | None:
     cur.execute(f"SELECT {_COLUMNS} FROM boot_resources WHERE name = %s AND architecture = %s FOR UPDATE",
                 (name, architecture))
-    row = cur.fetchone()
-    return BootResource(*row) if row else None
+    return _one(cur)
 
 
 def begin_thd(cur, *, resource_id: int | None, name: str, architecture: str, title: str, version: str,
               filename: str, filetype: str, size: int, sha256: str) -> BootResource:
     """A Synced resource about to receive `version`: a new row, or the existing one restarted."""
-    values = (title, version, filename, filetype, size, sha256)
     if resource_id is None:
-        cur.execute(f"INSERT INTO boot_resources (name, architecture, rtype, label, title, version, filename,"
-                    f" filetype, size, sha256) VALUES (%s, %s, 'Synced', 'stable', %s, %s, %s, %s, %s, %s)"
-                    f" RETURNING {_COLUMNS}", (name, architecture, *values))
+        cur.execute("INSERT INTO boot_resources (name, architecture, rtype, label, title, version)"
+                    " VALUES (%s, %s, 'Synced', 'stable', %s, %s) RETURNING id", (name, architecture, title, version))
+        resource_id = cur.fetchone()[0]
     else:
-        cur.execute(f"UPDATE boot_resources SET title = %s, version = %s, filename = %s, filetype = %s, size = %s,"
-                    f" sha256 = %s, received = 0, state = 'uploading', lxd_fingerprint = NULL, lxd_size = NULL,"
-                    f" updated = now() WHERE id = %s RETURNING {_COLUMNS}", (*values, resource_id))
-    return BootResource(*cur.fetchone())
+        cur.execute("UPDATE boot_resources SET title = %s, version = %s, state = 'uploading', lxd_fingerprint = NULL,"
+                    " lxd_size = NULL, updated = now() WHERE id = %s", (title, version, resource_id))
+        cur.execute("DELETE FROM boot_resource_files WHERE resource_id = %s", (resource_id,))
+    add_file_thd(cur, resource_id, NewResource(name, architecture, title, filetype, size, sha256), filename=filename)
+    return get_thd(cur, resource_id)
 
 
 def set_received_thd(cur, resource_id: int, received: int) -> None:
-    cur.execute("UPDATE boot_resources SET received = %s, updated = now() WHERE id = %s AND state = 'uploading'",
+    cur.execute("UPDATE boot_resource_files f SET received = %s FROM boot_resources r"
+                " WHERE f.resource_id = %s AND r.id = f.resource_id AND r.state = 'uploading'",
                 (received, resource_id))
 
 
 def restore_thd(cur, previous: BootResource) -> None:
-    """Put a synced resource back as it was before a newer version was tried."""
+    """Put a synced resource back as it was before a newer version was tried (its files too)."""
     p = previous
-    cur.execute("UPDATE boot_resources SET title = %s, version = %s, filename = %s, filetype = %s, size = %s,"
-                " sha256 = %s, received = %s, state = %s, lxd_fingerprint = %s, lxd_size = %s, updated = now()"
-                " WHERE id = %s", (p.title, p.version, p.filename, p.filetype, p.size, p.sha256, p.received, p.state,
-                                   p.lxd_fingerprint, p.lxd_size, p.id))
+    cur.execute("UPDATE boot_resources SET title = %s, version = %s, state = %s, lxd_fingerprint = %s,"
+                " lxd_size = %s, updated = now() WHERE id = %s",
+                (p.title, p.version, p.state, p.lxd_fingerprint, p.lxd_size, p.id))
+    cur.execute("DELETE FROM boot_resource_files WHERE resource_id = %s", (p.id,))
+    for f in p.files:
+        cur.execute("INSERT INTO boot_resource_files (id, resource_id, filename, filetype, size, sha256, received)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)", (f.id, p.id, f.filename, f.filetype, f.size, f.sha256,
+                                                             f.received))
 
 
 @attrs.frozen

@@ -35,7 +35,8 @@ log = Logger()
 
 POLL_AFTER = 60.0  # seconds a deploy waits for the webhook before cloud-init is asked through LXD
 MESSAGE_LIMIT = 255
-IMAGE_KINDS = {"tgz": CONTAINER, **{filetype: VIRTUAL_MACHINE for filetype in DISK_FILETYPES}}  # lxd: either
+IMAGE_KINDS = {"tgz": CONTAINER, "lxd-rootfs": CONTAINER, "lxd-disk": VIRTUAL_MACHINE,
+               **{filetype: VIRTUAL_MACHINE for filetype in DISK_FILETYPES}}  # lxd: either
 _running: set[defer.Deferred] = set()  # deploys at work in this process (the rack call)
 
 
@@ -148,7 +149,8 @@ async def _carry_out(ctx: Context, m: machines.Machine, resource: BootResource, 
         cloud_init = CloudInitData(cloudinit.user_data(identity, webhook, users_data),
                                    cloudinit.network_config(data.nics, match_mac=m.instance_type != CONTAINER))
         url, image_token = images.image_url_for_rack(ctx, resource)
-        image = ImageRef(resource.lxd_fingerprint or "", url, image_token, resource.lxd_size or 0, resource.filetype)
+        image = ImageRef(resource.lxd_fingerprint or "", url, image_token, resource.lxd_size or 0, resource.filetype,
+                         sum(f.size for f in resource.files if f.filetype == image_rows.SPLIT_METADATA))
         _, target = await ctx.hosts.target(m.host_id)
         faults.deploy_step(faults.BEFORE_RACK)
         state = await ctx.hosts.deploy(compose.for_project(target, m.project), m.instance_name, image, cloud_init,

@@ -46,8 +46,8 @@ class BadImage(ValueError):
     """The file is not what its filetype says."""
 
 
-def upload_path(images: Path, resource_id: int) -> Path:
-    return images / f"upload-{resource_id}"
+def upload_path(images: Path, file_id: int) -> Path:
+    return images / f"upload-{file_id}"
 
 
 def lxd_path(images: Path, fingerprint: str) -> Path:
@@ -267,8 +267,47 @@ def _qemu_img(*args: str) -> str:
         raise BadImage(f"qemu-img could not read the disk image: {e.stderr.strip()}") from None
 
 
-def check_lxd_tarball(path: Path) -> None:
-    """An LXD unified tarball has metadata.yaml and rootfs/ (container) or rootfs.img (VM)."""
+_ROOTFS_MAGIC = {b"hsqs": "squashfs", b"QFI\xfb": "qcow2"}
+
+
+def split_to_lxd(metadata: Path, rootfs: Path, images: Path) -> tuple[str, int]:
+    """An LXD split image (metadata tarball + squashfs or qcow2 rootfs) kept as the one file
+    racks fetch: the metadata tarball followed by the rootfs, whose sha256 is LXD's fingerprint
+    of the split image.  Both uploads are consumed; nothing is left behind on failure."""
+    names = _tar_names(metadata, "LXD metadata tarball")
+    if "metadata.yaml" not in names:
+        raise BadImage("an LXD metadata tarball needs metadata.yaml")
+    with open(rootfs, "rb") as f:
+        kind = _ROOTFS_MAGIC.get(f.read(4))
+    if kind is None:
+        raise BadImage("the rootfs of an LXD split image is a squashfs (containers) or a qcow2 disk (VMs)")
+    if kind == "qcow2":
+        _check_self_contained(rootfs)
+    partial = images / f"{rootfs.name}.split.partial"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(partial, "wb") as out:
+            for part in (metadata, rootfs):
+                with open(part, "rb") as f:
+                    while block := f.read(COPY_BLOCK):
+                        out.write(block)
+                        digest.update(block)
+                        size += len(block)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException as e:
+        partial.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise _disk_full() from None
+        raise
+    os.replace(partial, lxd_path(images, digest.hexdigest()))
+    metadata.unlink()
+    rootfs.unlink()
+    return digest.hexdigest(), size
+
+
+def _tar_names(path: Path, what: str) -> set[str]:
+    """The top-level names in a tarball (rootfs.img whole, rootfs/… as rootfs)."""
     names: set[str] = set()
     try:
         with tarfile.open(path, "r|*") as tar:
@@ -276,12 +315,20 @@ def check_lxd_tarball(path: Path) -> None:
                 name = member.name.removeprefix("./")
                 names.add(name if name.startswith("rootfs.img") or "/" not in name else name.split("/")[0])
     except (tarfile.TarError, EOFError) as e:
-        raise BadImage(f"the file is not a readable LXD image tarball ({e})") from None
+        raise BadImage(f"the file is not a readable {what} ({e})") from None
+    return names
+
+
+def check_lxd_tarball(path: Path) -> None:
+    """An LXD unified tarball has metadata.yaml and rootfs/ (container) or rootfs.img (VM)."""
+    names = _tar_names(path, "LXD image tarball")
     if "metadata.yaml" not in names or not names & {"rootfs", "rootfs.img"}:
         raise BadImage("an LXD unified tarball needs metadata.yaml and rootfs/ or rootfs.img")
 
 
-def remove_files(images: Path, resource_id: int, fingerprint: str | None) -> None:
-    upload_path(images, resource_id).unlink(missing_ok=True)
+def remove_files(images: Path, files, fingerprint: str | None) -> None:
+    """A resource's uploads (its `files`: rows with an `id`) and the LXD image made of them."""
+    for f in files:
+        upload_path(images, f.id).unlink(missing_ok=True)
     if fingerprint:
         lxd_path(images, fingerprint).unlink(missing_ok=True)

@@ -222,10 +222,10 @@ async def _sync_one(ctx: Context, base: str, wanted: Selection) -> None:
         await ctx.db.run(complete_thd)
     except db_errors.NotFound:
         for gone in (fingerprint, replaced_fingerprint):
-            await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.id, gone)
+            await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.files, gone)
         raise SyncFailed(f"{wanted.name} ({wanted.architecture}) was deleted while it was synced") from None
     if replaced_fingerprint and replaced_fingerprint != fingerprint:
-        await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.id,
+        await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.files,
                                    replaced_fingerprint)
 
 
@@ -235,7 +235,7 @@ async def _download_and_convert(ctx: Context, base: str, wanted: Selection,
     free = await images.in_image_pool(image_files.free_bytes, images_path)
     if free < wanted.size:
         raise SyncFailed(f"the data dir has {free} bytes free, too few for {wanted.size}")
-    download = image_files.upload_path(images_path, resource.id)
+    download = image_files.upload_path(images_path, resource.main_file.id)
     progress = _Progress(ctx, resource.id)
     try:
         sha256 = await http_fetch.download(urllib.parse.urljoin(base, wanted.path), download, wanted.size,
@@ -276,4 +276,4 @@ async def _give_up(ctx: Context, resource: BootResource, previous: BootResource 
 
     await ctx.db.run(give_up_thd)
     gone_fingerprint = previous.lxd_fingerprint if previous is not None and not keep else None
-    await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.id, gone_fingerprint)
+    await images.in_image_pool(image_files.remove_files, images.images_dir(ctx), resource.files, gone_fingerprint)

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from common.logsafe import loggable
 from common.threadpools import LazyThreadPool
 from region.db import images
-from region.db.images import BootResource, NewResource
+from region.db.images import SPLIT_METADATA, BootResource, NewResource, ResourceFile
 from region.services import image_files
 from region.services.context import Context
 from region.services.errors import Conflict, FieldError, Forbidden, NotFound, Refused
@@ -33,7 +33,10 @@ log = Logger()
 
 # filetype -> the file's name in the resource's set (MAAS's names where MAAS has the type).
 FILENAMES = {"tgz": "root-tgz", "lxd": "lxd.tar", "ddraw": "root-dd", "ddgz": "root-dd.gz",
-             "ddxz": "root-dd.xz", "qcow2": "root.qcow2"}
+             "ddxz": "root-dd.xz", "qcow2": "root.qcow2",
+             # an LXD split image: two files of one resource, each POSTed and PUT on its own
+             SPLIT_METADATA: "lxd-meta.tar", "lxd-rootfs": "rootfs.squashfs", "lxd-disk": "rootfs.img"}
+SPLIT_FILETYPES = (SPLIT_METADATA, "lxd-rootfs", "lxd-disk")
 IMAGE_THREADS = 2
 TOKEN_LIFETIME = 600  # seconds a rack has to start fetching an image
 _TOKEN_PURPOSE = "vmyard image download"
@@ -52,10 +55,13 @@ class _ImageWork:
     def lock(self, resource_id: int) -> defer.DeferredLock:
         return self._locks.setdefault(resource_id, defer.DeferredLock())
 
-    def forget(self, resource_id: int) -> None:
-        """A deleted upload: its running hash and lock go (a waiter still holds its lock)."""
-        self.hashes.forget(resource_id)
-        self._locks.pop(resource_id, None)
+    def forget(self, resource: BootResource, *, drop_lock: bool = False) -> None:
+        """A failed or deleted upload: its files' running hashes go, and for a deleted one its
+        lock (a waiter still holds it)."""
+        for f in resource.files:
+            self.hashes.forget(f.id)
+        if drop_lock:
+            self._locks.pop(resource.id, None)
 
 
 _work = _ImageWork()
@@ -101,11 +107,20 @@ def _version() -> str:
 
 
 async def create(ctx: Context, new: NewResource) -> BootResource:
-    """Record an image whose bytes will follow in chunks; refused up front if they cannot fit."""
+    """Record an image whose bytes will follow in chunks; refused up front if they cannot fit.
+    The second file of an LXD split image (lxd-meta, and lxd-rootfs or lxd-disk) is added to
+    the resource of the same name and architecture that is still receiving the first."""
     _check_filetype(new)
     await _check_room(ctx, new.size)
 
     def create_thd(cur):
+        if new.filetype in SPLIT_FILETYPES:
+            pending = images.find_uploading_thd(cur, new.name, new.architecture)
+            if pending is not None and _completes_split(pending, new.filetype):
+                images.add_file_thd(cur, pending.id, new, filename=FILENAMES[new.filetype])
+                _audit_thd(ctx, cur, "BOOT_RESOURCE_FILE_ADDED",
+                           f"Boot resource {pending.name}: {new.filetype} file added.", pending.id)
+                return images.get_thd(cur, pending.id)
         resource = images.create_thd(cur, new, version=_version(), filename=FILENAMES[new.filetype])
         _audit_thd(ctx, cur, "BOOT_RESOURCE_CREATED",
                    f"Boot resource {resource.name} ({resource.architecture}) created.", resource.id)
@@ -114,11 +129,26 @@ async def create(ctx: Context, new: NewResource) -> BootResource:
     return await ctx.db.run(create_thd)
 
 
+def _completes_split(pending: BootResource, filetype: str) -> bool:
+    """Whether a file of `filetype` is the missing half of `pending`'s split image."""
+    if len(pending.files) != 1 or pending.files[0].filetype not in SPLIT_FILETYPES:
+        return False
+    return (pending.files[0].filetype == SPLIT_METADATA) != (filetype == SPLIT_METADATA)
+
+
+def _is_whole(resource: BootResource) -> bool:
+    """All its files are in, and a split image has both."""
+    split = {f.filetype for f in resource.files} & set(SPLIT_FILETYPES)
+    return all(f.whole for f in resource.files) and (not split or len(resource.files) == 2)
+
+
 async def create_inline(ctx: Context, new: NewResource, content: bytes) -> BootResource:
     """An image sent whole in the POST (the form's `content` part, already in memory within the
     form limit): staged on disk, checked (`new.sha256`, when given), made into its LXD image,
     and only then recorded, complete.  A failure leaves no row and no file behind."""
     _check_filetype(new)
+    if new.filetype in SPLIT_FILETYPES:
+        raise FieldError("filetype", "The files of an LXD split image are each POSTed, then PUT to their upload_uri.")
     await _check_room(ctx, 2 * len(content))
     images_path = images_dir(ctx)
     try:
@@ -131,7 +161,7 @@ async def create_inline(ctx: Context, new: NewResource, content: bytes) -> BootR
             raise FieldError("sha256", f"The file's sha256 is {sha256}, not {new.sha256}; nothing was stored.")
         new = attrs.evolve(new, sha256=sha256)
         try:
-            made = await in_image_pool(_make_lxd_image, staged, new, images_path)
+            made = await in_image_pool(_make_lxd_image, {new.filetype: staged}, new, images_path)
         except image_files.BadImage as e:
             raise FieldError("content", f"The file is not a {new.filetype} image: {e}.") from None
         except image_files.DiskFull:
@@ -140,7 +170,7 @@ async def create_inline(ctx: Context, new: NewResource, content: bytes) -> BootR
 
         def create_complete_thd(cur):
             created = images.create_thd(cur, new, version=_version(), filename=FILENAMES[new.filetype])
-            images.record_received_thd(cur, created.id, 0, new.size)
+            images.record_received_thd(cur, created.files[0].id, 0, new.size)
             done = images.finish_thd(cur, created.id, state="complete", lxd_fingerprint=fingerprint,
                                      lxd_size=lxd_size)
             images.record_holder_thd(cur, fingerprint, ctx.config.url)
@@ -157,55 +187,58 @@ async def create_inline(ctx: Context, new: NewResource, content: bytes) -> BootR
 
 
 async def upload_chunk(ctx: Context, resource_id: int, file_id: int, body: BinaryIO, length: int) -> BootResource:
-    """Append one chunk; the chunk that reaches the file's size checks the sha256 and makes
-    the LXD image (any later PUT does, if the region stopped before it could).  A wrong sha256
-    or a bad file marks the upload failed and removes its bytes."""
-    if file_id != resource_id:
-        raise NotFound("BootResourceFile")
+    """Append one chunk to one of the resource's files; the chunk that completes a file checks
+    its sha256, and the one that completes the image makes its LXD image (any later PUT does,
+    if the region stopped before it could).  A wrong sha256 or a bad file marks the upload
+    failed and removes its bytes."""
     async with _work.lock(resource_id):
         resource = await get(ctx, resource_id)
+        file = resource.file(file_id)
         if resource.rtype != "Uploaded":
             raise Conflict(f"Boot resource {resource_id} is synced from the boot source; it takes no uploads.")
         if resource.state != "uploading":
             raise Conflict(f"The file of boot resource {resource_id} is {resource.state}; it takes no more bytes.")
-        path = image_files.upload_path(images_dir(ctx), resource_id)
-        if resource.received == resource.size:  # the region stopped between the last chunk and its check
-            digest = await in_image_pool(_work.hashes.at, resource_id, path, resource.size)
-            return await _finish(ctx, resource, digest.hexdigest())
+        path = image_files.upload_path(images_dir(ctx), file.id)
+        if file.whole:  # the region stopped between the last chunk and its check
+            digest = await in_image_pool(_work.hashes.at, file.id, path, file.size)
+            return await _file_done(ctx, resource, file, digest.hexdigest())
         if length <= 0:
             raise Refused("The chunk is empty.")
-        if resource.received + length > resource.size:
-            raise Refused(f"The chunk of {length} bytes would take the file past its size ({resource.size} bytes; "
-                          f"{resource.received} received).")
+        if file.received + length > file.size:
+            raise Refused(f"The chunk of {length} bytes would take the file past its size ({file.size} bytes; "
+                          f"{file.received} received).")
         try:
-            digest = await in_image_pool(_write, resource, path, body, length)
+            digest = await in_image_pool(_write, file, path, body, length)
         except image_files.DiskFull:
             raise Refused("The region's data dir is full; the chunk was not stored (the upload can resume "
                           "from the bytes already received once there is room).") from None
-        after = resource.received + length
-        if not await ctx.db.run(images.record_received_thd, resource_id, resource.received, after):
+        after = file.received + length
+        if not await ctx.db.run(images.record_received_thd, file.id, file.received, after):
             raise Conflict("Another upload of this file moved on meanwhile; read its progress and resume.")
-        if after < resource.size:
-            _work.hashes.keep(resource_id, after, digest)
+        if after < file.size:
+            _work.hashes.keep(file.id, after, digest)
             return await get(ctx, resource_id)
-        return await _finish(ctx, resource, digest.hexdigest())
+        return await _file_done(ctx, await get(ctx, resource_id), file, digest.hexdigest())
 
 
-def _write(resource: BootResource, path: Path, body: BinaryIO, length: int):
-    digest = _work.hashes.at(resource.id, path, resource.received)
-    image_files.write_chunk(path, resource.received, body, length, digest)
+def _write(file: ResourceFile, path: Path, body: BinaryIO, length: int):
+    digest = _work.hashes.at(file.id, path, file.received)
+    image_files.write_chunk(path, file.received, body, length, digest)
     return digest
 
 
-async def _finish(ctx: Context, resource: BootResource, sha256: str) -> BootResource:
-    images_path = images_dir(ctx)
-    if sha256 != resource.sha256:
-        await _fail(ctx, resource, f"its sha256 is {sha256}, not the {resource.sha256} given")
-        raise FieldError("sha256", f"The uploaded file's sha256 is {sha256}, not {resource.sha256}; "
+async def _file_done(ctx: Context, resource: BootResource, file: ResourceFile, sha256: str) -> BootResource:
+    """A file is in: its sha256 checked; the image made when it was the last one."""
+    if sha256 != file.sha256:
+        await _fail(ctx, resource, f"the sha256 of {file.filename} is {sha256}, not the {file.sha256} given")
+        raise FieldError("sha256", f"The uploaded file's sha256 is {sha256}, not {file.sha256}; "
                                    "the upload failed and its bytes were removed.")
+    if not _is_whole(resource):
+        return resource
+    images_path = images_dir(ctx)
     try:
-        fingerprint, lxd_size = await in_image_pool(
-            _make_lxd_image, image_files.upload_path(images_path, resource.id), resource, images_path)
+        fingerprint, lxd_size = await in_image_pool(_make_lxd_image, _file_paths(images_path, resource), resource,
+                                                    images_path)
     except (image_files.BadImage, image_files.DiskFull) as e:
         await _fail(ctx, resource, str(e))
         raise Refused(f"The upload failed and its bytes were removed: {e}.") from None
@@ -220,24 +253,34 @@ async def _finish(ctx: Context, resource: BootResource, sha256: str) -> BootReso
     return await ctx.db.run(complete_thd)
 
 
-def _make_lxd_image(upload: Path, image: BootResource | NewResource, images_path: Path) -> tuple[str, int]:
-    """The LXD image made from a complete file (`upload`, consumed): its fingerprint and size."""
-    if image.filetype == "lxd":
+def _file_paths(images_path: Path, resource: BootResource) -> dict[str, Path]:
+    return {f.filetype: image_files.upload_path(images_path, f.id) for f in resource.files}
+
+
+def _make_lxd_image(uploads: dict[str, Path], image: BootResource | NewResource,
+                    images_path: Path) -> tuple[str, int]:
+    """The LXD image made from complete files (`uploads` by filetype, consumed): its fingerprint
+    and size."""
+    if SPLIT_METADATA in uploads:
+        rootfs_type = next(t for t in uploads if t != SPLIT_METADATA)
+        return image_files.split_to_lxd(uploads[SPLIT_METADATA], uploads[rootfs_type], images_path)
+    (filetype, upload), = uploads.items()
+    if filetype == "lxd":
         image_files.check_lxd_tarball(upload)
         upload.replace(image_files.lxd_path(images_path, image.sha256))
         return image.sha256, image.size
     metadata = image_files.metadata_yaml(image.architecture, image.name, image.title)
-    if image.filetype == "tgz":
+    if filetype == "tgz":
         made = image_files.rootfs_to_lxd(upload, images_path, metadata)
     else:
-        made = image_files.disk_to_lxd(upload, images_path, image.filetype, metadata)
+        made = image_files.disk_to_lxd(upload, images_path, filetype, metadata)
     upload.unlink()
     return made
 
 
 async def _fail(ctx: Context, resource: BootResource, reason: str) -> None:
-    _work.hashes.forget(resource.id)
-    await in_image_pool(image_files.remove_files, images_dir(ctx), resource.id, None)
+    _work.forget(resource)
+    await in_image_pool(image_files.remove_files, images_dir(ctx), resource.files, None)
 
     def fail_thd(cur):
         images.finish_thd(cur, resource.id, state="failed")
@@ -259,8 +302,8 @@ async def delete(ctx: Context, resource_id: int) -> BootResource:
             return gone
 
         gone = await ctx.db.run(delete_thd)
-        _work.forget(resource_id)
-        await in_image_pool(image_files.remove_files, images_dir(ctx), resource_id, gone.lxd_fingerprint)
+        _work.forget(gone, drop_lock=True)
+        await in_image_pool(image_files.remove_files, images_dir(ctx), gone.files, gone.lxd_fingerprint)
         return gone
 
 
