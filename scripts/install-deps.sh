@@ -16,6 +16,8 @@ if [ "${1:-}" = "--test" ]; then
   APT_PACKAGES+=(golang-go golang-github-juju-gomaasapi-dev)
   # devstack/debian_image.py builds the deploy tests' Debian image (with cloud-init) with mmdebstrap.
   APT_PACKAGES+=(mmdebstrap)
+  # tests/test_deploy_split.py makes an LXD split image's squashfs rootfs from that image (sqfstar).
+  APT_PACKAGES+=(squashfs-tools)
   # tests/test_ui_*.py drive the web UI in headless Chromium through Debian's matching chromedriver.
   APT_PACKAGES+=(chromium chromium-driver)
 fi
