@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-import orjson
-
 from region.api.domain_handlers import domain_json
 from region.api.interface_json import interface_json, nic_vlan
 from region.api.network_json import subnet_json, vlan_json
 from region.api.site import API_PREFIX
+from region.api.streaming import json_list_chunks
 from region.api.zone_handlers import pool_json, zone_json
 from region.db import allocations, machines
 from region.services.domains import DEFAULT_DOMAIN
@@ -147,17 +146,9 @@ def render_views(found: MachineViews) -> list[dict]:
     return [render(v) for v in found.machines]
 
 
-CHUNK_MACHINES = 100  # per orjson.dumps call (~1 ms): one call holds the GIL, so keep each short
+CHUNK_MACHINES = 100  # per orjson call (~1 ms holding the GIL)
 
 
 def listing_chunks(found: MachineViews) -> list[bytes]:
-    """The JSON list of the views' machine objects, in chunks that together are one document
-    (rendered and serialised a few machines at a time; call it off the reactor)."""
-    render = _renderer(found)
-    chunks = [b"["]
-    for start in range(0, len(found.machines), CHUNK_MACHINES):
-        part = orjson.dumps([render(v) for v in found.machines[start:start + CHUNK_MACHINES]],
-                            option=orjson.OPT_NON_STR_KEYS)[1:-1]
-        chunks.append((b"," if start else b"") + part)
-    chunks.append(b"]")
-    return chunks
+    """The JSON list of the views' machine objects, as chunks (call it off the reactor)."""
+    return json_list_chunks(found.machines, _renderer(found), CHUNK_MACHINES)

@@ -7,14 +7,18 @@ listing holds the reactor (other requests are answered in between).
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import attrs
+import orjson
 from twisted.internet.interfaces import IPullProducer
 from twisted.web import server
 from zope.interface import implementer
 
+from common.gcpause import gc_paused
 from common.threadpools import LazyThreadPool
+
+T = TypeVar("T")
 
 _render_pool = LazyThreadPool("api-render", 2)
 
@@ -54,6 +58,23 @@ class _ChunkProducer:
         self._chunks = iter(())
 
 
+def json_list_chunks(items: Sequence[T], render: Callable[[T], Any], per_chunk: int) -> list[bytes]:
+    """The JSON list of `render(item)` for each item, in chunks that together are one document,
+    rendered and serialised `per_chunk` items at a time (each orjson call holds the GIL)."""
+    chunks = [b"["]
+    for start in range(0, len(items), per_chunk):
+        part = orjson.dumps([render(item) for item in items[start:start + per_chunk]],
+                            option=orjson.OPT_NON_STR_KEYS)[1:-1]
+        chunks.append((b"," if start else b"") + part)
+    chunks.append(b"]")
+    return chunks
+
+
 async def streamed(build: Callable[..., list[bytes]], *args) -> StreamedJSON:
     """`build(*args)` run in a small thread pool of its own, as a streamed reply."""
-    return StreamedJSON(await _render_pool.run(build, *args))
+    return StreamedJSON(await _render_pool.run(_build, build, *args))
+
+
+def _build(build: Callable[..., list[bytes]], *args) -> list[bytes]:
+    with gc_paused():
+        return build(*args)

@@ -94,16 +94,3 @@ def seed_thd(cur, *, hosts: int, machines_per_host: int, port: int) -> Seeded:
     cur.execute("SELECT (SELECT count(*) FROM vm_hosts), (SELECT count(*) FROM machines)")
     return Seeded(*cur.fetchone())
 
-
-# pg_stat_statements (loaded by the benchmark's own cluster) counts the statements a request runs.
-
-def enable_statement_stats_thd(cur) -> None:
-    cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-
-
-def statements_run_thd(cur) -> int:
-    """Statements run so far in this database (not counting these reads of the statistics)."""
-    cur.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
-                " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                " AND query NOT LIKE '%pg_stat_statements%'")
-    return int(cur.fetchone()[0])
