@@ -174,9 +174,11 @@ def test_a_deploy_configures_the_nics_from_their_links(lab, lxd_server, lxd_regi
     assert converted.returncode == 0, converted.stderr
     generated = run_in(lxd_server, project, name, "netplan", "generate", "--root-dir", root)
     assert generated.returncode == 0, generated.stderr
-    # The AUTO address stays with the link while deployed (a redeploy would keep it).
+    # Released, the AUTO link gives its address back (MAAS's release does); the STATIC one keeps its own.
     released = alice.post(f"machines/{sid}/", data={"op": "release"})
     assert released.status == 200, released.text
+    links = [nic["links"][0] for nic in released.json()["interface_set"]]
+    assert [(x["mode"], x.get("ip_address")) for x in links] == [("auto", None), ("static", "10.30.0.61")]
     assert admin.delete(f"machines/{sid}/").status == 204
 
 

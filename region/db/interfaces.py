@@ -52,6 +52,12 @@ def make_default_gateway_thd(cur, machine_id: int, link_id: int) -> None:
                 (link_id, link_id, machine_id))
 
 
+def release_auto_ips_thd(cur, machine_id: int) -> None:
+    """The machine's AUTO links give their addresses back and stay (MAAS's release does so)."""
+    cur.execute("UPDATE static_ips SET ip = NULL WHERE mode = 'auto' AND ip IS NOT NULL AND machine_interface_id IN"
+                " (SELECT id FROM machine_interfaces WHERE machine_id = %s)", (machine_id,))
+
+
 def set_vlan_thd(cur, nic_id: int, vlan_id: int | None, *, disconnected: bool = False) -> None:
     """The NIC's own VLAN (None and not disconnected: its host interface's)."""
     cur.execute("UPDATE machine_interfaces SET vlan_id = %s, disconnected = %s WHERE id = %s",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import attrs
 
 from common import hosterrors
-from region.db import allocations, deploys, machines
+from region.db import allocations, deploys, interfaces, machines
 from region.rpc import NoRackConnected
 from region.services import compose
 from region.services.context import Context
@@ -111,6 +111,7 @@ async def _release_one(ctx: Context, m: machines.Machine) -> machines.Machine | 
     def release_thd(cur):
         if allocations.release_thd(cur, m.id):
             deploys.end_thd(cur, m.id)
+            interfaces.release_auto_ips_thd(cur, m.id)
             ctx.audit_thd(cur, "MACHINE_RELEASED", f"released {m.hostname}", "machine", m.system_id)
         return machines.get_thd(cur, m.system_id)
 
