@@ -48,6 +48,13 @@ def test_deploy_progress_failure_reason_and_release(chromium, start_region, dsn,
         reason = admin.get(f"machines/{sid}/").json()["status_message"]
         assert reason and reason in failed.text
         ui.shot("17-machines-failed")
+        # Images lists the hosts that hold each image as the API reports them.
+        holders = [h["name"] for h in admin.get("vm-hosts/").json()
+                   if any(i["id"] == made["id"] and i.get("copying") is None for i in h["images"])]
+        ui.go("#/images")
+        ui.wait_text('tr[data-image="custom/uitinyvm"]', ", ".join(holders) or "—")
+        ui.shot("18-images")
+        ui.go("#/machines")
         ui.press("Release", within=row)
         ui.wait_text(f"{row} .status", "Ready", timeout=60)
         assert admin.get(f"machines/{sid}/").json()["status_name"] == "Ready"

@@ -50,7 +50,8 @@ export function imagesList() {
     const [resources, hosts] = await Promise.all([get("boot-resources/"), get("vm-hosts/")]);
     body.replaceChildren(...resources.map((r) => {
       const set = Object.values(r.sets)[0] || {};
-      const holders = hosts.filter((x) => (x.images || []).some((i) => i.id === r.id)).map((x) => x.name);
+      const holders = hosts.flatMap((x) => (x.images || []).filter((i) => i.id === r.id)
+        .map((i) => (i.copying != null ? `${x.name} (copying ${i.copying}%)` : x.name)));
       return h("tr", { dataset: { image: r.name } }, h("td", {}, r.name), h("td", {}, r.architecture), h("td", {}, bytes(set.size || 0)),
         h("td", {}, set.complete ? "complete" : `${r.state} ${set.progress ?? 0}%`), h("td", {}, holders.join(", ") || "—"));
     }));
