@@ -23,15 +23,18 @@ class HostTarget:
 
     `server_fingerprint` is the SHA-256 (lower-case hex) of the host's TLS certificate,
     learned at the first discovery and pinned afterwards; None means "not pinned yet".
-    The key never appears in a repr (nor, therefore, in a log line).
+    For virsh it is the SSH host key ("ssh-ed25519 AAAA…") or, until the next discovery
+    replaces it, a fingerprint an admin gave ("SHA256:…"); `ssh_password` logs in.
+    The key and password never appear in a repr (nor, therefore, in a log line).
     """
 
-    type: str  # "lxd" (or "virsh")
+    type: str  # "lxd" or "virsh"
     address: str
     project: str
     cert_pem: str
     key_pem: str = attrs.field(repr=False)
     server_fingerprint: str | None = None
+    ssh_password: str = attrs.field(default="", repr=False)
 
 
 @attrs.frozen

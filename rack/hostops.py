@@ -23,9 +23,11 @@ def default_drivers() -> dict[str, VMHostDriver]:
     from rack.drivers.lxd import LXDDriver
     from rack.drivers.lxd_tls import sweep_stale_cert_dirs
 
+    from rack.drivers.virsh import VirshDriver
+
     for path in sweep_stale_cert_dirs():
         log.info("removed client certificate files left by a rack that died: {path}", path=path)
-    return {"lxd": LXDDriver()}
+    return {"lxd": LXDDriver(), "virsh": VirshDriver()}
 
 
 class HostOperations:

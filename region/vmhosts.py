@@ -210,11 +210,13 @@ class HostManager:
         return await (db or self.db).run(load_thd)
 
     def target_thd(self, cur, host: hosts.VMHost) -> HostTarget:
-        """How to reach `host`, its key decrypted (inside the caller's transaction)."""
-        key = hosts.key_thd(cur, self.box, host.id)
+        """How to reach `host`, its secret decrypted (inside the caller's transaction): the
+        client key of an LXD host, the SSH password of a virsh host."""
+        secret = hosts.key_thd(cur, self.box, host.id) or ""
+        virsh = host.type == "virsh"
         return HostTarget(type=host.type, address=host.power_address, project=host.project,
-                          cert_pem=host.certificate or "", key_pem=key or "",
-                          server_fingerprint=host.server_fingerprint)
+                          cert_pem=host.certificate or "", key_pem="" if virsh else secret,
+                          server_fingerprint=host.server_fingerprint, ssh_password=secret if virsh else "")
 
     # -- refresh ------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(postgresql postgresql-contrib ca-certificates curl lxd qemu-system-x86 ovmf)
 # The region makes uploaded disk images (ddraw, ddgz, ddxz) into LXD VM images with qemu-img.
 APT_PACKAGES+=(qemu-utils)
+# libvirt-python (setup.cfg) builds against libvirt-dev; racks reach virsh hosts with the OpenSSH client.
+APT_PACKAGES+=(libvirt-dev pkg-config gcc openssh-client)
 # The client tests build a Python 3.11 virtualenv with python-libmaas from PyPI.
 if [ "${1:-}" = "--test" ]; then
   APT_PACKAGES+=(python3-venv)
@@ -16,6 +18,8 @@ if [ "${1:-}" = "--test" ]; then
   APT_PACKAGES+=(golang-go golang-github-juju-gomaasapi-dev)
   # devstack/debian_image.py builds the deploy tests' Debian image (with cloud-init) with mmdebstrap.
   APT_PACKAGES+=(mmdebstrap)
+  # tests/fixtures/libvirt.py: a real libvirtd reached over qemu+ssh on 127.0.0.1 with a password.
+  APT_PACKAGES+=(libvirt-daemon-system libvirt-clients openssh-server)
   # tests/test_deploy_split.py makes an LXD split image's squashfs rootfs from that image (sqfstar).
   APT_PACKAGES+=(squashfs-tools)
   # tests/test_ui_*.py drive the web UI in headless Chromium through Debian's matching chromedriver.

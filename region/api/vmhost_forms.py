@@ -5,8 +5,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import urllib.parse
 
-from common import tls
+from common import sshhostkey, tls
 from region.api.params import Form, Params
 from region.services.vmhosts import HostFields
 
@@ -65,6 +66,34 @@ def lxd_address_problem(address: str) -> str | None:
     return None if valid_port else "Enter a port from 1 to 65535."
 
 
+def virsh_address_problem(address: str) -> str | None:
+    """Why `address` is not `qemu+ssh://user@host[:port]/system` (None: it is one).  Only SSH:
+    any rack must reach the host, and the password and pinned host key are SSH's."""
+    parts = urllib.parse.urlsplit(address)
+    if parts.scheme != "qemu+ssh":
+        return "Enter a libvirt URI of the form qemu+ssh://user@host[:port]/system."
+    try:
+        port = parts.port
+    except ValueError:
+        return "Enter a port from 1 to 65535."
+    if not parts.username or parts.password is not None:
+        return "Name the SSH user (qemu+ssh://user@host/system); give its password as power_pass."
+    host = parts.hostname or ""
+    if not (_HOST_RE.match(host) or _is_ipv6(host)) or port == 0:
+        return "Enter a host name or IP address (and optionally a port from 1 to 65535) after the user."
+    if parts.path != "/system" or parts.query or parts.fragment:
+        return "Use the system instance (/system) without query parameters: vmyard sets the transport options."
+    return None
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        ipaddress.IPv6Address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def identity(form: Form, name: str | None, *, regenerate_on_empty: bool) -> tuple[str | None, str | None]:
     """The client certificate and key: imported and checked, generated (for the `name` the request
     gave, if any), or (None, None) when the request does not touch them."""
@@ -99,12 +128,16 @@ def trust_secret(params: Params) -> str | None:
 
 
 def fingerprint(form: Form, field: str = "fingerprint") -> str | None:
+    """An LXD certificate's SHA-256 (hex) or an SSH host key's fingerprint ("SHA256:…")."""
     raw = form.params.get(field)
     if not raw:
         return None
+    if sshhostkey.is_fingerprint(raw.strip()):
+        return raw.strip()
     value = raw.replace(":", "").strip().lower()
     if not _FINGERPRINT_RE.match(value):
-        form.error(field, "Enter a SHA-256 fingerprint: 64 hexadecimal digits (colons allowed).")
+        form.error(field, "Enter a SHA-256 fingerprint: 64 hexadecimal digits (colons allowed), or an SSH "
+                          "host key's SHA256:… as ssh-keygen -l prints it.")
         return None
     return value
 
@@ -119,18 +152,22 @@ def parse_host_fields(params: Params, *, creating: bool, current_type: str | Non
         form.error("type", "Cannot change the type of a VM host. Delete and re-create the VM host with a "
                            "different type.")
     effective_type = host_type or current_type
-    if effective_type == "virsh":
-        form.error("type", "virsh VM hosts are not supported by this version of vmyard yet.")
     address = form.text("power_address", required=creating, max_length=255)
+    problems = {"lxd": lxd_address_problem, "virsh": virsh_address_problem}
     if address is not None and not address.strip():
         form.error("power_address", "This field is required.")
-    elif address is not None and effective_type == "lxd" and (problem := lxd_address_problem(address.strip())):
+    elif address is not None and effective_type in problems \
+            and (problem := problems[effective_type](address.strip())):
         form.error("power_address", problem)
     given_name = name = form.name()
     if creating and name is None and "name" not in form.errors:
         name = name_from_address(address)
     project = form.text("project", max_length=63)
-    if project is not None and (project == "" or "/" in project or not project.isprintable()):
+    if effective_type == "virsh":
+        if project:
+            form.error("project", "libvirt hosts have no projects; leave project out.")
+        project = "" if creating else None
+    elif project is not None and (project == "" or "/" in project or not project.isprintable()):
         form.error("project", "Enter a valid LXD project name.")
     if creating and project is None:
         project = "default"
@@ -145,9 +182,15 @@ def parse_host_fields(params: Params, *, creating: bool, current_type: str | Non
     cpu_ratio = form.number("cpu_over_commit_ratio", minimum=0, maximum=MAX_RATIO)
     memory_ratio = form.number("memory_over_commit_ratio", minimum=0, maximum=MAX_RATIO)
     cert = key = None
+    password = trust_secret(params)
     if effective_type == "lxd" and not form.errors:
         # An update keeps the host's name for the CN, as MAAS's form merges the stored fields in.
         cert, key = identity(form, given_name or current_name, regenerate_on_empty=not creating)
+    elif effective_type == "virsh":
+        key = password  # the SSH password is the host's stored secret (encrypted at rest)
+        for field in ("certificate", "key"):
+            if params.get(field):
+                form.error(field, "libvirt hosts log in over SSH with power_pass; they take no certificate.")
     form.check()
     return HostFields(
         type=host_type, power_address=address.strip() if address else address, name=name, project=project,
@@ -155,5 +198,5 @@ def parse_host_fields(params: Params, *, creating: bool, current_type: str | Non
         tags=[t.strip() for t in tags if t.strip()] if tags is not None else None,
         cpu_over_commit_ratio=cpu_ratio, memory_over_commit_ratio=memory_ratio,
         default_macvlan_mode=macvlan, default_storage_pool=params.get("default_storage_pool") or None,
-        certificate=cert, key=key, password=trust_secret(params), deploy_profiles=profiles,
+        certificate=cert, key=key, password=password, deploy_profiles=profiles,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from common import sshhostkey
 from common.models import HostInterface
 from region.api.site import API_PREFIX
 from region.api.zone_handlers import pool_json, zone_json
@@ -51,7 +52,9 @@ def host_json(view: HostView, collection: str, *, admin: bool) -> dict:
         "state_message": host.state_message,
         "power_address": host.power_address,
         "project": host.project,
-        "server_fingerprint": host.server_fingerprint,
+        # virsh: the pinned SSH host key shows as its fingerprint, as ssh-keygen -l prints it
+        "server_fingerprint": sshhostkey.display(host.server_fingerprint) if host.type == "virsh"
+        else host.server_fingerprint,
         "last_refresh": host.last_refresh.isoformat() if host.last_refresh else None,
         "tags": list(host.tags),
         "architectures": list(host.architectures),

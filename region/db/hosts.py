@@ -210,10 +210,12 @@ def update_thd(cur, box: SecretBox, host_id: int, changes: dict, key: str | None
 
 
 def record_discovery_thd(cur, host_id: int, found) -> None:
-    """A successful discovery: live facts, the pinned server certificate, state ready."""
+    """A successful discovery: live facts, the pinned server certificate (an SSH fingerprint an
+    admin gave becomes the key the rack checked against it), state ready."""
     cur.execute(
         "UPDATE vm_hosts SET version = %s, architectures = %s, capabilities = %s, cores = %s,"
-        " cpu_speed = %s, memory = %s, server_fingerprint = COALESCE(server_fingerprint, %s),"
+        " cpu_speed = %s, memory = %s, server_fingerprint = CASE WHEN server_fingerprint IS NULL"
+        " OR server_fingerprint LIKE 'SHA256:%%' THEN %s ELSE server_fingerprint END,"
         " state = 'ready', state_message = '', last_refresh = now(), updated = now() WHERE id = %s",
         (found.version, found.architectures, found.capabilities, found.cores, found.cpu_speed,
          found.memory, found.server_fingerprint, host_id),

@@ -114,7 +114,11 @@ async def create_host(ctx: Context, fields: HostFields) -> HostView:
                 named_choice_thd(cur, named.RESOURCE_POOLS, "pool", fields.pool))
 
     zone, pool = await ctx.db.run(check_thd)
-    target = HostTarget(fields.type, fields.power_address, fields.project, fields.certificate, fields.key)
+    if fields.type == "virsh":  # the SSH host key is learned now (trust on first use) and pinned
+        target = HostTarget(fields.type, fields.power_address, fields.project, "", "",
+                            ssh_password=fields.password or "")
+    else:
+        target = HostTarget(fields.type, fields.power_address, fields.project, fields.certificate, fields.key)
     try:
         found = await ctx.hosts.discover(target, fields.password)
     except hosterrors.Untrusted:
