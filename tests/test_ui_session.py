@@ -5,6 +5,8 @@ expiry, and the server-sent events stream."""
 from __future__ import annotations
 
 import http.client
+import json
+import ssl
 import time
 import urllib.parse
 
@@ -12,6 +14,7 @@ import pytest
 
 from region.db.pool import run_sync
 from tests.conftest import make_user, region_box
+from tests.fixtures.daemons import free_port
 from tests.fixtures.ui_http import UiClient
 
 pytestmark = pytest.mark.slow
@@ -120,3 +123,19 @@ def test_compose_check_needs_a_session_csrf_and_an_admin(ui, region, dsn):
     assert bad.status == 400 and bad.json() == {"cores": ["Send this field as a string."]}
     assert ui.request("POST", "/MAAS/r/compose-check/1", form=b"[1]").status == 400
     assert ui.request("GET", "/MAAS/r/compose-check/1").status == 405
+
+
+def test_session_cookie_is_secure_over_https(start_region, dsn):
+    port = free_port()
+    region = start_region("uitls", extra=["--https", f"127.0.0.1:{port}"])
+    make_user(dsn, region_box(region), "tlsadmin", admin=True)
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # the region CA's own certificate
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=30)
+    conn.request("POST", "/MAAS/r/session", body=json.dumps({"username": "tlsadmin", "password": "pw-tlsadmin"}),
+                 headers={"Content-Type": "application/json"})
+    reply = conn.getresponse()
+    assert reply.status == 200
+    cookie = reply.getheader("Set-Cookie")
+    assert "; Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    conn.close()
