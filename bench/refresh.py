@@ -120,11 +120,13 @@ def add_hosts(stack: Stack, prefix: str, address: str, project: str, count: int)
 
 
 def remove_hosts(stack: Stack, host_ids: list[int]) -> None:
-    def remove_thd(cur):
-        for host_id in host_ids:
+    """In small transactions: the region keeps refreshing (updating) these rows meanwhile."""
+    def remove_thd(cur, batch):
+        for host_id in batch:
             hosts.delete_thd(cur, host_id)
 
-    run_sync(stack.dsn, remove_thd)
+    for start in range(0, len(host_ids), 20):
+        run_sync(stack.dsn, remove_thd, host_ids[start:start + 20])
 
 
 def count_where(stack: Stack, host_ids: list[int], condition: str) -> int:

@@ -25,6 +25,7 @@ STATE_TTL = 5.0  # seconds a refresh-backlog reading is reused
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OPERATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0)
 QUERY_BUCKETS = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 100, 250, 1000, 5000)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LAG_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 
 
@@ -62,6 +63,7 @@ class RegionMetrics:
         self._sources = {"rpc": rpc, "databases": databases, "scheduler": scheduler}
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float, queries: int) -> None:
+        method = method if method in KNOWN_METHODS else "other"  # a client picks it: keep the labels bounded
         self.http_latency.labels(endpoint, method, str(status)).observe(seconds)
         self.http_queries.labels(endpoint, method).observe(queries)
 

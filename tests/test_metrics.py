@@ -35,6 +35,7 @@ def test_requests_are_counted_per_route_template_with_their_sql(region, admin_ap
     assert admin_api.get(f"zones/{zone}/").status == 200
     assert admin_api.post("zones/", data={"name": ""}).status == 400
     assert admin_api.get("no-such-thing/").status == 404
+    assert admin_api.request("BREW", "version/").status == 405
     after = scrape(region)
 
     def count(endpoint: str, method: str, status: int) -> float:
@@ -47,7 +48,9 @@ def test_requests_are_counted_per_route_template_with_their_sql(region, admin_ap
     assert count("zones/{name}/", "GET", 200) == 1, "the route template, not the zone's name"
     assert value(after, "vmyard_http_request_duration_seconds_count", endpoint="unmatched", method="GET",
                  status="404") >= 1
-    assert not any(zone in str(labels) for _, labels in after), "no raw path reaches a label"
+    assert count("version/", "other", 405) == 1, "a method a client made up is not a label of its own"
+    assert not any(zone in str(labels) or "BREW" in str(labels) for _, labels in after), \
+        "no raw path or method reaches a label"
     sql = (value(after, "vmyard_http_request_sql_queries_sum", endpoint=API + "zones/", method="POST")
            - value(before, "vmyard_http_request_sql_queries_sum", endpoint=API + "zones/", method="POST"))
     assert sql >= 3, "creating a zone checks the credentials, inserts it and records an event"
