@@ -112,3 +112,37 @@ def test_failed_migration_leaves_no_trace(pg_cluster, tmp_path):
     with conn.cursor() as cur:
         assert migrate.applied_versions_thd(cur) == [1]
     conn.close()
+
+
+def test_boot_resource_files_take_over_the_file_columns_of_existing_images(pg_cluster, tmp_path):
+    """0023 moves each resource's file into boot_resource_files: same bytes counted, same id."""
+    dsn = pg_cluster.new_database(migrated=False)
+    files_version = next(m.version for m in migrate.available_migrations() if m.name == "boot_resource_files")
+    for m in migrate.available_migrations():
+        if m.version < files_version:
+            (tmp_path / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
+    conn = psycopg2.connect(dsn)
+    try:
+        migrate.migrate_connection(conn, tmp_path)
+        with conn.cursor() as cur:  # one complete image and one upload stopped half-way, as 0010 stored them
+            cur.execute("INSERT INTO boot_resources (name, architecture, rtype, version, filename, filetype, size,"
+                        " sha256, received, state, lxd_fingerprint, lxd_size) VALUES"
+                        " ('custom/done', 'amd64/generic', 'Uploaded', '20260101', 'root-tgz', 'tgz', 100, %s, 100,"
+                        "  'complete', %s, 120),"
+                        " ('custom/half', 'amd64/generic', 'Uploaded', '20260101', 'root.qcow2', 'qcow2', 300, %s,"
+                        "  40, 'uploading', NULL, NULL)", ("a" * 64, "f" * 64, "b" * 64))
+        conn.commit()
+        migrate.migrate_connection(conn)
+        with conn.cursor() as cur:
+            done, half = images.list_thd(cur)
+            assert done.files == (images.ResourceFile(done.id, "root-tgz", "tgz", 100, "a" * 64, 100),)
+            assert (done.state, done.lxd_fingerprint, done.lxd_size) == ("complete", "f" * 64, 120)
+            assert half.files == (images.ResourceFile(half.id, "root.qcow2", "qcow2", 300, "b" * 64, 40),)
+            assert (half.filetype, half.size, half.received) == ("qcow2", 300, 40)
+            added = images.add_file_thd(cur, half.id, images.NewResource("custom/half", "amd64/generic", "",
+                                                                         "lxd-meta", 10, "c" * 64),
+                                        filename="lxd-meta.tar")
+            assert added.id not in (done.id, half.id)  # the id sequence moved past the copied ids
+        conn.rollback()
+    finally:
+        conn.close()
