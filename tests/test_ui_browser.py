@@ -10,6 +10,7 @@ from selenium.webdriver.common.by import By
 from region.db.pool import run_sync
 from tests.conftest import make_user, region_box
 from tests.fixtures.browser import Screens, chromium  # noqa: F401  (fixture)
+from tests.fixtures.daemons import free_port
 from tests.fixtures.http import Api
 from tests.fixtures.images import rootfs_tgz
 from tests.fixtures.lxd import lxc_missing, unique
@@ -50,8 +51,13 @@ def test_add_host_overcommit_compose_numa_delete(screens, admin, lxd_server, lxd
     name, project = unique("uihost"), unique("uiproj")
     ui.press("Add LXD host")
     ui.fill("#add-name", name)
-    ui.fill("#add-power_address", lxd_server.address)
+    ui.fill("#add-power_address", f"127.0.0.1:{free_port()}")  # nothing listens there
     ui.fill("#add-project", project)
+    ui.press("Next")
+    # The region's reason sits on the field at fault; the wizard keeps what was typed.
+    ui.find('.error-text[data-for="power_address"]')
+    assert ui.find("#add-name").get_attribute("value") == name
+    ui.fill("#add-power_address", lxd_server.address)
     ui.shot("03-wizard-details")
     ui.press("Next")
     command = ui.text_of("#cmd-modern")
