@@ -23,7 +23,7 @@ export function stateBadge(host) {
 }
 
 export function kvmList(type) {
-  const state = { filter: "", sort: "name", dir: 1, hosts: [], resources: {} };
+  const state = { filter: "", sort: "name", dir: 1, hosts: [], resources: {}, grouped: true };
   const body = h("tbody");
   const count = h("p", { class: "muted", id: "host-count" });
   const filter = h("input", { type: "search", id: "host-filter", placeholder: "Filter by name, tag, zone, pool, address",
@@ -37,7 +37,9 @@ export function kvmList(type) {
     h("nav", { class: "tabs", "aria-label": "Host type" },
       h("a", { href: "#/kvm/lxd", "aria-current": type === "lxd" ? "page" : null }, "LXD"),
       h("a", { href: "#/kvm/virsh", "aria-current": type === "virsh" ? "page" : null }, "Virsh")),
-    h("div", { class: "toolbar" }, filter, count),
+    h("div", { class: "toolbar" }, filter,
+      h("label", { for: "group-by-server" }, h("input", { type: "checkbox", id: "group-by-server", checked: true,
+        onchange: (e) => { state.grouped = e.target.checked; draw(); } }), " Group projects by LXD server"), count),
     h("table", { id: "hosts" }, h("thead", {}, head), body));
 
   function draw() {
@@ -45,15 +47,20 @@ export function kvmList(type) {
       !state.filter || [x.name, x.power_address, x.project, x.zone.name, x.pool.name, ...x.tags]
         .some((v) => (v || "").toLowerCase().includes(state.filter)));
     const column = COLUMNS.find(([key]) => key === state.sort);
-    rows.sort((a, b) => { const x = column[2](a), y = column[2](b); return (x > y ? 1 : x < y ? -1 : 0) * state.dir; });
+    const server = (x) => (state.grouped ? x.power_address || "" : "");
+    rows.sort((a, b) => { const x = column[2](a), y = column[2](b);
+      return server(a).localeCompare(server(b)) || (x > y ? 1 : x < y ? -1 : 0) * state.dir; });
     head.querySelectorAll("th").forEach((th) =>
       th.setAttribute("aria-sort", th.dataset.key === state.sort ? (state.dir > 0 ? "ascending" : "descending") : "none"));
     count.textContent = rows.length ? `${rows.length} ${type === "lxd" ? "LXD" : "virsh"} host(s)` : `No ${type === "lxd" ? "LXD" : "virsh"} hosts available.`;
-    body.replaceChildren(...rows.map((x) => {
+    body.replaceChildren(...rows.map((x, i) => {
       const m = meters(x, state.resources[x.id]);
-      return h("tr", { dataset: { host: x.name } },
+      // Grouped, one server's projects read as one block: its address only on the first row.
+      const more = state.grouped && i > 0 && server(rows[i - 1]) === server(x) && server(x);
+      return h("tr", { dataset: { host: x.name }, class: more ? "same-server" : null },
         h("td", {}, h("a", { href: `#/kvm/${x.id}` }, x.name), h("div", { class: "muted" }, x.project || ""), stateBadge(x)),
-        h("td", {}, x.power_address || "", h("div", { class: "muted" }, x.type === "lxd" ? "LXD" : "libvirt")),
+        h("td", {}, more ? h("span", { class: "muted" }, "same server") : [x.power_address || "",
+          h("div", { class: "muted" }, x.type === "lxd" ? "LXD" : "libvirt")]),
         h("td", {}, String(x.vm_count), h("div", { class: "muted" }, x.version || "")),
         h("td", {}, x.tags.join(", ")),
         h("td", {}, x.zone.name, h("div", { class: "muted" }, x.pool.name)),
