@@ -20,6 +20,7 @@ from region.db.interfaces import InterfaceLink
 from region.db.machines import Machine, MachineNic
 from region.db.pool import run_sync
 from region.services import cloudinit, interfaces
+from tests.clients.maas_cli import Profile
 from tests.fixtures.http import Api
 from tests.fixtures.lxd import lxc_json
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
@@ -182,10 +183,20 @@ def test_a_deploy_configures_the_nics_from_their_links(lab, lxd_server, lxd_regi
     assert admin.delete(f"machines/{sid}/").status == 204
 
 
-def test_fuzzed_interface_requests_never_get_a_server_error(lab, lxd_region, alice):
-    """tests/test_fuzz_api.py's fuzzer on these endpoints, with a real machine and NIC ids to reach."""
+def test_maas_cli_commands_then_fuzzed_requests_never_get_a_server_error(lab, lxd_region, alice):
+    """The maas CLI's commands for these endpoints (built from describe/ as the CLI builds them), then
+    tests/test_fuzz_api.py's fuzzer on them, with a real machine and NIC ids to reach."""
     admin, host = lab
     sid, nics = compose_allocated(admin, alice, host, "fuzz1")
+    cli, eth1 = Profile.login(lxd_region.url, admin.apikey), str(nics["eth1"]["id"])
+    assert [n["name"] for n in cli.run("interfaces", "read", sid).json()] == ["eth0", "eth1"]
+    linked = cli.run("interface", "link-subnet", sid, eth1, "mode=STATIC", "subnet=10.30.0.0/24",
+                     "ip_address=10.30.0.9")
+    assert linked.url.endswith(f"/nodes/{sid}/interfaces/{eth1}/?op=link_subnet"), linked.url
+    (static,) = linked.json()["links"]
+    assert static["ip_address"] == "10.30.0.9"
+    assert cli.run("interface", "unlink-subnet", sid, eth1, f"id={static['id']}").json()["links"] == []
+    assert cli.run("interface", "disconnect", sid, eth1).json()["vlan"] is None
     targets = [t for t in actions(admin.get("describe/").json()) if "/nodes/{system_id}/interfaces/" in t[0]]
     assert len(targets) == 5, targets
     fuzz({"admin": admin, "alice": alice, "anonymous": Api(lxd_region.api)},
