@@ -6,6 +6,8 @@ Each action parses the request, makes one call to `region.services.vmhosts` (or
 
 from __future__ import annotations
 
+from functools import partial
+
 import attrs
 
 from region.api.compose_handler import ComposeOperation
@@ -13,11 +15,13 @@ from region.api.errors import BadRequest, NotFound
 from region.api.handler import Call, Handler, operation, restful
 from region.api.params import Form
 from region.api.site import Response
+from region.api.streaming import json_list_chunks, streamed
 from region.api.vmhost_forms import fingerprint, parse_host_fields, trust_secret
 from region.api.vmhost_json import host_json, resources_json
 from region.services import vmhost_ops, vmhosts
 
 TRUE = ("true", "1", "yes", "on")
+HOSTS_PER_CHUNK = 200
 
 
 class VmHostsHandler(Handler):
@@ -32,7 +36,8 @@ class VmHostsHandler(Handler):
     @restful("GET")
     async def read(self, call: Call):
         """List VM hosts, ordered by id."""
-        return [self._render(call, v) for v in await vmhosts.list_hosts(call.ctx)]
+        return await streamed(json_list_chunks, await vmhosts.list_hosts(call.ctx), partial(self._render, call),
+                              HOSTS_PER_CHUNK)
 
     @restful("POST", admin_only=True)
     async def create(self, call: Call):
