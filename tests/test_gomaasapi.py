@@ -6,6 +6,8 @@ constraint on a space (vmyard composes a VM on demand), SetOwnerData,
 Machines by agent name, the links of an interface the test linked STATIC
 meanwhile (as Juju's maasNetworkInterfaces reads them), ReleaseMachines,
 and checks the machine is gone.
+With -deploy it runs Juju's bootstrap on a container instead (deploy.go): Start with gzip+base64
+user data, SetOwnerData, Machines polled until Deployed, the addresses read from the links.
 It is built offline from the Debian packages (GOPATH mode, no module proxy)
 and cached by the hash of its source and the Go version.
 """
@@ -24,6 +26,7 @@ import pytest
 
 from tests.conftest import make_user, region_box
 from tests.fixtures import images
+from tests.fixtures.flows import IMAGE, SCALE, TIMEOUT_CAP, prepare_host_for_deploys
 from tests.fixtures.http import Api
 from tests.fixtures.lxd import lxc_json, lxc_missing
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
@@ -51,7 +54,8 @@ def gomaasapi_check(tmp_path_factory) -> Path:
         pytest.skip(f"{PACKAGE} is missing (apt package golang-github-juju-gomaasapi-dev; "
                     f"scripts/install-deps.sh --test installs it)")
     version = subprocess.run([go, "version"], capture_output=True, text=True, check=True).stdout
-    digest = hashlib.sha256(version.encode() + (SOURCE / "main.go").read_bytes()).hexdigest()[:16]
+    sources = b"".join(path.read_bytes() for path in sorted(SOURCE.glob("*.go")))
+    digest = hashlib.sha256(version.encode() + sources).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vmyard-tests"
     binary = cache / f"gomaasapi-check-{digest}"
     if binary.exists():
@@ -143,3 +147,32 @@ def test_juju_client_gets_a_no_match_error_naming_the_host(gomaasapi_check, lab,
     assert f"VM host {host['name']}: needs {too_many} cores" in message
     assert time.monotonic() - started < 10  # a 409 is not retried
     assert admin.get("machines/").json() == []
+
+
+def test_juju_client_deploys_a_container_and_reads_its_addresses(gomaasapi_check, lab, lxd_region, dsn, lxd_server,
+                                                                  bridges):
+    admin, host = lab
+    prepare_host_for_deploys(admin, lxd_server, lxd_region, host)
+    made = admin.post(f"vm-hosts/{host['id']}/", data={
+        "op": "compose", "hostname": "juju-ctl", "cores": "1", "memory": "1024", "storage": "root:3",
+        "instance_type": "container", "interfaces": "eth0:subnet=10.30.0.0/24,ip=10.30.0.63"})
+    assert made.status == 200, made.text
+    sid = made.json()["system_id"]
+    juju_key = make_user(dsn, region_box(lxd_region), "juju", admin=False)
+    done = subprocess.run([str(gomaasapi_check), "-url", lxd_region.api, "-key", juju_key, "-agent", "model-uuid-2",
+                           "-deploy", sid, "-distro-series", IMAGE, "-cloud-config", "#cloud-config\npackages: []\n",
+                           "-poll", f"{10 * SCALE}s", "-timeout", f"{TIMEOUT_CAP}s"],
+                          capture_output=True, text=True, timeout=TIMEOUT_CAP + 60)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    # Start's and every poll's replies passed gomaasapi's machine, interface, link and subnet schemas.
+    assert got["status_after_start"] == "Deploying" and got["status_name"] == "Deployed"
+    assert set(got["statuses_polled"]) <= {"Deploying", "Deployed"}, got["statuses_polled"]
+    assert got["osystem"] and got["distro_series"] == IMAGE
+    assert got["owner_data"] == {"juju-machine-id": "0", "juju-is-controller": "true"}
+    assert got["ip_addresses"] == ["10.30.0.63"]
+    assert got["links"] == [{"interface": "eth0", "mode": "static", "ip_address": "10.30.0.63", "subnet": {
+        "id": got["links"][0]["subnet"]["id"], "cidr": "10.30.0.0/24", "space": "dmz", "vid": 30, "mtu": 1500,
+        "gateway_ip": "10.30.0.1", "dns_servers": []}}]
+    assert got["released"] and admin.get(f"machines/{sid}/").json()["status_name"] == "Ready"
+    assert f"{sid} deployed (cloud-init reported modules-final)" in lxd_region.output()

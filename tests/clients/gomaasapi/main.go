@@ -12,7 +12,13 @@
 //
 // A 409 from allocate (gomaasapi's NoMatchError) prints {"no_match": ...} and exits 3.
 //
-// Usage: gomaasapi-check -url http://127.0.0.1:PORT/MAAS/api/2.0/ -key KEY -space NAME [-agent UUID] [-cpus N] [-pause]
+// With -deploy SYSTEM_ID it instead deploys that machine as Juju's bootstrap does (deploy.go)
+// and prints one JSON line: the statuses seen, the machine's addresses and links, the release.
+//
+// Usage:
+//
+//	gomaasapi-check -url http://127.0.0.1:PORT/MAAS/api/2.0/ -key KEY -space NAME [-agent UUID] [-cpus N] [-pause]
+//	gomaasapi-check -url … -key KEY -deploy SYSTEM_ID -distro-series NAME [-cloud-config TEXT] [-poll 10s] [-timeout 1200s]
 package main
 
 import (
@@ -22,6 +28,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/juju/gomaasapi"
 )
@@ -102,12 +109,21 @@ func main() {
 	agent := flag.String("agent", "3f1c6a2e-model", "agent name (Juju: the model UUID)")
 	pause := flag.Bool("pause", false, "wait for a line on stdin before releasing")
 	cpus := flag.Int("cpus", 1, "minimum CPU count to ask for")
+	systemID := flag.String("deploy", "", "deploy this machine as Juju's bootstrap does (deploy.go) instead")
+	series := flag.String("distro-series", "", "with -deploy: the image to deploy")
+	cloudConfig := flag.String("cloud-config", "#cloud-config\n", "with -deploy: the user data, before gzip+base64")
+	poll := flag.Duration("poll", 10*time.Second, "with -deploy: the pause between status reads (Juju: 10 s)")
+	timeout := flag.Duration("timeout", 1200*time.Second, "with -deploy: how long to wait for Deployed (Juju: 1200 s)")
 	flag.Parse()
 	enc := json.NewEncoder(os.Stdout)
 
 	ctrl, err := gomaasapi.NewController(gomaasapi.ControllerArgs{BaseURL: *url, APIKey: *key})
 	if err != nil {
 		fail("NewController", err)
+	}
+	if *systemID != "" {
+		deployAsJuju(ctrl, *systemID, *agent, *series, *cloudConfig, *poll, *timeout)
+		return
 	}
 	out := report{Spaces: map[string]int{}}
 	// Juju's constraints validator (environ.go getSupportedArchitectures): the boot resources'
