@@ -43,7 +43,7 @@ def seed_iso(instance_name: str, cloud_init: CloudInitData) -> bytes:
     if cloud_init.vendor_data:
         files["vendor-data"] = cloud_init.vendor_data
     iso = pycdlib.PyCdlib()
-    iso.new(interchange=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
     try:
         for name, text in files.items():
             data = text.encode()
@@ -100,14 +100,18 @@ def _hole_or_data(_stream, fd: int) -> list:
 
 
 def upload(conn: libvirt.virConnect, volume: libvirt.virStorageVol, path: str) -> None:
-    """The file at `path` into `volume` from offset 0, holes skipped."""
+    """The file at `path` into `volume` from offset 0, holes skipped; the volume keeps its size
+    (a dir pool's upload cuts the file to what was sent)."""
     fd = os.open(path, os.O_RDONLY)
     stream = conn.newStream(0)
     try:
+        capacity = volume.info()[1]
         volume.upload(stream, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
         stream.sparseSendAll(lambda _s, n, f: os.read(f, n), _hole_or_data,
                              lambda _s, length, f: os.lseek(f, length, os.SEEK_CUR) and 0, fd)
         stream.finish()
+        if volume.info()[1] < capacity:
+            volume.resize(capacity, 0)
     except libvirt.libvirtError as e:
         stream.abort()
         raise libvirt_error(f"cannot write volume {volume.name()}", e) from None
