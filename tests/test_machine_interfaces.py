@@ -11,6 +11,7 @@ then deploys; the requests below follow that order.
 from __future__ import annotations
 
 import datetime
+from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 import yaml
@@ -197,6 +198,18 @@ def test_maas_cli_commands_then_fuzzed_requests_never_get_a_server_error(lab, lx
     assert static["ip_address"] == "10.30.0.9"
     assert cli.run("interface", "unlink-subnet", sid, eth1, f"id={static['id']}").json()["links"] == []
     assert cli.run("interface", "disconnect", sid, eth1).json()["vlan"] is None
+
+    # Concurrent links: one AUTO link per subnet on a NIC, one holder per address.
+    def both(*requests):
+        with ThreadPoolExecutor(2) as pool:
+            return sorted(r.status for r in pool.map(lambda ask: link(alice, sid, ask[0], **ask[1]), requests))
+
+    auto = (nics["eth1"], {"mode": "AUTO", "subnet": "10.30.0.0/24"})
+    assert both(auto, auto) == [200, 400]
+    assert len(alice.get(f"nodes/{sid}/interfaces/{eth1}/").json()["links"]) == 1
+    same_ip = {"mode": "STATIC", "subnet": "10.20.0.0/24", "ip_address": "10.20.0.50", "force": "true"}
+    assert both((nics["eth0"], same_ip), (nics["eth1"], same_ip)) == [200, 400]
+    assert alice.get(f"machines/{sid}/").json()["ip_addresses"] == ["10.20.0.50"]
     targets = [t for t in actions(admin.get("describe/").json()) if "/nodes/{system_id}/interfaces/" in t[0]]
     assert len(targets) == 5, targets
     fuzz({"admin": admin, "alice": alice, "anonymous": Api(lxd_region.api)},

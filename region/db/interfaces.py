@@ -21,6 +21,12 @@ class InterfaceLink:
     default_gateway: bool = False  # this link's subnet gateway is the machine's default route
 
 
+def lock_nic_thd(cur, nic_id: int) -> None:
+    """Hold the NIC's row: concurrent changes to its links queue (REPEATABLE READ: the later one is
+    retried and sees the earlier's links)."""
+    cur.execute("SELECT 1 FROM machine_interfaces WHERE id = %s FOR UPDATE", (nic_id,))
+
+
 def add_link_thd(cur, nic_id: int, mode: str, subnet_id: int | None) -> int:
     """A link holding no address (auto before deploy, dhcp, link_up); returns its id."""
     cur.execute("INSERT INTO static_ips (subnet_id, machine_interface_id, mode) VALUES (%s, %s, %s) RETURNING id",

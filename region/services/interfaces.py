@@ -68,6 +68,7 @@ def _editable_thd(cur, ctx: Context, system_id: str, nic_id: str, action: str):
     if m.status not in EDITABLE:
         raise Conflict(f"Cannot {action} interface because the machine is not Ready, Allocated, or Broken "
                        f"({m.hostname} is {m.status}).")
+    interfaces.lock_nic_thd(cur, nic.id)
     return m, nic
 
 
