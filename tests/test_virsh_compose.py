@@ -186,3 +186,14 @@ def test_deploy_writes_the_image_into_the_root_volume_and_attaches_a_seed(virsh_
     assert f"local-hostname: {name}" in files["meta-data"]
     assert "packages: []" in files["user-data"] and f"/MAAS/metadata/status/{sid}" in files["user-data"]
     assert "version: 2" in files["network-config"]
+
+    # Release erases: stopped, the seed gone, the root volume empty at its size.
+    seed_volume = seed.find("source").get("volume")
+    released = alice.post(f"machines/{sid}/", data={"op": "release"})
+    assert released.status == 200 and released.json()["status_name"] == "Ready", released.text
+    assert virsh("domstate", name).strip() == "shut off"
+    assert [d.get("device") for d in dumpxml(name).findall("devices/disk")] == ["disk"]
+    assert seed_volume not in volumes(lab.pool)
+    with open(root_file, "rb") as f:
+        assert f.read(18) == bytes(18)
+    assert root_file.stat().st_size == GB
