@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Callable
@@ -39,7 +40,12 @@ MAX_DELAY = 60.0
 FORGET_AFTER = 15 * 60.0  # seconds without a failure before a count starts again from zero
 MAX_TRACKED = 100_000  # counts kept at most; the oldest are dropped beyond that
 
-_DUMMY_HASH = users.hash_password("not a password anyone has")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """What an unknown username is checked against, so it costs what a wrong password does.
+    Made on first use, in the hash pool: at import it added ~0.25 s to every region start."""
+    return users.hash_password("not a password anyone has")
 
 
 @attrs.frozen
@@ -150,7 +156,7 @@ async def verify(ctx: Context, attempt: LoginAttempt, guard: LoginGuard = _guard
 
 async def _check_password(ctx: Context, attempt: LoginAttempt, guard: LoginGuard) -> User | None:
     record = await ctx.db.run(users.login_record_thd, attempt.username)
-    stored = record[1] if record is not None else _DUMMY_HASH
+    stored = record[1] if record is not None else await guard.hash_pool.run(_dummy_hash)
     matches = await guard.hash_pool.run(users.check_password, stored, attempt.password)
     return record[0] if record is not None and matches else None
 
