@@ -101,16 +101,22 @@ def check_schema(lxd_server, project: str, name: str, text: str, *command: str) 
     return run_in(lxd_server, project, name, *[path if c == "{}" else c for c in command])
 
 
-def test_a_container_is_deployed_with_real_cloud_init_and_reports_over_the_webhook(lab, lxd_server, lxd_region,
-                                                                                    alice, bridges):
-    admin, host = lab
-    hid, project = host["id"], host["project"]
+def proxy_to_region(admin: Api, lxd_server, lxd_region, host: dict) -> None:
+    """Deployed machines of `host` reach the region's port on their own loopback (a deploy profile)."""
+    project = host["project"]
     lxc_in(lxd_server, project, "profile", "create", PROXY_PROFILE)
     lxc_in(lxd_server, project, "profile", "device", "add", PROXY_PROFILE, "region", "proxy",
            f"listen=tcp:127.0.0.1:{lxd_region.http_port}", f"connect=tcp:127.0.0.1:{lxd_region.http_port}",
            "bind=instance")
-    updated = admin.put(f"vm-hosts/{hid}/", data={"deploy_profiles": PROXY_PROFILE})
+    updated = admin.put(f"vm-hosts/{host['id']}/", data={"deploy_profiles": PROXY_PROFILE})
     assert updated.status == 200 and updated.json()["deploy_profiles"] == [PROXY_PROFILE], updated.text
+
+
+def test_a_container_is_deployed_with_real_cloud_init_and_reports_over_the_webhook(lab, lxd_server, lxd_region,
+                                                                                    alice, bridges):
+    admin, host = lab
+    hid, project = host["id"], host["project"]
+    proxy_to_region(admin, lxd_server, lxd_region, host)
     upload(admin, debian_image().rootfs_tgz, "custom/bookworm", "tgz")
     key = ssh_key()
     assert alice.post("sshkeys/", data={"op": "add", "key": key}).status in (200, 201)

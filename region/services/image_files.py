@@ -7,6 +7,7 @@ tarball, or a VM image from a disk image), `*.partial`/`*.convert` only while on
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gzip
 import hashlib
@@ -126,17 +127,23 @@ def stage(images: Path, content: bytes) -> tuple[Path, str]:
     Nothing is left behind when the disk fills."""
     images.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="inline-", suffix=".partial", dir=images)
+    with _removed_on_failure(Path(name)), os.fdopen(fd, "wb") as f:
+        f.write(content)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(name), hashlib.sha256(content).hexdigest()
+
+
+@contextlib.contextmanager
+def _removed_on_failure(path: Path):
+    """`path` is removed if the block fails; a full disk is raised as DiskFull."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        os.unlink(name)
-        if e.errno == errno.ENOSPC:
+        yield
+    except BaseException as e:
+        path.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             raise _disk_full() from None
         raise
-    return Path(name), hashlib.sha256(content).hexdigest()
 
 
 class _HashingWriter(io.RawIOBase):
@@ -285,21 +292,15 @@ def split_to_lxd(metadata: Path, rootfs: Path, images: Path) -> tuple[str, int]:
         _check_self_contained(rootfs)
     partial = images / f"{rootfs.name}.split.partial"
     digest, size = hashlib.sha256(), 0
-    try:
-        with open(partial, "wb") as out:
-            for part in (metadata, rootfs):
-                with open(part, "rb") as f:
-                    while block := f.read(COPY_BLOCK):
-                        out.write(block)
-                        digest.update(block)
-                        size += len(block)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException as e:
-        partial.unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise _disk_full() from None
-        raise
+    with _removed_on_failure(partial), open(partial, "wb") as out:
+        for part in (metadata, rootfs):
+            with open(part, "rb") as f:
+                while block := f.read(COPY_BLOCK):
+                    out.write(block)
+                    digest.update(block)
+                    size += len(block)
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(partial, lxd_path(images, digest.hexdigest()))
     metadata.unlink()
     rootfs.unlink()

@@ -171,11 +171,7 @@ async def create_inline(ctx: Context, new: NewResource, content: bytes) -> BootR
         def create_complete_thd(cur):
             created = images.create_thd(cur, new, version=_version(), filename=FILENAMES[new.filetype])
             images.record_received_thd(cur, created.files[0].id, 0, new.size)
-            done = images.finish_thd(cur, created.id, state="complete", lxd_fingerprint=fingerprint,
-                                     lxd_size=lxd_size)
-            images.record_holder_thd(cur, fingerprint, ctx.config.url)
-            _audit_thd(ctx, cur, "BOOT_RESOURCE_UPLOADED", f"Boot resource {done.name} uploaded.", done.id)
-            return done
+            return _complete_thd(cur, ctx, created.id, fingerprint, lxd_size)
 
         return await ctx.db.run(create_complete_thd)
     except BaseException:
@@ -243,14 +239,15 @@ async def _file_done(ctx: Context, resource: BootResource, file: ResourceFile, s
         await _fail(ctx, resource, str(e))
         raise Refused(f"The upload failed and its bytes were removed: {e}.") from None
 
-    def complete_thd(cur):
-        done = images.finish_thd(cur, resource.id, state="complete", lxd_fingerprint=fingerprint,
-                                 lxd_size=lxd_size)
-        images.record_holder_thd(cur, fingerprint, ctx.config.url)
-        _audit_thd(ctx, cur, "BOOT_RESOURCE_UPLOADED", f"Boot resource {done.name} uploaded.", done.id)
-        return done
+    return await ctx.db.run(_complete_thd, ctx, resource.id, fingerprint, lxd_size)
 
-    return await ctx.db.run(complete_thd)
+
+def _complete_thd(cur, ctx: Context, resource_id: int, fingerprint: str, lxd_size: int) -> BootResource:
+    """The image is made: the resource is complete, and this region holds its LXD image."""
+    done = images.finish_thd(cur, resource_id, state="complete", lxd_fingerprint=fingerprint, lxd_size=lxd_size)
+    images.record_holder_thd(cur, fingerprint, ctx.config.url)
+    _audit_thd(ctx, cur, "BOOT_RESOURCE_UPLOADED", f"Boot resource {done.name} uploaded.", done.id)
+    return done
 
 
 def _file_paths(images_path: Path, resource: BootResource) -> dict[str, Path]:
