@@ -11,7 +11,10 @@ then deploys; the requests below follow that order.
 from __future__ import annotations
 
 import datetime
+import json
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import attrs
 import yaml
@@ -28,6 +31,7 @@ from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fix
 from tests.test_deploy_e2e import (PROXY_PROFILE, alice, bob, check_schema, lxc_in, run_in,  # noqa: F401
                                    upload, wait_for_status)
 from tests.test_fuzz_api import actions, fuzz
+from tests.test_libmaas import libmaas_python  # noqa: F401  (fixture)
 from tests.test_vmhosts_lxd import sql
 
 
@@ -264,3 +268,24 @@ def test_network_config_from_links_dhcp_link_up_and_one_default_route_per_family
     configs = run_sync(dsn, interfaces.nic_configs_thd, machine_with(unmarked))
     routes = {c.name: [a.gateway for a in c.addresses] for c in configs}
     assert routes == {"eth0": ["10.1.0.1"], "eth1": [None]}
+
+
+def test_python_libmaas_reads_disconnects_links_and_unlinks(libmaas_python, lab, alice, lxd_region):
+    admin, host = lab
+    sid, nics = compose_allocated(admin, alice, host, "lm1")
+    script = Path(__file__).parent / "clients" / "libmaas_interfaces.py"
+    done = subprocess.run([str(libmaas_python), str(script), lxd_region.url, alice.apikey, sid, "10.30.0.0/24",
+                           "10.30.0.33"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["disconnected"] == {"vlan": None, "links": []}
+    assert seen["created"]["mode"] == "static" and seen["created"]["ip_address"] == "10.30.0.33"
+    assert seen["created"]["cidr"] == "10.30.0.0/24"
+    assert seen["interfaces"] == [
+        {"name": "eth0", "type": "physical", "mac_address": nics["eth0"]["mac_address"], "params": "", "vid": 0,
+         "links": []},
+        {"name": "eth1", "type": "physical", "mac_address": nics["eth1"]["mac_address"], "params": "", "vid": 30,
+         "links": [{"mode": "static", "ip_address": "10.30.0.33", "cidr": "10.30.0.0/24"}]}]
+    assert seen["ip_addresses"] == ["10.30.0.33"] and seen["after_delete"] == []
+    assert alice.get(f"machines/{sid}/").json()["ip_addresses"] == []
+    assert admin.delete(f"machines/{sid}/").status == 204

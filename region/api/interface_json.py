@@ -40,7 +40,7 @@ def interface_json(system_id: str, nic: MachineNic, vlan: dict | None, subnets: 
     return {
         "id": nic.id, "name": nic.name, "type": "physical", "mac_address": nic.mac, "enabled": True,
         "vlan": vlan, "links": [link_json(link, subnets) for link in nic.links],
-        "tags": [], "params": {}, "parents": [], "children": [], "discovered": None,
+        "tags": [], "params": "", "parents": [], "children": [], "discovered": None,  # MAAS: "" when unset
         "effective_mtu": vlan["mtu"] if vlan else DEFAULT_MTU,
         "vendor": None, "product": None, "firmware_version": None,
         "link_connected": True, "interface_speed": 0, "link_speed": 0,
