@@ -1,8 +1,9 @@
 """Image bytes on the region's disk: blocking functions, run in the image thread pool only.
 
-Layout under `<data_dir>/images/`: `upload-<id>` while a file arrives, `lxd-<fingerprint>.tar`
-for the LXD unified tarball hosts are given (a container image from a root filesystem
-tarball, or a VM image from a disk image), `*.partial`/`*.convert` only while one is made.
+Layout under `<data_dir>/images/`: `upload-<file id>` while a file arrives, `lxd-<fingerprint>.tar`
+for what hosts are given: an LXD unified tarball (a container image from a root filesystem
+tarball, or a VM image from a disk image), or a split image's metadata tarball followed by its
+rootfs; `*.partial`/`*.convert` only while one is made.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class ChunkHashes:
     def __init__(self) -> None:
         self._running: dict[int, tuple[int, "hashlib._Hash"]] = {}
 
-    def at(self, resource_id: int, path: Path, offset: int) -> "hashlib._Hash":
-        cached = self._running.pop(resource_id, None)
+    def at(self, file_id: int, path: Path, offset: int) -> "hashlib._Hash":
+        cached = self._running.pop(file_id, None)
         if cached is not None and cached[0] == offset:
             return cached[1]
         digest = hashlib.sha256()
@@ -87,11 +88,11 @@ class ChunkHashes:
                 remaining -= len(block)
         return digest
 
-    def keep(self, resource_id: int, offset: int, digest: "hashlib._Hash") -> None:
-        self._running[resource_id] = (offset, digest)
+    def keep(self, file_id: int, offset: int, digest: "hashlib._Hash") -> None:
+        self._running[file_id] = (offset, digest)
 
-    def forget(self, resource_id: int) -> None:
-        self._running.pop(resource_id, None)
+    def forget(self, file_id: int) -> None:
+        self._running.pop(file_id, None)
 
 
 def write_chunk(path: Path, offset: int, body: BinaryIO, length: int, digest: "hashlib._Hash") -> None:
