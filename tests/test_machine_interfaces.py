@@ -123,6 +123,18 @@ def test_read_link_unlink_and_disconnect_in_maas_shapes(lab, lxd_server, alice, 
     moved = link(alice, sid, eth0, mode="AUTO", subnet="10.30.0.0/24")
     assert moved.status == 200 and moved.json()["vlan"]["vid"] == 30, moved.text
 
+    # set_default_gateway: the machine's one default route (per family) moves to eth0's link.
+    def gateway_links():
+        return [r[0] for r in sql(dsn, "SELECT id FROM static_ips WHERE default_gateway ORDER BY id")]
+
+    assert gateway_links() == [picked[0]["id"]]
+    for data in ({"link_id": "999999"}, {"link_id": "x"}):
+        wrong = alice.post(f"nodes/{sid}/interfaces/{eth0['id']}/", data={"op": "set_default_gateway", **data})
+        assert wrong.status == 400 and "link_id" in wrong.json(), wrong.text
+    moved_gateway = alice.post(f"nodes/{sid}/interfaces/{eth0['id']}/", data={"op": "set_default_gateway"})
+    assert moved_gateway.status == 200, moved_gateway.text
+    assert gateway_links() == [moved.json()["links"][0]["id"]]
+
     # Only while Ready, Allocated or Broken (MAAS: 409 otherwise); every change was audited.
     sql(dsn, "UPDATE machines SET status = 'deployed' WHERE system_id = %s", sid)
     late = alice.post(f"nodes/{sid}/interfaces/{eth0['id']}/", data={"op": "disconnect"})
@@ -131,6 +143,7 @@ def test_read_link_unlink_and_disconnect_in_maas_shapes(lab, lxd_server, alice, 
     audited = [r[0] for r in sql(dsn, "SELECT type FROM events WHERE object_id = %s AND type LIKE 'INTERFACE%%'"
                                       " AND username = 'alice' ORDER BY id", sid)]
     assert audited.count("INTERFACE_LINKED") == 6 and "INTERFACE_UNLINKED" in audited
+    assert "INTERFACE_DEFAULT_GATEWAY" in audited
     assert "INTERFACE_DISCONNECTED" in audited
     # An admin may change anyone's machine.
     assert admin.post(f"nodes/{sid}/interfaces/{eth0['id']}/", data={"op": "disconnect"}).status == 200
@@ -215,7 +228,7 @@ def test_maas_cli_commands_then_fuzzed_requests_never_get_a_server_error(lab, lx
     assert both((nics["eth0"], same_ip), (nics["eth1"], same_ip)) == [200, 400]
     assert alice.get(f"machines/{sid}/").json()["ip_addresses"] == ["10.20.0.50"]
     targets = [t for t in actions(admin.get("describe/").json()) if "/nodes/{system_id}/interfaces/" in t[0]]
-    assert len(targets) == 5, targets
+    assert len(targets) == 6, targets
     fuzz({"admin": admin, "alice": alice, "anonymous": Api(lxd_region.api)},
          [sid, *(str(n["id"]) for n in nics.values())], targets, 200)
     assert admin.get(f"nodes/{sid}/interfaces/").status == 200

@@ -86,6 +86,20 @@ class InterfaceHandler(Handler):
         system_id, nic_id = call.path_args["system_id"], call.path_args["id"]
         return _nic(await interfaces.unlink_subnet(call.ctx, system_id, nic_id, link_id), nic_id)
 
+    @operation("POST", "set_default_gateway")
+    async def set_default_gateway(self, call: Call):
+        """Make the gateway of one of the interface's AUTO or STATIC links the machine's default route.
+
+        :param link_id: Optional. The link (required when the interface has several gateways in one
+            address family).
+        :type link_id: Int
+        """
+        form = Form(call.params)
+        link_id = form.integer("link_id", minimum=1, maximum=2**31 - 1)
+        form.check()
+        system_id, nic_id = call.path_args["system_id"], call.path_args["id"]
+        return _nic(await interfaces.set_default_gateway(call.ctx, system_id, nic_id, link_id), nic_id)
+
     @operation("POST", "disconnect")
     async def disconnect(self, call: Call):
         """Remove every link of the interface and take it off its VLAN."""

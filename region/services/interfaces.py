@@ -158,6 +158,35 @@ async def unlink_subnet(ctx: Context, system_id: str, nic_id: str, link_id: int)
     return await ctx.db.run(unlink_thd)
 
 
+async def set_default_gateway(ctx: Context, system_id: str, nic_id: str, link_id: int | None) -> MachineViews:
+    """The gateway of the link's subnet (`link_id`, or the NIC's one AUTO or STATIC link with a
+    gateway per address family) becomes the machine's default route, as MAAS's op."""
+    def set_thd(cur):
+        m, nic = _editable_thd(cur, ctx, system_id, nic_id, "set default gateway")
+        found = {s.id: s for s in subnets.list_subnets_thd(cur)}
+        usable = [link for link in nic.links
+                  if link.mode in ADDRESSED and link.subnet_id in found and found[link.subnet_id].gateway_ip]
+        if link_id is not None:
+            chosen = [link for link in usable if link.id == link_id]
+            if not chosen:
+                raise FieldError("link_id", f"{link_id} is not an AUTO or STATIC link of {nic.name} to a subnet with "
+                                            f"a gateway.")
+        elif not usable:
+            raise FieldError("link_id", f"{nic.name} has no AUTO or STATIC link to a subnet with a gateway.")
+        else:
+            families = [ipaddress.ip_network(found[link.subnet_id].cidr).version for link in usable]
+            if len(set(families)) < len(families):
+                raise FieldError("link_id", f"{nic.name} has several gateways in one address family: give link_id.")
+            chosen = usable
+        for link in chosen:
+            interfaces.make_default_gateway_thd(cur, m.id, link.id)
+        ctx.audit_thd(cur, "INTERFACE_DEFAULT_GATEWAY", f"{nic.name} of {m.hostname}: default gateway "
+                      f"{', '.join(str(found[link.subnet_id].gateway_ip) for link in chosen)}", "machine", system_id)
+        return machine_view_thd(cur, system_id)
+
+    return await ctx.db.run(set_thd)
+
+
 async def disconnect(ctx: Context, system_id: str, nic_id: str) -> MachineViews:
     """Every link of the NIC goes (its addresses freed) and it is on no VLAN, as MAAS's disconnect."""
     def disconnect_thd(cur):
