@@ -1,5 +1,6 @@
 """A machine's interfaces (its VM's NICs) and their links to subnets, as MAAS's
-nodes/{system_id}/interfaces/ API has them: read, link_subnet, unlink_subnet, disconnect.
+nodes/{system_id}/interfaces/ API has them: read, link_subnet, unlink_subnet,
+set_default_gateway, disconnect; and what cloud-init is told about them at deploy.
 
 Changing links is for the machine's owner or an admin (Forbidden otherwise), while the machine
 is Ready, Allocated or Broken (Conflict otherwise), as in MAAS.  A STATIC link takes its address
@@ -89,8 +90,8 @@ def _vlan_of_thd(cur, m: machines.Machine, nic: machines.MachineNic) -> int | No
     return None
 
 
-def _check_link(cur, m: machines.Machine, nic: machines.MachineNic, mode: str, subnet: Subnet | None,
-                ask: LinkRequest) -> None:
+def _check_link_thd(cur, m: machines.Machine, nic: machines.MachineNic, mode: str, subnet: Subnet | None,
+                    ask: LinkRequest) -> None:
     if ask.ip_address and mode != "static":
         raise FieldError("ip_address", f"ip_address is only used with mode STATIC, not {ask.mode}.")
     if ask.default_gateway and mode not in ADDRESSED:
@@ -132,7 +133,7 @@ async def link_subnet(ctx: Context, system_id: str, nic_id: str, ask: LinkReques
     def link_thd(cur):
         m, nic = _editable_thd(cur, ctx, system_id, nic_id, "link subnet")
         subnet = _subnet_thd(cur, ask.subnet) if ask.subnet else None
-        _check_link(cur, m, nic, mode, subnet, ask)
+        _check_link_thd(cur, m, nic, mode, subnet, ask)
         # A LINK_UP link only stands alone: it goes when another link comes (and force drops the others).
         interfaces.delete_links_thd(cur, nic.id, interfaces.LINK_MODES if mode == "link_up" else ("link_up",))
         link_id = _add_link_thd(cur, nic, mode, subnet, ask.ip_address)
