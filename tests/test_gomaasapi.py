@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import make_user, region_box
 from tests.fixtures import images
-from tests.fixtures.flows import IMAGE, SCALE, TIMEOUT_CAP, prepare_host_for_deploys
+from tests.fixtures.flows import IMAGE, SCALE, TIMEOUT_CAP, compose_container, prepare_host_for_deploys
 from tests.fixtures.http import Api
 from tests.fixtures.lxd import lxc_json, lxc_missing
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
@@ -153,11 +153,7 @@ def test_juju_client_deploys_a_container_and_reads_its_addresses(gomaasapi_check
                                                                   bridges):
     admin, host = lab
     prepare_host_for_deploys(admin, lxd_server, lxd_region, host)
-    made = admin.post(f"vm-hosts/{host['id']}/", data={
-        "op": "compose", "hostname": "juju-ctl", "cores": "1", "memory": "1024", "storage": "root:3",
-        "instance_type": "container", "interfaces": "eth0:subnet=10.30.0.0/24,ip=10.30.0.63"})
-    assert made.status == 200, made.text
-    sid = made.json()["system_id"]
+    sid = compose_container(admin, host, "juju-ctl", "eth0:subnet=10.30.0.0/24,ip=10.30.0.63")
     juju_key = make_user(dsn, region_box(lxd_region), "juju", admin=False)
     done = subprocess.run([str(gomaasapi_check), "-url", lxd_region.api, "-key", juju_key, "-agent", "model-uuid-2",
                            "-deploy", sid, "-distro-series", IMAGE, "-cloud-config", "#cloud-config\npackages: []\n",

@@ -13,7 +13,7 @@ import base64
 import gzip
 
 from tests.conftest import make_user, region_box
-from tests.fixtures.flows import IMAGE, FixedDelay, UnexpectedState, prepare_host_for_deploys
+from tests.fixtures.flows import IMAGE, FixedDelay, UnexpectedState, compose_container, prepare_host_for_deploys
 from tests.fixtures.http import Api
 from tests.fixtures.lxd import lxc_json, lxc_missing
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
@@ -61,11 +61,8 @@ def test_juju_bootstrap_flow_deploys_a_container_for_real(lab, lxd_server, lxd_r
     prepare_host_for_deploys(admin, lxd_server, lxd_region, host)
     dmz = admin.get("spaces/dmz/").json()["id"]
     storage_space = admin.get("spaces/storage/").json()["id"]
-    made = admin.post(f"vm-hosts/{host['id']}/", data={
-        "op": "compose", "hostname": "juju-0", "cores": "1", "memory": "1024", "storage": "root:3,data:1(default)",
-        "instance_type": "container", "interfaces": "eth0:subnet=10.30.0.0/24,ip=10.30.0.61"})
-    assert made.status == 200, made.text
-    sid = made.json()["system_id"]
+    sid = compose_container(admin, host, "juju-0", "eth0:subnet=10.30.0.0/24,ip=10.30.0.61",
+                            storage="root:3,data:1(default)")
     assert admin.post("tags/", data={"name": "juju-ok"}).status in (200, 201)
     assert admin.post("tags/juju-ok/", data={"op": "update_nodes", "add": sid}).status == 200
     juju = juju_api(lxd_region, dsn)

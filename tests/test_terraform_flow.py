@@ -15,7 +15,8 @@ import base64
 
 from common import tls
 from tests.conftest import make_user, region_box
-from tests.fixtures.flows import IMAGE, StateChangeConf, UnexpectedState, machine_status, prepare_host_for_deploys
+from tests.fixtures.flows import (IMAGE, StateChangeConf, UnexpectedState, compose_container, machine_status,
+                                  prepare_host_for_deploys)
 from tests.fixtures.lxd import lxc_json, lxc_missing, unique
 from tests.test_compose_lxd import bridges, lab, second_pool  # noqa: F401  (fixtures)
 from tests.test_deploy_e2e import run_in
@@ -135,12 +136,9 @@ def test_terraform_maas_instance_links_subnets_deploys_for_real_and_releases(lab
                                                                           bridges):
     admin, host = lab
     prepare_host_for_deploys(admin, lxd_server, lxd_region, host)
-    made = admin.post(f"vm-hosts/{host['id']}/", data={
-        "op": "compose", "hostname": "tf-web", "cores": "1", "memory": "1024", "storage": "root:3",
-        "instance_type": "container", "interfaces": "eth0:space=dmz;eth1:space=storage"})
-    assert made.status == 200, made.text
+    composed = compose_container(admin, host, "tf-web", "eth0:space=dmz;eth1:space=storage")
     assert admin.post("tags/", data={"name": "tf"}).status in (200, 201)
-    assert admin.post("tags/tf/", data={"op": "update_nodes", "add": made.json()["system_id"]}).status == 200
+    assert admin.post("tags/tf/", data={"op": "update_nodes", "add": composed}).status == 200
     tf = GoClient(lxd_region.api, make_user(dsn, region_box(lxd_region), "terraform", admin=False))
 
     # resourceInstanceCreate: Machines.Allocate with allocate_params (min_cpu_count, min_memory,
@@ -148,7 +146,7 @@ def test_terraform_maas_instance_links_subnets_deploys_for_real_and_releases(lab
     machine = _json(tf.post("machines/", "allocate", {"cpu_count": "1", "mem": "1024", "name": "tf-web",
                                                       "zone": "default", "pool": "default", "tags": "tf"}))
     sid = machine["system_id"]
-    assert sid == made.json()["system_id"] and machine["status_name"] == "Allocated"
+    assert sid == composed and machine["status_name"] == "Allocated"
 
     # configureInstanceNetworkInterfaces: per network_interfaces block, find the NIC by name, find the
     # subnet by CIDR, disconnect, then link_subnet STATIC (ip_address given) or AUTO.
