@@ -185,3 +185,29 @@ def test_batch_loaded_json_equals_host_by_host_json(service_region, admin_ctx): 
             p.name: sum(d.size for d in disks if d.pool == p.name) for p in view.host.storage_pools}
         assert shown["available"]["cores"] == view.host.cores - shown["used"]["cores"]
     assert moved == 1, "the host whose project changed counts none of its machines"
+
+
+def test_listings_over_http_are_streamed_whole_and_filters_are_checked(admin_api, dsn):
+    """Through a real region: the streamed listings are complete documents, equal to the
+    objects read one by one, HEAD sends no body, and a bad filter is a 400 naming it."""
+    add_hosts(dsn, 3, per_host=2)
+    listed = admin_api.get("machines/")
+    assert (listed.status, listed.content_type) == (200, "application/json")
+    machines_json = listed.json()
+    assert int(listed.headers["content-length"]) == len(listed.body) and len(machines_json) == 6
+    assert [admin_api.get(f"machines/{m['system_id']}/").json() for m in machines_json] == machines_json
+    one = machines_json[4]
+    assert admin_api.get("machines/", query={"id": [one["system_id"]]}).json() == [one]
+    assert admin_api.get("machines/", query={"status": "Ready", "zone": seed.SEED_ZONE}).json() == [
+        m for m in machines_json if m["status_name"] == "Ready" and m["zone"]["name"] == seed.SEED_ZONE]
+    assert admin_api.get("machines/", query={"domain": "maas"}).json() == machines_json
+    assert admin_api.get("machines/", query={"domain": "elsewhere"}).json() == []
+    bad = admin_api.get("machines/", query={"status": "sleeping"})
+    assert (bad.status, bad.json()) == (400, {"status": ["'sleeping' is not a machine status."]})
+    head = admin_api.request("HEAD", "machines/")
+    assert (head.status, head.body, head.headers["content-length"]) == (200, b"", str(len(listed.body)))
+
+    hosts_json = admin_api.get("vm-hosts/").json()
+    assert [h["name"] for h in hosts_json] == ["seed-host-0", "seed-host-1", "seed-host-2"]
+    assert [admin_api.get(f"pods/{h['id']}/").json() for h in hosts_json] == admin_api.get("pods/").json()
+    assert hosts_json[0]["used"] == {"cores": 4, "memory": 8192, "local_storage": 2 * 30 * seed.GIB}

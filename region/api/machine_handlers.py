@@ -50,8 +50,8 @@ class MachinesHandler(AllocateOperations, Handler):
                              statuses=tuple(_status(s) for s in params.getlist("status")),
                              owners=tuple(params.getlist("owner")),
                              tags=tuple(params.getlist("tags", split_commas=True)))
-        found = await machines.list_machines(call.ctx, query, domain=params.get("domain") or None)
-        return await streamed(listing_chunks, found)
+        return await streamed(machines.list_machines(call.ctx, query, domain=params.get("domain") or None),
+                              listing_chunks)
 
 
 def _status(given: str) -> str:

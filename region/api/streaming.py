@@ -7,7 +7,7 @@ listing holds the reactor (other requests are answered in between).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
 
 import attrs
 import orjson
@@ -70,11 +70,16 @@ def json_list_chunks(items: Sequence[T], render: Callable[[T], Any], per_chunk: 
     return chunks
 
 
-async def streamed(build: Callable[..., list[bytes]], *args) -> StreamedJSON:
-    """`build(*args)` run in a small thread pool of its own, as a streamed reply."""
-    return StreamedJSON(await _render_pool.run(_build, build, *args))
+async def streamed(load: Awaitable[T], build: Callable[[T], list[bytes]]) -> StreamedJSON:
+    """What `load` gives, built by `build` in a small thread pool of its own, as a streamed reply.
 
-
-def _build(build: Callable[..., list[bytes]], *args) -> list[bytes]:
+    Automatic garbage collection is paused from the load until the loaded objects are freed
+    (in that thread, not on the reactor): a listing allocates millions of objects, and a
+    collection walking them, or their freeing, would hold the GIL for hundreds of ms."""
     with gc_paused():
-        return build(*args)
+        loaded = [await load]
+        return StreamedJSON(await _render_pool.run(_build_and_free, build, loaded))
+
+
+def _build_and_free(build: Callable[[T], list[bytes]], loaded: list[T]) -> list[bytes]:
+    return build(loaded.pop())  # the only reference left: freed here when build returns

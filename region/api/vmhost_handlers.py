@@ -36,8 +36,8 @@ class VmHostsHandler(Handler):
     @restful("GET")
     async def read(self, call: Call):
         """List VM hosts, ordered by id."""
-        return await streamed(json_list_chunks, await vmhosts.list_hosts(call.ctx), partial(self._render, call),
-                              HOSTS_PER_CHUNK)
+        return await streamed(vmhosts.list_hosts(call.ctx), partial(
+            json_list_chunks, render=partial(self._render, call), per_chunk=HOSTS_PER_CHUNK))
 
     @restful("POST", admin_only=True)
     async def create(self, call: Call):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import attrs
 
 from common import hosterrors
-from common.gcpause import gc_paused
 from region.db import allocations, hosts, listing, machines, named
 from region.db.machines import MachineQuery
 from region.db.named import NamedObject
@@ -74,8 +73,7 @@ def visible_to(ctx: Context) -> int | None:
 
 def visible_views_thd(cur, ctx: Context, query: MachineQuery) -> MachineViews:
     """The views of the machines `query` selects among those the actor may see (five queries)."""
-    with gc_paused():  # a full listing allocates millions of objects: no collections meanwhile
-        return _views(listing.machines_thd(cur, query, visible_to=visible_to(ctx)))
+    return _views(listing.machines_thd(cur, query, visible_to=visible_to(ctx)))
 
 
 async def list_machines(ctx: Context, query: MachineQuery, *, domain: str | None = None) -> MachineViews:

@@ -1,0 +1,257 @@
+"""Reads at scale: the region's answers with 100 and 1,000 VM hosts (2,000 and 20,000 machines).
+
+    python3 -m bench.scale                 # print the table
+    python3 -m bench.scale --write-docs    # and write it to docs/performance.md
+
+One throw-away PostgreSQL cluster, seeded through the real schema (`region.db.seed`), and a
+region started on it with refresh off and no rack; hosts' addresses are loopback addresses on
+a port where nothing listens.  Per request it prints the SQL statements it ran (the region's
+own count, read from /MAAS/metrics), p50/p95 over 21 requests, the reply size,
+and `GET version/` latency while a full `machines/` listing runs (how long the reactor is
+held), idle latency as the baseline; then the region's RSS.  The first scale's figures are
+the baseline of the ratios.  Everything is stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Iterator
+
+import attrs
+
+from bench.stack import _admin_key
+from devstack.daemons import RegionProcess, free_port
+from devstack.oauth import plaintext_header
+from devstack.postgres import PostgresCluster
+from region.db import seed
+from region.db.pool import run_sync
+
+SCALES = ((100, 20), (1000, 20))  # (hosts, machines per host)
+REPEATS = 21
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+
+
+@attrs.define
+class Client:
+    """One keep-alive HTTP connection to the region, OAuth-signed requests."""
+
+    base: str
+    apikey: str
+    conn: http.client.HTTPConnection | None = None
+
+    def get(self, path: str, *, signed: bool = True) -> tuple[int, bytes, float]:
+        """(status, body, seconds); `path` is relative to the API, or absolute."""
+        url = urllib.parse.urljoin(self.base, path)
+        parts = urllib.parse.urlsplit(url)
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
+        headers = {"Authorization": plaintext_header(self.apikey, url, "GET")} if signed else {}
+        started = time.perf_counter()
+        self.conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
+        reply = self.conn.getresponse()
+        body = reply.read()
+        return reply.status, body, time.perf_counter() - started
+
+
+@attrs.frozen
+class Measured:
+    queries: int
+    p50: float
+    p95: float
+    size: int
+
+
+@attrs.frozen
+class Scale:
+    hosts: int
+    machines: int
+    requests: dict[str, Measured]
+    version_idle: tuple[float, float]  # p50, max (s)
+    version_during_listing: tuple[float, float]
+    rss_mib: float
+    peak_rss_mib: float
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+_QUERY_SUMS = re.compile(r'^vmyard_http_request_sql_queries_sum\{(.*)\} (\S+)$', re.MULTILINE)
+
+
+def _queries_so_far(api: Client) -> dict[str, float]:
+    """SQL statements run by HTTP requests so far, by route and method (the region's metrics)."""
+    status, body, _ = api.get("/MAAS/metrics", signed=False)
+    if status != 200:
+        raise RuntimeError(f"GET /MAAS/metrics: HTTP {status}")
+    return {labels: float(total) for labels, total in _QUERY_SUMS.findall(body.decode())}
+
+
+def _measure(api: Client, path: str) -> Measured:
+    before = _queries_so_far(api)
+    status, body, _ = api.get(path)
+    after = _queries_so_far(api)
+    queries = round(sum(total - before.get(labels, 0) for labels, total in after.items()))
+    if status != 200:
+        raise RuntimeError(f"GET {path}: HTTP {status}: {body[:300]!r}")
+    times = [api.get(path)[2] for _ in range(REPEATS)]
+    return Measured(queries, statistics.median(times), _percentile(times, 0.95), len(body))
+
+
+def _version_latencies(api: Client, until: threading.Event | None, count: int = 50) -> list[float]:
+    """`GET version/` over and over: `count` times, or until `until` is set."""
+    times = []
+    while (until is None and len(times) < count) or (until is not None and not until.is_set()):
+        times.append(api.get("version/", signed=False)[2])
+        time.sleep(0.002)
+    return times
+
+
+def _reactor_hold(base: str, apikey: str) -> tuple[float, float]:
+    """p50 and max of `version/` while full `machines/` listings run (three in a row)."""
+    done = threading.Event()
+    during: list[float] = []
+    poller = threading.Thread(target=lambda: during.extend(_version_latencies(Client(base, apikey), done)))
+    poller.start()
+    try:
+        lister = Client(base, apikey)
+        for _ in range(3):
+            lister.get("machines/")
+    finally:
+        done.set()
+        poller.join()
+    return statistics.median(during), max(during)
+
+
+def _rss_mib(pid: int) -> tuple[float, float]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def _requests(sample: dict) -> dict[str, str]:
+    return {
+        "vm-hosts/": "vm-hosts/",
+        "pods/": "pods/",
+        "machines/": "machines/",
+        "machines/?id=X": f"machines/?id={sample['system_id']}",
+        "machines/?hostname=X": f"machines/?hostname={sample['hostname']}",
+        "machines/?zone=X": f"machines/?zone={seed.SEED_ZONE}",
+        "machines/X/": f"machines/{sample['system_id']}/",
+        "vm-hosts/X/": f"vm-hosts/{sample['host_id']}/",
+    }
+
+
+@contextlib.contextmanager
+def _region(base: Path, dsn: str) -> Iterator[RegionProcess]:
+    # One data dir for every run: the region key it holds encrypts the database's secrets.
+    region = RegionProcess.make(base / "region", dsn=dsn, extra=["--vm-host-refresh-interval", "0"])
+    try:
+        region.start().wait_ready()
+        yield region
+    finally:
+        region.stop()  # SIGTERM to the PID it started, then SIGKILL
+
+
+def _measure_scale(base: Path, dsn: str, hosts: int, machines: int, apikey: list[str]) -> Scale:
+    """`apikey`: the admin's key, made by the first run (a one-item list)."""
+    with _region(base, dsn) as region:
+        if not apikey:
+            apikey.append(_admin_key(dsn, region.data_dir))
+        api = Client(region.api, apikey[0])
+        _, body, _ = api.get(f"machines/?hostname=seed-h{(hosts + 1) // 2}-vm1")
+        [machine] = json.loads(body)
+        sample = {"system_id": machine["system_id"], "hostname": machine["hostname"], "host_id": machine["pod"]["id"]}
+        results = {label: _measure(api, path) for label, path in _requests(sample).items()}
+        idle = _version_latencies(Client(region.api, apikey[0]), None)
+        during = _reactor_hold(region.api, apikey[0])
+        rss, peak = _rss_mib(region.proc.pid)
+        return Scale(hosts, machines, results, (statistics.median(idle), max(idle)), during, rss, peak)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:,.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:,.1f} MB"
+
+
+def table(scales: list[Scale]) -> str:
+    first, last = scales[0], scales[-1]
+    head = (f"| request | queries ({first.hosts} / {last.hosts} hosts) | p50 {first.hosts} | p95 {first.hosts}"
+            f" | p50 {last.hosts} | p95 {last.hosts} | p50 ratio | reply {first.hosts} | reply {last.hosts} |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for label in first.requests:
+        a, b = first.requests[label], last.requests[label]
+        lines.append(f"| `GET {label}` | {a.queries} / {b.queries} | {_ms(a.p50)} | {_ms(a.p95)} | {_ms(b.p50)}"
+                     f" | {_ms(b.p95)} | {b.p50 / a.p50:.2f}× | {_size(a.size)} | {_size(b.size)} |")
+    lines.append("")
+    lines.append("| | " + " | ".join(f"{s.hosts} hosts, {s.machines:,} machines" for s in scales) + " |")
+    lines.append("|---|" + "---|" * len(scales))
+    lines.append("| `GET version/` idle, p50 / max | "
+                 + " | ".join(f"{_ms(s.version_idle[0])} / {_ms(s.version_idle[1])}" for s in scales) + " |")
+    lines.append("| `GET version/` during `machines/`, p50 / max | "
+                 + " | ".join(f"{_ms(s.version_during_listing[0])} / {_ms(s.version_during_listing[1])}"
+                              for s in scales) + " |")
+    lines.append("| region RSS after the runs / peak | "
+                 + " | ".join(f"{s.rss_mib:,.0f} / {s.peak_rss_mib:,.0f} MiB" for s in scales) + " |")
+    return "\n".join(lines)
+
+
+def write_docs(text: str) -> None:
+    DOCS.write_text(
+        "# Performance\n\n"
+        "Reads at scale, measured by `python3 -m bench.scale --write-docs` (which rewrote this file;\n"
+        "bench/README.md says what it does). Queries are the SQL statements the region ran for one\n"
+        "request (its own count, from /MAAS/metrics), the OAuth nonce and token checks included; p50/p95 over 21\n"
+        "requests on one keep-alive connection; ratios are against the smaller site in the same run.\n\n"
+        f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()},"
+        f" {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), Python {platform.python_version()}.\n\n"
+        + text + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write-docs", action="store_true", help=f"also write the table to {DOCS}")
+    args = parser.parse_args(argv)
+    pg = PostgresCluster.start()
+    base = Path(tempfile.mkdtemp(prefix="vmyard-bench-scale-", dir="/tmp"))
+    try:
+        dsn = pg.new_database()
+        port = free_port()  # nothing listens there: refresh is off, and no host is reached
+        scales, seeded_hosts, apikey = [], 0, []
+        for hosts, per_host in SCALES:
+            started = time.monotonic()
+            seeded = run_sync(dsn, seed.seed_thd, hosts=hosts - seeded_hosts, machines_per_host=per_host, port=port)
+            seeded_hosts = seeded.hosts
+            print(f"seeded {seeded.hosts:,} hosts, {seeded.machines:,} machines in {time.monotonic() - started:.1f} s",
+                  file=sys.stderr)
+            scales.append(_measure_scale(base, dsn, seeded.hosts, seeded.machines, apikey))
+        text = table(scales)
+        print(text)
+        if args.write_docs:
+            write_docs(text)
+        return 0
+    finally:
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
