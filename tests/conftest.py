@@ -13,6 +13,7 @@ from region.db import secrets, users
 from region.db.pool import run_sync
 from region.secretbox import SecretBox
 from tests.fixtures.daemons import RackProcess, RegionProcess
+from tests.fixtures.libvirt import libvirt_lab  # noqa: F401  (session fixture: a real libvirtd over ssh)
 from tests.fixtures.http import Api
 from tests.fixtures.postgres import PostgresCluster
 

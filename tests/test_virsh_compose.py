@@ -11,7 +11,6 @@ import pycdlib
 import pytest
 
 from devstack.libvirt import virsh
-from tests.fixtures.libvirt import libvirt_lab  # noqa: F401  (session fixture)
 from tests.fixtures.lxd import unique
 from tests.test_deploy_e2e import upload, user_api
 from tests.test_virsh_hosts import add_virsh_host

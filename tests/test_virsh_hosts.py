@@ -9,7 +9,6 @@ import pytest
 
 from common import sshhostkey
 from devstack.libvirt import virsh
-from tests.fixtures.libvirt import libvirt_lab  # noqa: F401  (session fixture)
 from tests.fixtures.lxd import unique
 from tests.test_vmhosts_lxd import sql
 
