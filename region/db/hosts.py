@@ -77,7 +77,7 @@ class NewHost:
     default_macvlan_mode: str | None
 
 
-_COLUMNS = (
+COLUMNS = (
     "id, name, type, power_address, project, state, state_message, certificate, server_fingerprint,"
     " version, architectures, capabilities, tags, cores, cpu_speed, memory, zone_id, pool_id,"
     " cpu_over_commit_ratio, memory_over_commit_ratio, default_storage_pool, default_macvlan_mode,"
@@ -89,7 +89,8 @@ def key_secret_name(host_id: int) -> str:
     return f"vm-host-key:{host_id}"
 
 
-def _pools_thd(cur, host_ids: list[int]) -> dict[int, list[HostStoragePool]]:
+def pools_thd(cur, host_ids: list[int]) -> dict[int, list[HostStoragePool]]:
+    """The storage pools of the hosts `host_ids`, by host id."""
     cur.execute(
         "SELECT host_id, id, name, type, path, total, used FROM vm_host_storage_pools"
         " WHERE host_id = ANY(%s) ORDER BY id",
@@ -102,19 +103,19 @@ def _pools_thd(cur, host_ids: list[int]) -> dict[int, list[HostStoragePool]]:
 
 
 def _hosts(cur, rows) -> list[VMHost]:
-    pools = _pools_thd(cur, [r[0] for r in rows])
+    pools = pools_thd(cur, [r[0] for r in rows])
     return [VMHost(*r, storage_pools=pools.get(r[0], [])) for r in rows]
 
 
 def list_thd(cur) -> list[VMHost]:
-    cur.execute(f"SELECT {_COLUMNS} FROM vm_hosts ORDER BY id")
+    cur.execute(f"SELECT {COLUMNS} FROM vm_hosts ORDER BY id")
     return _hosts(cur, cur.fetchall())
 
 
 def get_thd(cur, host_id: int | str) -> VMHost:
     if not str(host_id).isdigit():
         raise NotFound("VM host")
-    cur.execute(f"SELECT {_COLUMNS} FROM vm_hosts WHERE id = %s", (int(host_id),))
+    cur.execute(f"SELECT {COLUMNS} FROM vm_hosts WHERE id = %s", (int(host_id),))
     rows = cur.fetchall()
     if not rows:
         raise NotFound("VM host")

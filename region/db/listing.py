@@ -74,7 +74,7 @@ def _hosts_with_interfaces_thd(cur, host_ids: list[int], catalog: NetworkCatalog
             " WHERE p.host_id = h.id ORDER BY p.id"
     interfaces = f"SELECT json_build_array({_IFACE_COLUMNS}) FROM vm_host_interfaces i" \
                  " WHERE i.host_id = h.id ORDER BY i.name"
-    cur.execute(f"SELECT {_qualified(hosts._COLUMNS, 'h')}, ARRAY({pools}), ARRAY({interfaces})"
+    cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, ARRAY({pools}), ARRAY({interfaces})"
                 " FROM vm_hosts h WHERE h.id = ANY(%s)", (host_ids,))
     found, host_interfaces = {}, {}
     for *row, pools_rows, interface_rows in cur.fetchall():
@@ -137,12 +137,12 @@ _TRACKED_VMS = "machines m JOIN vm_hosts h ON h.id = m.host_id AND m.project = h
 def hosts_thd(cur, host_ids: list[int] | None = None) -> list[HostRow]:
     """Every VM host (or those of `host_ids`), ordered by id, with zone, pool and usage."""
     only, args = ("WHERE h.id = ANY(%s)", (host_ids,)) if host_ids is not None else ("", ())
-    cur.execute(f"SELECT {_qualified(hosts._COLUMNS, 'h')}, {_qualified(_NAMED, 'z')}, {_qualified(_NAMED, 'p')}"
+    cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, {_qualified(_NAMED, 'z')}, {_qualified(_NAMED, 'p')}"
                 f" FROM vm_hosts h JOIN zones z ON z.id = h.zone_id JOIN resource_pools p ON p.id = h.pool_id"
                 f" {only} ORDER BY h.id", args)
     selected = cur.fetchall()
     ids = [r[0] for r in selected]
-    pools = hosts._pools_thd(cur, ids)
+    pools = hosts.pools_thd(cur, ids)
     cur.execute(f"SELECT m.host_id, count(*), sum(m.cpu_count), sum(m.memory) FROM {_TRACKED_VMS}"
                 f" WHERE m.host_id = ANY(%s) GROUP BY m.host_id", (ids,))
     vm_sums = {host_id: sums for host_id, *sums in cur.fetchall()}
@@ -152,7 +152,7 @@ def hosts_thd(cur, host_ids: list[int] | None = None) -> list[HostRow]:
     disk_sums: dict[int, dict[str | None, int]] = {}
     for host_id, pool_name, size in cur.fetchall():
         disk_sums.setdefault(host_id, {})[pool_name] = int(size)
-    width = len(hosts._COLUMNS.split(","))
+    width = len(hosts.COLUMNS.split(","))
     found = []
     for r in selected:
         host_id = r[0]
