@@ -1,7 +1,8 @@
 """The web UI: a small single-page app (static HTML, CSS and ES modules, no build step) served
 under UI_PREFIX, plus the few endpoints only a browser needs (password login to a session,
-server-sent events).  Everything else the pages show and do goes through the REST API, which
-accepts the session cookie with its CSRF header (region/api/site.py)."""
+server-sent events, the compose form's dry run).  Everything else the pages show and do goes
+through the REST API, which accepts the session cookie with its CSRF header (region/ui/auth.py,
+used by region/api/site.py)."""
 
 from __future__ import annotations
 

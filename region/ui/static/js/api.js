@@ -4,7 +4,7 @@ export const API = "/MAAS/api/2.0/";
 export const UI = "/MAAS/r/";
 export const session = { user: null, csrf: null };
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, body) {
     super(ApiError.text(body) || `HTTP ${status}`);
     this.status = status;

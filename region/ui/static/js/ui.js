@@ -17,7 +17,6 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-export const GiB = 1024 ** 3;
 export const round1 = (x) => Math.round(x * 10) / 10;
 export function bytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -64,7 +63,7 @@ export function meter({ label, used, total, others = 0, unit = "", format = (x) 
                title: detail || caption },
       h("span", { class: "project", style: `width:${pct(used)}%` }),
       others > 0 ? h("span", { class: "others", style: `width:${pct(others)}%` }) : null),
-    h("div", { class: "caption" }, caption, detail ? h("span", { class: "sr-detail" }, ` (${detail})`) : null));
+    h("div", { class: "caption" }, caption, detail ? ` (${detail})` : null));
 }
 
 export function toast(message) {
@@ -85,9 +84,4 @@ export function fieldErrors(container, error) {
     else rest.push(`${field}: ${text}`);
   }
   return rest.length ? rest.join("; ") : Object.keys(error.fields || {}).length ? "" : error.message;
-}
-
-export function cpuCapacity(host) {
-  return { used: host.used.cores, total: round1(host.total.cores * host.cpu_over_commit_ratio),
-           host: host.total.cores, ratio: host.cpu_over_commit_ratio };
 }
