@@ -161,7 +161,8 @@ class RegionService(service.MultiService):
             # by the rack going away (which would count as failures of the hosts).
             scheduler.setServiceParent(self)  # it closes the background pool when it stops
         sdnotify.notify("READY=1\nSTATUS=region ready")
-        log.info("region ready: API at {url}api/2.0/, RPC on port {rpc}", url=self._url(), rpc=self.rpc_port)
+        log.info("region ready: API at {url}api/2.0/, web UI at {url}r/, RPC on port {rpc}", url=self._url(),
+                 rpc=self.rpc_port)
         if not any(u.is_superuser for u in await self.db.run(users.list_users_thd)):
             log.info("no administrator yet: create one with `vmyard-region createadmin --username admin "
                      "--email admin@example.com` (it asks for the password), then `vmyard-region apikey "
