@@ -128,7 +128,9 @@ export function addLxdWizard() {
 
   async function draw() {
     const body = state.step === 1 ? await detailsStep() : state.step === 2 ? await trustStep() : doneStep();
-    element.replaceChildren(h("h1", { id: "wizard-title" }, "Add LXD host"), steps(), body);
+    const title = h("h1", { id: "wizard-title", tabindex: "-1" }, "Add LXD host");
+    element.replaceChildren(title, steps(), body);
+    if (element.isConnected) title.focus(); // a screen reader hears the new step from the top
   }
   return { element, refresh: async ({ live } = {}) => { if (!live) await draw(); }, leave: () => clearTimeout(timer) };
 }
