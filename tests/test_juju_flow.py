@@ -211,3 +211,15 @@ def test_juju_virtual_machine_flow_composes_allocates_and_deletes(lab, lxd_serve
     assert gone.status == 204, gone.text
     assert juju.get(f"machines/{sid}/").status == 404
     assert lxc_missing(lxd_server, f"/1.0/instances/juju-vm-1?project={project}")
+
+    # Without a machine to match, allocate composes one.  A volume without a root-disk constraint:
+    # Juju sends root:0 (volumes.go buildMAASVolumeParameters), a root of any size, composed at 8 GB.
+    composed = juju.post("machines/", data={"op": "allocate", "agent_name": MODEL_UUID, "mem": "1024",
+                                            "storage": "root:0,0:1(default)", "interfaces": f"{dmz}:space={dmz}"})
+    assert composed.status == 200, composed.text
+    root, volume = composed.json()["blockdevice_set"]
+    assert (root["size"], volume["size"]) == (8 * 1000**3, 1000**3)
+    assert composed.json()["constraints_by_type"]["storage"] == {"root": [root["id"]], "0": [volume["id"]]}
+    released = juju.post("machines/", data={"op": "release", "machines": composed.json()["system_id"]})
+    assert released.status == 200, released.text
+    assert juju.get("machines/").json() == []  # a VM composed by allocate goes with its release

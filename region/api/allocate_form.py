@@ -53,7 +53,7 @@ def parse_allocate(params: Params) -> Constraints:
     joined = ",".join(v for v in params.getlist("storage") if v)  # gomaasclient repeats the field
     if joined:
         try:
-            storage = parse_storage(joined)
+            storage = parse_storage(joined, any_root_size=True)
         except ValueError as e:
             form.error("storage", str(e))
     interfaces = ()

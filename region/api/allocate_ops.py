@@ -53,7 +53,8 @@ class AllocateOperations:
         :type pool: String
         :param pod: Optional. VM host name; ``not_pod``, ``pod_type``, ``not_pod_type`` likewise.
         :type pod: String
-        :param storage: Optional. ``label:size(tags),…`` in GB; the first is the root disk (at most 64).
+        :param storage: Optional. ``label:size(tags),…`` in GB; the first is the root disk (at most 64);
+            a root size of 0 means any (Juju sends ``root:0``; composed at 8 GB).
         :type storage: String
         :param interfaces: Optional. ``label:space=X[,…][;…]``: a NIC per label on a host interface
             in that space/subnet/VLAN/fabric (at most 64 labels).

@@ -253,11 +253,15 @@ def rank(options: list[HostOption], policy: str = "pack") -> list[HostOption]:
 def compose_ask(c: Constraints, host: hosts.VMHost) -> ComposeAsk:
     """What to compose for `c` on `host` (MAAS: the minimum of each constraint)."""
     arch = next((a for a in host.architectures if arch_matches(c.arch, a)), None)
+    default_storage = parse_storage(DEFAULT_STORAGE)
+    storage = c.storage or default_storage
+    if storage[0].size == 0:  # a root disk of any size: composed at the default size
+        storage = (attrs.evolve(storage[0], size=default_storage[0].size), *storage[1:])
     return ComposeAsk(
         cores=max(1, math.ceil(c.cpu_count or 1)),
         memory=int((c.mem or DEFAULT_MEMORY_MIB) * MIB), pinned_cores=(), hugepages_backed=False,
         architecture=arch or "amd64/generic", hostname=None, zone=str(host.zone_id), pool=None,
-        storage=c.storage or parse_storage(DEFAULT_STORAGE), interfaces=c.interfaces,
+        storage=storage, interfaces=c.interfaces,
         instance_type=c.instance_type or VIRTUAL_MACHINE)
 
 

@@ -86,9 +86,11 @@ class ComposeFields:
     instance_type: str | None = None
 
 
-def parse_storage(value: str) -> tuple[StorageAsk, ...]:
+def parse_storage(value: str, *, any_root_size: bool = False) -> tuple[StorageAsk, ...]:
     """`label:size(tags),…`; sizes in GB (10^9) unless a unit says otherwise (20G, 512M, 1.5T, 8GiB).
     The first disk stays first (root); the rest go most-tagged first, as MAAS orders them.
+    `any_root_size` (allocate's constraint): a root size of exactly 0 means any size, as Juju
+    sends `root:0` when it asks for volumes without a root-disk constraint.
     Raises ValueError with the user's message."""
     if len(value) > MAX_STORAGE_LENGTH:
         raise ValueError(f"Ensure this value has at most {MAX_STORAGE_LENGTH} characters (it has {len(value)}).")
@@ -106,7 +108,7 @@ def parse_storage(value: str) -> tuple[StorageAsk, ...]:
         if size > MAX_DISK_BYTES:
             raise ValueError(f'Malformed storage constraint, "{value}": a disk is at most '
                              f'{MAX_DISK_BYTES // 1000**5} PB.')
-        if int(size) <= 0:
+        if int(size) <= 0 and not (any_root_size and index == 0 and size == 0):
             raise ValueError(f'Malformed storage constraint, "{value}": sizes must be above zero.')
         tags = tuple(t.strip() for t in (m["tags"] or "").split(",") if t.strip()) if m["tags"] else ()
         items.append(StorageAsk(m["label"] or ("root" if index == 0 else f"disk{index}"), int(size), tags))
