@@ -224,6 +224,15 @@ def test_image_upload_in_chunks_and_session_end(chromium, region, dsn, tmp_path)
     ui.go("#/kvm/999999")  # a host that is not there (deleted meanwhile, or a stale link)
     ui.wait_text("main", "Could not load this page")
 
+    # A user who is not an administrator is offered no admin action.
+    make_user(dsn, region_box(region), "imguser", admin=False)
+    ui.click("#logout")
+    ui.login("imguser", "pw-imguser")
+    ui.go("#/kvm/lxd")
+    ui.wait_text("#host-count", "No LXD hosts")
+    assert not ui.driver.find_elements(By.XPATH, "//a[normalize-space()='Add LXD host']")
+    assert ui.text_of("#who") == "imguser"
+
     # The session ends (expired here): the next call sends the user back to the login form.
     run_sync(dsn, lambda cur: cur.execute("UPDATE ui_sessions SET expires = now()"))
     ui.go("#/machines")
