@@ -1,8 +1,9 @@
 """Periodic VM-host refresh that keeps up: due hosts are leased in batches and dispatched
 continuously, at most `per_rack` at a time for each connected rack.
 
-- A slot freed by a finished refresh is refilled at once (no ticks that wait for the
-  slowest host); with nothing due, the scheduler looks again every `poll` seconds.
+- Free slots are refilled as soon as a quarter of them are free (no ticks that wait for
+  the slowest host, and one lease query for many hosts); otherwise, and with nothing due,
+  the scheduler looks again every `poll` seconds.
 - Hosts that answered last time go first.  Hosts whose last refresh failed (they back
   off exponentially, see `hosts.release_failed_refresh_thd`) get at most half the slots,
   so a crowd of hung hosts never delays the others.
@@ -100,7 +101,9 @@ class RefreshScheduler(service.Service):
     def _finished(self, _, due: hosts.LeasedRefresh) -> None:
         self._in_flight.pop(due.host_id, None)
         self._failing_in_flight -= due.failing
-        self._wake_up()
+        capacity = self.capacity()
+        if capacity - self.in_flight >= max(1, capacity // 4):
+            self._wake_up()
 
     async def _sleep(self) -> None:
         """Until a refresh finishes or `poll` seconds pass."""

@@ -125,32 +125,22 @@ class HostManager:
     async def _call_rack(self, conn, command, timeout: float, background: bool, kwargs: dict) -> dict:
         """One call to one rack, counted in flight and timed (per command, rack and outcome)."""
         rack = conn.rack.system_id
-        kind = "background" if background else "user"
-        in_flight = self.metrics.rack_calls.labels(rack, kind)
+        in_flight = self.metrics.rack_calls.labels(rack, "background" if background else "user")
         in_flight.inc()
         self._background_calls[rack] += background
-        started = self.reactor.seconds()
-        outcome = "error"
         try:
             d = conn.callRemote(command, background=True, **kwargs) if background \
                 else conn.callRemote(command, **kwargs)
             d.addTimeout(timeout, self.reactor)
-            result = await d
-            outcome = "ok"
-            return result
-        except BaseException as e:
-            outcome = _outcome(e)
-            raise
+            return await self._timed(d, self.metrics.rpc_latency, command.__name__, rack)
         finally:
             in_flight.dec()
             self._background_calls[rack] -= background
             if not self._background_calls[rack]:
                 del self._background_calls[rack]
-            self.metrics.rpc_latency.labels(command.__name__, rack, outcome).observe(
-                self.reactor.seconds() - started)
 
-    async def _measured(self, operation: str, call: Awaitable[T]) -> T:
-        """`call`'s outcome and duration in the host-operations histogram."""
+    async def _timed(self, call: Awaitable[T], histogram, *labels: str) -> T:
+        """`call`'s duration in `histogram`, under `labels` and how it ended."""
         started = self.reactor.seconds()
         outcome = "error"
         try:
@@ -161,28 +151,28 @@ class HostManager:
             outcome = _outcome(e)
             raise
         finally:
-            self.metrics.host_operations.labels(operation, outcome).observe(self.reactor.seconds() - started)
+            histogram.labels(*labels, outcome).observe(self.reactor.seconds() - started)
 
     async def discover(self, target: HostTarget, password: str | None = None, background: bool = False
                        ) -> DiscoveredHost:
         args: dict[str, Any] = {"password": password} if password else {}
         call = self._call(rack_commands.DiscoverHost, background=background, target=target, **args)
-        return (await self._measured("refresh", call))["host"]
+        return (await self._timed(call, self.metrics.host_operations, "refresh"))["host"]
 
     async def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
         call = self._call(rack_commands.DeleteVM, target=target, instance_name=instance_name)
-        return list((await self._measured("delete", call))["warnings"])
+        return list((await self._timed(call, self.metrics.host_operations, "delete"))["warnings"])
 
     async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
         """Idempotent thanks to the request's reservation key: a rack lost mid-call is
         followed by another, which answers the VM the first made, if it did."""
         call = self._call(rack_commands.ComposeVM, target=target, request=request)
-        return (await self._measured("compose", call))["vm"]
+        return (await self._timed(call, self.metrics.host_operations, "compose"))["vm"]
 
     async def power(self, target: HostTarget, instance_name: str, action: str) -> str:
         call = self._call(rack_commands.PowerVM, idempotent=action == "query", target=target,
                           instance_name=instance_name, action=action)
-        return (await self._measured("power", call))["state"]
+        return (await self._timed(call, self.metrics.host_operations, "power"))["state"]
 
     async def deploy(self, target: HostTarget, instance_name: str, image: ImageRef, cloud_init: CloudInitData,
                      profiles: list[str], progress_id: str | None = None) -> str:
@@ -192,7 +182,7 @@ class HostManager:
         call = self._call(rack_commands.DeployMachine, idempotent=False, timeout=DEPLOY_RPC_TIMEOUT,
                           target=target, instance_name=instance_name, image=image,
                           cloud_init=cloud_init, profiles=profiles, progress_id=progress_id)
-        return (await self._measured("deploy", call))["state"]
+        return (await self._timed(call, self.metrics.host_operations, "deploy"))["state"]
 
     async def erase(self, target: HostTarget, instance_name: str, profiles: list[str]) -> None:
         await self._call(rack_commands.EraseMachine, idempotent=False, target=target, instance_name=instance_name,
