@@ -28,7 +28,7 @@ def _node_info() -> dict[str, str]:
     return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in virsh("nodeinfo").splitlines())}
 
 
-def test_register_discovers_what_libvirt_reports(lxd_api, libvirt_lab, dsn):
+def test_register_discovers_what_libvirt_reports(lxd_api, lxd_region, libvirt_lab, dsn):
     api, lab = lxd_api, libvirt_lab
     host = add_virsh_host(api, lab)
     info = _node_info()
@@ -58,6 +58,7 @@ def test_register_discovers_what_libvirt_reports(lxd_api, libvirt_lab, dsn):
     rows = sql(dsn, "SELECT * FROM vm_hosts WHERE id = %s", host["id"])
     secrets_rows = sql(dsn, "SELECT value::text FROM secrets")
     assert lab.password not in str(rows) and lab.password not in str(secrets_rows)
+    assert lab.password not in lxd_region.output()
 
 
 def test_existing_domain_is_imported_and_never_deleted(lxd_api, libvirt_lab, tmp_path):
@@ -78,13 +79,15 @@ def test_existing_domain_is_imported_and_never_deleted(lxd_api, libvirt_lab, tmp
         virsh("undefine", name, check=False)
 
 
-def test_wrong_password_is_a_400_on_the_password_and_stores_nothing(lxd_api, libvirt_lab, dsn):
+def test_wrong_password_is_a_400_on_the_password_and_stores_nothing(lxd_api, lxd_region, libvirt_lab, dsn):
     before = sql(dsn, "SELECT count(*) FROM vm_hosts")[0][0]
     reply = lxd_api.post("vm-hosts/", data={"type": "virsh", "power_address": libvirt_lab.address,
                                             "power_pass": "not-" + libvirt_lab.password})
     assert reply.status == 400, reply.text
     assert "password" in reply.json() and "refused" in reply.json()["password"][0]
     assert sql(dsn, "SELECT count(*) FROM vm_hosts")[0][0] == before
+    log = lxd_region.output()  # the local rack writes to the region's log
+    assert "was refused" in log and libvirt_lab.password not in log
 
 
 @pytest.mark.parametrize("field, value", [
