@@ -72,6 +72,7 @@ def test_juju_bootstrap_flow_deploys_a_container_for_real(lab, lxd_server, lxd_r
     version = juju.get("version/").json()
     assert isinstance(version["capabilities"], list) and all(isinstance(c, str) for c in version["capabilities"])
     assert isinstance(version["version"], str) and isinstance(version["subversion"], str)
+    assert "network-deployment-ubuntu" in version["capabilities"]  # else "MAAS 1.9 or more recent is required"
     assert juju.get("users/", query={"op": "whoami"}).json()["username"] == "juju"
     assert Api(lxd_region.api, "a:b:c").get("users/", query={"op": "whoami"}).status == 401
 
