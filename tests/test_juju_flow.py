@@ -162,6 +162,8 @@ def test_juju_bootstrap_flow_deploys_a_container_for_real(lab, lxd_server, lxd_r
     assert released.status == 200, released.text
     after = admin.get(f"machines/{sid}/").json()
     assert after["status_name"] == "Ready" and after["owner_data"] == {} and after["owner"] is None
+    # The model no longer lists it (acquiredInstances: Machines by id and agent name).
+    assert juju.get("machines/", query={"agent_name": MODEL_UUID, "id": sid}).json() == []
     erased = lxc_json(lxd_server, f"/1.0/instances/{name}?project={project}")
     assert not [k for k in erased["config"] if k.startswith("cloud-init.")]
 
