@@ -24,7 +24,7 @@ from region.db.network_models import (
     Vlan,
     subnet_row,
 )
-from region.db.networks import _IFACE_COLUMNS, NetworkCatalog, _interface_network
+from region.db.networks import IFACE_COLUMNS, NetworkCatalog, interface_network
 
 _NAMED = "id, name, description, is_default"
 
@@ -72,14 +72,14 @@ class MachineListing:
 def _hosts_with_interfaces_thd(cur, host_ids: list[int], catalog: NetworkCatalog):
     pools = "SELECT json_build_array(id, name, type, path, total, used) FROM vm_host_storage_pools p" \
             " WHERE p.host_id = h.id ORDER BY p.id"
-    interfaces = f"SELECT json_build_array({_IFACE_COLUMNS}) FROM vm_host_interfaces i" \
+    interfaces = f"SELECT json_build_array({IFACE_COLUMNS}) FROM vm_host_interfaces i" \
                  " WHERE i.host_id = h.id ORDER BY i.name"
     cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, ARRAY({pools}), ARRAY({interfaces})"
                 " FROM vm_hosts h WHERE h.id = ANY(%s)", (host_ids,))
     found, host_interfaces = {}, {}
     for *row, pools_rows, interface_rows in cur.fetchall():
         found[row[0]] = hosts.VMHost(*row, storage_pools=[hosts.HostStoragePool(*p) for p in pools_rows])
-        host_interfaces[row[0]] = [_interface_network(r, catalog) for r in interface_rows]
+        host_interfaces[row[0]] = [interface_network(r, catalog) for r in interface_rows]
     return found, host_interfaces
 
 

@@ -289,7 +289,7 @@ def catalog_thd(cur) -> NetworkCatalog:
 
 # -- VM-host interfaces -------------------------------------------------------------------------
 
-_IFACE_COLUMNS = "id, name, type, mac, numa_node, sriov_max_vfs, link_speed, tags, vlan_id"
+IFACE_COLUMNS = "id, name, type, mac, numa_node, sriov_max_vfs, link_speed, tags, vlan_id"
 
 
 class _Unchanged:
@@ -309,7 +309,8 @@ def _host_exists_thd(cur, host_id: int | str) -> int:
     raise NotFound("VM host")
 
 
-def _interface_network(row, catalog: NetworkCatalog) -> HostInterfaceNetwork:
+def interface_network(row, catalog: NetworkCatalog) -> HostInterfaceNetwork:
+    """A row of IFACE_COLUMNS with its VLAN, fabric, space and subnets from `catalog`."""
     *fields, tags, vlan_id = row
     vlan = catalog.vlans.get(vlan_id) if vlan_id is not None else None
     return HostInterfaceNetwork(
@@ -320,10 +321,10 @@ def _interface_network(row, catalog: NetworkCatalog) -> HostInterfaceNetwork:
 def host_interface_networks_thd(cur, host_id: int | str) -> list[HostInterfaceNetwork]:
     """The host's interfaces (by name) with their VLAN, fabric, space and the VLAN's subnets."""
     host_id = _host_exists_thd(cur, host_id)
-    cur.execute(f"SELECT {_IFACE_COLUMNS} FROM vm_host_interfaces WHERE host_id = %s ORDER BY name", (host_id,))
+    cur.execute(f"SELECT {IFACE_COLUMNS} FROM vm_host_interfaces WHERE host_id = %s ORDER BY name", (host_id,))
     rows = cur.fetchall()
     catalog = catalog_thd(cur)
-    return [_interface_network(r, catalog) for r in rows]
+    return [interface_network(r, catalog) for r in rows]
 
 
 def _check_tags(tags: Iterable[str]) -> list[str]:
@@ -355,6 +356,6 @@ def link_host_interface_thd(cur, host_id: int | str, name_or_id: int | str, vlan
         except NotFound:
             raise FieldError("vlan", f"No VLAN with id {vlan_id}.") from None
     new_tags = list(current_tags) if tags is None else _check_tags(tags)
-    cur.execute(f"UPDATE vm_host_interfaces SET vlan_id = %s, tags = %s WHERE id = %s RETURNING {_IFACE_COLUMNS}",
+    cur.execute(f"UPDATE vm_host_interfaces SET vlan_id = %s, tags = %s WHERE id = %s RETURNING {IFACE_COLUMNS}",
                 (vlan_id, new_tags, iface_id))
-    return _interface_network(cur.fetchone(), catalog_thd(cur))
+    return interface_network(cur.fetchone(), catalog_thd(cur))
