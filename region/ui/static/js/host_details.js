@@ -1,7 +1,7 @@
 // One VM host: header, then tabs VMs (with actions and Compose), Resources (NUMA view),
 // Storage (pool cards, default) and Settings (overcommit with live virtual capacity, delete).
 import { get, post, put, del, session } from "./api.js";
-import { h, bytes, mib, meter, ranges, toast } from "./ui.js";
+import { actionButton, h, bytes, mib, meter, ranges, toast } from "./ui.js";
 import { stateBadge } from "./kvm_list.js";
 import { resourcesView } from "./numa.js";
 import { settingsForm } from "./host_settings.js";
@@ -46,11 +46,7 @@ export function hostDetails(id, tab) {
 
 function vmsTab(host, resources, vms, refresh) {
   const byId = Object.fromEntries(((resources && resources.vms) || []).map((v) => [v.system_id, v]));
-  const act = (label, fn) => h("button", { type: "button", onclick: async (e) => {
-    e.target.disabled = true;
-    try { await fn(); toast(`${label}: done.`); } catch (err) { toast(`${label}: ${err.message}`); }
-    refresh();
-  } }, label);
+  const act = (label, fn) => actionButton(label, fn, refresh);
   const rows = vms.map((m) => {
     const r = byId[m.system_id] || {};
     const cores = m.pinned_cores.length ? `${ranges(m.pinned_cores)} (pinned)` : `Any ${m.cpu_count}`;

@@ -1,7 +1,7 @@
 // Machines: status, owner, host, type and IPs; Deploy (allocate, then deploy with an image) with
 // the progress Deploying → Deployed / Failed (with the reason), and Release.
 import { get, post, session } from "./api.js";
-import { h, toast } from "./ui.js";
+import { actionButton, h } from "./ui.js";
 
 export function machinesList() {
   const body = h("tbody");
@@ -13,11 +13,7 @@ export function machinesList() {
     h("table", { id: "machines" }, h("thead", {}, h("tr", {}, ["Name", "Status", "Owner", "VM host", "Type", "IPs", "Actions"]
       .map((c) => h("th", { scope: "col" }, c)))), body));
 
-  const act = (label, fn) => h("button", { type: "button", onclick: async (e) => {
-    e.target.disabled = true;
-    try { await fn(); toast(`${label} started.`); } catch (err) { toast(`${label}: ${err.message}`); e.target.disabled = false; }
-    refresh();
-  } }, label);
+  const act = (label, fn) => actionButton(label, fn, refresh);
 
   async function deploy(m) {
     if (m.status_name !== "Allocated") await post("machines/", { op: "allocate", system_id: m.system_id });

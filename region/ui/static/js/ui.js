@@ -66,6 +66,15 @@ export function meter({ label, used, total, others = 0, unit = "", format = (x) 
     h("div", { class: "caption" }, caption, detail ? ` (${detail})` : null));
 }
 
+// A button that runs `action`, says how it went in a toast, then redraws the screen (`after`).
+export function actionButton(label, action, after) {
+  return h("button", { type: "button", onclick: async (e) => {
+    e.target.disabled = true;
+    try { await action(); toast(`${label}: done.`); } catch (err) { toast(`${label}: ${err.message}`); e.target.disabled = false; }
+    after();
+  } }, label);
+}
+
 export function toast(message) {
   const box = document.getElementById("toast");
   const item = h("div", {}, message);
