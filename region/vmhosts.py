@@ -259,8 +259,8 @@ class HostManager:
         db = self.background_db if background else self.db
         try:
             host, target = await self.target(host_id, db)
-        except BaseException:
-            await db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
+        except BaseException as e:
+            await self._release_after(db, host_id, e, background)
             raise
         try:
             found = await self.discover(target, password, background)
@@ -269,13 +269,19 @@ class HostManager:
                 else _describe(e)
             await db.run(self._failed_thd, host_id, state_for(e), message)
             raise
-        except BaseException:
-            await db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
+        except BaseException as e:
+            await self._release_after(db, host_id, e, background)
             raise
         host, abandoned = await db.run(self._synced_thd, host_id, found, username)
         for instance_name in abandoned:
             await self._clean_abandoned(target, instance_name)
         return host
+
+    async def _release_after(self, db, host_id: int, error: BaseException, background: bool) -> None:
+        """Hands the lease back after an unexpected end.  Not for a cancelled periodic refresh:
+        the stopping scheduler hands all of those back at once, and its pool is closing."""
+        if not (background and isinstance(error, defer.CancelledError)):
+            await db.run(hosts.release_refresh_thd, host_id, self.owner, self.next_refresh_in())
 
     async def _clean_abandoned(self, target: HostTarget, instance_name: str) -> None:
         """A compose whose region died before the VM existed may have left volumes behind."""

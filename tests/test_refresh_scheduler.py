@@ -111,7 +111,9 @@ def env(dsn, tmp_path):
         dsn, box, racks, manager, scheduler, clock)
     for s in made:
         if s.running:
-            s.stopService()
+            s.stopService()  # it closes the background pool
+    if background._pool.running:  # no scheduler was started and stopped
+        background.close()
     db.close()
 
 
@@ -150,12 +152,13 @@ async def until(predicate, timeout: float = 10.0) -> None:
 
 
 async def settle(env, scheduler: RefreshScheduler) -> None:
-    """Until nothing more starts: dispatch, let refreshes finish, repeat."""
-    for _ in range(50):
+    """Dispatch until nothing more starts and every refresh still in flight is one a rack holds."""
+    for _ in range(1000):
         started = await scheduler.dispatch()
-        await task.deferLater(reactor, 0.05, lambda: None)
-        if not started and all(d.called for d in scheduler._in_flight.values()):
+        await task.deferLater(reactor, 0.02, lambda: None)
+        if not started and scheduler.in_flight == sum(c.in_flight for c in env.racks.conns):
             return
+    raise AssertionError("the scheduler did not settle")
 
 
 @pytest_twisted.ensureDeferred
@@ -209,6 +212,19 @@ async def test_concurrency_is_bounded_per_rack_and_spread_over_racks(env):
     await until(lambda: scheduler.in_flight == 3)
     assert await scheduler.dispatch() == 3
     assert max(c.max_in_flight for c in env.racks.conns) == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_regions_share_the_due_hosts_without_overlap(env):
+    hung = add_hosts(env, *(f"hung-{i}" for i in range(12)))
+    other = HostManager(env.manager.db, env.box, Racks([ScriptedRack("rack-b")]), reactor, "region-2",
+                        "http://region/MAAS/", INTERVAL, background_db=env.manager.background_db)
+    mine, theirs = env.scheduler(per_rack=8), RefreshScheduler(other, env.clock, per_rack=8)
+    started = await defer.gatherResults([defer.Deferred.fromCoroutine(mine.dispatch()),
+                                         defer.Deferred.fromCoroutine(theirs.dispatch())])
+    owners = [owner for _, _, owner, _ in refresh_state(env, hung).values()]
+    assert sum(started) == 12 and sorted(started) == [4, 8], "each host leased once, by one region"
+    assert owners.count("region-1") + owners.count("region-2") == 12
 
 
 @pytest_twisted.ensureDeferred
