@@ -243,3 +243,59 @@ async def test_without_distro_series_the_regions_default_is_deployed(service_reg
     await settle()
     assert views.machines[0].allocation.distro_series == "tiny"
     assert views.machines[0].machine.status_message == "Deploying custom/tiny: rebuilding the root disk"
+
+
+def held_copy(service_region, host_id: int) -> list[tuple[str, int | None]]:
+    held = run_sync(service_region.dsn, image_rows.held_by_hosts_thd).get(host_id, [])
+    return [(i.name, i.copying) for i in held]
+
+
+async def copy_reported(service_region, ctx, made: machines.Machine, stage: str, percent: int, shown: list) -> None:
+    """Deliver a DeployProgress report and wait until the host's images show `shown`."""
+    deploy.copy_progress(ctx, made.system_id, stage, percent)
+    for _ in range(500):
+        if held_copy(service_region, made.host_id) == shown:
+            return
+        await task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError(f"the host's images are {held_copy(service_region, made.host_id)}, not {shown}")
+
+
+async def rack_called(rack: DeployRack) -> None:
+    while not rack.jobs:  # the background part gathers its data first
+        await task.deferLater(reactor, 0.01, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_racks_copy_progress_shows_on_the_machine_and_the_host_while_the_rack_step_runs(
+        service_region, rack, lab):
+    alice, made = lab
+    rack.gate = defer.Deferred()
+    await deploy.deploy(alice, made.system_id, deploy.DeployInputs("tiny"))
+    await rack_called(rack)
+    await copy_reported(service_region, alice, made, "fetching", 45, [("custom/tiny", 45)])
+    message = machine(service_region, made.system_id).status_message
+    assert message.startswith("Copying image custom/tiny to host ") and message.endswith(
+        ": 45% (fetching it from the region)"), message
+    await copy_reported(service_region, alice, made, "importing", 250, [("custom/tiny", 100)])  # clamped
+
+    rack.gate.callback(None)
+    await settle()
+    assert held_copy(service_region, made.host_id) == [("custom/tiny", None)]  # the host holds it
+    deploy.copy_progress(alice, made.system_id, "importing", 99)  # late: the rack step is over
+    await settle()
+    after = machine(service_region, made.system_id)
+    assert after.status_message.startswith("Booting") and held_copy(service_region, made.host_id) == [
+        ("custom/tiny", None)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_copy_that_fails_leaves_no_image_on_the_host(service_region, rack, lab):
+    alice, made = lab
+    rack.gate, rack.deploy_error = defer.Deferred(), hosterrors.DriverError("the host's disk is full")
+    await deploy.deploy(alice, made.system_id, deploy.DeployInputs("tiny"))
+    await rack_called(rack)
+    await copy_reported(service_region, alice, made, "importing", 60, [("custom/tiny", 60)])
+    rack.gate.callback(None)
+    await settle()
+    assert machine(service_region, made.system_id).status == "failed_deployment"
+    assert held_copy(service_region, made.host_id) == []
