@@ -63,11 +63,9 @@ def _pid(path: Path) -> int | None:
         return None
 
 
-def _ensure_user(name: str, password: str) -> None:
-    if subprocess.run(["id", name], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s", "/bin/sh", "-G", "libvirt", name],
-                       check=True, capture_output=True)
-    subprocess.run(["usermod", "-a", "-G", "libvirt", name], check=True, capture_output=True)
+def _add_user(name: str, password: str) -> None:
+    subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s", "/bin/sh", "-G", "libvirt", name],
+                   check=True, capture_output=True)
     subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True, capture_output=True)
 
 
@@ -83,12 +81,13 @@ class LibvirtLab:
     started_pids: list[int] = attrs.field(factory=list)  # virtlogd/libvirtd, if we started them
 
     @classmethod
-    def start(cls, user: str = "vmyardvirsh") -> "LibvirtLab":
+    def start(cls) -> "LibvirtLab":
         state = Path(tempfile.mkdtemp(prefix="vmyard-libvirt-"))
         started = _start_daemons(state)
-        password = secrets.token_urlsafe(12)
-        _ensure_user(user, password)
         tag = secrets.token_hex(3)
+        # A user of its own, so labs of concurrent test sessions never change each other's password.
+        user, password = f"vmyardvirsh{tag}", secrets.token_urlsafe(12)
+        _add_user(user, password)
         networks = [f"vmyard-{tag}-{i}" for i in range(2)]
         for i, name in enumerate(networks):
             xml = state / f"{name}.xml"
@@ -111,7 +110,8 @@ class LibvirtLab:
     def stop(self) -> None:
         self.sshd.stop()
         for name in virsh("list", "--all", "--name", check=False).split():
-            if name.startswith(TEST_DOMAIN_PREFIX):
+            # Only domains on our pool: another session's lab may share the daemon.
+            if name.startswith(TEST_DOMAIN_PREFIX) and f"pool='{self.pool}'" in virsh("dumpxml", name, check=False):
                 virsh("destroy", name, check=False)
                 virsh("undefine", name, "--nvram", check=False)
         for name in self.networks:
@@ -119,6 +119,7 @@ class LibvirtLab:
             virsh("net-undefine", name, check=False)
         virsh("pool-destroy", self.pool, check=False)
         virsh("pool-undefine", self.pool, check=False)
+        subprocess.run(["userdel", self.user], capture_output=True)
         for pid in reversed(self.started_pids):
             _stop_pid(pid)
         shutil.rmtree(self.state, ignore_errors=True)
@@ -149,9 +150,9 @@ def _stop_pid(pid: int) -> None:
     except ProcessLookupError:
         return
     def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        try:  # a daemon's parent is init, which may reap it late: a zombie has exited
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except (OSError, IndexError):
             return True
-        return False
+
     wait_for(gone, 30, f"process {pid} to exit")
