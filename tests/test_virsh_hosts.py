@@ -127,3 +127,17 @@ def test_changed_host_key_is_refused_until_accepted(lxd_api, libvirt_lab, dsn):
     assert accepted.json()["state"] == "ready" and accepted.json()["server_fingerprint"] == new
     stored = sql(dsn, "SELECT server_fingerprint FROM vm_hosts WHERE id = %s", host["id"])[0][0]
     assert stored == lab.sshd.host_public_key  # the checked key replaces the fingerprint
+
+
+def test_a_new_password_is_stored_encrypted_and_used(lxd_api, libvirt_lab, dsn):
+    api, lab = lxd_api, libvirt_lab
+    host = add_virsh_host(api, lab)
+    url = f"vm-hosts/{host['id']}/"
+    changed = api.put(url, data={"power_pass": "stale-" + lab.password})
+    assert changed.status == 200 and changed.json()["state"] == "error", changed.text
+    assert "password" in changed.json()["state_message"] and "refused" in changed.json()["state_message"]
+    assert api.post(url, data={"op": "refresh"}).status == 503  # the stored (wrong) one is what every job uses
+    fixed = api.put(url, data={"power_pass": lab.password})
+    assert fixed.status == 200 and fixed.json()["state"] == "ready", fixed.text
+    assert api.post(url, data={"op": "refresh"}).json()["state"] == "ready"
+    assert lab.password not in str(sql(dsn, "SELECT value::text FROM secrets"))
