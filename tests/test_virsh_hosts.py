@@ -59,6 +59,9 @@ def test_register_discovers_what_libvirt_reports(lxd_api, lxd_region, libvirt_la
     secrets_rows = sql(dsn, "SELECT value::text FROM secrets")
     assert lab.password not in str(rows) and lab.password not in str(secrets_rows)
     assert lab.password not in lxd_region.output()
+    # Only admins read it back, in MAAS's shape for virsh.
+    assert api.get(f"vm-hosts/{host['id']}/", query={"op": "parameters"}).json() == \
+        {"power_address": lab.address, "power_pass": lab.password}
 
 
 def test_existing_domain_is_imported_and_never_deleted(lxd_api, libvirt_lab, tmp_path):

@@ -62,11 +62,21 @@ class HostParameters:
     key: str | None = attrs.field(repr=False)
 
 
-async def parameters(ctx: Context, host_id: int | str) -> HostParameters:
+@attrs.frozen
+class VirshParameters:
+    """How a virsh host is reached, as MAAS shows it: the address and the SSH password."""
+
+    power_address: str
+    power_pass: str = attrs.field(repr=False)
+
+
+async def parameters(ctx: Context, host_id: int | str) -> HostParameters | VirshParameters:
     def parameters_thd(cur):
         host = hosts.get_thd(cur, host_id)
-        return HostParameters(host.power_address, host.project, host.certificate,
-                              hosts.key_thd(cur, ctx.box, host.id))
+        secret = hosts.key_thd(cur, ctx.box, host.id)
+        if host.type == "virsh":
+            return VirshParameters(host.power_address, secret or "")
+        return HostParameters(host.power_address, host.project, host.certificate, secret)
 
     return await ctx.db.run(parameters_thd)
 
