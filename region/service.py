@@ -189,9 +189,9 @@ class RegionService(service.MultiService):
         self.rpc = RackRegistry(self.db, self.region_id, self.reactor,
                                 RpcLimits(cfg.rpc_max_connections, cfg.rpc_max_connections_per_peer,
                                           cfg.rpc_handshake_timeout))
+        self.rpc.on_deploy_progress = lambda *report: deploy.copy_progress(Context(self), *report)
         _RegionPresence(self.db, self.rpc, self.region_id, self.reactor).setServiceParent(self)
         await self.rpc.sync_revocations()
-        self.rpc.on_deploy_progress = lambda *report: deploy.copy_progress(Context(self), *report)
         self.ca = await self.db.run(load_or_create_ca_thd, self.box)
         secret = await self.db.run(secrets.get_or_create_thd, self.box, secrets.ENROLLMENT_SECRET,
                                    secrets.new_enrolment_secret)
