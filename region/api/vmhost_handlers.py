@@ -43,9 +43,10 @@ class VmHostsHandler(Handler):
     async def create(self, call: Call):
         """Add a VM host (discovered through a rack before it is stored).
 
-        :param type: Required. ``lxd`` (``virsh`` is not supported yet).
+        :param type: Required. ``lxd`` or ``virsh`` (libvirt over SSH).
         :type type: String
-        :param power_address: Required. Address of the host (``host[:8443]`` for LXD).
+        :param power_address: Required. Address of the host (``host[:8443]`` for LXD,
+            ``qemu+ssh://user@host[:port]/system`` for virsh).
         :type power_address: String
         :param name: Optional. The host's name (default: derived from the address).
         :type name: String
@@ -53,6 +54,9 @@ class VmHostsHandler(Handler):
         :type project: String
         :param password: Optional. LXD trust password or token, used once and never stored.
         :type password: String
+        :param power_pass: Optional. virsh: the SSH password (stored encrypted; the host key is pinned
+            on first use). LXD: the same as ``password``.
+        :type power_pass: String
         :param trust_token: Optional. LXD trust token (same as ``password``).
         :type trust_token: String
         :param certificate: Optional. PEM client certificate to use instead of a generated one.
