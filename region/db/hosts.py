@@ -112,25 +112,25 @@ def list_thd(cur) -> list[VMHost]:
     return _hosts(cur, cur.fetchall())
 
 
-def get_thd(cur, host_id: int | str) -> VMHost:
+def get_thd(cur, host_id: int | str, for_update: bool = False) -> VMHost:
     if not str(host_id).isdigit():
         raise NotFound("VM host")
-    cur.execute(f"SELECT {COLUMNS} FROM vm_hosts WHERE id = %s", (int(host_id),))
+    lock = " FOR UPDATE" if for_update else ""
+    cur.execute(f"SELECT {COLUMNS} FROM vm_hosts WHERE id = %s{lock}", (int(host_id),))
     rows = cur.fetchall()
     if not rows:
         raise NotFound("VM host")
     return _hosts(cur, rows)[0]
 
 
-def lock_for_placement_thd(cur, host_id: int) -> VMHost:
+def lock_for_placement_thd(cur, host_id: int | str) -> VMHost:
     """Lock the host row for a placement and return the host; must open the transaction.
 
     READ COMMITTED + the row lock: once the lock is ours, every later statement sees the
     reservations committed before it (a REPEATABLE READ snapshot would predate the wait).
     """
     cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    cur.execute("SELECT id FROM vm_hosts WHERE id = %s FOR UPDATE", (host_id,))
-    return get_thd(cur, host_id)
+    return get_thd(cur, host_id, for_update=True)
 
 
 def certificate_by_name_thd(cur, name: str) -> str | None:

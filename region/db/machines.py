@@ -366,41 +366,62 @@ def hostname_taken_thd(cur, hostname: str) -> bool:
     return cur.fetchone() is not None
 
 
+NIC_COLUMNS = "id, name, mac, attach_type, attach_name, vid, boot, vlan_id, disconnected"
+
+
 def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
-    """Insert the machine as 'composing' so it counts at once; returns it and its NIC ids by name."""
+    """Insert the machine as 'composing' so it counts at once; returns it and its NIC ids by name.
+
+    One statement per table (disks and NICs as arrays), each returning its rows: nothing is read back.
+    """
     cur.execute(
         "INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic, status,"
         " power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
         " zone_id, pool_id, owner_id, composing_region, instance_type) VALUES (%s, %s, %s, %s, %s, 'composed', %s,"
-        " 'composing', 'off', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        f" 'composing', 'off', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {COLUMNS}",
         (_new_system_id_thd(cur), new.hostname, new.host_id, new.project, new.hostname, new.dynamic,
          new.architecture, new.cpu_count, new.pinned_cores, new.memory, new.hugepages_backed, new.numa_nodes,
          new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region, new.instance_type),
     )
-    machine_id = cur.fetchone()[0]
-    for disk in new.disks:
-        cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool) VALUES (%s, %s, %s, %s)",
-                    (machine_id, disk.name, disk.size, disk.pool))
-    nic_ids = {}
-    for i, nic in enumerate(new.nics):
+    row = cur.fetchone()
+    machine_id = row[0]
+    disks: list[MachineDisk] = []
+    if new.disks:
+        cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool)"
+                    " SELECT %s, * FROM unnest(%s::text[], %s::bigint[], %s::text[])"
+                    " RETURNING id, name, size, storage_pool",
+                    (machine_id, [d.name for d in new.disks], [d.size for d in new.disks],
+                     [d.pool for d in new.disks]))
+        disks = sorted((MachineDisk(*r) for r in cur.fetchall()), key=lambda d: d.id)
+    nics: list[MachineNic] = []
+    if new.nics:
         cur.execute("INSERT INTO machine_interfaces (machine_id, name, attach_type, attach_name, vid, boot)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                    (machine_id, nic.name, nic.attach_type, nic.attach_name, nic.vid, i == 0))
-        nic_ids[nic.name] = cur.fetchone()[0]
-    return _machines(cur, "WHERE id = %s", (machine_id,))[0], nic_ids
+                    " SELECT %s, name, attach_type, attach_name, vid, n = 1"
+                    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[]) WITH ORDINALITY"
+                    " AS a(name, attach_type, attach_name, vid, n) ORDER BY n"
+                    f" RETURNING {NIC_COLUMNS}",
+                    (machine_id, [n.name for n in new.nics], [n.attach_type for n in new.nics],
+                     [n.attach_name for n in new.nics], [n.vid for n in new.nics]))
+        nics = sorted((MachineNic(*r) for r in cur.fetchall()), key=lambda n: n.id)
+    machine = Machine(*row, disks=disks, interfaces=nics)
+    return machine, {nic.name: nic.id for nic in nics}
 
 
 def finish_compose_thd(cur, machine_id: int, vm: DiscoveredVM) -> Machine:
     """The VM exists: record what the host made of it (MACs, disk sizes, power state)."""
-    cur.execute("UPDATE machines SET status = 'ready', power_state = %s, updated = now() WHERE id = %s",
-                (vm.power_state, machine_id))
-    for nic in vm.interfaces:
-        cur.execute("UPDATE machine_interfaces SET mac = %s WHERE machine_id = %s AND name = %s",
-                    (nic.mac, machine_id, nic.name))
-    for disk in vm.disks:
-        cur.execute("UPDATE machine_disks SET size = %s WHERE machine_id = %s AND name = %s",
-                    (disk.size, machine_id, disk.name))
-    return _machines(cur, "WHERE id = %s", (machine_id,))[0]
+    cur.execute(f"UPDATE machines SET status = 'ready', power_state = %s, updated = now() WHERE id = %s"
+                f" RETURNING {COLUMNS}", (vm.power_state, machine_id))
+    row = cur.fetchone()
+    if vm.interfaces:
+        cur.execute("UPDATE machine_interfaces i SET mac = v.mac FROM unnest(%s::text[], %s::text[]) AS v(name, mac)"
+                    " WHERE i.machine_id = %s AND i.name = v.name",
+                    ([n.name for n in vm.interfaces], [n.mac for n in vm.interfaces], machine_id))
+    if vm.disks:
+        cur.execute("UPDATE machine_disks d SET size = v.size FROM unnest(%s::text[], %s::bigint[]) AS v(name, size)"
+                    " WHERE d.machine_id = %s AND d.name = v.name",
+                    ([d.name for d in vm.disks], [d.size for d in vm.disks], machine_id))
+    return Machine(*row, disks=disks_thd(cur, [machine_id]).get(machine_id, []),
+                   interfaces=nics_thd(cur, [machine_id]).get(machine_id, []))
 
 
 def set_power_state_thd(cur, machine_id: int, state: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from region import placement
-from region.db import host_inventory, hosts, machines
+from region.db import host_inventory, host_load, hosts, machines
 from region.services.compose_request import StorageAsk
 
 
@@ -29,7 +29,10 @@ def allocation_of(m: machines.Machine) -> placement.Allocation:
 def capacity_thd(cur, host: hosts.VMHost) -> tuple[placement.HostCapacity, list[placement.Allocation]]:
     """The host's capacity and every VM recorded on it (reservations included)."""
     capacity = host_capacity(host, host_inventory.numa_nodes_thd(cur, host.id))
-    return capacity, [allocation_of(m) for m in machines.list_for_host_thd(cur, host.id)]
+    return capacity, [placement.Allocation(
+        cores=v.cores, memory=v.memory, pinned=tuple(v.pinned), hugepages_backed=v.hugepages_backed,
+        numa_nodes=tuple(v.numa_nodes), disks=tuple(placement.DiskAllocation(pool, size) for pool, size in v.disks))
+        for v in host_load.vm_loads_thd(cur, host.id)]
 
 
 def disk_requests(storage: tuple[StorageAsk, ...], host: hosts.VMHost) -> tuple[placement.DiskRequest, ...]:

@@ -87,7 +87,12 @@ def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynami
 
     Raises HostNotReady, Conflict (no room, with every shortfall) or FieldError.
     """
-    host = hosts.lock_for_placement_thd(cur, host_id)
+    return reserve_locked_thd(cur, hosts.lock_for_placement_thd(cur, host_id), ask, owner_id, dynamic, region_id)
+
+
+def reserve_locked_thd(cur, host: hosts.VMHost, ask: ComposeAsk, owner_id: int | None, dynamic: bool,
+                       region_id: str | None = None) -> tuple[machines.Machine, ComposeRequest]:
+    """`reserve_thd` on a host this transaction has locked (`hosts.lock_for_placement_thd`)."""
     if host.state != "ready":
         raise HostNotReady(f"VM host {host.name} is not ready ({host.state}): {host.state_message}")
     zone_id, pool_id = _zone_pool_thd(cur, ask, host)
@@ -137,25 +142,33 @@ def for_project(target: HostTarget, project: str) -> HostTarget:
     return attrs.evolve(target, project=project)
 
 
-async def compose(ctx: Context, host_id: int | str, fields: ComposeFields) -> machines.Machine:
-    """`op=compose`: a VM (or container) on the host as the fields ask (checked against the host's architectures)."""
-    host = await ctx.db.run(hosts.get_thd, host_id)
+def checked_ask(host: hosts.VMHost, fields: ComposeFields) -> ComposeAsk:
+    """The fields checked against the host: composable, its architectures and physical size."""
     if "composable" not in host.capabilities:
         raise Refused("VM host does not support composability.")
-    return await compose_on_host(ctx, host.id, validate(fields, list(host.architectures),
-                                                        PhysicalLimits(host.cores, host.memory)))
+    return validate(fields, list(host.architectures), PhysicalLimits(host.cores, host.memory))
 
 
-async def compose_on_host(ctx: Context, host_id: int, ask: ComposeAsk, *, dynamic: bool = False) -> machines.Machine:
+async def compose(ctx: Context, host_id: int | str, fields: ComposeFields) -> machines.Machine:
+    """`op=compose`: a VM (or container) on the host as the fields ask (checked against the host's architectures)."""
+    return await compose_on_host(ctx, host_id, fields)
+
+
+async def compose_on_host(ctx: Context, host_id: int | str, ask: ComposeAsk | ComposeFields, *,
+                          dynamic: bool = False) -> machines.Machine:
     """Reserve, have a rack create the VM, and record it ready (or undo the reservation).
 
+    `ask`: already validated, or the API's fields, validated against the host once it is
+    locked (one transaction reads, checks and reserves).
     `dynamic`: composed for an allocation, owned by the actor and deleted again on release.
     """
     owner_id = ctx.actor.id if dynamic else None
 
     def reserve_and_target_thd(cur):
-        machine, request = reserve_thd(cur, host_id, ask, owner_id, dynamic, ctx.region.region_id)
-        return machine, request, ctx.hosts.target_thd(cur, hosts.get_thd(cur, host_id))
+        host = hosts.lock_for_placement_thd(cur, host_id)
+        checked = checked_ask(host, ask) if isinstance(ask, ComposeFields) else ask
+        machine, request = reserve_locked_thd(cur, host, checked, owner_id, dynamic, ctx.region.region_id)
+        return machine, request, ctx.hosts.target_thd(cur, host)
 
     machine, request, target = await ctx.db.run(reserve_and_target_thd)
     faults.compose_step(faults.AFTER_RESERVE)
