@@ -27,7 +27,7 @@ from region.refresh_scheduler import RefreshScheduler
 from region.rpc import RackRegistry, advertised_rpc_host, new_region_id
 from region.rpc_limits import RpcLimits, raise_open_files_limit
 from region.secretbox import SecretBox
-from region.services import deploy, image_sync
+from region.services import deploy, image_sync, images
 from region.services.context import Context
 from region.vmhosts import HostManager
 
@@ -148,6 +148,8 @@ class RegionService(service.MultiService):
                         self.reactor).setServiceParent(self)
         deploy_check = min(DEPLOY_CHECK_INTERVAL, cfg.deploy_timeout / 4)
         PeriodicService(deploy_check, lambda: deploy.check_deploys(Context(self)), "deploy check",
+                        self.reactor).setServiceParent(self)
+        PeriodicService(images.SWEEP_INTERVAL, lambda: images.sweep_files(Context(self)), "image file sweep",
                         self.reactor).setServiceParent(self)
         if cfg.boot_source_url:
             PeriodicService(min(IMAGE_SYNC_CHECK_INTERVAL, cfg.boot_source_interval),

@@ -1,21 +1,27 @@
 """Images on several regions: an image uploaded to one region is served to racks through any
-other (a 307 to the holder, followed by the rack with the same token).  Two real regions on one
+other (a 307 to the holder, followed by the rack with the same token); files a resource deleted
+elsewhere left behind are swept.  Two real regions on one
 PostgreSQL, each with its own data dir."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
+import time
 
 import pytest
+import pytest_twisted
 import requests
 
 from common.hosterrors import DriverError
 from common.models import ImageRef
 from rack.drivers.lxd_deploy import _download, _Throttled
+from region.db.images import NewResource
 from region.services import images
 from tests.fixtures.http import Api
+from tests.fixtures.services import service_region  # noqa: F401  (fixture)
 from tests.fixtures.images import create, rootfs_tgz, upload
 from tests.test_boot_resources import as_row, rack_context
 
@@ -50,3 +56,22 @@ def test_a_region_without_the_image_sends_racks_to_the_one_that_has_it(region, a
     assert Api(second.api, admin_api.apikey).delete(f"boot-resources/{done['id']}/").status == 204
     with pytest.raises(DriverError, match="HTTP 404"):
         _download(ImageRef(fingerprint, url, token, size, "tgz"), io.BytesIO(), _Throttled(None))
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_sweep_removes_old_files_no_resource_has(service_region):
+    """A resource deleted through another region leaves its files on this one until the sweep."""
+    ctx = service_region.as_user("admin")
+    content = rootfs_tgz(service_region.config.data_dir / "root.tgz", random_bytes=1000)
+    kept = await images.create_inline(ctx, NewResource("custom/kept", "amd64/generic", "", "tgz", len(content), ""),
+                                      content)
+    folder = images.images_dir(ctx)
+    orphans = [folder / f"lxd-{'e' * 64}.tar", folder / "upload-999999"]
+    fresh = folder / f"lxd-{'d' * 64}.tar"  # may be an image being recorded right now
+    for path in [*orphans, fresh]:
+        path.write_bytes(b"left behind")
+    hour_ago = time.time() - images.SWEEP_MIN_AGE - 60
+    for path in [*orphans, folder / f"lxd-{kept.lxd_fingerprint}.tar"]:
+        os.utime(path, (hour_ago, hour_ago))
+    await images.sweep_files(ctx)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"lxd-{kept.lxd_fingerprint}.tar", fresh.name])

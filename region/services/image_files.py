@@ -328,6 +328,26 @@ def check_lxd_tarball(path: Path) -> None:
         raise BadImage("an LXD unified tarball needs metadata.yaml and rootfs/ or rootfs.img")
 
 
+def sweep(images: Path, fingerprints: set[str], file_ids: set[int], older_than: float) -> list[str]:
+    """Remove the LXD images and uploads under `images` that no resource has (not in
+    `fingerprints` / `file_ids`) and that are older than `older_than` seconds (younger ones may
+    be an image being recorded right now); the names removed."""
+    removed = []
+    cutoff = time.time() - older_than
+    for path in images.glob("*") if images.is_dir() else ():
+        name = path.name
+        if name.startswith("lxd-") and name.endswith(".tar"):
+            known = name[len("lxd-"):-len(".tar")] in fingerprints
+        elif name.startswith("upload-") and name[len("upload-"):].isdigit():
+            known = int(name[len("upload-"):]) in file_ids
+        else:
+            continue
+        if not known and path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+            removed.append(name)
+    return removed
+
+
 def remove_files(images: Path, files, fingerprint: str | None) -> None:
     """A resource's uploads (its `files`: rows with an `id`) and the LXD image made of them."""
     for f in files:

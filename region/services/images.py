@@ -39,6 +39,8 @@ FILENAMES = {"tgz": "root-tgz", "lxd": "lxd.tar", "ddraw": "root-dd", "ddgz": "r
 SPLIT_FILETYPES = (SPLIT_METADATA, "lxd-rootfs", "lxd-disk")
 IMAGE_THREADS = 2
 TOKEN_LIFETIME = 600  # seconds a rack has to start fetching an image
+SWEEP_INTERVAL = 600.0  # seconds between sweeps of image files no resource has
+SWEEP_MIN_AGE = 3600.0  # seconds such a file is kept first (it may belong to an upload being recorded)
 _TOKEN_PURPOSE = "vmyard image download"
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _EXPIRY = re.compile(r"[0-9]{1,12}")
@@ -302,6 +304,19 @@ async def delete(ctx: Context, resource_id: int) -> BootResource:
         _work.forget(gone, drop_lock=True)
         await in_image_pool(image_files.remove_files, images_dir(ctx), gone.files, gone.lxd_fingerprint)
         return gone
+
+
+async def sweep_files(ctx: Context) -> None:
+    """Remove this region's image files no resource has any more: a resource deleted through
+    another region leaves its files here (each region keeps its own)."""
+    def known_thd(cur):
+        found = images.list_thd(cur)
+        return {r.lxd_fingerprint for r in found if r.lxd_fingerprint}, {f.id for r in found for f in r.files}
+
+    fingerprints, file_ids = await ctx.db.run(known_thd)
+    removed = await in_image_pool(image_files.sweep, images_dir(ctx), fingerprints, file_ids, SWEEP_MIN_AGE)
+    if removed:
+        log.info("removed image files no boot resource has: {names}", names=", ".join(removed))
 
 
 # -- serving LXD images to racks -----------------------------------------------------------
