@@ -1,7 +1,7 @@
 """Reads at scale: the region's answers with 100 and 1,000 VM hosts (2,000 and 20,000 machines).
 
     python3 -m bench.scale                 # print the table
-    python3 -m bench.scale --write-docs    # and write it to docs/performance.md
+    python3 -m bench.scale --write-docs    # and write it to its section of docs/performance.md
 
 One throw-away PostgreSQL cluster, seeded through the real schema (`region.db.seed`), and a
 region started on it with refresh off and no rack; hosts' addresses are loopback addresses on
@@ -214,21 +214,33 @@ def table(scales: list[Scale]) -> str:
     return "\n".join(lines)
 
 
+SECTION = "## Reads at scale: listings at 100 and 1,000 VM hosts"
+
+
 def write_docs(text: str) -> None:
-    DOCS.write_text(
-        "# Performance\n\n"
-        "Reads at scale, measured by `python3 -m bench.scale --write-docs` (which rewrote this file;\n"
-        "bench/README.md says what it does). Queries are the SQL statements the region ran for one\n"
-        "request (its own count, from /MAAS/metrics), the OAuth nonce and token checks included; p50/p95 over 21\n"
-        "requests on one keep-alive connection; ratios are against the smaller site in the same run.\n\n"
+    """Replace this benchmark's section of docs/performance.md (other benchmarks' stay)."""
+    section = (
+        f"{SECTION}\n\n"
+        "Measured by `python3 -m bench.scale --write-docs`, which rewrites this section only\n"
+        "(bench/README.md says what it does). Queries are the SQL statements the region ran for one\n"
+        "request (its own count, from /MAAS/metrics), the OAuth nonce and token checks included;\n"
+        "p50/p95 over 21 requests on one keep-alive connection; ratios are against the smaller site\n"
+        "in the same run.\n\n"
         f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()},"
         f" {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), Python {platform.python_version()}.\n\n"
         + text + "\n")
+    current = DOCS.read_text() if DOCS.exists() else "# Performance\n"
+    start = current.find(SECTION)
+    if start < 0:
+        DOCS.write_text(current.rstrip("\n") + "\n\n" + section)
+        return
+    end = current.find("\n## ", start + len(SECTION))
+    DOCS.write_text(current[:start] + section + (current[end:] if end >= 0 else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write-docs", action="store_true", help=f"also write the table to {DOCS}")
+    parser.add_argument("--write-docs", action="store_true", help=f"also write the table to its section of {DOCS}")
     args = parser.parse_args(argv)
     pg = PostgresCluster.start()
     base = Path(tempfile.mkdtemp(prefix="vmyard-bench-scale-", dir="/tmp"))
