@@ -47,11 +47,16 @@ def test_inline_content_makes_a_complete_image_at_once(region, admin_api, tmp_pa
     with tarfile.open(os.path.join(region.data_dir, "images", f"lxd-{done['lxd_fingerprint']}.tar")) as unified:
         assert "rootfs/usr/bin/blob" in unified.getnames()
 
-    # base64 parts (as the maas CLI encodes them), size and sha256 left to the region
-    body, headers = _form({"name": "custom/inline64", "architecture": "amd64/generic"}, content, base64_part=True)
+    # base64 parts (as the maas CLI encodes them), size and sha256 left to the region; this form
+    # may be larger than other forms (2 MiB), up to the request limit (16 MiB)
+    bigger = rootfs_tgz(tmp_path / "bigger.tgz", random_bytes=6 * 1024 * 1024)
+    body, headers = _form({"name": "custom/inline64", "architecture": "amd64/generic"}, bigger, base64_part=True)
+    assert len(body) > 8 * 1024 * 1024
     reply = admin_api.post("boot-resources/", body=body, headers=headers)
     assert reply.status == 201, reply.text
-    assert the_file(reply.json())["sha256"] == hashlib.sha256(content).hexdigest()
+    assert the_file(reply.json())["sha256"] == hashlib.sha256(bigger).hexdigest()
+    too_big = admin_api.post("zones/", body=body, headers=headers)  # other endpoints keep the form limit
+    assert too_big.status == 413
 
 
 def test_bad_inline_content_is_a_400_and_leaves_nothing(region, admin_api, tmp_path):

@@ -8,6 +8,7 @@ from region.api.errors import BadRequest, NotFound
 from region.api.handler import Call, Handler, operation, restful
 from region.api.params import Form
 from region.api.site import API_PREFIX, Response
+from region.api.web import MAX_REQUEST_BODY
 from region.db.images import BootResource, NewResource
 from region.services import image_sync
 from region.services import images as image_service
@@ -82,6 +83,8 @@ class BootResourcesHandler(Handler):
     """Manage the boot resources (images)."""
 
     path = "boot-resources/"
+    # A POST may carry the image inline (`content`): its form may be as large as any request.
+    max_form_body = MAX_REQUEST_BODY
 
     @restful("GET")
     async def read(self, call: Call):
@@ -109,7 +112,7 @@ class BootResourcesHandler(Handler):
             file to the resource still receiving the first).
         :type filetype: String
         :param content: Optional. The file itself, as a multipart file part (small files: the
-            whole form is at most 2 MiB); the image is then complete at once, and size and
+            whole request is at most 16 MiB); the image is then complete at once, and size and
             sha256 are optional (checked when given).
         :type content: File
         """

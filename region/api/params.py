@@ -109,15 +109,16 @@ def is_form(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() in FORM_TYPES
 
 
-def parse_body(content_type: str, body: bytes, into: Params) -> None:
-    """Add the form fields of `body` to `into`; the size and field count are checked before
-    any parsing (byte counts run at C speed), so a hostile body costs almost nothing."""
+def parse_body(content_type: str, body: bytes, into: Params, limit: int = MAX_FORM_BODY) -> None:
+    """Add the form fields of `body` to `into`; the size (at most `limit`: a handler taking
+    files inline may allow more than MAX_FORM_BODY) and field count are checked before any
+    parsing (byte counts run at C speed), so a hostile body costs almost nothing."""
     if not body.strip():
         return
     ctype = content_type.split(";", 1)[0].strip().lower()
     if ctype in FORM_TYPES:
-        if len(body) > MAX_FORM_BODY:
-            raise PayloadTooLarge(f"The form is over {MAX_FORM_BODY} bytes.")
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The form is over {limit} bytes.")
         separator = b"&" if ctype != "multipart/form-data" else _boundary(content_type)
         if separator and body.count(separator) > MAX_FIELDS + 1:
             raise BadRequest(f"Too many fields: at most {MAX_FIELDS} are accepted in one request.")

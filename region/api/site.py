@@ -189,7 +189,7 @@ class RouterResource(resource.Resource):
         user = await self._authenticate(request, params)
         if user is None and not handler.has_anonymous_action(method):
             raise Unauthorized("Authentication credentials were not provided.")
-        await self._add_body(request, params)
+        await self._add_body(request, params, getattr(handler, "max_form_body", MAX_FORM_BODY))
         op = params.get("op") or None  # an empty op means no op (gomaasapi sends "op=")
         action = handler.find_action(method, op)
         if action is None:
@@ -213,18 +213,18 @@ class RouterResource(resource.Resource):
         )
         return await getattr(handler, action.func_name)(call)
 
-    async def _add_body(self, request: server.Request, params: Params) -> None:
+    async def _add_body(self, request: server.Request, params: Params, limit: int) -> None:
         if request.method not in (b"POST", b"PUT", b"DELETE") or request.content is None:
             return
         ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
         if not is_form(ctype):  # a raw body (an image chunk): the handler reads it itself
             return
         request.content.seek(0)
-        body = request.content.read(MAX_FORM_BODY + 1)
+        body = request.content.read(limit + 1)
         if len(body) <= INLINE_PARSE_LIMIT:
-            parse_body(ctype, body, params)
+            parse_body(ctype, body, params, limit)
         else:  # bounded work, but not on the reactor thread
-            await parse_pool().run(parse_body, ctype, body, params)
+            await parse_pool().run(parse_body, ctype, body, params, limit)
 
     async def _authenticate(self, request: server.Request, params: Params):
         header = request.getHeader(b"authorization")
