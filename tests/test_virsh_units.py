@@ -13,7 +13,7 @@ from common import sshhostkey
 from common.models import ComposeRequest, RequestedDisk, RequestedNic
 from rack.drivers.virsh_conn import parse_address
 from rack.drivers.virsh_xml import MadeVolume, disk_target, domain_xml, ownership, to_vm, with_seed
-from region.api.vmhost_forms import virsh_address_problem
+from region.vmhost_address import virsh_address_problem
 
 
 @pytest.mark.parametrize("address", ["qemu+ssh://kvm@10.0.0.2/system", "qemu+ssh://kvm@host.example:2222/system",

@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from common import tls
-from region.api.vmhost_forms import lxd_address_problem
+from region.vmhost_address import lxd_address_problem
 from region.db import hosts, named
 from region.db.pool import run_sync
 from tests.conftest import region_box
