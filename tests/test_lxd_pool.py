@@ -94,3 +94,16 @@ def test_certificate_dirs_of_dead_racks_are_swept(tmp_path):
         (d / "client.key").write_text("k")
     assert sweep_stale_cert_dirs(str(tmp_path)) == [str(dead)]
     assert not dead.exists() and alive.exists() and other.exists()
+
+
+def test_pool_closes_the_least_recently_used_beyond_its_bound():
+    pool = ClientPool(idle_seconds=10, per_key=2, max_clients=3, clock=lambda: 0.0)
+    a, b, c, d = pooled(), pooled(), pooled(), pooled()
+    pool.give(("a",), a)
+    pool.give(("b",), b)
+    pool.give(("a",), c)  # "a" used last: "b" is now the least recently used
+    pool.give(("d",), d)
+    assert b.session.closed and not any(p.session.closed for p in (a, c, d))
+    assert pool.take(("b",)) is None
+    assert pool.take(("a",)) is c and pool.take(("a",)) is a and pool.take(("d",)) is d
+    assert pool.take(("a",)) is None

@@ -234,7 +234,7 @@ class LXDDriver(LXDComposeMixin, LXDPowerMixin, LXDDeleteMixin, LXDDeployMixin):
 
     def discover(self, target: HostTarget, password: str | None = None) -> DiscoveredHost:
         with self._connect(target, password) as (client, fingerprint):
-            self._ensure_project(client, target.project)
+            projects = self._ensure_project(client, target.project, self._projects(client))
             env = client.host_info.get("environment") or {}
             resources = self._get(client.api.resources)
             numa, cores, cpu_speed, memory = parse_cpu_memory(resources)
@@ -249,7 +249,7 @@ class LXDDriver(LXDComposeMixin, LXDPowerMixin, LXDDeleteMixin, LXDDeployMixin):
                 numa_nodes=numa,
                 storage_pools=self._storage_pools(client),
                 interfaces=self._interfaces(client, resources),
-                projects=self._projects(client),
+                projects=projects,
                 server_fingerprint=fingerprint,
                 capabilities=list(CAPABILITIES),
                 clustered=clustered,
@@ -267,9 +267,10 @@ class LXDDriver(LXDComposeMixin, LXDPowerMixin, LXDDeleteMixin, LXDDeployMixin):
         """Physical NICs from the resources, then the host's bridges and bonds."""
         physical = parse_interfaces(resources)
         networks = self._get(client.api.networks, params={"recursion": "1"}, what="listing networks failed")
-        wanted = [n["name"] for n in networks if n.get("type") in NETWORK_INTERFACE_TYPES]
+        known = {i.name for i in physical}
+        wanted = [n["name"] for n in networks if n.get("type") in NETWORK_INTERFACE_TYPES and n["name"] not in known]
         states = {name: self._get_or_none(client.api.networks[name].state) or {} for name in wanted}
-        return physical + parse_networks(networks, states, {i.name for i in physical})
+        return physical + parse_networks(networks, states, known)
 
     def _get_or_none(self, node, params: dict | None = None) -> Any:
         try:
@@ -360,35 +361,37 @@ class LXDDriver(LXDComposeMixin, LXDPowerMixin, LXDDeleteMixin, LXDDeployMixin):
                                network_types=network_types, pool_volume_sizes=pool_volume_sizes)
                 for i in instances]
 
-    def _ensure_project(self, client: pylxd.Client, name: str) -> None:
-        """Create the project if missing, with LXD's default features (no config sent:
-        separate images, profiles and storage volumes; spec §6.2).  Existing projects
+    def _ensure_project(self, client: pylxd.Client, name: str, projects: list[Project]) -> list[Project]:
+        """`projects` (the host's), with `name` created if missing, with LXD's default features (no
+        config sent: separate images, profiles and storage volumes; spec §6.2).  Existing projects
         and their instances are left exactly as they are."""
         if not name or "/" in name:
             raise DriverError(f"invalid LXD project name {name!r}")
-        if client.projects.exists(name):
-            return
+        if any(p.name == name for p in projects):
+            return projects
         try:
             client.projects.create(name=name, description=PROJECT_DESCRIPTION)
         except lxd_exc.LXDAPIException as e:
-            if client.projects.exists(name):  # created concurrently
-                return
-            raise DriverError(f"cannot create LXD project {name!r}: {_lxd_error(e)}") from None
+            if not client.projects.exists(name):  # else created concurrently
+                raise DriverError(f"cannot create LXD project {name!r}: {_lxd_error(e)}") from None
+        return self._projects(client)
 
     def _projects(self, client: pylxd.Client) -> list[Project]:
-        return [Project(name=p.name, description=p.description or "")
-                for p in client.projects.all()]
+        listed = self._get(client.api.projects, {"recursion": 1}, "cannot list the LXD projects")
+        return [Project(name=p.get("name", ""), description=p.get("description") or "") for p in listed or []]
 
     def _storage_pools(self, client: pylxd.Client) -> list[StoragePool]:
+        """Every pool with its usage (one listing, then each pool's resources)."""
         pools = []
-        for pool in client.storage_pools.all():
-            usage = self._get(client.api.storage_pools[pool.name].resources)
+        for pool in self._get(client.api.storage_pools, {"recursion": 1}, "cannot list the storage pools") or []:
+            name = pool.get("name", "")
+            usage = self._get(client.api.storage_pools[quote(name, safe="")].resources)
             space = usage.get("space") or {}
             total, used = int(space.get("total") or 0), int(space.get("used") or 0)
             pools.append(StoragePool(
-                name=pool.name,
-                type=pool.driver,
-                path=(pool.config or {}).get("source") or "Unknown",
+                name=name,
+                type=pool.get("driver", ""),
+                path=(pool.get("config") or {}).get("source") or "Unknown",
                 total=total,
                 used=used,
                 available=max(total - used, 0),

@@ -5,7 +5,9 @@ A pooled client is only handed out for the same address, the same client
 certificate and key, and the same expected server fingerprint; its session
 still checks the server's fingerprint on every new TLS connection.  Each
 client is used by one thread at a time (taken, then given back).  Idle
-clients expire after `idle_seconds`.  A pooled client holds the host's client
+clients expire after `idle_seconds` (by default twice the region's default refresh
+interval, so a periodic discovery finds the one its host's last left), and at most
+`max_clients` wait in all: beyond that the least recently used is closed.  A pooled client holds the host's client
 key in its TLS context only (in memory): its certificate files were removed as
 soon as it was built (rack/drivers/lxd.py).
 """
@@ -16,6 +18,7 @@ import atexit
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 import attrs
@@ -37,12 +40,19 @@ def pool_key(url: str, cert_pem: str, key_pem: str, expected: str | None) -> tup
     return url, identity, expected
 
 
+IDLE_SECONDS = 120.0  # 2 x the default refresh interval (region/config.py)
+MAX_CLIENTS = 256
+
+
 class ClientPool:
-    def __init__(self, idle_seconds: float = 30.0, per_key: int = 8, clock=time.monotonic) -> None:
+    def __init__(self, idle_seconds: float = IDLE_SECONDS, per_key: int = 8, max_clients: int = MAX_CLIENTS,
+                 clock=time.monotonic) -> None:
         self.idle_seconds = idle_seconds
         self.per_key = per_key
+        self.max_clients = max_clients
         self._clock = clock
-        self._idle: dict[tuple, list[PooledClient]] = {}
+        self._idle: OrderedDict[tuple, list[PooledClient]] = OrderedDict()  # least recently given first
+        self._count = 0
         self._lock = threading.Lock()
         atexit.register(self.close_all)
 
@@ -52,18 +62,31 @@ class ClientPool:
             idle = self._idle.get(key)
             if idle:
                 found = idle.pop()
+                self._count -= 1
+                if not idle:
+                    del self._idle[key]
         for pooled in expired:
             pooled.close()
         return found
 
     def give(self, key: tuple, pooled: PooledClient) -> None:
         pooled.idle_since = self._clock()
+        evicted = [pooled]
         with self._lock:
             idle = self._idle.setdefault(key, [])
+            self._idle.move_to_end(key)
             if len(idle) < self.per_key:
                 idle.append(pooled)
-                return
-        pooled.close()
+                self._count += 1
+                evicted = []
+                while self._count > self.max_clients:
+                    oldest_key, oldest = next(iter(self._idle.items()))
+                    evicted.append(oldest.pop(0))
+                    self._count -= 1
+                    if not oldest:
+                        del self._idle[oldest_key]
+        for stale in evicted:
+            stale.close()
 
     def _expire(self) -> list[PooledClient]:
         cutoff = self._clock() - self.idle_seconds
@@ -74,11 +97,13 @@ class ClientPool:
                 idle[:] = [p for p in idle if p.idle_since >= cutoff]
                 if not idle:
                     del self._idle[key]
+            self._count -= len(expired)
         return expired
 
     def close_all(self) -> None:
         with self._lock:
             everything = [p for idle in self._idle.values() for p in idle]
             self._idle.clear()
+            self._count = 0
         for pooled in everything:
             pooled.close()
