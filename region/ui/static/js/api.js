@@ -51,6 +51,9 @@ export const putRaw = (url, body) => send("PUT", url, { body, headers: { "Conten
 export const text = (url) => send("GET", url);
 // Whether a compose would fit now, answered by the region's own placement (nothing is made).
 export const composeCheck = (hostId, fields) => send("POST", `${UI}compose-check/${hostId}`, { json: fields });
+// Whether a VM host address passes the region's rules (nothing is contacted).
+export const addressCheck = (type, address) =>
+  send("GET", `${UI}address-check?${new URLSearchParams({ type, power_address: address })}`);
 
 export async function whoami() {
   try {

@@ -5,6 +5,7 @@ import { h } from "./ui.js";
 import { kvmList } from "./kvm_list.js";
 import { hostDetails } from "./host_details.js";
 import { addLxdWizard } from "./wizard.js";
+import { addVirshHost } from "./add_virsh.js";
 import { composeForm } from "./compose.js";
 import { machinesList } from "./machines.js";
 import { imagesList } from "./images.js";
@@ -16,6 +17,7 @@ let events = null;
 const routes = [
   [/^#\/kvm\/(lxd|virsh)$/, (m) => kvmList(m[1])],
   [/^#\/kvm\/add-lxd$/, () => addLxdWizard()],
+  [/^#\/kvm\/add-virsh$/, () => addVirshHost()],
   [/^#\/kvm\/(\d+)\/compose$/, (m) => composeForm(+m[1])],
   [/^#\/kvm\/(\d+)(?:\/(vms|resources|storage|settings))?$/, (m) => hostDetails(+m[1], m[2] || "vms")],
   [/^#\/machines$/, () => machinesList()],

@@ -43,7 +43,7 @@ function build(host, resources, interfaces) {
       h("label", { for: "c-hostname" }, "Name (optional)"), h("input", { type: "text", id: "c-hostname", name: "hostname", placeholder: "Optional" }),
       h("label", { for: "c-type" }, "Type"),
       h("select", { id: "c-type", name: "instance_type" }, h("option", { value: "virtual-machine" }, "Virtual machine"),
-        h("option", { value: "container" }, "Container")),
+        host.type === "lxd" ? h("option", { value: "container" }, "Container") : null), // libvirt makes VMs only
       h("fieldset", {}, h("legend", {}, "Cores"),
         h("label", {}, h("input", { type: "radio", name: "core_mode", value: "any", checked: true }), " Any available cores"),
         h("input", { type: "number", id: "c-cores", name: "cores", min: "1", step: "1", value: "1", "aria-label": "Number of cores",
@@ -62,7 +62,7 @@ function build(host, resources, interfaces) {
     h("fieldset", {}, h("legend", {}, "Storage"), disks,
       h("button", { type: "button", onclick: () => { addDisk(20); check(); } }, "Add disk")),
     h("fieldset", {}, h("legend", {}, "Interfaces"),
-      h("p", { class: "muted" }, "None defined: one NIC made by LXD at compose time."), nics,
+      h("p", { class: "muted" }, host.type === "virsh" ? "None defined: the VM gets no NIC." : "None defined: one NIC made by LXD at compose time."), nics,
       h("button", { type: "button", disabled: !interfaces.length, onclick: () => { addNic(); check(); } }, "Add interface")),
     h("div", { class: "summary" }, problems, verdict, submit));
 

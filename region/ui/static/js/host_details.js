@@ -30,7 +30,7 @@ export function hostDetails(id, tab) {
           catch (e) { toast(e.message); }
           refresh();
         } }, "Refresh host") : null),
-      h("p", { class: "muted" }, `LXD project: ${host.project || "—"} · Zone: ${host.zone.name} · Pool: ${host.pool.name}`
+      h("p", { class: "muted" }, (host.type === "virsh" ? "libvirt over SSH" : `LXD project: ${host.project || "—"}`) + ` · Zone: ${host.zone.name} · Pool: ${host.pool.name}`
         + ` · Version: ${host.version || "—"} · VMs: ${vms.length}`
         + (host.last_refresh ? ` · Last refreshed ${new Date(host.last_refresh).toLocaleString()}` : "")));
     if (tab === "vms") panel.replaceChildren(vmsTab(host, resources, vms, refresh));
@@ -69,7 +69,7 @@ function vmsTab(host, resources, vms, refresh) {
         } }, "Delete")] : null));
   });
   return h("div", {},
-    h("div", { class: "toolbar" }, h("h2", {}, `VMs in project ${host.project || ""}`), h("span", { class: "spacer" }),
+    h("div", { class: "toolbar" }, h("h2", {}, host.type === "virsh" ? "VMs on this host" : `VMs in project ${host.project || ""}`), h("span", { class: "spacer" }),
       session.user.is_admin && host.state === "ready" ? h("a", { class: "button", href: `#/kvm/${host.id}/compose` }, "Compose VM") : null),
     h("table", { id: "vms" },
       h("thead", {}, h("tr", {}, ["Name", "Status", "Cores", "RAM", "Storage", "NUMA node(s)", "IPs", "Actions"]
@@ -84,7 +84,7 @@ function storageTab(host, refresh) {
       h("h3", {}, p.name, p.default ? h("span", { class: "badge ready" }, " default") : null),
       h("div", { class: "muted" }, `${p.type} · ${p.path || "—"}`),
       meter({ label: `Pool ${p.name}`, used: p.used, total: p.total, format: bytes }),
-      h("div", { class: "caption" }, `LXD reports ${bytes(p.lxd_used)} used on its filesystem.`),
+      h("div", { class: "caption" }, `${host.type === "virsh" ? "libvirt" : "LXD"} reports ${bytes(p.lxd_used)} used on its filesystem.`),
       session.user.is_admin && !p.default ? h("button", { type: "button", onclick: async () => {
         try { await put(`vm-hosts/${host.id}/`, { default_storage_pool: p.name }); toast(`${p.name} is now the default pool.`); }
         catch (e) { toast(e.message); }

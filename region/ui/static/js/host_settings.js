@@ -2,6 +2,7 @@
 // step 0.1) with the virtual capacity it gives, default storage pool, and removing the host.
 import { get, put, del, session } from "./api.js";
 import { h, mib, round1, toast, fieldErrors } from "./ui.js";
+import { hostKeyCard } from "./host_key.js";
 
 function ratioField(name, label, value, capacity) {
   const number = h("input", { type: "number", id: `${name}-number`, name, min: "0", max: "10", step: "0.1", value: String(value),
@@ -25,7 +26,8 @@ export async function settingsForm(host, refresh) {
     h("h2", {}, "VM host configuration"),
     h("label", { for: "set-address" }, "Address"),
     h("input", { type: "text", id: "set-address", name: "power_address", value: host.power_address || "" }),
-    h("label", { for: "set-password" }, "Trust password or token (optional, used once, never shown)"),
+    h("label", { for: "set-password" }, host.type === "virsh" ? "New SSH password (optional, stored encrypted, never shown)"
+      : "Trust password or token (optional, used once, never shown)"),
     h("input", { type: "password", id: "set-password", name: "password", autocomplete: "new-password" }),
     select("zone", "Zone", zones.map((z) => z.name), host.zone.name),
     select("pool", "Resource pool", pools.map((p) => p.name), host.pool.name),
@@ -58,15 +60,16 @@ export async function settingsForm(host, refresh) {
 
   const decompose = h("input", { type: "checkbox", id: "decompose" });
   const danger = h("div", { class: "card", id: "danger-zone" }, h("h2", {}, "Danger zone"),
-    h("p", {}, "Removing the VM host forgets it and its machine records; its VMs stay in the LXD project unless you tick the box."),
+    h("p", {}, "Removing the VM host forgets it and its machine records; its VMs stay "
+      + (host.type === "virsh" ? "defined in libvirt" : "in the LXD project") + " unless you tick the box."),
     h("label", { for: "decompose" }, decompose, ` Also delete every VM in ${host.name} with its storage`),
     h("p", {}, h("button", { type: "button", class: "danger", disabled: !admin, onclick: async () => {
       if (!confirm(`Remove VM host ${host.name}?`)) return;
       try {
         await del(`vm-hosts/${host.id}/`, { decompose: decompose.checked ? "true" : "false" });
         toast(`${host.name} removed.`);
-        location.hash = "#/kvm/lxd";
+        location.hash = `#/kvm/${host.type}`;
       } catch (err) { toast(err.message); }
     } }, "Remove VM host")));
-  return h("div", {}, form, danger);
+  return h("div", {}, host.type === "virsh" ? hostKeyCard(host, refresh) : null, form, danger);
 }

@@ -2,6 +2,7 @@
 import { get, session } from "./api.js";
 import { h } from "./ui.js";
 import { meters, resourcesOf, figures } from "./capacity.js";
+import { changedKey } from "./host_key.js";
 
 const COLUMNS = [
   ["name", "Name / project", (x) => x.name],
@@ -16,10 +17,13 @@ const COLUMNS = [
 
 export function stateBadge(host) {
   if (host.state === "ready") return h("span", { class: "badge ready" }, "ready");
-  const label = host.state === "awaiting-trust" ? "awaiting trust" : host.state;
+  const keyChanged = changedKey(host);
+  const label = keyChanged ? "SSH host key changed" : host.state === "awaiting-trust" ? "awaiting trust" : host.state;
+  const fix = keyChanged ? `The host now shows ${keyChanged.shown}, not the pinned ${keyChanged.pinned}. If that is expected, `
+    + "an administrator accepts the new key on the host's Settings tab." : host.state_message;
   return h("div", {},
     h("span", { class: `badge ${host.state === "awaiting-trust" ? "awaiting-trust" : "error"}` }, label),
-    host.state_message ? h("div", { class: "fix" }, host.state_message) : null);
+    fix ? h("div", { class: "fix" }, fix) : null);
 }
 
 export function kvmList(type) {
@@ -33,12 +37,13 @@ export function kvmList(type) {
       h("button", { type: "button", onclick: () => { state.dir = state.sort === key ? -state.dir : 1; state.sort = key; draw(); } }, label))));
   const element = h("section", { "aria-labelledby": "list-title" },
     h("div", { class: "toolbar" }, h("h1", { id: "list-title" }, "VM hosts"), h("span", { class: "spacer" }),
-      type === "lxd" && session.user.is_admin ? h("a", { class: "button", href: "#/kvm/add-lxd" }, "Add LXD host") : null),
+      session.user.is_admin ? h("a", { class: "button", href: `#/kvm/add-${type}` },
+        type === "lxd" ? "Add LXD host" : "Add KVM (virsh) host") : null),
     h("nav", { class: "tabs", "aria-label": "Host type" },
       h("a", { href: "#/kvm/lxd", "aria-current": type === "lxd" ? "page" : null }, "LXD"),
       h("a", { href: "#/kvm/virsh", "aria-current": type === "virsh" ? "page" : null }, "Virsh")),
     h("div", { class: "toolbar" }, filter,
-      h("label", { for: "group-by-server" }, h("input", { type: "checkbox", id: "group-by-server", checked: true,
+      type === "lxd" && h("label", { for: "group-by-server" }, h("input", { type: "checkbox", id: "group-by-server", checked: true,
         onchange: (e) => { state.grouped = e.target.checked; draw(); } }), " Group projects by LXD server"), count),
     h("table", { id: "hosts" }, h("thead", {}, head), body));
 
