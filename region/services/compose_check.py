@@ -10,10 +10,10 @@ rack is asked.
 from __future__ import annotations
 
 from region.db import hosts
-from region.services.compose import reserve_thd
-from region.services.compose_request import ComposeFields, PhysicalLimits, validate
+from region.services.compose import checked_ask, reserve_thd
+from region.services.compose_request import ComposeFields
 from region.services.context import Context
-from region.services.errors import Forbidden, Refused
+from region.services.errors import Forbidden
 
 
 class _Fits(Exception):
@@ -26,9 +26,7 @@ async def check(ctx: Context, host_id: int | str, fields: ComposeFields) -> None
     if not ctx.is_admin:
         raise Forbidden("You must be an administrator to compose.")
     host = await ctx.db.run(hosts.get_thd, host_id)
-    if "composable" not in host.capabilities:
-        raise Refused("VM host does not support composability.")
-    ask = validate(fields, list(host.architectures), PhysicalLimits(host.cores, host.memory))
+    ask = checked_ask(host, fields)
 
     def try_thd(cur):
         reserve_thd(cur, host.id, ask, None, False, ctx.region.region_id)
