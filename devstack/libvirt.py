@@ -2,8 +2,9 @@
 
 libvirtd is a system daemon (its sockets are in /run/libvirt, its state in /var/lib/libvirt):
 `LibvirtLab.start` starts virtlogd and libvirtd by hand only if no libvirtd answers, with a
-config of its own (unix socket open to group `libvirt`, no polkit: there is no dbus here),
-and `stop` stops only what it started, by PID.  What the lab defines on the daemon (two
+config of its own (unix socket open to group `libvirt`, no polkit: there is no dbus here).
+Labs of concurrent test sessions share that daemon, so they register in `SHARED_DIR`: the
+last lab to stop stops the daemons a lab started (by PID), never one that was already running.  What the lab defines on the daemon (two
 isolated networks without DHCP, a dir pool in a private directory) is uniquely named and
 removed again.  An sshd of its own (devstack/sshd.py) lets a user in group `libvirt` log in
 with a password.  Recipe and pitfalls: shared/harness/real-hosts.md §4.
@@ -11,6 +12,8 @@ with a password.  Recipe and pitfalls: shared/harness/real-hosts.md §4.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
 import shutil
@@ -25,6 +28,7 @@ from devstack.daemons import wait_for
 from devstack.sshd import Sshd
 
 LOCAL_URI = "qemu:///system"
+SHARED_DIR = Path("/run/vmyard-libvirt-labs")  # lock, users/<lab>, daemons (PIDs a lab started)
 TEST_DOMAIN_PREFIX = "vyt-"  # domains tests make; stop() removes any left behind
 LIBVIRTD_CONF = """
 unix_sock_group = "libvirt"
@@ -78,13 +82,17 @@ class LibvirtLab:
     networks: list[str]
     pool: str
     pool_dir: Path
-    started_pids: list[int] = attrs.field(factory=list)  # virtlogd/libvirtd, if we started them
 
     @classmethod
     def start(cls) -> "LibvirtLab":
         state = Path(tempfile.mkdtemp(prefix="vmyard-libvirt-"))
-        started = _start_daemons(state)
         tag = secrets.token_hex(3)
+        with _shared() as shared:
+            (shared / "users" / f"{os.getpid()}-{tag}").touch()
+            _fix_kvm_permissions()
+            if not _answers():
+                pids = _start_daemons(state)
+                (shared / "daemons").write_text(" ".join(map(str, pids)))
         # A user of its own, so labs of concurrent test sessions never change each other's password.
         user, password = f"vmyardvirsh{tag}", secrets.token_urlsafe(12)
         _add_user(user, password)
@@ -101,7 +109,7 @@ class LibvirtLab:
         virsh("pool-define-as", pool, "dir", "--target", str(pool_dir))
         virsh("pool-start", pool)
         sshd = Sshd.start(state / "sshd", user)
-        return cls(state, user, password, sshd, networks, pool, pool_dir, started)
+        return cls(state, user, password, sshd, networks, pool, pool_dir)
 
     @property
     def address(self) -> str:
@@ -120,16 +128,38 @@ class LibvirtLab:
         virsh("pool-destroy", self.pool, check=False)
         virsh("pool-undefine", self.pool, check=False)
         subprocess.run(["userdel", self.user], capture_output=True)
-        for pid in reversed(self.started_pids):
-            _stop_pid(pid)
+        with _shared() as shared:
+            (shared / "users" / f"{os.getpid()}-{self.pool.removeprefix('vmyard-')}").unlink(missing_ok=True)
+            daemons = shared / "daemons"
+            if daemons.exists() and not _live_users(shared):
+                for pid in reversed(daemons.read_text().split()):
+                    _stop_pid(int(pid))
+                daemons.unlink()
         shutil.rmtree(self.state, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _shared():
+    """The labs' shared directory, locked against other labs for the block."""
+    (SHARED_DIR / "users").mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(SHARED_DIR / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield SHARED_DIR
+
+
+def _live_users(shared: Path) -> list[Path]:
+    """Labs still registered, less those whose process died without stopping."""
+    live = []
+    for entry in (shared / "users").iterdir():
+        if Path(f"/proc/{entry.name.split('-')[0]}").exists():
+            live.append(entry)
+        else:
+            entry.unlink(missing_ok=True)
+    return live
+
+
 def _start_daemons(state: Path) -> list[int]:
-    """virtlogd and libvirtd, unless a libvirtd already answers; the PIDs we started."""
-    _fix_kvm_permissions()
-    if _answers():
-        return []
+    """virtlogd (unless one runs) and libvirtd; the PIDs started."""
     started = []
     if subprocess.run(["pgrep", "-x", "virtlogd"], capture_output=True).returncode != 0:
         subprocess.run(["virtlogd", "-d", "-p", str(state / "virtlogd.pid")], check=True)

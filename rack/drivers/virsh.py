@@ -28,11 +28,11 @@ class VirshDriver(VirshDeployMixin):
         with connect(target, password) as (conn, host_key):
             try:
                 caps = ET.fromstring(conn.getCapabilities())
-                _, _, cpus, mhz, *_ = conn.getInfo()
+                _, memory_mib, cpus, mhz, *_ = conn.getInfo()
                 return DiscoveredHost(
                     name=conn.getHostname(), version=inventory.version(conn),
                     architectures=inventory.architectures(caps), cores=cpus, cpu_speed=mhz,
-                    memory=conn.getInfo()[1] * 1024 * 1024, numa_nodes=inventory.numa_nodes(conn, caps),
+                    memory=memory_mib * 1024 * 1024, numa_nodes=inventory.numa_nodes(conn, caps),
                     storage_pools=inventory.storage_pools(conn), interfaces=inventory.interfaces(conn),
                     projects=[], server_fingerprint=host_key, capabilities=list(inventory.CAPABILITIES),
                     vms=inventory.domains(conn, target.project))

@@ -33,7 +33,6 @@ from rack.drivers.virsh_xml import MadeVolume, Ownership, ownership, with_seed
 
 SEED_DISK = "seed"
 CONVERT_TIMEOUT = 1800  # seconds qemu-img may take to make a large image raw
-_SEEK_DATA, _SEEK_HOLE = os.SEEK_DATA, os.SEEK_HOLE
 
 
 def seed_iso(instance_name: str, cloud_init: CloudInitData) -> bytes:
@@ -58,7 +57,7 @@ def seed_iso(instance_name: str, cloud_init: CloudInitData) -> bytes:
 
 def raw_image(image: ImageRef, work: str) -> str:
     """The region's VM image as a raw disk file in `work` (sparse)."""
-    if image.filetype in ("tgz",):
+    if image.filetype == "tgz":
         raise DriverError("this image is a root filesystem for containers; a libvirt VM needs a disk image "
                           "(ddraw, ddgz, ddxz or qcow2)")
     unified = os.path.join(work, "image.tar")
@@ -86,7 +85,7 @@ def _hole_or_data(_stream, fd: int) -> list:
     """[in data?, length] of the section at fd's offset (libvirt's sparse-stream protocol)."""
     here = os.lseek(fd, 0, os.SEEK_CUR)
     try:
-        data = os.lseek(fd, here, _SEEK_DATA)
+        data = os.lseek(fd, here, os.SEEK_DATA)
     except OSError:  # ENXIO: only a hole is left up to the end
         data = -1
     if data < 0:
@@ -94,9 +93,14 @@ def _hole_or_data(_stream, fd: int) -> list:
     elif data > here:
         section = [False, data - here]
     else:
-        section = [True, os.lseek(fd, data, _SEEK_HOLE) - data]
+        section = [True, os.lseek(fd, data, os.SEEK_HOLE) - data]
     os.lseek(fd, here, os.SEEK_SET)
     return section
+
+
+def _skip(_stream, length: int, fd: int) -> int:
+    os.lseek(fd, length, os.SEEK_CUR)
+    return 0
 
 
 def upload(conn: libvirt.virConnect, volume: libvirt.virStorageVol, path: str) -> None:
@@ -107,8 +111,7 @@ def upload(conn: libvirt.virConnect, volume: libvirt.virStorageVol, path: str) -
     try:
         capacity = volume.info()[1]
         volume.upload(stream, 0, 0, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
-        stream.sparseSendAll(lambda _s, n, f: os.read(f, n), _hole_or_data,
-                             lambda _s, length, f: os.lseek(f, length, os.SEEK_CUR) and 0, fd)
+        stream.sparseSendAll(lambda _s, n, f: os.read(f, n), _hole_or_data, _skip, fd)
         stream.finish()
         if volume.info()[1] < capacity:
             volume.resize(capacity, 0)
