@@ -4,12 +4,11 @@ types.  200 {} when it does, 400 {"power_address": [why]} when not; nothing is c
 
 from __future__ import annotations
 
-from twisted.internet import defer
 from twisted.web import server
 
 from region.services.errors import InvalidInput, NotAuthenticated
 from region.ui.auth import session_user
-from region.ui.responses import write_error, write_json
+from region.ui.responses import serve, write_json
 from region.vmhost_address import ADDRESS_PROBLEMS
 
 MAX_ADDRESS = 255  # as vm-hosts/ takes it
@@ -37,13 +36,7 @@ class AddressCheckEndpoint:
         self.region = region
 
     def render(self, request: server.Request):
-        if request.method != b"GET":
-            request.setResponseCode(405)
-            request.setHeader(b"Allow", b"GET")
-            return b""
-        d = defer.Deferred.fromCoroutine(self._check(request))
-        d.addErrback(lambda f: write_error(request, f))
-        return server.NOT_DONE_YET
+        return serve(request, {b"GET": self._check})
 
     async def _check(self, request: server.Request) -> None:
         if await session_user(self.region, request) is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet import defer
 from twisted.web import server
 
 from region.services import compose_check
@@ -14,7 +13,7 @@ from region.services.compose_request import ComposeFields
 from region.services.context import Context
 from region.services.errors import InvalidInput, NotAuthenticated
 from region.ui.auth import session_user
-from region.ui.responses import write_error, write_json
+from region.ui.responses import serve, write_json
 
 MAX_BODY = 16384
 TEXT_FIELDS = ("cores", "memory", "hugepages_backed", "architecture", "hostname", "zone", "pool", "storage",
@@ -43,13 +42,7 @@ class ComposeCheckEndpoint:
         self.region = region
 
     def render(self, request: server.Request, host_id: str):
-        if request.method != b"POST":
-            request.setResponseCode(405)
-            request.setHeader(b"Allow", b"POST")
-            return b""
-        d = defer.Deferred.fromCoroutine(self._check(request, host_id))
-        d.addErrback(lambda f: write_error(request, f))
-        return server.NOT_DONE_YET
+        return serve(request, {b"POST": lambda r: self._check(r, host_id)})
 
     async def _check(self, request: server.Request, host_id: str) -> None:
         user = await session_user(self.region, request)

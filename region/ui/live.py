@@ -18,7 +18,7 @@ from twisted.web import server
 from region.services import live_updates, sessions
 from region.services.context import Context
 from region.ui.auth import session_key
-from region.ui.responses import write_error, write_json
+from region.ui.responses import serve, write_json
 
 log = Logger()
 
@@ -91,13 +91,7 @@ class EventStream:
         self.feed = feed
 
     def render(self, request: server.Request):
-        if request.method != b"GET":
-            request.setResponseCode(405)
-            request.setHeader(b"Allow", b"GET")
-            return b""
-        d = defer.Deferred.fromCoroutine(self._open(request))
-        d.addErrback(lambda f: write_error(request, f))
-        return server.NOT_DONE_YET
+        return serve(request, {b"GET": self._open})
 
     async def _open(self, request: server.Request) -> None:
         if await sessions.lookup(Context(self.region), session_key(request)) is None:

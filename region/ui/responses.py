@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable, Coroutine
 
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import server
 
@@ -29,6 +30,19 @@ def write_json(request: server.Request, status: int, body: Any, headers: dict[st
         request.setHeader(b"Content-Length", str(len(data)).encode())
         request.write(data)
     request.finish()
+
+
+def serve(request: server.Request, handlers: dict[bytes, Callable[[server.Request], Coroutine]]) -> bytes | int:
+    """Run the handler for the request's method (405 naming the allowed ones), its errors
+    answered as the REST API would."""
+    handler = handlers.get(request.method)
+    if handler is None:
+        request.setResponseCode(405)
+        request.setHeader(b"Allow", b", ".join(handlers))
+        return b""
+    d = defer.Deferred.fromCoroutine(handler(request))
+    d.addErrback(lambda f: write_error(request, f))
+    return server.NOT_DONE_YET
 
 
 def write_error(request: server.Request, failure) -> None:

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-from twisted.internet import defer
 from twisted.web import server
 
 from region.services import login, sessions
 from region.services.context import Context
 from region.services.errors import InvalidInput
 from region.ui.auth import session_key
-from region.ui.responses import write_error, write_json
+from region.ui.responses import serve, write_json
 
 MAX_BODY = 8192
 MAX_USERNAME = 150
@@ -63,14 +62,7 @@ class SessionEndpoint:
         self.region = region
 
     def render(self, request: server.Request):
-        handler = {b"GET": self._whoami, b"POST": self._login, b"DELETE": self._logout}.get(request.method)
-        if handler is None:
-            request.setResponseCode(405)
-            request.setHeader(b"Allow", b"GET, POST, DELETE")
-            return b""
-        d = defer.Deferred.fromCoroutine(handler(request))
-        d.addErrback(lambda f: write_error(request, f))
-        return server.NOT_DONE_YET
+        return serve(request, {b"GET": self._whoami, b"POST": self._login, b"DELETE": self._logout})
 
     async def _whoami(self, request: server.Request) -> None:
         found = await sessions.lookup(Context(self.region), session_key(request))
