@@ -10,6 +10,7 @@ import pytest
 from common import sshhostkey
 from devstack.libvirt import virsh
 from tests.fixtures.lxd import unique
+from tests.test_cli_vmhosts import vmyard  # noqa: F401  (fixture: the CLI logged in as an admin)
 from tests.test_vmhosts_lxd import sql
 
 MIB = 1024 * 1024
@@ -144,3 +145,13 @@ def test_a_new_password_is_stored_encrypted_and_used(lxd_api, libvirt_lab, dsn):
     assert fixed.status == 200 and fixed.json()["state"] == "ready", fixed.text
     assert api.post(url, data={"op": "refresh"}).json()["state"] == "ready"
     assert lab.password not in str(sql(dsn, "SELECT value::text FROM secrets"))
+
+
+def test_cli_adds_a_virsh_host_with_the_password_on_stdin(vmyard, libvirt_lab):
+    added = vmyard("vm-host", "add", "virsh", libvirt_lab.address, "--name", "kvm1", "--password-stdin",
+                   stdin=libvirt_lab.password + "\n")
+    assert added.returncode == 0, added.stderr
+    assert "kvm1" in added.stdout and libvirt_lab.password not in added.stdout + added.stderr
+    shown = vmyard("vm-host", "show", "kvm1")
+    assert shown.returncode == 0, shown.stderr
+    assert sshhostkey.fingerprint(libvirt_lab.sshd.host_public_key) in shown.stdout
