@@ -100,6 +100,11 @@ def test_add_virsh_host_compose_delete_and_accept_new_key(chromium, lxd_region, 
     ui.shot("virsh-07-vms")
     machine = next(m for m in admin.get("machines/").json() if m["hostname"] == vm)
     assert machine["pod"]["id"] == hid and vm in virsh("list", "--all", "--name").split()
+    on_host = [m for m in admin.get("machines/").json() if m["pod"] and m["pod"]["id"] == hid]
+    ui.go("#/kvm/virsh")  # the list counts the host's VMs as the API lists them
+    ui.until(lambda: ui.driver.find_element(By.CSS_SELECTOR, f'tr[data-host="{name}"] td:nth-child(3)')
+             .text.split()[0] == str(len(on_host)), what="VM count")
+    ui.go(f"#/kvm/{hid}/vms")
     ui.until(lambda: ui.driver.find_element(By.CSS_SELECTOR, f'tr[data-vm="{vm}"]')
              .find_element(By.XPATH, ".//button[normalize-space()='Delete']").click() or True, what="Delete")
     ui.driver.switch_to.alert.accept()
