@@ -42,6 +42,7 @@ import psycopg2
 import pylxd
 import requests
 import urllib3
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.stack import Client, Stack, running_stack
 from common import tls
@@ -180,6 +181,32 @@ def set_room(dsn: str, host_id: int, room: int, concurrency: int) -> str:
     return f"vm_hosts.cores={cores} x cpu_over_commit_ratio {ratio:g}"
 
 
+def region_share(stack: Stack) -> None:
+    """Where the vmyard side's time went, from the region's own /MAAS/metrics (warm-ups included):
+    per request its SQL statements, its duration, and the rack operation inside it."""
+    with requests.get(stack.region.url + "metrics", timeout=30) as r:
+        families = {f.name: f for f in text_string_to_metric_families(r.text)}
+
+    def mean(family: str, **labels) -> tuple[float, float]:
+        found = {s.name.rsplit("_", 1)[-1]: s.value for s in families[family].samples
+                 if s.name.endswith(("_sum", "_count")) and labels.items() <= s.labels.items()}
+        return found.get("sum", 0.0), found.get("count", 0.0)
+
+    print("region share (means): request = region + rack operation")
+    for what, endpoint, method, operation in (("compose", "/MAAS/api/2.0/vm-hosts/{id}/", "POST", "compose"),
+                                              ("decompose", "/MAAS/api/2.0/machines/{system_id}/", "DELETE", "delete")):
+        took, count = mean("vmyard_http_request_duration_seconds", endpoint=endpoint, method=method)
+        queries, _ = mean("vmyard_http_request_sql_queries", endpoint=endpoint, method=method)
+        rack, rack_count = mean("vmyard_vm_host_operation_duration_seconds", operation=operation, outcome="ok")
+        if not count or not rack_count:
+            seen = sorted({s.labels.get("endpoint") for s in families["vmyard_http_request_duration_seconds"].samples
+                           if s.labels.get("method") == method})
+            print(f"  {what}: no figures for {method} {endpoint} (seen: {seen})")
+            continue
+        print(f"  {what:9} {count:.0f} requests: {queries / count:.1f} SQL statements, request {ms(took / count)}, "
+              f"rack {ms(rack / rack_count)}, region {ms(took / count - rack / rack_count)}")
+
+
 def fire_at_once(calls: list) -> tuple[list, float]:
     """Run every call in its own thread, released together; (results, wall seconds)."""
     barrier = threading.Barrier(len(calls))
@@ -259,6 +286,7 @@ def run(args) -> None:
         report_latency(samples)
         spread = statistics.pstdev(s[0] for s in samples["baseline"])
         print(f"(baseline compose stdev {ms(spread)})")
+        region_share(stack)
         race(stack, args.room, args.concurrency)
     print(f"\nall stopped; {time.monotonic() - t0:.0f} s in all")
 
