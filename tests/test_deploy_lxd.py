@@ -19,7 +19,7 @@ from common.models import CloudInitData, HostTarget, ImageRef, RequestedDisk, Re
 from devstack.debian_image import debian_image
 from rack.drivers.base import DriverError
 from rack.drivers.lxd import LXDDriver
-from rack.drivers.lxd_deploy import _Throttled
+from rack.drivers.image_fetch import ThrottledProgress
 from region.services import cloudinit
 from tests.fixtures.lxd import lxc_json
 from tests.test_lxd_compose import _host, _make_project, _request, bridge, driver, trusted  # noqa: F401
@@ -158,7 +158,7 @@ def test_concurrent_deploys_import_an_image_once(lxd_server, driver, trusted, pr
     def ensure() -> None:
         try:
             with driver._connect(target, None) as (client, _):
-                driver._ensure_image(client, target, image, _Throttled(lambda *report: reports.append(report)))
+                driver._ensure_image(client, target, image, ThrottledProgress(lambda *report: reports.append(report)))
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)
 

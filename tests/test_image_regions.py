@@ -17,7 +17,7 @@ import requests
 
 from common.hosterrors import DriverError
 from common.models import ImageRef
-from rack.drivers.lxd_deploy import _download, _Throttled
+from rack.drivers.image_fetch import ThrottledProgress, fetch_image
 from region.db.images import NewResource
 from region.services import images
 from tests.fixtures.http import Api
@@ -47,7 +47,7 @@ def test_a_region_without_the_image_sends_racks_to_the_one_that_has_it(region, a
     # The rack's own download follows the redirect with its token and checks the bytes.
     size = (region.data_dir / "images" / f"lxd-{fingerprint}.tar").stat().st_size
     received = io.BytesIO()
-    _download(ImageRef(fingerprint, url, token, size, "tgz"), received, _Throttled(None))
+    fetch_image(ImageRef(fingerprint, url, token, size, "tgz"), received, ThrottledProgress(None))
     assert hashlib.sha256(received.getvalue()).hexdigest() == fingerprint
 
     # No redirect for a bad token or an unknown image; nothing at all once the image is deleted.
@@ -55,7 +55,7 @@ def test_a_region_without_the_image_sends_racks_to_the_one_that_has_it(region, a
     assert bad.status_code == 403 and "Location" not in bad.headers
     assert Api(second.api, admin_api.apikey).delete(f"boot-resources/{done['id']}/").status == 204
     with pytest.raises(DriverError, match="HTTP 404"):
-        _download(ImageRef(fingerprint, url, token, size, "tgz"), io.BytesIO(), _Throttled(None))
+        fetch_image(ImageRef(fingerprint, url, token, size, "tgz"), io.BytesIO(), ThrottledProgress(None))
 
 
 @pytest_twisted.ensureDeferred

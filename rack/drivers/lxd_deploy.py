@@ -14,21 +14,18 @@ LXD has no reason left to refuse the create; if it still does, the instance is r
 
 from __future__ import annotations
 
-import hashlib
 import re
 import tempfile
 import threading
-import time
-import urllib.parse
 import uuid
 from typing import Any
 
-import requests
 from pylxd import exceptions as lxd_exc
 
 from common.hosterrors import DriverError
 from common.models import CloudInitData, HostTarget, ImageRef
 from rack.drivers.base import CopyProgress
+from rack.drivers.image_fetch import ThrottledProgress, fetch_image
 from rack.drivers.lxd_compose import OperationFailed, lxd_error
 from rack.drivers.lxd_instances import STOPPED
 
@@ -37,10 +34,6 @@ CLOUD_INIT_KEYS = {"user_data": "cloud-init.user-data", "network_config": "cloud
 # Older spellings LXD still reads: dropped on every rebuild so they cannot contradict ours.
 _LEGACY_KEYS = ("user.user-data", "user.network-config", "user.vendor-data", "user.meta-data")
 CONFIG_DRIVE = "cloud-init"  # device name of the config drive VMs get (no lxd-agent needed)
-DOWNLOAD_TIMEOUT = (10.0, 120.0)  # (connect, read) seconds while fetching an image from the region
-DOWNLOAD_CHUNK = 1 << 20
-PROGRESS_INTERVAL = 2.0  # seconds between progress reports while an image is copied to a host
-MAX_REDIRECTS = 3  # from a region without the image to one holding it
 START_TIMEOUT = 120  # seconds LXD may take to start the instance
 _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
@@ -128,7 +121,7 @@ class LXDDeployMixin:
             raise DriverError(f"invalid image fingerprint {image.fingerprint!r}")
         with self._connect(target, None) as (client, _):
             params = {"project": target.project}
-            image_type = self._ensure_image(client, target, image, _Throttled(progress))
+            image_type = self._ensure_image(client, target, image, ThrottledProgress(progress))
             old = self._read_instance(client, instance_name, params)
             if image_type and image_type != old.get("type"):
                 raise DriverError(f"the image is for a {image_type}, but {instance_name!r} is a {old.get('type')}")
@@ -180,14 +173,14 @@ class LXDDeployMixin:
         except lxd_exc.LXDAPIException as e:
             raise DriverError(f"cannot read LXD instance {name!r}: {lxd_error(e)}") from None
 
-    def _ensure_image(self, client, target: HostTarget, image: ImageRef, progress: "_Throttled") -> str | None:
+    def _ensure_image(self, client, target: HostTarget, image: ImageRef, progress: "ThrottledProgress") -> str | None:
         """Import the image into the target's project unless it is there; its type."""
         params = {"project": target.project}
         with _import_lock(target.address, target.project, image.fingerprint):
             found = self._image_info(client, image.fingerprint, params)
             if found is None:
                 with tempfile.TemporaryFile(prefix="vmyard-image-") as data:
-                    _download(image, data, progress)
+                    fetch_image(image, data, progress)
                     data.seek(0)
                     what = f"LXD could not import image {image.fingerprint[:12]}"
                     try:
@@ -244,33 +237,12 @@ class LXDDeployMixin:
         return text
 
 
-class _Throttled:
-    """The driver's progress callback, called at most every PROGRESS_INTERVAL seconds per stage
-    (and at once on a stage's first and last bytes), never twice the same; a no-op without a
-    callback."""
-
-    def __init__(self, progress: CopyProgress | None) -> None:
-        self.progress = progress
-        self._last: tuple[str, int, float] | None = None  # stage, percent, when
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.progress is None:
-            return
-        percent = min(100, done * 100 // total) if total > 0 else 100
-        now = time.monotonic()
-        if self._last is not None and self._last[0] == stage and (
-                percent == self._last[1] or (percent < 100 and now - self._last[2] < PROGRESS_INTERVAL)):
-            return
-        self._last = (stage, percent, now)
-        self.progress(stage, percent)
-
-
 class _ImportBody:
     """What LXD's image import reads, streamed from the downloaded file: the file itself, or for
     a split image a multipart form of its metadata tarball and its rootfs (`rootfs`, or
     `rootfs.img` for a VM); reports how much has been sent."""
 
-    def __init__(self, f, image: ImageRef, progress: _Throttled) -> None:
+    def __init__(self, f, image: ImageRef, progress: ThrottledProgress) -> None:
         self.f, self.progress, self.sent = f, progress, 0
         if image.meta_size:
             boundary = uuid.uuid4().hex
@@ -312,40 +284,3 @@ class _ImportBody:
         self.sent += len(data)
         self.progress("importing", self.sent, self.length)
         return data
-
-
-def _download(image: ImageRef, into, progress: _Throttled) -> None:
-    """The image from the region into `into`, checked against its size and sha256.  A region
-    without the file redirects to one that has it; the redirect is followed with the same token
-    (requests would drop the Authorization header on the way to another port)."""
-    digest, received = hashlib.sha256(), 0
-    session = requests.Session()
-    session.trust_env = False  # the region is reached directly, never through an environment proxy
-    url = image.url
-    try:
-        for _ in range(MAX_REDIRECTS + 1):
-            with session.get(url, headers={"Authorization": f"Bearer {image.token}"}, stream=True,
-                             timeout=DOWNLOAD_TIMEOUT, allow_redirects=False) as response:
-                if response.status_code in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                    url = urllib.parse.urljoin(url, response.headers["Location"])
-                    continue
-                if response.status_code != 200:
-                    raise DriverError(f"the region refused the image download (HTTP {response.status_code}: "
-                                      f"{response.text[:200]})")
-                for chunk in response.iter_content(DOWNLOAD_CHUNK):
-                    received += len(chunk)
-                    if received > image.size:
-                        raise DriverError(f"the image from the region is larger than its {image.size} bytes")
-                    digest.update(chunk)
-                    into.write(chunk)
-                    progress("fetching", received, image.size)
-                break
-        else:
-            raise DriverError(f"the image download was redirected more than {MAX_REDIRECTS} times")
-    except requests.RequestException as e:
-        raise DriverError(f"cannot fetch the image from the region: {e}") from None
-    finally:
-        session.close()
-    if received != image.size or digest.hexdigest() != image.fingerprint:
-        raise DriverError(f"the image from the region is damaged: {received} of {image.size} bytes, "
-                          f"sha256 {digest.hexdigest()[:12]} instead of {image.fingerprint[:12]}")

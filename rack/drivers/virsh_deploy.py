@@ -25,7 +25,7 @@ import pycdlib
 
 from common.hosterrors import DriverError
 from common.models import CloudInitData, HostTarget, ImageRef
-from rack.drivers.lxd_deploy import _download, _Throttled
+from rack.drivers.image_fetch import ThrottledProgress, fetch_image
 from rack.drivers.virsh_conn import connect, libvirt_error
 from rack.drivers.virsh_domains import create_volume, delete_volume, domain_or_error, stop
 from rack.drivers.virsh_inventory import power_state
@@ -62,7 +62,7 @@ def raw_image(image: ImageRef, work: str) -> str:
                           "(ddraw, ddgz, ddxz or qcow2)")
     unified = os.path.join(work, "image.tar")
     with open(unified, "wb") as f:
-        _download(image, f, _Throttled(None))
+        fetch_image(image, f, ThrottledProgress(None))
     qcow2 = os.path.join(work, "rootfs.img")
     with tarfile.open(unified) as tar:
         member = next((m for m in tar.getmembers() if m.name.lstrip("./") == "rootfs.img" and m.isfile()), None)
