@@ -14,19 +14,13 @@ from twisted.logger import Logger
 from twisted.web import resource, server, static
 
 from common.logsafe import loggable
+from region.api.plain_text import finish_text
 from region.services import images as image_service
 from region.services.context import Context
 from region.services.errors import Forbidden, NotFound
 
 IMAGES_PREFIX = "/MAAS/images/"
 log = Logger()
-
-
-def _finish_text(request: server.Request, status: int, message: str) -> None:
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-    request.write(message.encode())
-    request.finish()
 
 
 class ImageDownloadResource(resource.Resource):
@@ -61,10 +55,10 @@ class ImageDownloadResource(resource.Resource):
         if gone:
             return
         if found is None:
-            _finish_text(request, status, message)
+            finish_text(request, status, message)
         elif isinstance(found, str):
             request.setHeader(b"Location", found.encode())
-            _finish_text(request, 307, f"The image is on another region: {found}")
+            finish_text(request, 307, f"The image is on another region: {found}")
         else:
             body = static.File(str(found), defaultType="application/octet-stream").render_GET(request)
             if body is not server.NOT_DONE_YET:

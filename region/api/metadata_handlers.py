@@ -17,6 +17,7 @@ from twisted.web import resource, server
 from common.logsafe import loggable
 from region.api.auth import parse_oauth
 from region.api.errors import Unauthorized
+from region.api.plain_text import finish_text
 from region.db.pool import DATABASE_DOWN
 from region.services import deploy
 from region.services.auth import OAuthCredentials
@@ -52,13 +53,6 @@ def parse_event(body: bytes) -> deploy.StatusEvent:
     return deploy.StatusEvent(fields["event_type"], fields["name"], fields["result"], fields["description"] or "")
 
 
-def _answer(request: server.Request, status: int, message: str) -> None:
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-    request.write(message.encode())
-    request.finish()
-
-
 class MetadataResource(resource.Resource):
     isLeaf = True
 
@@ -75,33 +69,33 @@ class MetadataResource(resource.Resource):
         path = request.path.decode("utf-8", errors="replace")
         system_id = path[len(STATUS_PREFIX):].strip("/") if path.startswith(STATUS_PREFIX) else ""
         if not system_id or "/" in system_id:
-            return _answer(request, 404, "Unknown metadata endpoint.")
+            return finish_text(request, 404, "Unknown metadata endpoint.")
         header = request.getHeader(b"authorization")
         try:
             oauth = parse_oauth(header.decode("latin-1") if header else None, {})
         except Unauthorized as e:
-            return _answer(request, 401, str(e))
+            return finish_text(request, 401, str(e))
         if oauth is None:
-            return _answer(request, 401, "The machine's OAuth credentials are required.")
+            return finish_text(request, 401, "The machine's OAuth credentials are required.")
         request.content.seek(0)
         body = request.content.read(MAX_EVENT_BODY + 1)
         if len(body) > MAX_EVENT_BODY:
-            return _answer(request, 413, f"An event is at most {MAX_EVENT_BODY} bytes.")
+            return finish_text(request, 413, f"An event is at most {MAX_EVENT_BODY} bytes.")
         try:
             event = parse_event(body)
         except BadEvent as e:
-            return _answer(request, 400, str(e))
+            return finish_text(request, 400, str(e))
         creds = OAuthCredentials(oauth["oauth_consumer_key"], oauth["oauth_token"], oauth["oauth_signature"],
                                  int(oauth["oauth_timestamp"]), oauth["oauth_nonce"])
         try:
             await deploy.report_status(Context(self.region), system_id, creds, event)
         except NotAuthenticated as e:
-            return _answer(request, 401, str(e))
+            return finish_text(request, 401, str(e))
         except DATABASE_DOWN:
-            return _answer(request, 503, "The region's database is unavailable; try again shortly.")
-        _answer(request, 200, "OK")
+            return finish_text(request, 503, "The region's database is unavailable; try again shortly.")
+        finish_text(request, 200, "OK")
 
     def _crash(self, failure, request: server.Request) -> None:
         log.failure("metadata status report for {path} failed", failure, path=loggable(request.path))
         if not request.finished:
-            _answer(request, 500, "Internal server error; the region's log has the details.")
+            finish_text(request, 500, "Internal server error; the region's log has the details.")
