@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from common.models import DiscoveredVM, VMDisk
 from region.api.machine_json import listing_chunks, render_views
 from region.api.vmhost_json import host_json
 from region.db import allocations, hosts, machines, named, networks, seed, users
@@ -185,6 +186,70 @@ def test_batch_loaded_json_equals_host_by_host_json(service_region, admin_ctx): 
             p.name: sum(d.size for d in disks if d.pool == p.name) for p in view.host.storage_pools}
         assert shown["available"]["cores"] == view.host.cores - shown["used"]["cores"]
     assert moved == 1, "the host whose project changed counts none of its machines"
+
+
+_AGGREGATES = (
+    "SELECT host_id, project, count(*), sum(cpu_count), sum(memory) FROM machines GROUP BY 1, 2",
+    "SELECT m.host_id, m.project, d.storage_pool, sum(d.size) FROM machine_disks d"
+    " JOIN machines m ON m.id = d.machine_id GROUP BY 1, 2, 3",
+)
+_KEPT = (
+    "SELECT host_id, project, vms, cores, memory FROM vm_host_vm_totals WHERE vms <> 0",
+    "SELECT host_id, project, storage_pool, size FROM vm_host_disk_totals WHERE size <> 0",
+)
+
+
+def _kept_and_summed_thd(cur) -> list[tuple[set, set]]:
+    """(kept totals, totals summed from every VM and disk) per table, zero rows left out."""
+    pairs = []
+    for kept, summed in zip(_KEPT, _AGGREGATES):
+        cur.execute(kept)
+        kept_rows = set(cur.fetchall())
+        cur.execute(summed)
+        pairs.append((kept_rows, {r for r in cur.fetchall() if r[-1] != 0}))
+    return pairs
+
+
+def _assert_totals_kept(dsn: str) -> None:
+    for kept, summed in run_sync(dsn, _kept_and_summed_thd):
+        assert kept == summed and kept
+
+
+def test_kept_host_totals_equal_the_aggregate_after_compose_delete_and_refresh_import(service_region):  # noqa: F811
+    dsn = service_region.dsn
+    add_hosts(dsn, 3, per_host=3)
+    _assert_totals_kept(dsn)  # the seed's inserts
+
+    def compose_thd(cur):
+        host, other = hosts.list_thd(cur)[:2]
+        listed = machines.list_for_host_thd(cur, host.id)
+        zone, pool = listed[0].zone_id, listed[0].pool_id
+        new, _ = machines.reserve_thd(cur, machines.NewMachine(
+            "kept-1", host.id, host.project, "amd64/generic", 3, 2 * MIB, [], False, [], zone, pool, None, False,
+            [], [VMDisk("root", 5 * MIB, host.storage_pools[0].name), VMDisk("scratch", MIB)], []))
+        machines.finish_compose_thd(cur, new.id, DiscoveredVM(
+            "kept-1", host.project, "amd64/generic", "on", 3, 2 * MIB, disks=[VMDisk("root", 7 * MIB)]))
+        # A resize and a move to another project (no region path does both; the triggers must).
+        cur.execute("UPDATE machines SET cpu_count = 9, memory = %s WHERE id = %s", (9 * MIB, listed[0].id))
+        cur.execute("UPDATE machines SET project = 'elsewhere' WHERE id = %s", (listed[2].id,))
+        machines.delete_thd(cur, listed[1].id)
+        return host, other
+
+    host, other = run_sync(dsn, compose_thd)
+    _assert_totals_kept(dsn)
+
+    def refresh_import_thd(cur):
+        known = [m for m in machines.list_for_host_thd(cur, host.id) if m.instance_name != "kept-1"]
+        found = [DiscoveredVM(m.instance_name, m.project, m.architecture, "off", m.cpu_count + 1, m.memory,
+                              disks=[VMDisk("root", 3 * MIB, host.storage_pools[-1].name)]) for m in known[1:]]
+        found.append(DiscoveredVM("kept-new", host.project, "amd64/generic", "on", 2, MIB,
+                                  disks=[VMDisk("root", MIB, host.storage_pools[0].name)]))
+        machines.sync_discovered_thd(cur, hosts.get_thd(cur, host.id), found)
+
+    run_sync(dsn, refresh_import_thd)
+    _assert_totals_kept(dsn)
+    run_sync(dsn, hosts.delete_thd, other.id)  # its machines and disks go by cascade
+    _assert_totals_kept(dsn)
 
 
 def test_listings_over_http_are_streamed_whole_and_filters_are_checked(admin_api, dsn):

@@ -2,8 +2,8 @@
 
 A machine listing is five queries: the machines with their zone, pool, owner and allocation;
 their disks; their NICs with static IPs; their hosts with storage pools and interfaces; the
-network catalog.  A host listing is five too, its usage summed by PostgreSQL (GROUP BY over
-every host at once) instead of loading each host's VMs.
+network catalog.  A host listing is five too, its usage read from the totals that triggers keep
+per host and project (migration 0024) instead of loading, or summing, each host's VMs.
 """
 
 from __future__ import annotations
@@ -131,9 +131,6 @@ class HostRow:
     usage: HostUsage
 
 
-_TRACKED_VMS = "machines m JOIN vm_hosts h ON h.id = m.host_id AND m.project = h.project"
-
-
 def hosts_thd(cur, host_ids: list[int] | None = None) -> list[HostRow]:
     """Every VM host (or those of `host_ids`), ordered by id, with zone, pool and usage."""
     only, args = ("WHERE h.id = ANY(%s)", (host_ids,)) if host_ids is not None else ("", ())
@@ -143,12 +140,11 @@ def hosts_thd(cur, host_ids: list[int] | None = None) -> list[HostRow]:
     selected = cur.fetchall()
     ids = [r[0] for r in selected]
     pools = hosts.pools_thd(cur, ids)
-    cur.execute(f"SELECT m.host_id, count(*), sum(m.cpu_count), sum(m.memory) FROM {_TRACKED_VMS}"
-                f" WHERE m.host_id = ANY(%s) GROUP BY m.host_id", (ids,))
+    cur.execute("SELECT t.host_id, t.vms, t.cores, t.memory FROM vm_host_vm_totals t"
+                " JOIN vm_hosts h ON h.id = t.host_id AND t.project = h.project WHERE t.host_id = ANY(%s)", (ids,))
     vm_sums = {host_id: sums for host_id, *sums in cur.fetchall()}
-    cur.execute(f"SELECT m.host_id, d.storage_pool, sum(d.size) FROM {_TRACKED_VMS}"
-                f" JOIN machine_disks d ON d.machine_id = m.id WHERE m.host_id = ANY(%s)"
-                f" GROUP BY m.host_id, d.storage_pool", (ids,))
+    cur.execute("SELECT t.host_id, t.storage_pool, t.size FROM vm_host_disk_totals t"
+                " JOIN vm_hosts h ON h.id = t.host_id AND t.project = h.project WHERE t.host_id = ANY(%s)", (ids,))
     disk_sums: dict[int, dict[str | None, int]] = {}
     for host_id, pool_name, size in cur.fetchall():
         disk_sums.setdefault(host_id, {})[pool_name] = int(size)
