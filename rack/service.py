@@ -19,6 +19,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from common import tls
+from common.background_start import cancel_if_running, start_in_background
 from common.enrolment import ENROL_PATH, EnrolRequest, EnrolResponse
 from common.rpc import region_commands
 from common.rpc.wire import RegionEndpoint
@@ -144,12 +145,9 @@ class RackService(service.MultiService):
 
     def startService(self) -> None:
         service.MultiService.startService(self)
-        self._starting = defer.Deferred.fromCoroutine(self._start())
-        self._starting.addErrback(self._start_failed)
+        self._starting = start_in_background(self._start(), self._start_failed)
 
     def _start_failed(self, failure) -> None:
-        if failure.check(defer.CancelledError):
-            return
         log.failure("the rack failed to start", failure)
         if not self.connected.called:
             self.connected.errback(failure)
@@ -231,8 +229,7 @@ class RackService(service.MultiService):
             self.protocols.remove(protocol)
 
     def stopService(self) -> defer.Deferred:
-        if self._starting is not None and not self._starting.called:
-            self._starting.cancel()
+        cancel_if_running(self._starting)
         d = service.MultiService.stopService(self)
         d.addBoth(lambda result: (self.hostops.stop(), result)[1])
         return d

@@ -13,6 +13,7 @@ from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 
 from common import sdnotify, tls
+from common.background_start import cancel_if_running, start_in_background
 from common.procs import process_exists
 from region import listeners
 from region.api import make_site
@@ -121,12 +122,9 @@ class RegionService(service.MultiService):
     def startService(self) -> None:
         # Children are added, and so started, once the database is ready.
         service.MultiService.startService(self)
-        self._starting = defer.Deferred.fromCoroutine(self._start())
-        self._starting.addErrback(self._start_failed)
+        self._starting = start_in_background(self._start(), self._start_failed)
 
     def _start_failed(self, failure) -> None:
-        if failure.check(defer.CancelledError):
-            return
         log.failure("the region failed to start", failure)
         self.ready.errback(failure)
 
@@ -241,8 +239,7 @@ class RegionService(service.MultiService):
         await self.rpc.ping_all(timeout=10.0)
 
     def stopService(self) -> defer.Deferred:
-        if self._starting is not None and not self._starting.called:
-            self._starting.cancel()
+        cancel_if_running(self._starting)
         service.Service.stopService(self)
         return defer.Deferred.fromCoroutine(self._stop_children())
 
