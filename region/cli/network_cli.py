@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from region.cli.client import ApiClient, ClientError
@@ -59,22 +59,37 @@ def _bool(value: bool | None) -> str | None:
     return None if value is None else ("true" if value else "false")
 
 
-def cmd_fabrics(args, client: ApiClient) -> None:
-    fields = {"description": args.description, "class_type": args.class_type} if args.action in (
-        "create", "update") else {}
+def _crud(args, client: ApiClient, collection: str, key: str, columns: list[tuple[str, str]], derive=None, *,
+          create: Callable[[Any], dict], update: Callable[[Any], dict] | None = None, deleted: str) -> None:
+    """The list, create, show, update and delete actions of one kind of object.
+
+    An object's path is `collection` then the argument named `key`; `create` and `update` build
+    the form from the arguments (update: only what was given); `deleted` is formatted with `args`.
+    """
+    def item() -> str:
+        return f"{collection}{_item(getattr(args, key))}/"
+
     if args.action == "list":
-        _output(args, client.call("GET", "fabrics/"), FABRIC_COLUMNS, _fabric_extras)
+        _output(args, client.call("GET", collection), columns, derive)
     elif args.action == "create":
-        _output(args, client.call("POST", "fabrics/", data={"name": args.name, **fields}), FABRIC_COLUMNS,
-                _fabric_extras)
+        _output(args, client.call("POST", collection, data=create(args)), columns, derive)
     elif args.action == "show":
-        _output(args, client.call("GET", f"fabrics/{_item(args.fabric)}/"), FABRIC_COLUMNS, _fabric_extras)
+        _output(args, client.call("GET", item()), columns, derive)
     elif args.action == "update":
-        _output(args, client.call("PUT", f"fabrics/{_item(args.fabric)}/",
-                                  data=_changes({"name": args.name, **fields})), FABRIC_COLUMNS, _fabric_extras)
+        data = _changes((update or create)(args))
+        _output(args, client.call("PUT", item(), data=data), columns, derive)
     elif args.action == "delete":
-        client.call("DELETE", f"fabrics/{_item(args.fabric)}/")
-        print(f"Deleted fabric {args.fabric}.")
+        client.call("DELETE", item())
+        print(deleted.format(args=args))
+
+
+def _fabric_data(args) -> dict:
+    return {"name": args.name, "description": args.description, "class_type": args.class_type}
+
+
+def cmd_fabrics(args, client: ApiClient) -> None:
+    _crud(args, client, "fabrics/", "fabric", FABRIC_COLUMNS, _fabric_extras, create=_fabric_data,
+          deleted="Deleted fabric {args.fabric}.")
 
 
 def _vlan_data(args) -> dict:
@@ -83,41 +98,21 @@ def _vlan_data(args) -> dict:
 
 
 def cmd_vlans(args, client: ApiClient) -> None:
-    base = f"fabrics/{_item(args.fabric)}/vlans/"
-    if args.action == "list":
-        _output(args, client.call("GET", base), VLAN_COLUMNS)
-    elif args.action == "create":
-        _output(args, client.call("POST", base, data={"vid": args.vid, **_vlan_data(args)}), VLAN_COLUMNS)
-    elif args.action == "show":
-        _output(args, client.call("GET", f"{base}{args.vid}/"), VLAN_COLUMNS)
-    elif args.action == "update":
-        data = _changes({"vid": args.new_vid, **_vlan_data(args)})
-        _output(args, client.call("PUT", f"{base}{args.vid}/", data=data), VLAN_COLUMNS)
-    elif args.action == "delete":
-        client.call("DELETE", f"{base}{args.vid}/")
-        print(f"Deleted VLAN {args.vid} of fabric {args.fabric}.")
+    _crud(args, client, f"fabrics/{_item(args.fabric)}/vlans/", "vid", VLAN_COLUMNS,
+          create=lambda a: {"vid": a.vid, **_vlan_data(a)}, update=lambda a: {"vid": a.new_vid, **_vlan_data(a)},
+          deleted="Deleted VLAN {args.vid} of fabric {args.fabric}.")
 
 
 def _subnet_data(args) -> dict:
-    return {"name": args.name, "fabric": args.fabric, "vid": args.vid, "vlan": args.vlan_id,
+    return {"cidr": args.cidr, "name": args.name, "fabric": args.fabric, "vid": args.vid, "vlan": args.vlan_id,
             "gateway_ip": args.gateway, "dns_servers": args.dns, "description": args.description}
 
 
 def cmd_subnets(args, client: ApiClient) -> None:
-    if args.action == "list":
-        _output(args, client.call("GET", "subnets/"), SUBNET_COLUMNS)
-    elif args.action == "create":
-        _output(args, client.call("POST", "subnets/", data={"cidr": args.cidr, **_subnet_data(args)}),
-                SUBNET_COLUMNS)
-    elif args.action == "show":
-        _output(args, client.call("GET", f"subnets/{_item(args.subnet)}/"), SUBNET_COLUMNS)
-    elif args.action == "update":
-        data = _changes({"cidr": args.cidr, **_subnet_data(args)})
-        _output(args, client.call("PUT", f"subnets/{_item(args.subnet)}/", data=data), SUBNET_COLUMNS)
-    elif args.action == "delete":
-        client.call("DELETE", f"subnets/{_item(args.subnet)}/")
-        print(f"Deleted subnet {args.subnet}.")
-    elif args.action == "reserve":
+    if args.action != "reserve":
+        _crud(args, client, "subnets/", "subnet", SUBNET_COLUMNS, create=_subnet_data,
+              deleted="Deleted subnet {args.subnet}.")
+    else:
         subnet = client.call("GET", f"subnets/{_item(args.subnet)}/")
         data = {"type": "dynamic" if args.dynamic else "reserved", "subnet": subnet["id"],
                 "start_ip": args.start, "end_ip": args.end, "comment": args.comment}
@@ -125,19 +120,8 @@ def cmd_subnets(args, client: ApiClient) -> None:
 
 
 def cmd_spaces(args, client: ApiClient) -> None:
-    if args.action == "list":
-        _output(args, client.call("GET", "spaces/"), SPACE_COLUMNS, _space_extras)
-    elif args.action == "create":
-        _output(args, client.call("POST", "spaces/", data={"name": args.name, "description": args.description}),
-                SPACE_COLUMNS, _space_extras)
-    elif args.action == "show":
-        _output(args, client.call("GET", f"spaces/{_item(args.space)}/"), SPACE_COLUMNS, _space_extras)
-    elif args.action == "update":
-        data = _changes({"name": args.name, "description": args.description})
-        _output(args, client.call("PUT", f"spaces/{_item(args.space)}/", data=data), SPACE_COLUMNS, _space_extras)
-    elif args.action == "delete":
-        client.call("DELETE", f"spaces/{_item(args.space)}/")
-        print(f"Deleted space {args.space}.")
+    _crud(args, client, "spaces/", "space", SPACE_COLUMNS, _space_extras,
+          create=lambda a: {"name": a.name, "description": a.description}, deleted="Deleted space {args.space}.")
 
 
 # -- parsers ------------------------------------------------------------------------------------
