@@ -29,10 +29,13 @@ def allocation_of(m: machines.Machine) -> placement.Allocation:
 def capacity_thd(cur, host: hosts.VMHost) -> tuple[placement.HostCapacity, list[placement.Allocation]]:
     """The host's capacity and every VM recorded on it (reservations included)."""
     capacity = host_capacity(host, host_inventory.numa_nodes_thd(cur, host.id))
-    return capacity, [placement.Allocation(
+    return capacity, [_allocation_of_load(v) for v in host_load.vm_loads_thd(cur, host.id)]
+
+
+def _allocation_of_load(v: host_load.VMLoad) -> placement.Allocation:
+    return placement.Allocation(
         cores=v.cores, memory=v.memory, pinned=tuple(v.pinned), hugepages_backed=v.hugepages_backed,
         numa_nodes=tuple(v.numa_nodes), disks=tuple(placement.DiskAllocation(pool, size) for pool, size in v.disks))
-        for v in host_load.vm_loads_thd(cur, host.id)]
 
 
 def disk_requests(storage: tuple[StorageAsk, ...], host: hosts.VMHost) -> tuple[placement.DiskRequest, ...]:

@@ -185,7 +185,7 @@ async def compose_on_host(ctx: Context, host_id: int | str, ask: ComposeAsk | Co
 
     def finish_thd(cur):
         done = machines.finish_compose_thd(cur, machine.id, vm)
-        ctx.audit_thd(cur, "MACHINE_COMPOSED", f"composed {done.hostname} on VM host {host_id}", "machine",
+        ctx.audit_thd(cur, "MACHINE_COMPOSED", f"composed {done.hostname} on VM host {done.host_id}", "machine",
                       done.system_id)
         return done
 
