@@ -154,15 +154,29 @@ def rename_token_thd(cur, user_id: int, token_key: str, name: str) -> None:
         raise NotFound("token")
 
 
-def lookup_token_thd(cur, box: SecretBox, consumer_key: str, token_key: str) -> tuple[User, str] | None:
-    """The active user owning this key pair and the token secret, or None."""
+@attrs.frozen
+class TokenCheck:
+    user: User
+    token_secret: str
+    nonce_is_new: bool  # False: the nonce was already recorded for this token (a replay)
+
+
+def check_token_thd(cur, box: SecretBox, consumer_key: str, token_key: str, nonce: str,
+                    keep_nonce_for: float) -> TokenCheck | None:
+    """The active user owning this key pair and the token secret, or None; the nonce recorded
+    for `keep_nonce_for` seconds in the same statement (one round trip a request).  A caller
+    that refuses the signature raises, and its transaction's rollback forgets the nonce."""
     cur.execute(
-        f"SELECT u.id, u.username, u.email, u.is_superuser, u.is_active, t.token_secret_enc"
-        f" FROM api_tokens t JOIN users u ON u.id = t.user_id"
-        f" WHERE t.consumer_key = %s AND t.token_key = %s AND u.is_active",
-        (consumer_key, token_key),
+        "WITH token AS (SELECT u.id, u.username, u.email, u.is_superuser, u.is_active, t.token_secret_enc"
+        "   FROM api_tokens t JOIN users u ON u.id = t.user_id"
+        "   WHERE t.consumer_key = %s AND t.token_key = %s AND u.is_active),"
+        " fresh AS (INSERT INTO oauth_nonces (token_key, nonce, expires_at)"
+        "   SELECT %s, %s, now() + make_interval(secs => %s) FROM token"
+        "   ON CONFLICT (token_key, nonce) DO NOTHING RETURNING 1)"
+        " SELECT token.*, EXISTS (SELECT 1 FROM fresh) FROM token",
+        (consumer_key, token_key, token_key, nonce, keep_nonce_for),
     )
     row = cur.fetchone()
     if row is None:
         return None
-    return User(*row[:5]), box.decrypt(row[5])
+    return TokenCheck(User(*row[:5]), box.decrypt(row[5]), row[6])

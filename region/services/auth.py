@@ -44,13 +44,14 @@ async def authenticate(region, creds: OAuthCredentials, now: float | None = None
     purge = next(_calls) % _PURGE_EVERY == 0
 
     def check_thd(cur):
-        found = users.lookup_token_thd(cur, region.box, creds.consumer_key, creds.token_key)
-        if found is None or not signature_matches(creds.signature, found[1]):
+        found = users.check_token_thd(cur, region.box, creds.consumer_key, creds.token_key, creds.nonce,
+                                      2 * OAUTH_WINDOW)
+        if found is None or not signature_matches(creds.signature, found.token_secret):
             raise NotAuthenticated("Invalid access token or signature.")
-        if not nonces.remember_thd(cur, creds.token_key, creds.nonce, 2 * OAUTH_WINDOW):
+        if not found.nonce_is_new:
             raise NotAuthenticated("This oauth_nonce was already used: the request looks like a replay.")
         if purge:
             nonces.purge_expired_thd(cur)
-        return found[0]
+        return found.user
 
     return await region.db.run(check_thd)
