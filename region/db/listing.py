@@ -2,7 +2,7 @@
 
 A machine listing is five queries: the machines with their zone, pool, owner and allocation;
 their disks; their NICs with static IPs; their hosts with storage pools and interfaces; the
-network catalog.  A host listing is one query, its usage read from the totals that triggers keep
+network catalog.  A host listing is five too, its usage read from the totals that triggers keep
 per host and project (migration 0024) instead of loading, or summing, each host's VMs.
 """
 
@@ -69,14 +69,12 @@ class MachineListing:
     catalog: NetworkCatalog
 
 
-_POOLS = ("ARRAY(SELECT json_build_array(id, name, type, path, total, used) FROM vm_host_storage_pools p"
-          " WHERE p.host_id = h.id ORDER BY p.id)")
-
-
 def _hosts_with_interfaces_thd(cur, host_ids: list[int], catalog: NetworkCatalog):
+    pools = "SELECT json_build_array(id, name, type, path, total, used) FROM vm_host_storage_pools p" \
+            " WHERE p.host_id = h.id ORDER BY p.id"
     interfaces = f"SELECT json_build_array({IFACE_COLUMNS}) FROM vm_host_interfaces i" \
                  " WHERE i.host_id = h.id ORDER BY i.name"
-    cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, {_POOLS}, ARRAY({interfaces})"
+    cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, ARRAY({pools}), ARRAY({interfaces})"
                 " FROM vm_hosts h WHERE h.id = ANY(%s)", (host_ids,))
     found, host_interfaces = {}, {}
     for *row, pools_rows, interface_rows in cur.fetchall():
@@ -133,28 +131,31 @@ class HostRow:
     usage: HostUsage
 
 
-# What the VMs of the host's tracked project were given, from the totals kept by triggers.
-_VM_TOTALS = ("(SELECT json_build_array(vms, cores, memory) FROM vm_host_vm_totals t"
-              " WHERE t.host_id = h.id AND t.project = h.project)")
-_DISK_TOTALS = ("ARRAY(SELECT json_build_array(storage_pool, size) FROM vm_host_disk_totals t"
-                " WHERE t.host_id = h.id AND t.project = h.project)")
-
-
 def hosts_thd(cur, host_ids: list[int] | None = None) -> list[HostRow]:
-    """Every VM host (or those of `host_ids`), ordered by id, with zone, pool, storage pools and
-    usage, in one query."""
+    """Every VM host (or those of `host_ids`), ordered by id, with zone, pool and usage."""
     only, args = ("WHERE h.id = ANY(%s)", (host_ids,)) if host_ids is not None else ("", ())
-    cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, {_qualified(_NAMED, 'z')}, {_qualified(_NAMED, 'p')},"
-                f" {_POOLS}, {_VM_TOTALS}, {_DISK_TOTALS}"
+    cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, {_qualified(_NAMED, 'z')}, {_qualified(_NAMED, 'p')}"
                 f" FROM vm_hosts h JOIN zones z ON z.id = h.zone_id JOIN resource_pools p ON p.id = h.pool_id"
                 f" {only} ORDER BY h.id", args)
+    selected = cur.fetchall()
+    ids = [r[0] for r in selected]
+    pools = hosts.pools_thd(cur, ids)
+    cur.execute("SELECT t.host_id, t.vms, t.cores, t.memory FROM vm_host_vm_totals t"
+                " JOIN vm_hosts h ON h.id = t.host_id AND t.project = h.project WHERE t.host_id = ANY(%s)", (ids,))
+    vm_sums = {host_id: sums for host_id, *sums in cur.fetchall()}
+    cur.execute("SELECT t.host_id, t.storage_pool, t.size FROM vm_host_disk_totals t"
+                " JOIN vm_hosts h ON h.id = t.host_id AND t.project = h.project WHERE t.host_id = ANY(%s)", (ids,))
+    disk_sums: dict[int, dict[str | None, int]] = {}
+    for host_id, pool_name, size in cur.fetchall():
+        disk_sums.setdefault(host_id, {})[pool_name] = int(size)
     width = len(hosts.COLUMNS.split(","))
     found = []
-    for *r, pool_rows, vm_totals, disk_totals in cur.fetchall():
-        vms, cores, memory = vm_totals or (0, 0, 0)
-        by_pool = dict(disk_totals)
-        usage = HostUsage(vms, cores, memory, sum(by_pool.values()),
+    for r in selected:
+        host_id = r[0]
+        vms, cores, memory = vm_sums.get(host_id, (0, 0, 0))
+        by_pool = disk_sums.get(host_id, {})
+        usage = HostUsage(vms, int(cores), int(memory), sum(by_pool.values()),
                           {name: size for name, size in by_pool.items() if name is not None})
-        found.append(HostRow(hosts.VMHost(*r[:width], storage_pools=[hosts.HostStoragePool(*p) for p in pool_rows]),
+        found.append(HostRow(hosts.VMHost(*r[:width], storage_pools=pools.get(host_id, [])),
                              NamedObject(*r[width:width + 4]), NamedObject(*r[width + 4:width + 8]), usage))
     return found
