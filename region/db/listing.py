@@ -131,6 +131,9 @@ class HostRow:
     usage: HostUsage
 
 
+_HOST_PROJECT = [c.strip() for c in hosts.COLUMNS.split(",")].index("project")
+
+
 def hosts_thd(cur, host_ids: list[int] | None = None) -> list[HostRow]:
     """Every VM host (or those of `host_ids`), ordered by id, with zone, pool and usage."""
     only, args = ("WHERE h.id = ANY(%s)", (host_ids,)) if host_ids is not None else ("", ())
@@ -140,14 +143,17 @@ def hosts_thd(cur, host_ids: list[int] | None = None) -> list[HostRow]:
     selected = cur.fetchall()
     ids = [r[0] for r in selected]
     pools = hosts.pools_thd(cur, ids)
-    cur.execute("SELECT t.host_id, t.vms, t.cores, t.memory FROM vm_host_vm_totals t"
-                " JOIN vm_hosts h ON h.id = t.host_id AND t.project = h.project WHERE t.host_id = ANY(%s)", (ids,))
-    vm_sums = {host_id: sums for host_id, *sums in cur.fetchall()}
-    cur.execute("SELECT t.host_id, t.storage_pool, t.size FROM vm_host_disk_totals t"
-                " JOIN vm_hosts h ON h.id = t.host_id AND t.project = h.project WHERE t.host_id = ANY(%s)", (ids,))
+    # Every project's totals of these hosts, the tracked one kept below: filtering on host_id
+    # alone is an index scan whatever the planner knows (a join to vm_hosts may scan it whole).
+    tracked = {r[0]: r[_HOST_PROJECT] for r in selected}
+    cur.execute("SELECT host_id, project, vms, cores, memory FROM vm_host_vm_totals WHERE host_id = ANY(%s)", (ids,))
+    vm_sums = {host_id: sums for host_id, project, *sums in cur.fetchall() if tracked[host_id] == project}
+    cur.execute("SELECT host_id, project, storage_pool, size FROM vm_host_disk_totals WHERE host_id = ANY(%s)",
+                (ids,))
     disk_sums: dict[int, dict[str | None, int]] = {}
-    for host_id, pool_name, size in cur.fetchall():
-        disk_sums.setdefault(host_id, {})[pool_name] = int(size)
+    for host_id, project, pool_name, size in cur.fetchall():
+        if tracked[host_id] == project:
+            disk_sums.setdefault(host_id, {})[pool_name] = size
     width = len(hosts.COLUMNS.split(","))
     found = []
     for r in selected:
