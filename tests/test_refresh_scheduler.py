@@ -152,12 +152,18 @@ async def until(predicate, timeout: float = 10.0) -> None:
 
 
 async def settle(env, scheduler: RefreshScheduler) -> None:
-    """Dispatch until nothing more starts and every refresh still in flight is one a rack holds."""
+    """Dispatch until every refresh in flight is one a rack holds and a dispatch then starts nothing.
+    (Only then: a refresh that finishes while the dispatch's lease runs frees room it did not see.)"""
+
+    def only_held_by_racks() -> bool:
+        return scheduler.in_flight == sum(c.in_flight for c in env.racks.conns)
+
     for _ in range(1000):
+        quiet = only_held_by_racks()
         started = await scheduler.dispatch()
-        await task.deferLater(reactor, 0.02, lambda: None)
-        if not started and scheduler.in_flight == sum(c.in_flight for c in env.racks.conns):
+        if quiet and not started and only_held_by_racks():
             return
+        await task.deferLater(reactor, 0.02, lambda: None)
     raise AssertionError("the scheduler did not settle")
 
 
