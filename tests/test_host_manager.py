@@ -128,16 +128,16 @@ def test_refresh_lease_allows_one_holder_at_a_time(dsn, tmp_path):
         return hosts.create_thd(cur, box, new).id
 
     host_id = run_sync(dsn, make_thd)
-    assert run_sync(dsn, hosts.due_for_refresh_thd, 10) == [host_id]  # new hosts are due at once
+    assert run_sync(dsn, hosts.refresh_backlog_thd).overdue == 1  # new hosts are due at once
     assert run_sync(dsn, hosts.claim_refresh_thd, host_id, "region-a", 300)
     assert not run_sync(dsn, hosts.claim_refresh_thd, host_id, "region-b", 300)
     assert run_sync(dsn, hosts.refreshing_thd, host_id)
-    assert run_sync(dsn, hosts.due_for_refresh_thd, 10) == []
+    assert run_sync(dsn, hosts.refresh_backlog_thd).overdue == 0
     run_sync(dsn, hosts.release_refresh_thd, host_id, "region-b", 0)  # not the holder: no effect
     assert not run_sync(dsn, hosts.claim_refresh_thd, host_id, "region-b", 300)
     run_sync(dsn, hosts.release_refresh_thd, host_id, "region-a", 3600)
     assert not run_sync(dsn, hosts.refreshing_thd, host_id)
-    assert run_sync(dsn, hosts.due_for_refresh_thd, 10) == []  # next one an hour away
+    assert run_sync(dsn, hosts.refresh_backlog_thd).overdue == 0  # next one an hour away
     assert run_sync(dsn, hosts.claim_refresh_thd, host_id, "region-b", 300)  # on demand: allowed
     # An expired lease (a region that died mid-refresh) can be taken over.
     run_sync(dsn, lambda cur: cur.execute(

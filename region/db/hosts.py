@@ -316,14 +316,6 @@ def schedule_refresh_thd(cur, host_id: int, next_in_seconds: float) -> None:
                 (next_in_seconds, host_id))
 
 
-def due_for_refresh_thd(cur, limit: int) -> list[int]:
-    cur.execute(
-        "SELECT id FROM vm_hosts WHERE next_refresh <= now()"
-        " AND (refresh_lease_until IS NULL OR refresh_lease_until < now())"
-        " ORDER BY next_refresh LIMIT %s", (limit,))
-    return [r[0] for r in cur.fetchall()]
-
-
 def refreshing_thd(cur, host_id: int) -> bool:
     cur.execute("SELECT refresh_lease_until > now() FROM vm_hosts WHERE id = %s", (host_id,))
     row = cur.fetchone()
