@@ -78,7 +78,8 @@ def record_discovery(stack: Stack) -> dict[str, tuple[int, str]]:
 
 
 @contextlib.contextmanager
-def fake_lxd(answers: dict, workdir: Path) -> Iterator[int]:
+def fake_lxd(answers: dict, workdir: Path) -> Iterator[tuple[int, str]]:
+    """The fake's port and its certificate's fingerprint."""
     pair = tls.make_self_signed("fake-lxd", kind="ec")
     (workdir / "answers.json").write_text(json.dumps(answers))
     (workdir / "cert.pem").write_text(pair.cert_pem)
@@ -89,7 +90,7 @@ def fake_lxd(answers: dict, workdir: Path) -> Iterator[int]:
                              "--key", str(workdir / "key.pem")], cwd=str(REPO))
     try:
         wait_for(lambda: port_file.exists() and port_file.read_text(), 10, "the fake LXD to listen", proc)
-        yield int(port_file.read_text())
+        yield int(port_file.read_text()), tls.cert_fingerprint(pair.cert_pem)
     finally:
         proc.terminate()  # by the PID we started
         proc.wait(10)
@@ -106,16 +107,21 @@ def silent_listener() -> Iterator[int]:
 
 # -- hosts in the database --------------------------------------------------------------------
 
-def add_hosts(stack: Stack, prefix: str, address: str, project: str, count: int) -> list[int]:
-    """`count` hosts at `address`, each with its own client key, due for a refresh at once."""
+def add_hosts(stack: Stack, prefix: str, address: str, project: str, count: int,
+              fingerprint: str | None = None) -> list[int]:
+    """`count` hosts at `address`, each with its own client key, due for a refresh at once;
+    with `fingerprint`, its server certificate pinned as registration pins it."""
     box = SecretBox.load(stack.region.data_dir / "region.key")
     pairs = [tls.make_self_signed(f"{prefix}{i}", kind="ec") for i in range(count)]
 
     def add_thd(cur):
         zone, pool = named.get_default_thd(cur, named.ZONES), named.get_default_thd(cur, named.RESOURCE_POOLS)
-        return [hosts.create_thd(cur, box, hosts.NewHost(f"{prefix}{i}", "lxd", address, project, pair.cert_pem,
-                                                          pair.key_pem, zone.id, pool.id, [], 1.0, 1.0, None)).id
-                for i, pair in enumerate(pairs)]
+        ids = [hosts.create_thd(cur, box, hosts.NewHost(f"{prefix}{i}", "lxd", address, project, pair.cert_pem,
+                                                         pair.key_pem, zone.id, pool.id, [], 1.0, 1.0, None)).id
+               for i, pair in enumerate(pairs)]
+        if fingerprint:
+            cur.execute("UPDATE vm_hosts SET server_fingerprint = %s WHERE id = ANY(%s)", (fingerprint, ids))
+        return ids
 
     return run_sync(stack.dsn, add_thd)
 
@@ -128,6 +134,21 @@ def remove_hosts(stack: Stack, host_ids: list[int]) -> None:
 
     for start in range(0, len(host_ids), 20):
         run_sync(stack.dsn, remove_thd, host_ids[start:start + 20])
+
+
+def rack_memory(stack: Stack) -> str:
+    """The local rack's resident memory now and at its peak (it is the region's child process)."""
+    region_pid = str(stack.region.proc.pid)
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == region_pid and b"rack.daemon" in cmdline:
+            rss, peak = (int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
+            return f"rack RSS {rss:.0f} MiB (peak {peak:.0f} MiB)"
+    return "rack RSS unknown (no local rack process found)"
 
 
 def count_where(stack: Stack, host_ids: list[int], condition: str) -> int:
@@ -173,21 +194,22 @@ def verdict(ok: bool) -> str:
 
 
 def answering(stack: Stack, count: int, workdir: Path) -> None:
-    with fake_lxd(record_discovery(stack), workdir) as port:
-        ids = add_hosts(stack, "fake", f"127.0.0.1:{port}", stack.host["project"], count)
+    with fake_lxd(record_discovery(stack), workdir) as (port, fingerprint):
+        ids = add_hosts(stack, "fake", f"127.0.0.1:{port}", stack.host["project"], count, fingerprint)
         started = time.monotonic()
         wait_for(lambda: count_where(stack, ids, "last_refresh IS NOT NULL") == count, 600,
                  "every answering host to be refreshed")
         took = time.monotonic() - started
+        after_first = rack_memory(stack)
         again = refresh_again(stack, ids)
         failed = count_where(stack, ids, "refresh_failures > 0")
     remove_hosts(stack, ids)
     needed = count / INTERVAL
     print(f"answering: {count} hosts refreshed in {took:.1f} s = {count / took:.1f} hosts/s "
           f"(needed {needed:.1f}/s: {count / took / needed:.2f}x; {failed} failed) "
-          f"{verdict(took <= INTERVAL and not failed)} (all within {INTERVAL:g} s)")
+          f"{verdict(took <= INTERVAL and not failed)} (all within {INTERVAL:g} s); {after_first}")
     print(f"  again at once, the rack's idle clients reused (at most {MAX_CLIENTS} kept): {again:.1f} s "
-          f"= {count / again:.1f} hosts/s")
+          f"= {count / again:.1f} hosts/s; {rack_memory(stack)}")
 
 
 def refresh_again(stack: Stack, host_ids: list[int]) -> float:
@@ -236,14 +258,16 @@ def run(args) -> None:
             print(f"idle: {what:15} p50 {pct(times, 0.5) * 1000:7.1f} ms p95 {pct(times, 0.95) * 1000:7.1f} ms")
         print(f"baseline: one real-LXD refresh p50 {statistics.median(idle['op=refresh']) * 1000:.1f} ms "
               f"= {1 / statistics.median(idle['op=refresh']):.1f} hosts/s one at a time")
+        print(f"before: {rack_memory(stack)}")
         answering(stack, args.hosts, Path(tmp))
-        hung(stack, args.hung, args.samples, idle)
+        if args.hung:
+            hung(stack, args.hung, args.samples, idle)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=1000, help="answering hosts (fake LXD)")
-    parser.add_argument("--hung", type=int, default=1000, help="hosts that accept and never answer")
+    parser.add_argument("--hung", type=int, default=1000, help="hosts that accept and never answer (0: skip that phase and the stop)")
     parser.add_argument("--samples", type=int, default=15, help="user operations timed per phase")
     args = parser.parse_args(argv)
     try:

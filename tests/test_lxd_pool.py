@@ -96,14 +96,29 @@ def test_certificate_dirs_of_dead_racks_are_swept(tmp_path):
     assert not dead.exists() and alive.exists() and other.exists()
 
 
-def test_pool_closes_the_least_recently_used_beyond_its_bound():
+def test_pool_beyond_its_bound_closes_the_client_given_back_and_keeps_those_waiting():
     pool = ClientPool(idle_seconds=10, per_key=2, max_clients=3, clock=lambda: 0.0)
     a, b, c, d = pooled(), pooled(), pooled(), pooled()
     pool.give(("a",), a)
     pool.give(("b",), b)
-    pool.give(("a",), c)  # "a" used last: "b" is now the least recently used
-    pool.give(("d",), d)
-    assert b.session.closed and not any(p.session.closed for p in (a, c, d))
-    assert pool.take(("b",)) is None
-    assert pool.take(("a",)) is c and pool.take(("a",)) is a and pool.take(("d",)) is d
+    pool.give(("a",), c)
+    pool.give(("d",), d)  # full: "d" is closed, the three waiting stay
+    assert d.session.closed and not any(p.session.closed for p in (a, b, c))
+    assert pool.take(("d",)) is None
+    assert pool.take(("a",)) is c and pool.take(("a",)) is a and pool.take(("b",)) is b
     assert pool.take(("a",)) is None
+    pool.give(("d",), d2 := pooled())  # room again
+    assert pool.take(("d",)) is d2 and not d2.session.closed
+
+
+def test_periodic_refreshes_over_more_hosts_than_the_bound_still_reuse_clients():
+    """Every host in turn, round after round (what periodic refresh does): evicting the least
+    recently used would leave no host its own client; first come keeps max_clients of them."""
+    pool = ClientPool(idle_seconds=1000, per_key=1, max_clients=30, clock=lambda: 0.0)
+    reused = 0
+    for _ in range(3):
+        for host in range(50):
+            client = pool.take((host,))
+            reused += client is not None
+            pool.give((host,), client or pooled())
+    assert reused == 2 * 30

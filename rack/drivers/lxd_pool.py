@@ -7,9 +7,12 @@ still checks the server's fingerprint on every new TLS connection.  Each
 client is used by one thread at a time (taken, then given back).  Idle
 clients expire after `idle_seconds` (by default twice the region's default refresh
 interval, so a periodic discovery finds the one its host's last left), and at most
-`max_clients` wait in all: beyond that the least recently used is closed.  A pooled client holds the host's client
-key in its TLS context only (in memory): its certificate files were removed as
-soon as it was built (rack/drivers/lxd.py).
+`max_clients` wait in all: beyond that a client given back is closed and those waiting
+stay.  Periodic refreshes visit every host in turn, so evicting the least recently used
+would close exactly the client needed soonest and no host would ever find its own; kept
+first-come, `max_clients` hosts a rack reuse theirs and the rest open fresh ones.
+A pooled client holds the host's client key in its TLS context only (in memory): its
+certificate files were removed as soon as it was built (rack/drivers/lxd.py).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ def pool_key(url: str, cert_pem: str, key_pem: str, expected: str | None) -> tup
 
 
 IDLE_SECONDS = 120.0  # 2 x the default refresh interval (region/config.py)
-MAX_CLIENTS = 256
+MAX_CLIENTS = 1024  # ~120 KB each as measured (TLS connection, session, pylxd client)
+SWEEP_EVERY = 1.0  # seconds between looks for expired clients (a look visits every idle one)
 
 
 class ClientPool:
@@ -53,6 +57,7 @@ class ClientPool:
         self._clock = clock
         self._idle: OrderedDict[tuple, list[PooledClient]] = OrderedDict()  # least recently given first
         self._count = 0
+        self._next_sweep = 0.0
         self._lock = threading.Lock()
         atexit.register(self.close_all)
 
@@ -71,27 +76,26 @@ class ClientPool:
 
     def give(self, key: tuple, pooled: PooledClient) -> None:
         pooled.idle_since = self._clock()
-        evicted = [pooled]
         with self._lock:
             idle = self._idle.setdefault(key, [])
             self._idle.move_to_end(key)
-            if len(idle) < self.per_key:
+            admitted = len(idle) < self.per_key and self._count < self.max_clients
+            if admitted:
                 idle.append(pooled)
                 self._count += 1
-                evicted = []
-                while self._count > self.max_clients:
-                    oldest_key, oldest = next(iter(self._idle.items()))
-                    evicted.append(oldest.pop(0))
-                    self._count -= 1
-                    if not oldest:
-                        del self._idle[oldest_key]
-        for stale in evicted:
-            stale.close()
+            elif not idle:
+                del self._idle[key]
+        if not admitted:
+            pooled.close()
 
     def _expire(self) -> list[PooledClient]:
-        cutoff = self._clock() - self.idle_seconds
+        now = self._clock()
         expired = []
         with self._lock:
+            if now < self._next_sweep:
+                return expired
+            self._next_sweep = now + SWEEP_EVERY
+            cutoff = now - self.idle_seconds
             for key, idle in list(self._idle.items()):
                 expired += [p for p in idle if p.idle_since < cutoff]
                 idle[:] = [p for p in idle if p.idle_since >= cutoff]
