@@ -21,7 +21,8 @@ from common import hosterrors
 from common.logsafe import loggable
 from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef
 from common.rpc import rack_commands
-from region.db import events, host_inventory, hosts, machines
+from region.db import events, host_inventory, host_targets, hosts, machines
+from region.db.host_targets import HostReach
 from region.metrics import RegionMetrics
 from region.rpc import NoRackConnected
 
@@ -202,11 +203,14 @@ class HostManager:
     def target_thd(self, cur, host: hosts.VMHost) -> HostTarget:
         """How to reach `host`, its secret decrypted (inside the caller's transaction): the
         client key of an LXD host, the SSH password of a virsh host."""
-        secret = hosts.key_thd(cur, self.box, host.id) or ""
-        virsh = host.type == "virsh"
-        return HostTarget(type=host.type, address=host.power_address, project=host.project,
-                          cert_pem=host.certificate or "", key_pem="" if virsh else secret,
-                          server_fingerprint=host.server_fingerprint, ssh_password=secret if virsh else "")
+        return host_target(HostReach(host.type, host.power_address, host.project, host.certificate,
+                                     host.server_fingerprint, hosts.key_thd(cur, self.box, host.id)))
+
+    def machine_target_thd(self, cur, system_id: str) -> tuple[machines.Machine, HostTarget]:
+        """The machine's own row (without its disks and NICs) and how to reach its host, in one
+        statement; NotFound when there is no such machine."""
+        machine, reach = host_targets.machine_and_reach_thd(cur, self.box, system_id)
+        return machine, host_target(reach)
 
     # -- refresh ------------------------------------------------------------------------------
 
@@ -323,6 +327,15 @@ def apply_discovery_thd(cur, host: hosts.VMHost, found: DiscoveredHost,
             events.record_thd(cur, "VM_HOST_INVENTORY", f"VM host {host.name}: {what}: {name}",
                               object_type="vm-host", object_id=host.id)
     return synced
+
+
+def host_target(reach: HostReach) -> HostTarget:
+    """The HostTarget a rack needs: the secret is an LXD host's client key, a virsh host's SSH password."""
+    secret = reach.secret or ""
+    virsh = reach.type == "virsh"
+    return HostTarget(type=reach.type, address=reach.power_address, project=reach.project,
+                      cert_pem=reach.certificate or "", key_pem="" if virsh else secret,
+                      server_fingerprint=reach.server_fingerprint, ssh_password=secret if virsh else "")
 
 
 def _outcome(error: BaseException) -> str:

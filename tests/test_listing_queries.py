@@ -227,7 +227,7 @@ def test_kept_host_totals_equal_the_aggregate_after_compose_delete_and_refresh_i
         new, _ = machines.reserve_thd(cur, machines.NewMachine(
             "kept-1", host.id, host.project, "amd64/generic", 3, 2 * MIB, [], False, [], zone, pool, None, False,
             [], [VMDisk("root", 5 * MIB, host.storage_pools[0].name), VMDisk("scratch", MIB)], []))
-        machines.finish_compose_thd(cur, new.id, DiscoveredVM(
+        machines.finish_compose_thd(cur, new, DiscoveredVM(
             "kept-1", host.project, "amd64/generic", "on", 3, 2 * MIB, disks=[VMDisk("root", 7 * MIB)]))
         # A resize and a move to another project (no region path does both; the triggers must).
         cur.execute("UPDATE machines SET cpu_count = 9, memory = %s WHERE id = %s", (9 * MIB, listed[0].id))

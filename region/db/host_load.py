@@ -1,4 +1,4 @@
-"""What the VMs on a host hold, as placement needs it: one query, no machine objects.
+"""What a host has and what the VMs on it hold, as placement needs it: one query, no machine objects.
 
 A compose places over every VM on the host (reservations included); loading each one
 whole (machines, disks, NICs, links) costs three queries and grows with the VMs' NICs.
@@ -7,6 +7,8 @@ whole (machines, disks, NICs, links) costs three queries and grows with the VMs'
 from __future__ import annotations
 
 import attrs
+
+from common.models import HugepageInfo, NumaNode
 
 
 @attrs.frozen
@@ -19,13 +21,26 @@ class VMLoad:
     disks: list[tuple[str | None, int]]  # (storage pool, size in bytes)
 
 
-def vm_loads_thd(cur, host_id: int) -> list[VMLoad]:
-    """The resources each machine recorded on the host holds."""
+@attrs.frozen
+class HostLoad:
+    numa_nodes: list[NumaNode]  # the host's, as discovery recorded them
+    vms: list[VMLoad]  # every machine recorded on the host, reservations included
+
+
+def host_load_thd(cur, host_id: int) -> HostLoad:
+    """The host's NUMA nodes and the resources each machine recorded on it holds (one statement)."""
     cur.execute(
-        "SELECT m.cpu_count, m.memory, m.pinned_cores, m.hugepages_backed, m.numa_nodes,"
-        " COALESCE((SELECT json_agg(json_build_array(d.storage_pool, d.size) ORDER BY d.id)"
-        "           FROM machine_disks d WHERE d.machine_id = m.id), '[]'::json)"
-        " FROM machines m WHERE m.host_id = %s ORDER BY m.id", (host_id,))
-    return [VMLoad(cores, memory, list(pinned or ()), hugepages, list(numa or ()),
-                   [(pool, int(size)) for pool, size in disks])
-            for cores, memory, pinned, hugepages, numa, disks in cur.fetchall()]
+        "SELECT COALESCE((SELECT json_agg(json_build_array(n.index, n.cores, n.memory, n.hugepages) ORDER BY n.index)"
+        "                 FROM vm_host_numa_nodes n WHERE n.host_id = %(host)s), '[]'::json),"
+        " COALESCE((SELECT json_agg(json_build_array(m.cpu_count, m.memory, m.pinned_cores, m.hugepages_backed,"
+        "                                            m.numa_nodes, COALESCE((SELECT json_agg("
+        "                     json_build_array(d.storage_pool, d.size) ORDER BY d.id)"
+        "                     FROM machine_disks d WHERE d.machine_id = m.id), '[]'::json)) ORDER BY m.id)"
+        "           FROM machines m WHERE m.host_id = %(host)s), '[]'::json)", {"host": host_id})
+    numa, vms = cur.fetchone()
+    return HostLoad(
+        [NumaNode(index=i, cores=list(cores), memory=memory, hugepages=[HugepageInfo(**h) for h in hugepages])
+         for i, cores, memory, hugepages in numa],
+        [VMLoad(cores, memory, list(pinned or ()), hugepages, list(numa_nodes or ()),
+                [(pool, int(size)) for pool, size in disks])
+         for cores, memory, pinned, hugepages, numa_nodes, disks in vms])

@@ -14,7 +14,7 @@ import attrs
 
 from common.models import VIRTUAL_MACHINE, DiscoveredVM, VMDisk
 from common.tls import new_system_id
-from region.db.errors import NotFound
+from region.db.errors import FieldError, NotFound
 from region.db.interfaces import InterfaceLink
 from region.db.racks import REGION_STALE_AFTER
 
@@ -339,9 +339,9 @@ class NewNic:
 
 @attrs.frozen
 class NewMachine:
-    """A VM about to be composed: placed, but not yet on the host."""
+    """A VM about to be composed: placed, but not yet on the host (hostname None: `vm-<random>`)."""
 
-    hostname: str
+    hostname: str | None
     host_id: int
     project: str
     architecture: str
@@ -366,6 +366,13 @@ def hostname_taken_thd(cur, hostname: str) -> bool:
     return cur.fetchone() is not None
 
 
+def hostname_taken_message(hostname: str) -> str:
+    return f'Node with hostname "{hostname}" already exists.'
+
+
+RESERVE_ATTEMPTS = 8  # fresh random names after a clash; six random characters make even a second rare
+
+
 NIC_COLUMNS = "id, name, mac, attach_type, attach_name, vid, boot, vlan_id, disconnected"
 
 
@@ -373,17 +380,30 @@ def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
     """Insert the machine as 'composing' so it counts at once; returns it and its NIC ids by name.
 
     One statement per table (disks and NICs as arrays), each returning its rows: nothing is read back.
+    The random system id (and the hostname `vm-<random>` when `new.hostname` is None) is not looked
+    up first: a clash inserts nothing and fresh ones are drawn.  A given hostname that clashes
+    with a machine's hostname, or with an instance of that name in the host's project, is a
+    FieldError on "hostname".
     """
-    cur.execute(
-        "INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic, status,"
-        " power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
-        " zone_id, pool_id, owner_id, composing_region, instance_type) VALUES (%s, %s, %s, %s, %s, 'composed', %s,"
-        f" 'composing', 'off', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING {COLUMNS}",
-        (_new_system_id_thd(cur), new.hostname, new.host_id, new.project, new.hostname, new.dynamic,
-         new.architecture, new.cpu_count, new.pinned_cores, new.memory, new.hugepages_backed, new.numa_nodes,
-         new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region, new.instance_type),
-    )
-    row = cur.fetchone()
+    for _ in range(RESERVE_ATTEMPTS):
+        hostname = new.hostname or f"vm-{new_system_id()}"
+        cur.execute(
+            "INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic, status,"
+            " power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
+            " zone_id, pool_id, owner_id, composing_region, instance_type) VALUES (%s, %s, %s, %s, %s, 'composed',"
+            " %s, 'composing', 'off', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            f" RETURNING {COLUMNS}",
+            (new_system_id(), hostname, new.host_id, new.project, hostname, new.dynamic,
+             new.architecture, new.cpu_count, new.pinned_cores, new.memory, new.hugepages_backed, new.numa_nodes,
+             new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region, new.instance_type),
+        )
+        row = cur.fetchone()
+        if row is not None:
+            break
+        if new.hostname is not None:
+            _check_name_free_thd(cur, new)
+    else:
+        raise RuntimeError(f"no free system id and hostname after {RESERVE_ATTEMPTS} random draws")
     machine_id = row[0]
     disks: list[MachineDisk] = []
     if new.disks:
@@ -407,21 +427,39 @@ def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
     return machine, {nic.name: nic.id for nic in nics}
 
 
-def finish_compose_thd(cur, machine_id: int, vm: DiscoveredVM) -> Machine:
-    """The VM exists: record what the host made of it (MACs, disk sizes, power state)."""
+def _check_name_free_thd(cur, new: NewMachine) -> None:
+    """FieldError when the given hostname names a machine, or an instance in the host's project."""
+    if hostname_taken_thd(cur, new.hostname):
+        raise FieldError("hostname", hostname_taken_message(new.hostname))
+    cur.execute("SELECT 1 FROM machines WHERE host_id = %s AND project = %s AND instance_name = %s",
+                (new.host_id, new.project, new.hostname))
+    if cur.fetchone() is not None:
+        raise FieldError("hostname", f"An instance named {new.hostname} is already recorded in project "
+                                     f"{new.project} of this VM host.")
+
+
+def finish_compose_thd(cur, reserved: Machine, vm: DiscoveredVM) -> Machine:
+    """The VM exists: record what the host made of `reserved` (MACs, disk sizes, power state).
+
+    Only what the host changed is written, and only the NICs are read back (for the MACs and
+    static IP links they now hold); the disks are the reserved ones with the sizes reported.
+    """
     cur.execute(f"UPDATE machines SET status = 'ready', power_state = %s, updated = now() WHERE id = %s"
-                f" RETURNING {COLUMNS}", (vm.power_state, machine_id))
+                f" RETURNING {COLUMNS}", (vm.power_state, reserved.id))
     row = cur.fetchone()
     if vm.interfaces:
         cur.execute("UPDATE machine_interfaces i SET mac = v.mac FROM unnest(%s::text[], %s::text[]) AS v(name, mac)"
                     " WHERE i.machine_id = %s AND i.name = v.name",
-                    ([n.name for n in vm.interfaces], [n.mac for n in vm.interfaces], machine_id))
-    if vm.disks:
+                    ([n.name for n in vm.interfaces], [n.mac for n in vm.interfaces], reserved.id))
+    reported = {d.name: d.size for d in vm.disks}
+    resized = [(d.name, reported[d.name]) for d in reserved.disks if reported.get(d.name, d.size) != d.size]
+    if resized:
         cur.execute("UPDATE machine_disks d SET size = v.size FROM unnest(%s::text[], %s::bigint[]) AS v(name, size)"
                     " WHERE d.machine_id = %s AND d.name = v.name",
-                    ([d.name for d in vm.disks], [d.size for d in vm.disks], machine_id))
-    return Machine(*row, disks=disks_thd(cur, [machine_id]).get(machine_id, []),
-                   interfaces=nics_thd(cur, [machine_id]).get(machine_id, []))
+                    ([name for name, _ in resized], [size for _, size in resized], reserved.id))
+    disks = [attrs.evolve(d, size=reported.get(d.name, d.size)) for d in reserved.disks]
+    nics = nics_thd(cur, [reserved.id]).get(reserved.id, []) if reserved.interfaces else []
+    return Machine(*row, disks=disks, interfaces=nics)
 
 
 def set_power_state_thd(cur, machine_id: int, state: str) -> None:

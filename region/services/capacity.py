@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from region import placement
-from region.db import host_inventory, host_load, hosts, machines
+from region.db import host_load, hosts, machines
 from region.services.compose_request import StorageAsk
 
 
@@ -28,8 +28,8 @@ def allocation_of(m: machines.Machine) -> placement.Allocation:
 
 def capacity_thd(cur, host: hosts.VMHost) -> tuple[placement.HostCapacity, list[placement.Allocation]]:
     """The host's capacity and every VM recorded on it (reservations included)."""
-    capacity = host_capacity(host, host_inventory.numa_nodes_thd(cur, host.id))
-    return capacity, [_allocation_of_load(v) for v in host_load.vm_loads_thd(cur, host.id)]
+    load = host_load.host_load_thd(cur, host.id)
+    return host_capacity(host, load.numa_nodes), [_allocation_of_load(v) for v in load.vms]
 
 
 def _allocation_of_load(v: host_load.VMLoad) -> placement.Allocation:

@@ -22,7 +22,6 @@ from twisted.logger import Logger
 
 from common import hosterrors
 from common.models import CONTAINER, ComposeRequest, HostTarget, RequestedDisk, RequestedNic, VMDisk
-from common.tls import new_system_id
 from region import placement
 from region.db import hosts, machines, named, networks
 from region.netconstraints import ConstraintError, attach_type, resolve
@@ -62,15 +61,10 @@ def _zone_pool_thd(cur, ask: ComposeAsk, host: hosts.VMHost) -> tuple[int, int]:
     return zone.id, pool_id
 
 
-def _hostname_thd(cur, ask: ComposeAsk) -> str:
-    if ask.hostname:
-        if machines.hostname_taken_thd(cur, ask.hostname):
-            raise FieldError("hostname", f'Node with hostname "{ask.hostname}" already exists.')
-        return ask.hostname
-    while True:
-        name = f"vm-{new_system_id()}"
-        if not machines.hostname_taken_thd(cur, name):
-            return name
+def _check_hostname_thd(cur, ask: ComposeAsk) -> None:
+    """A hostname asked for must be free (a generated one is drawn when the machine is inserted)."""
+    if ask.hostname and machines.hostname_taken_thd(cur, ask.hostname):
+        raise FieldError("hostname", machines.hostname_taken_message(ask.hostname))
 
 
 def _requested_disks(ask: ComposeAsk, disks: list[VMDisk]) -> list[RequestedDisk]:
@@ -96,7 +90,7 @@ def reserve_locked_thd(cur, host: hosts.VMHost, ask: ComposeAsk, owner_id: int |
     if host.state != "ready":
         raise HostNotReady(f"VM host {host.name} is not ready ({host.state}): {host.state_message}")
     zone_id, pool_id = _zone_pool_thd(cur, ask, host)
-    hostname = _hostname_thd(cur, ask)
+    _check_hostname_thd(cur, ask)
     capacity, allocations = capacity_thd(cur, host)
     request = placement.Request(cores=ask.cores, memory=ask.memory, pinned=ask.pinned_cores,
                                 hugepages_backed=ask.hugepages_backed, disks=disk_requests(ask.storage, host))
@@ -118,7 +112,7 @@ def reserve_locked_thd(cur, host: hosts.VMHost, ask: ComposeAsk, owner_id: int |
         raise Conflict(f"VM host {host.name} cannot fit this VM: " + "; ".join(shortfalls) + ".")
     disks = [VMDisk(s.label, s.size, pool) for s, pool in zip(ask.storage, placed.disk_pools)]
     new = machines.NewMachine(
-        hostname=hostname, host_id=host.id, project=host.project, architecture=ask.architecture,
+        hostname=ask.hostname, host_id=host.id, project=host.project, architecture=ask.architecture,
         cpu_count=ask.cores, memory=ask.memory, pinned_cores=list(placed.pinned),
         hugepages_backed=ask.hugepages_backed, numa_nodes=list(placed.numa_nodes), zone_id=zone_id,
         pool_id=pool_id, owner_id=owner_id, dynamic=dynamic, tags=list(host.tags), disks=disks, nics=nics,
@@ -129,7 +123,7 @@ def reserve_locked_thd(cur, host: hosts.VMHost, ask: ComposeAsk, owner_id: int |
             subnet = networks.subnet_for_ip_thd(cur, ip)
             networks.allocate_ip_thd(cur, subnet.id, ip, nic_ids[r.ask.ifname])
     compose_request = ComposeRequest(
-        instance_name=hostname, architecture=ask.architecture, cores=ask.cores,
+        instance_name=machine.instance_name, architecture=ask.architecture, cores=ask.cores,
         memory=ask.memory, pinned_cores=list(placed.pinned), hugepages_backed=ask.hugepages_backed,
         disks=_requested_disks(ask, disks),
         nics=[RequestedNic(n.name, NICTYPE[n.attach_type], n.attach_name) for n in nics],
@@ -184,7 +178,7 @@ async def compose_on_host(ctx: Context, host_id: int | str, ask: ComposeAsk | Co
     faults.compose_step(faults.AFTER_RACK_CREATED)
 
     def finish_thd(cur):
-        done = machines.finish_compose_thd(cur, machine.id, vm)
+        done = machines.finish_compose_thd(cur, machine, vm)
         ctx.audit_thd(cur, "MACHINE_COMPOSED", f"composed {done.hostname} on VM host {done.host_id}", "machine",
                       done.system_id)
         return done

@@ -122,11 +122,7 @@ async def update_machine(ctx: Context, system_id: str, changes: MachineChanges) 
 
 async def delete_machine(ctx: Context, system_id: str) -> None:
     """Delete the machine's VM on its host, then the record (freeing what it held)."""
-    def load_thd(cur):  # the machine and how to reach its host, in one transaction
-        machine = machines.get_thd(cur, system_id)
-        return machine, ctx.hosts.target_thd(cur, hosts.get_thd(cur, machine.host_id))
-
-    machine, target = await ctx.db.run(load_thd)
+    machine, target = await ctx.db.run(ctx.hosts.machine_target_thd, system_id)
     try:
         await compose.decompose(ctx, machine, target)
     except hosterrors.DriverError as e:

@@ -1,0 +1,40 @@
+"""How to reach the host of a machine, read with the machine in one statement (deleting a VM
+needs nothing else: neither the machine's disks and NICs nor the host's storage pools)."""
+
+from __future__ import annotations
+
+import attrs
+
+from region.db import machines
+from region.db.errors import NotFound
+from region.secretbox import SecretBox
+
+_MACHINE_COLUMNS = ", ".join(f"m.{column.strip()}" for column in machines.COLUMNS.split(","))
+
+
+@attrs.frozen
+class HostReach:
+    """A host's address, identity and decrypted secret (the LXD client key or SSH password)."""
+
+    type: str
+    power_address: str
+    project: str
+    certificate: str | None
+    server_fingerprint: str | None
+    secret: str | None = attrs.field(repr=False)
+
+
+def machine_and_reach_thd(cur, box: SecretBox, system_id: str) -> tuple[machines.Machine, HostReach]:
+    """The machine's own row (its disks and NICs are not read: the list fields stay empty) and
+    how to reach its host; NotFound("Machine") when there is no such machine."""
+    cur.execute(f"SELECT {_MACHINE_COLUMNS}, h.type, h.power_address, h.project, h.certificate,"
+                " h.server_fingerprint, s.value"
+                " FROM machines m JOIN vm_hosts h ON h.id = m.host_id LEFT JOIN secrets s ON s.name = h.key_secret"
+                " WHERE m.system_id = %s", (system_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise NotFound("Machine")
+    *machine, host_type, address, project, certificate, fingerprint, secret = row
+    return (machines.Machine(*machine),
+            HostReach(host_type, address, project, certificate, fingerprint,
+                      None if secret is None else box.decrypt(secret)))
