@@ -1,22 +1,30 @@
 """Cold start of an embedded region: from exec to an API answer, initdb included.
 
-Run from the repository root:  python -m bench.coldstart [--runs 7]
+Run from the repository root:  python -m bench.coldstart [--runs 7] [--base COMMIT] [--compiled]
 
 Each run starts `python -m region.daemon` on a fresh data dir (so it creates its own
 PostgreSQL cluster), with no local rack, and times until `GET version/` answers 200; then
-stops it (SIGTERM to its PID; the region stops its cluster) and removes the dir.  Beside
-it, the parts: a bare `initdb` as the region runs it, and `import region.service` in a
-fresh interpreter.  p50/p95 are printed with PASS/FAIL against the 3 s target.
+stops it (SIGTERM to its PID; the region stops its cluster) and removes the dir.  The
+region's log is read as it is written, so each phase is timed from exec by when its line
+appears.  With `--base`, the same start of that commit (exported with `git archive` to a
+temporary dir) alternates with this tree's, first one then the other.  `--compiled` runs
+with bytecode cached in a private dir (warmed by a discarded start), as an installed
+package would; otherwise the environment decides (PYTHONDONTWRITEBYTECODE compiles every
+module on each start).  Beside it, the parts: a bare `initdb` as the region runs it, and
+`import region.service` in a fresh interpreter.  p50/p95 are printed with PASS/FAIL
+against the 3 s target.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +32,17 @@ from devstack.daemons import REPO, RegionProcess, http_get
 from region.embedded_pg import EmbeddedPostgres
 
 TARGET = 3.0
+# Phase → the region log line that ends it (debug level; see region/daemon.py, service.py,
+# embedded_pg.py).  Lines are seen by polling the log, so each time is late by up to ~5 ms.
+PHASES = (
+    ("initdb done", "initdb done"),
+    ("imports done", "region modules loaded"),
+    ("postgres accepting", "the embedded PostgreSQL accepts connections"),
+    ("database created", "database vmyard ready"),
+    ("migrations applied", "database schema at head"),
+    ("secrets loaded", "region key, CA and enrolment secret loaded"),
+    ("site listening", "HTTP listening on port"),
+)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -31,24 +50,49 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def one_start(base: Path) -> float:
-    region = RegionProcess.make(base / "region", dsn=None)
+class _LogWatch(threading.Thread):
+    """Notes when each phase's line first appears in the region's log."""
+
+    def __init__(self, log: Path, started: float) -> None:
+        super().__init__(daemon=True)
+        self.log, self.started, self.seen, self.done = log, started, {}, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            text = self.log.read_text(errors="replace") if self.log.exists() else ""
+            now = time.perf_counter() - self.started
+            for phase, line in PHASES:
+                if phase not in self.seen and line in text:
+                    self.seen[phase] = now
+            self.done.wait(0.005)
+
+
+def one_start(base: Path, tree: Path, env: dict[str, str]) -> dict[str, float]:
+    """Seconds from exec to each phase and to the first answer ("answer")."""
+    region = RegionProcess.make(base / "region", dsn=None, env={**env, "PYTHONPATH": str(tree)})
+    region.args.insert(1, "-P")  # modules from `tree` (PYTHONPATH), not from the working dir
     started = time.perf_counter()
+    watch = _LogWatch(region.log, started)
+    watch.start()
     region.start()
     try:
         while True:
             try:
                 if http_get(region.api + "version/", 1)[0] == 200:
-                    return time.perf_counter() - started
+                    answered = time.perf_counter() - started
+                    break
             except OSError:
                 pass
             if not region.running:
                 raise RuntimeError("the region exited:\n" + region.output()[-3000:])
             if time.perf_counter() - started > 120:
                 raise RuntimeError("the region did not answer within 120 s")
-            time.sleep(0.02)
+            time.sleep(0.005)
     finally:
         region.stop()
+        watch.done.set()
+        watch.join()
+    return {**watch.seen, "answer": answered}
 
 
 def bare_initdb(base: Path) -> float:
@@ -58,9 +102,10 @@ def bare_initdb(base: Path) -> float:
     return time.perf_counter() - started
 
 
-def import_time() -> float:
+def import_time(env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import region.service"], cwd=str(REPO), check=True)
+    subprocess.run([sys.executable, "-c", "import region.service"], cwd=str(REPO), check=True,
+                   env={**os.environ, **env})
     return time.perf_counter() - started
 
 
@@ -71,28 +116,75 @@ def report(what: str, values: list[float], target: float | None = None) -> None:
     print(line)
 
 
-def run(runs: int) -> None:
-    starts, initdbs, imports = [], [], []
-    for _ in range(runs):
-        base = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-", dir="/tmp"))
-        base.chmod(0o711)  # the cluster may run as the service user, who must reach its dir
-        try:
-            starts.append(one_start(base))
-            initdbs.append(bare_initdb(base))
-            imports.append(import_time())
-        finally:
-            shutil.rmtree(base, ignore_errors=True)
-    report("cold start to API answer", starts, TARGET)
-    report("  initdb alone", initdbs)
-    report("  import region.service", imports)
-    print(f"  (mean start {statistics.mean(starts):.2f} s)")
+def export_commit(commit: str, into: Path) -> Path:
+    tree = into / "tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=str(REPO), check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def start_once(tree: Path, env: dict[str, str]) -> dict[str, float]:
+    base = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-", dir="/tmp"))
+    base.chmod(0o711)  # the cluster may run as the service user, who must reach its dir
+    try:
+        return one_start(base, tree, env)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def run(runs: int, base_commit: str | None, compiled: bool) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-trees-", dir="/tmp"))
+    scratch.chmod(0o711)
+    env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(scratch / "pyc")} if compiled else {}
+    trees = {"now": REPO}
+    if base_commit:
+        trees["base"] = export_commit(base_commit, scratch)
+    try:
+        if compiled:
+            for tree in trees.values():
+                start_once(tree, env)  # fills the bytecode cache
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+        for i in range(runs):
+            order = list(trees) if i % 2 == 0 else list(reversed(trees))
+            for name in order:
+                results[name].append(start_once(trees[name], env))
+                print(f"run {i + 1} {name}: {results[name][-1]['answer']:.2f} s  (load {os.getloadavg()[0]:.2f})",
+                      flush=True)
+        initdbs, imports = [], []
+        for _ in range(runs):
+            base = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-", dir="/tmp"))
+            base.chmod(0o711)
+            try:
+                initdbs.append(bare_initdb(base))
+            finally:
+                shutil.rmtree(base, ignore_errors=True)
+            imports.append(import_time(env))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for name, starts in results.items():
+        label = "this tree" if name == "now" else f"base {base_commit}"
+        report(f"cold start to API answer ({label})", [s["answer"] for s in starts], TARGET)
+        for phase, _ in PHASES:
+            times = [s[phase] for s in starts if phase in s]
+            if times:
+                print(f"    {phase:24} at p50 {pct(times, 0.5):5.2f} s (n={len(times)})")
+        print(f"    mean start {statistics.mean(s['answer'] for s in starts):.2f} s")
+    if base_commit:
+        ratios = [n["answer"] / b["answer"] for n, b in zip(results["now"], results["base"])]
+        print(f"now / base per round: {', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})")
+    report("initdb alone", initdbs)
+    report("import region.service", imports)
+    print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--base", metavar="COMMIT", help="alternate with a start of this commit")
+    parser.add_argument("--compiled", action="store_true", help="with bytecode cached, as when installed")
     args = parser.parse_args(argv)
-    run(args.runs)
+    run(args.runs, args.base, args.compiled)
 
 
 if __name__ == "__main__":

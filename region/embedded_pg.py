@@ -1,18 +1,20 @@
 """The embedded default: a private PostgreSQL cluster inside the data dir.
 
-With no DSN configured the region runs its own cluster: `initdb` on first
-start, `pg_ctl start` on every start, `pg_ctl stop` on shutdown.  `prestart` begins that
-in a thread as soon as the daemon has its configuration, so it overlaps the imports.
+With no DSN configured the region runs its own cluster: `initdb` on first start, the
+`postgres` server on every start (spawned directly, ready as soon as its pid file says so),
+`pg_ctl stop` on shutdown.  `prestart` begins all of that, and the migrations, in a thread
+as soon as the daemon has its configuration, before Twisted is even imported, so it
+overlaps the region's imports.
 
 A new cluster is made with `initdb --no-sync` and flushed to disk by `initdb --sync-only`
 in the background once the server runs: the files initdb writes are the same, only the
-fsync of each (most of initdb's time on a slow disk) leaves the start path.  The window
-is the first seconds of a brand-new, empty cluster; the server itself runs with fsync on,
-so everything the region writes is durable as usual.  It listens
-only on a Unix socket in a directory only its owner can enter, so "trust"
-authentication on that socket admits nobody else.  PostgreSQL refuses to run
-as root; when we are root it runs as the system user `vmyard`, created on
-demand.
+fsync of each (most of initdb's time on a slow disk) leaves the start path.  The region
+reports ready (READY=1, "region ready") only once that flush is done, so the window is the
+first second of a brand-new, empty cluster; the server itself runs with fsync on, so
+everything the region writes is durable as usual.  It listens only on a Unix socket in a
+directory only its owner can enter, so "trust" authentication on that socket admits
+nobody else.  PostgreSQL refuses to run as root; when we are root it runs as the system
+user `vmyard`, created on demand.
 """
 
 from __future__ import annotations
@@ -25,17 +27,16 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import attrs
-from twisted.application import service
-from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from common.procs import process_exists
+from region.db import migrate
 
 if TYPE_CHECKING:
     from region.config import RegionConfig
@@ -47,6 +48,8 @@ DB_NAME = "vmyard"
 DB_USER = "vmyard"
 PORT = 5432
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for ".s.PGSQL.5432"
+START_TIMEOUT = 120.0  # seconds for the server to accept connections
+_READY_POLL = 0.01  # seconds between looks at postmaster.pid (pg_ctl -w looks every 0.1 s)
 
 
 class EmbeddedPostgresError(RuntimeError):
@@ -88,16 +91,15 @@ def ensure_service_user(name: str = SERVICE_USER) -> pwd.struct_passwd:
 class EmbeddedPostgres:
     """One cluster under `data_dir/postgres`.
 
-    :ivar started_here: True when `start()` launched the server (so `stop()`
-        should stop it); False when it was already running.
     :ivar unsynced: initdb has just made it without flushing it to disk (see above).
     """
 
     data_dir: Path
     extra_settings: dict[str, str] = attrs.field(factory=dict)
-    started_here: bool = False
     unsynced: bool = False
     _bindir: Path | None = None
+    _server: subprocess.Popen | None = None  # the server when `start()` spawned it
+    _flushed: threading.Event = attrs.field(factory=lambda: _already_set())
 
     @property
     def pgdata(self) -> Path:
@@ -128,11 +130,9 @@ class EmbeddedPostgres:
         return ensure_service_user() if os.geteuid() == 0 else None
 
     def _run(self, args: list[str], user: pwd.struct_passwd | None, timeout: float = 120) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env["LC_ALL"] = "C.UTF-8"
         proc = subprocess.run(
             args, user=user.pw_uid if user else None, group=user.pw_gid if user else None,
-            env=env, capture_output=True, text=True, timeout=timeout, cwd="/",
+            env=_server_env(), capture_output=True, text=True, timeout=timeout, cwd="/",
         )
         if proc.returncode != 0:
             raise EmbeddedPostgresError(
@@ -141,7 +141,8 @@ class EmbeddedPostgres:
 
     def _prepare_dirs(self, user: pwd.struct_passwd | None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for d in (self.pgdata, self.socket_dir):
+        # The cluster's own directory is made by `initdb`; an existing one keeps its owner and mode.
+        for d in (self.socket_dir, *([self.pgdata] if self.pgdata.exists() else [])):
             d.mkdir(mode=0o700, exist_ok=True)
             if user:
                 os.chown(d, user.pw_uid, user.pw_gid)
@@ -176,51 +177,121 @@ class EmbeddedPostgres:
         except (FileNotFoundError, ValueError, PermissionError):
             return None
 
+    @property
+    def _new_pgdata(self) -> Path:
+        return self.data_dir / "postgres.new"
+
     def initdb(self) -> None:
+        """Make the cluster unless there is one.  initdb writes into `postgres.new`, renamed to
+        `postgres` once complete, so a start interrupted half-way is redone, not half-used."""
         user = self._run_as()
         self._prepare_dirs(user)
         if self.is_initialised():
             return
+        if self.pgdata.exists():
+            if any(self.pgdata.iterdir()):
+                raise EmbeddedPostgresError(
+                    f"{self.pgdata} holds files but no PostgreSQL cluster (PG_VERSION is missing); "
+                    "move it away to have a new cluster made"
+                )
+            self.pgdata.rmdir()
+        if self._new_pgdata.exists():
+            log.warn("removing {path}, left by an interrupted initdb", path=str(self._new_pgdata))
+            shutil.rmtree(self._new_pgdata)
+        self._new_pgdata.mkdir(mode=0o700)
+        if user:
+            os.chown(self._new_pgdata, user.pw_uid, user.pw_gid)
         log.info("creating the embedded PostgreSQL cluster in {pgdata}", pgdata=str(self.pgdata))
         self._run(
-            [self._bin("initdb"), "-D", str(self.pgdata), "-U", DB_USER, "-A", "trust",
+            [self._bin("initdb"), "-D", str(self._new_pgdata), "-U", DB_USER, "-A", "trust",
              "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions", "--no-sync"],
             user,
         )
+        self._new_pgdata.rename(self.pgdata)
         self.unsynced = True
+        log.debug("initdb done")
 
     def _sync_new_cluster(self) -> None:
-        """What `initdb` would have done before returning: fsync every file it wrote."""
+        """What `initdb` would have done before returning: fsync every file it wrote (and the
+        rename that put the cluster in place)."""
         try:
             self._run([self._bin("initdb"), "--sync-only", "-D", str(self.pgdata)], self._run_as(), timeout=600)
+            fd = os.open(self.data_dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except (EmbeddedPostgresError, OSError, subprocess.TimeoutExpired) as e:
             log.warn("could not flush the new PostgreSQL cluster to disk: {error}", error=str(e))
 
     def start(self) -> None:
-        """initdb if needed, start unless running, create the database."""
+        """initdb if needed, start unless running, create the database.  A new cluster's flush
+        to disk then runs in the background: `wait_flushed` waits for it."""
         self.initdb()
-        user = self._run_as()
-        self._prepare_dirs(user)
         if not self.is_running():
-            settings = {
-                "listen_addresses": "''",
-                "unix_socket_directories": f"'{self.socket_dir}'",
-                "port": str(PORT),
-                "max_connections": "100",
-                **self.extra_settings,
-            }
-            opts = " ".join(f"-c {k}={v}" for k, v in settings.items())
-            log.info("starting the embedded PostgreSQL (socket in {dir})", dir=str(self.socket_dir))
-            self._run(
-                [self._bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
-                 "-o", opts, "-w", "-t", "120", "start"],
-                user,
-            )
-            self.started_here = True
+            self._spawn_server()
+            log.debug("the embedded PostgreSQL accepts connections")
         self._create_database()
+        log.debug("database {name} ready", name=DB_NAME)
         if self.unsynced:
             self.unsynced = False
-            threading.Thread(target=self._sync_new_cluster, name="embedded-pg-sync", daemon=True).start()
+            self._flushed.clear()
+            threading.Thread(target=self._flush, name="embedded-pg-sync", daemon=True).start()
+
+    def _flush(self) -> None:
+        try:
+            self._sync_new_cluster()
+        finally:
+            self._flushed.set()
+
+    def wait_flushed(self) -> None:
+        """Returns once a new cluster is on disk (at once for an existing one)."""
+        self._flushed.wait()
+
+    def _spawn_server(self) -> None:
+        """`postgres` itself, in its own session (as `pg_ctl start` would run it); returns once
+        its pid file says it accepts connections, sooner than `pg_ctl -w`'s 0.1 s polls."""
+        user = self._run_as()
+        settings = {
+            "listen_addresses": "",
+            "unix_socket_directories": str(self.socket_dir),
+            "port": str(PORT),
+            "max_connections": "100",
+            **self.extra_settings,
+        }
+        args = [self._bin("postgres"), "-D", str(self.pgdata)]
+        for name, value in settings.items():
+            args += ["-c", f"{name}={value}"]
+        log.info("starting the embedded PostgreSQL (socket in {dir})", dir=str(self.socket_dir))
+        with open(self.log_file, "ab") as out:
+            self._server = subprocess.Popen(
+                args, user=user.pw_uid if user else None, group=user.pw_gid if user else None,
+                env=_server_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
+                start_new_session=True,  # a Ctrl-C in the region's terminal is not the server's
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not self._pid_file_says_ready():
+            if self._server.poll() is not None:
+                raise EmbeddedPostgresError(f"postgres exited ({self._server.returncode}) while starting; "
+                                            f"see {self.log_file}: {self._log_tail()}")
+            if time.monotonic() > deadline:
+                raise EmbeddedPostgresError(f"postgres did not accept connections within {START_TIMEOUT:g} s; "
+                                            f"see {self.log_file}")
+            time.sleep(_READY_POLL)
+
+    def _pid_file_says_ready(self) -> bool:
+        # postmaster.pid: PID first, the status ("ready" once connections are accepted) 8th.
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            return False
+        return len(lines) >= 8 and lines[0] == str(self._server.pid) and lines[7].strip() == "ready"
+
+    def _log_tail(self) -> str:
+        try:
+            return " | ".join(self.log_file.read_text(errors="replace").splitlines()[-5:])
+        except OSError:
+            return ""
 
     def _create_database(self) -> None:
         import psycopg2
@@ -236,61 +307,69 @@ class EmbeddedPostgres:
             conn.close()
 
     def stop(self) -> None:
-        if not self.is_running():
-            return
-        log.info("stopping the embedded PostgreSQL")
-        self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60", "stop"],
-                  self._run_as())
-        self.started_here = False
+        if self.is_running():
+            log.info("stopping the embedded PostgreSQL")
+            self._run([self._bin("pg_ctl"), "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60", "stop"],
+                      self._run_as())
+        if self._server is not None:
+            self._server.wait()  # our child: reaped here, not left a zombie
+            self._server = None
 
 
-def prestart(config: RegionConfig) -> Future | None:
-    """With no DSN: the embedded cluster's start (initdb the first time) begun at once in a
-    thread, for `EmbeddedPostgresService` to wait on; it then overlaps the imports and the
-    set-up that come before the region needs its database."""
+def _server_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C.UTF-8"
+    return env
+
+
+def _already_set() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
+@attrs.frozen
+class ClusterStart:
+    """A cluster's start under way in a thread: initdb the first time, the server, the
+    database, the migrations.
+
+    :ivar done: its result is the migration versions applied; or the error that stopped it.
+    """
+
+    pg: EmbeddedPostgres
+    done: Future
+
+    @classmethod
+    def begin(cls, pg: EmbeddedPostgres) -> ClusterStart:
+        begun = cls(pg, Future())
+        threading.Thread(target=begun._run, name="embedded-pg-start", daemon=True).start()
+        return begun
+
+    def _run(self) -> None:
+        try:
+            self.pg.start()
+            applied = migrate.migrate(self.pg.dsn)
+            log.debug("database schema at head")
+        except BaseException as e:  # handed to the service, which reports it
+            self.done.set_exception(e)
+        else:
+            self.done.set_result(applied)
+
+
+def prestart(config: RegionConfig) -> ClusterStart | None:
+    """With no DSN: the embedded cluster's start begun at once in a thread, for
+    `EmbeddedPostgresService` to wait on; it then overlaps the imports and the set-up that
+    come before the region needs its database."""
     if config.database_dsn:
         return None
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o711)
-    pg, started = EmbeddedPostgres(config.data_dir), Future()
-
-    def start() -> None:
-        try:
-            pg.start()
-        except BaseException as e:  # handed to the service, which reports it
-            started.set_exception(e)
-        else:
-            started.set_result(None)
-
-    threading.Thread(target=start, name="embedded-pg-start", daemon=True).start()
-    return started
+    return ClusterStart.begin(EmbeddedPostgres(config.data_dir))
 
 
-def database_dsn(config: RegionConfig) -> tuple[str, EmbeddedPostgres | None]:
+def database_dsn(config: RegionConfig, prestarted: ClusterStart | None = None) -> tuple[str, EmbeddedPostgres | None]:
     """The DSN to use and, for the embedded default, the cluster behind it."""
     if config.database_dsn:
         return config.database_dsn, None
-    pg = EmbeddedPostgres(config.data_dir)
+    pg = prestarted.pg if prestarted is not None else EmbeddedPostgres(config.data_dir)
     return pg.dsn, pg
-
-
-@attrs.define(eq=False)
-class EmbeddedPostgresService(service.Service):
-    """Runs the cluster while the service runs (pg_ctl in a thread).
-
-    :ivar started: fires once the cluster accepts connections, or fails with why not.
-    """
-
-    pg: EmbeddedPostgres
-    prestarted: Future | None = None  # from `prestart`: the start already under way
-    started: defer.Deferred = attrs.field(init=False, factory=defer.Deferred)
-
-    def startService(self) -> None:
-        service.Service.startService(self)
-        start = self.prestarted.result if self.prestarted is not None else self.pg.start
-        threads.deferToThread(start).chainDeferred(self.started)
-
-    def stopService(self) -> defer.Deferred:
-        service.Service.stopService(self)
-        # The cluster in our data dir is ours to stop.
-        return threads.deferToThread(self.pg.stop)

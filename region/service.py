@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from concurrent.futures import Future
 
 import attrs
 from twisted.application import service
@@ -20,7 +19,8 @@ from region.api import make_site
 from region.config import RegionConfig
 from region.db import migrate, racks, secrets, users
 from region.db.pool import Database
-from region.embedded_pg import EmbeddedPostgres, EmbeddedPostgresService, database_dsn
+from region.embedded_pg import ClusterStart, EmbeddedPostgres, database_dsn
+from region.embedded_pg_service import EmbeddedPostgresService
 from region.local_rack import LocalRackProcess, LocalRackSettings
 from region.metrics import RegionMetrics
 from region.periodic import PeriodicService
@@ -112,7 +112,7 @@ class RegionService(service.MultiService):
     local_rack: LocalRackProcess | None = None
     ready: defer.Deferred = attrs.field(factory=defer.Deferred)
     hosts: HostManager | None = None
-    prestarted: Future | None = None  # region.embedded_pg.prestart's, when the daemon began it
+    prestarted: ClusterStart | None = None  # region.embedded_pg.prestart's, when the daemon began it
     metrics: RegionMetrics = attrs.field(factory=RegionMetrics)
     _starting: defer.Deferred | None = None
 
@@ -130,6 +130,7 @@ class RegionService(service.MultiService):
 
     async def _start(self) -> None:
         secret = await self._prepare()
+        log.debug("region key, CA and enrolment secret loaded")
         await self._listen()
         cfg = self.config
         databases = {"main": self.db}
@@ -160,6 +161,8 @@ class RegionService(service.MultiService):
             # After the local rack, so it stops first: its refreshes are cancelled, not cut off
             # by the rack going away (which would count as failures of the hosts).
             scheduler.setServiceParent(self)  # it closes the background pool when it stops
+        if self.embedded is not None:
+            await threads.deferToThread(self.embedded.wait_flushed)  # a new cluster is on disk before READY
         sdnotify.notify("READY=1\nSTATUS=region ready")
         log.info("region ready: API at {url}api/2.0/, web UI at {url}r/, RPC on port {rpc}", url=self._url(),
                  rpc=self.rpc_port)
@@ -175,12 +178,13 @@ class RegionService(service.MultiService):
         raise_open_files_limit()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.data_dir, 0o711)
-        dsn, self.embedded = database_dsn(cfg)
-        if self.embedded is not None:
+        dsn, self.embedded = database_dsn(cfg, self.prestarted)
+        if self.embedded is not None:  # its start migrates too, as early as it can
             cluster = EmbeddedPostgresService(self.embedded, self.prestarted)
             cluster.setServiceParent(self)
-            await cluster.started
-        applied = await threads.deferToThread(migrate.migrate, dsn)
+            applied = await cluster.started
+        else:
+            applied = await threads.deferToThread(migrate.migrate, dsn)
         if applied:
             log.info("applied database migrations {versions}", versions=applied)
         self.box = SecretBox.load_or_create(cfg.key_file)
@@ -213,6 +217,7 @@ class RegionService(service.MultiService):
         http, http_bound = listeners.listener(listeners.http_endpoint(self.reactor, cfg), site)
         http.setServiceParent(self)
         self.http_port = await http_bound
+        log.debug("HTTP listening on port {port}", port=self.http_port)
         if cfg.https_host is not None:
             https, https_bound = listeners.listener(listeners.https_endpoint(self.reactor, cfg, self.ca), site)
             https.setServiceParent(self)

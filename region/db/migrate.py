@@ -1,7 +1,7 @@
 """A small versioned-SQL migration runner.
 
 Migrations are `migrations/NNNN_name.sql`, applied in order, each in its own
-transaction, under a PostgreSQL advisory lock so that several regions starting
+transaction (all pending ones sent as one script), under a PostgreSQL advisory lock so that several regions starting
 at once against one database apply each migration exactly once.
 """
 
@@ -46,43 +46,45 @@ def applied_versions_thd(cur) -> list[int]:
 
 
 def migrate_connection(conn, directory: Path = MIGRATIONS_DIR) -> list[int]:
-    """Bring the schema to head; returns the versions applied now."""
-    applied_now = []
+    """Bring the schema to head; returns the versions applied now.
+
+    The pending migrations reach the server as one script, one round trip (a start beside
+    other work in this process then waits for the GIL once, not a hundred times), each still
+    in its own transaction: one that fails is rolled back and ends the script, those before
+    it stay applied."""
     old_autocommit = conn.autocommit
-    conn.autocommit = False
+    conn.autocommit = True  # the script's own BEGIN/COMMIT mark the transactions
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
-        conn.commit()
-        try:
-            with conn.cursor() as cur:
+            try:
                 cur.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
                     " version integer PRIMARY KEY, name text NOT NULL,"
                     " applied_at timestamptz NOT NULL DEFAULT now())"
                 )
-                conn.commit()
                 done = set(applied_versions_thd(cur))
-                for mig in available_migrations(directory):
-                    if mig.version in done:
-                        continue
-                    cur.execute(mig.sql)
-                    cur.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                        (mig.version, mig.name),
-                    )
-                    conn.commit()
-                    applied_now.append(mig.version)
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            with conn.cursor() as cur:
+                pending = [m for m in available_migrations(directory) if m.version not in done]
+                if pending:
+                    try:
+                        cur.execute(_script(cur, pending))
+                    except BaseException:
+                        cur.execute("ROLLBACK")  # the failed migration's transaction
+                        raise
+            finally:
                 cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
-            conn.commit()
     finally:
         conn.autocommit = old_autocommit
-    return applied_now
+    return [m.version for m in pending]
+
+
+def _script(cur, pending: list[Migration]) -> str:
+    parts = []
+    for mig in pending:
+        record = cur.mogrify("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                             (mig.version, mig.name)).decode()
+        parts.append(f"BEGIN;\n{mig.sql}\n;\n{record};\nCOMMIT;\n")
+    return "".join(parts)
 
 
 def migrate(dsn: str) -> list[int]:
