@@ -339,7 +339,8 @@ class NewNic:
 
 @attrs.frozen
 class NewMachine:
-    """A VM about to be composed: placed, but not yet on the host (hostname None: `vm-<random>`)."""
+    """A VM about to be composed: placed, but not yet on the host (hostname None: `vm-<random>`;
+    zone_id None: the default zone)."""
 
     hostname: str | None
     host_id: int
@@ -350,7 +351,7 @@ class NewMachine:
     pinned_cores: list[int]
     hugepages_backed: bool
     numa_nodes: list[int]
-    zone_id: int
+    zone_id: int | None
     pool_id: int
     owner_id: int | None
     dynamic: bool
@@ -379,8 +380,8 @@ NIC_COLUMNS = "id, name, mac, attach_type, attach_name, vid, boot, vlan_id, disc
 def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
     """Insert the machine as 'composing' so it counts at once; returns it and its NIC ids by name.
 
-    One statement per table (disks and NICs as arrays), each returning its rows: nothing is read back.
-    The random system id (and the hostname `vm-<random>` when `new.hostname` is None) is not looked
+    The machine and its disks are one statement, the NICs another (arrays in, rows returned): nothing
+    is read back.  The random system id (and the hostname `vm-<random>` when `new.hostname` is None) is not looked
     up first: a clash inserts nothing and fresh ones are drawn.  A given hostname that clashes
     with a machine's hostname, or with an instance of that name in the host's project, is a
     FieldError on "hostname".
@@ -388,14 +389,21 @@ def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
     for _ in range(RESERVE_ATTEMPTS):
         hostname = new.hostname or f"vm-{new_system_id()}"
         cur.execute(
-            "INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic, status,"
-            " power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
+            "WITH m AS (INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic,"
+            " status, power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
             " zone_id, pool_id, owner_id, composing_region, instance_type) VALUES (%s, %s, %s, %s, %s, 'composed',"
-            " %s, 'composing', 'off', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
-            f" RETURNING {COLUMNS}",
+            " %s, 'composing', 'off', %s, %s, %s, %s, %s, %s, %s,"
+            " COALESCE(%s, (SELECT id FROM zones WHERE is_default)), %s, %s, %s, %s)"
+            f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}),"
+            " d AS (INSERT INTO machine_disks (machine_id, name, size, storage_pool)"
+            "       SELECT m.id, v.* FROM m, unnest(%s::text[], %s::bigint[], %s::text[]) AS v"
+            "       RETURNING id, name, size, storage_pool)"
+            " SELECT m.*, COALESCE((SELECT json_agg(json_build_array(d.id, d.name, d.size, d.storage_pool)"
+            "                                       ORDER BY d.id) FROM d), '[]'::json) FROM m",
             (new_system_id(), hostname, new.host_id, new.project, hostname, new.dynamic,
              new.architecture, new.cpu_count, new.pinned_cores, new.memory, new.hugepages_backed, new.numa_nodes,
-             new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region, new.instance_type),
+             new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region, new.instance_type,
+             [d.name for d in new.disks], [d.size for d in new.disks], [d.pool for d in new.disks]),
         )
         row = cur.fetchone()
         if row is not None:
@@ -404,15 +412,9 @@ def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
             _check_name_free_thd(cur, new)
     else:
         raise RuntimeError(f"no free system id and hostname after {RESERVE_ATTEMPTS} random draws")
+    *row, disk_rows = row
     machine_id = row[0]
-    disks: list[MachineDisk] = []
-    if new.disks:
-        cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool)"
-                    " SELECT %s, * FROM unnest(%s::text[], %s::bigint[], %s::text[])"
-                    " RETURNING id, name, size, storage_pool",
-                    (machine_id, [d.name for d in new.disks], [d.size for d in new.disks],
-                     [d.pool for d in new.disks]))
-        disks = sorted((MachineDisk(*r) for r in cur.fetchall()), key=lambda d: d.id)
+    disks = [MachineDisk(*d) for d in disk_rows]
     nics: list[MachineNic] = []
     if new.nics:
         cur.execute("INSERT INTO machine_interfaces (machine_id, name, attach_type, attach_name, vid, boot)"

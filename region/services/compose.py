@@ -54,11 +54,12 @@ def _sriov_shortfalls_thd(cur, host: hosts.VMHost, nics: list[machines.NewNic], 
     return out
 
 
-def _zone_pool_thd(cur, ask: ComposeAsk, host: hosts.VMHost) -> tuple[int, int]:
-    zone = named_choice_thd(cur, named.ZONES, "zone", ask.zone, echo_value=True)
+def _zone_pool_thd(cur, ask: ComposeAsk, host: hosts.VMHost) -> tuple[int | None, int]:
+    """The zone (None: the default one, which the machine's INSERT picks) and the resource pool."""
+    zone_id = named_choice_thd(cur, named.ZONES, "zone", ask.zone, echo_value=True).id if ask.zone else None
     pool_id = (named_choice_thd(cur, named.RESOURCE_POOLS, "pool", ask.pool, echo_value=True).id
                if ask.pool else host.pool_id)
-    return zone.id, pool_id
+    return zone_id, pool_id
 
 
 def _check_hostname_thd(cur, ask: ComposeAsk) -> None:
