@@ -221,18 +221,22 @@ class EmbeddedPostgres:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            log.debug("the new PostgreSQL cluster is on disk")
         except (EmbeddedPostgresError, OSError, subprocess.TimeoutExpired) as e:
             log.warn("could not flush the new PostgreSQL cluster to disk: {error}", error=str(e))
 
     def start(self) -> None:
-        """initdb if needed, start unless running, create the database.  A new cluster's flush
-        to disk then runs in the background: `wait_flushed` waits for it."""
+        """initdb if needed, start unless running, create the database.  A new cluster is
+        flushed to disk only by `flush_in_background`."""
         self.initdb()
         if not self.is_running():
             self._spawn_server()
             log.debug("the embedded PostgreSQL accepts connections")
         self._create_database()
         log.debug("database {name} ready", name=DB_NAME)
+
+    def flush_in_background(self) -> None:
+        """A new cluster's flush to disk, in a thread; `wait_flushed` waits for it."""
         if self.unsynced:
             self.unsynced = False
             self._flushed.clear()
@@ -350,6 +354,8 @@ class ClusterStart:
             self.pg.start()
             applied = migrate.migrate(self.pg.dsn)
             log.debug("database schema at head")
+            # Only now: the flush's fsyncs would make each migration's commit wait behind them.
+            self.pg.flush_in_background()
         except BaseException as e:  # handed to the service, which reports it
             self.done.set_exception(e)
         else:

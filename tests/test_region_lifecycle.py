@@ -41,6 +41,9 @@ def test_first_start_then_restart_with_existing_data(public_tmp, start_region, t
 
     region = start_region(database=None, data_dir=data_dir, local_rack=True, env={"NOTIFY_SOCKET": notify_path})
     assert b"READY=1" in notify.recv(1024)
+    first_start = wait_for(lambda: "region ready" in region.output() and region.output(), 30, "the ready line")
+    assert first_start.index("the new PostgreSQL cluster is on disk") < first_start.index("region ready"), \
+        "the new cluster is flushed to disk before the region says it is ready"
     pg = EmbeddedPostgres(region.data_dir)
     assert pg.is_running(), "the region runs its own PostgreSQL cluster"
     assert oct(os.stat(region.data_dir / "region.key").st_mode & 0o777) == "0o600"

@@ -1,0 +1,73 @@
+"""The embedded cluster's own life: a second start reuses it, an interrupted initdb is
+redone, a directory that is not a cluster is refused, a server that cannot start says why,
+and the start thread brings the schema to head and flushes a new cluster."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from region.db import migrate
+from region.embedded_pg import ClusterStart, EmbeddedPostgres, EmbeddedPostgresError
+
+
+def _execute(pg: EmbeddedPostgres, sql: str) -> list[tuple]:
+    conn = psycopg2.connect(pg.dsn)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def test_start_migrates_and_flushes_then_a_second_start_reuses_the_cluster(public_tmp):
+    pg = EmbeddedPostgres(public_tmp)
+    begun = ClusterStart.begin(pg)
+    try:
+        assert begun.done.result(timeout=120) == list(range(1, migrate.head_version() + 1))
+        pg.wait_flushed()
+        assert not pg.unsynced and not (public_tmp / "postgres.new").exists()
+        (system_id,) = _execute(pg, "SELECT system_identifier FROM pg_control_system()")[0]
+        _execute(pg, "CREATE TABLE kept (id int)")
+    finally:
+        pg.stop()
+    assert not pg.is_running()
+
+    again = EmbeddedPostgres(public_tmp)
+    try:
+        assert ClusterStart.begin(again).done.result(timeout=120) == [], "the schema is already at head"
+        assert not again.unsynced, "no initdb for an existing cluster"
+        assert _execute(again, "SELECT system_identifier FROM pg_control_system()")[0][0] == system_id
+        assert _execute(again, "SELECT count(*) FROM kept") == [(0,)]
+    finally:
+        again.stop()
+
+
+def test_an_interrupted_initdb_is_redone(public_tmp):
+    leftover = public_tmp / "postgres.new"
+    leftover.mkdir()
+    (leftover / "PG_VERSION").write_text("15\n")  # initdb writes this early: no proof of a complete cluster
+    pg = EmbeddedPostgres(public_tmp)
+    try:
+        pg.start()
+        assert _execute(pg, "SELECT current_database()") == [("vmyard",)]
+        assert not leftover.exists() and pg.is_initialised()
+    finally:
+        pg.stop()
+
+
+def test_a_data_dir_with_files_but_no_cluster_is_refused(public_tmp):
+    (public_tmp / "postgres").mkdir()
+    (public_tmp / "postgres" / "stray").write_text("not a cluster")
+    with pytest.raises(EmbeddedPostgresError, match=r"no PostgreSQL cluster \(PG_VERSION is missing\); move it away"):
+        EmbeddedPostgres(public_tmp).start()
+    assert sorted(p.name for p in (public_tmp / "postgres").iterdir()) == ["stray"], "nothing was added"
+    assert not (public_tmp / "postgres.new").exists()
+
+
+def test_a_server_that_cannot_start_says_why_at_once(public_tmp):
+    pg = EmbeddedPostgres(public_tmp, extra_settings={"shared_buffers": "lots"})
+    with pytest.raises(EmbeddedPostgresError, match=r"postgres exited \(1\) while starting.*shared_buffers"):
+        pg.start()
+    assert not pg.is_running()
