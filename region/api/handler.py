@@ -74,6 +74,9 @@ class Call:
         return Context(self.region, self.user)
 
 
+_ACTIONS: dict[type, tuple[Action, ...]] = {}  # by handler class
+
+
 class Handler:
     """Base class: subclasses set `path` (relative to the API root) and actions."""
 
@@ -84,7 +87,16 @@ class Handler:
         self.region = region
 
     @classmethod
-    def actions(cls) -> list[Action]:
+    def actions(cls) -> tuple[Action, ...]:
+        """The class's actions, by name; found once per class (every request asks, and scanning the
+        class's attributes cost ~60 µs a time)."""
+        found = _ACTIONS.get(cls)
+        if found is None:
+            found = _ACTIONS[cls] = cls._find_actions()
+        return found
+
+    @classmethod
+    def _find_actions(cls) -> tuple[Action, ...]:
         found = []
         for attr in dir(cls):
             func = getattr(cls, attr)
@@ -92,7 +104,7 @@ class Handler:
             if marked:
                 method, op, anonymous, admin_only = marked
                 found.append(Action(method, op, anonymous, admin_only, attr, (func.__doc__ or "").strip()))
-        return sorted(found, key=lambda a: a.name)
+        return tuple(sorted(found, key=lambda a: a.name))
 
     @classmethod
     def pattern(cls) -> re.Pattern[str]:
