@@ -1,6 +1,7 @@
 """Compose/decompose latency through vmyard against direct pylxd, and a capacity race.
 
 Run from the repository root:  python -m bench.compose [--iterations 30] [--concurrency 100] [--room 50]
+                                  [--region-tree PATH]
 
 One run starts its own throw-away PostgreSQL cluster, a private LXD daemon (own
 LXD_DIR, HTTPS on 127.0.0.1, a `dir` pool, no networks) and a region with its
@@ -13,14 +14,18 @@ with its trust password and stops everything it started, by PID, at the end.
   storage root:1): `instances.create(definition, wait=True)`, then
   `instance.delete(wait=True)`.
 * vmyard: the same VM through the REST API, timed end to end from the client:
-  `POST vm-hosts/{id}/ op=compose`, then `DELETE machines/{system_id}/`.
+  `POST vm-hosts/{id}/ op=compose`, then `DELETE machines/{system_id}/`, on one keep-alive
+  HTTP connection (as MAAS clients keep theirs, and as the baseline's pylxd session does).
   Iterations alternate the two (after warm-ups) so drift hits both alike; p50,
-  p95 and vmyard/baseline ratios are printed with PASS/FAIL against <= 1.10x.
+  p95 and vmyard/baseline ratios are printed with PASS/FAIL against <= 1.25x.
 * race: the host's recorded capacity is set (in the database) to room for
   exactly --room one-core VMs; --concurrency composes are fired at once; the
   successes, 409 refusals, other errors, wall time and throughput are printed,
   LXD is checked to hold exactly as many VMs as succeeded, then all are
   decomposed at once through the API.
+
+--region-tree runs the region and its rack from another checkout (a `git worktree` of an
+earlier commit): the same bench, LXD and client code against that commit's region.
 
 It is a report: the exit status is 0 even when a target fails (1 on error).
 """
@@ -44,7 +49,7 @@ import requests
 import urllib3
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.stack import Client, Stack, running_stack
+from bench.stack import Client, KeepAliveClient, Stack, running_stack
 from common import tls
 from common.models import ComposeRequest, RequestedDisk
 from rack.drivers.lxd_compose import instance_definition, kernel_architecture
@@ -53,7 +58,7 @@ MIB, GB = 2**20, 1000**3
 SHAPE = {"cores": "1", "memory": "1024", "storage": "root:1"}
 RACE_SHAPE = {"cores": "1", "memory": "1024", "storage": "root:0.1"}
 WARMUPS = 2
-TARGET = 1.10
+TARGET = 1.25  # issue 16: compose + decompose through the API within 1.25x of direct pylxd
 
 
 # -- baseline: direct pylxd --------------------------------------------------------------------
@@ -131,14 +136,16 @@ def check_same_shape(stack: Stack) -> str:
 
 
 def latencies(stack: Stack, client: pylxd.Client, iterations: int) -> dict[str, list[tuple[float, float]]]:
+    api = KeepAliveClient(stack.api.base, stack.api.apikey)
     runs = {"baseline": lambda: baseline_cycle(client, stack.host),
-            "vmyard": lambda: vmyard_cycle(stack.api, stack.host["id"])}
+            "vmyard": lambda: vmyard_cycle(api, stack.host["id"])}
     out: dict[str, list] = {name: [] for name in runs}
     for i in range(WARMUPS + iterations):
         for name in (("baseline", "vmyard") if i % 2 == 0 else ("vmyard", "baseline")):
             sample = runs[name]()
             if i >= WARMUPS:
                 out[name].append(sample)
+    api.close()
     return out
 
 
@@ -272,15 +279,17 @@ def race(stack: Stack, room: int, concurrency: int) -> None:
 def run(args) -> None:
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # LXD's self-signed cert
     t0 = time.monotonic()
-    with running_stack() as stack:
+    with running_stack(region_tree=args.region_tree) as stack:
         host = stack.host
         print(f"vmyard compose benchmark: 127.0.0.1, private LXD {host['version']} (dir pool), "
               f"VM host {host['name']}, project {host['project']}; stack up in {time.monotonic() - t0:.0f} s")
+        print(f"region and rack from {args.region_tree or 'this checkout'}")
         with pylxd_client(stack) as client:
             print(f"VM: cores=1 memory=1024 MiB storage=root:1 (1 GB), empty, never started; "
                   f"vmyard vs baseline definition: {check_same_shape(stack)}")
             print(f"baseline: pylxd instances.create(wait=True) + instance.delete(wait=True)\n"
-                  f"vmyard:   POST vm-hosts/{host['id']}/ op=compose + DELETE machines/{{id}}/ (HTTP, OAuth)\n"
+                  f"vmyard:   POST vm-hosts/{host['id']}/ op=compose + DELETE machines/{{id}}/ (HTTP keep-alive, "
+                  f"OAuth)\n"
                   f"{args.iterations} iterations each, alternating, after {WARMUPS} warm-ups each")
             samples = latencies(stack, client, args.iterations)
         report_latency(samples)
@@ -296,6 +305,7 @@ def main(argv=None) -> None:
     parser.add_argument("--iterations", type=int, default=30, help="measured compose+decompose cycles (default 30)")
     parser.add_argument("--concurrency", type=int, default=100, help="composes fired at once in the race (default 100)")
     parser.add_argument("--room", type=int, default=50, help="VMs the host has room for in the race (default 50)")
+    parser.add_argument("--region-tree", type=Path, help="run the region and rack from this checkout instead")
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.concurrency < 1 or args.room < 1:
         parser.error("--iterations, --concurrency and --room must be at least 1")

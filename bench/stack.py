@@ -8,6 +8,7 @@ whatever happens.  No LXD network is ever created and `lxd init --auto` is never
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -41,21 +42,62 @@ class Client:
     apikey: str
 
     def call(self, method: str, path: str, data: dict | None = None, timeout: float = 600):
+        url, body, headers = self._signed(method, path, data)
+        req = urllib.request.Request(url, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return _parsed(r.status, r.read())
+        except urllib.error.HTTPError as e:
+            return _parsed(e.code, e.read())
+
+    def _signed(self, method: str, path: str, data: dict | None) -> tuple[str, bytes | None, dict[str, str]]:
+        """The URL, the form body and the headers (OAuth signature included) of a call."""
         url = self.base + path
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         headers = {"Authorization": plaintext_header(self.apikey, url, method)}
         if body is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        req = urllib.request.Request(url, data=body, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+        return url, body, headers
+
+
+def _parsed(status: int, raw: bytes):
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+@attrs.define
+class KeepAliveClient(Client):
+    """`Client` over one persistent HTTP/1.1 connection (reopened if the region closed it), as MAAS
+    clients keep theirs (python-libmaas, gomaasapi, the maas CLI); one thread at a time."""
+
+    _conn: http.client.HTTPConnection | None = None
+
+    def call(self, method: str, path: str, data: dict | None = None, timeout: float = 600):
+        url, body, headers = self._signed(method, path, data)
+        parts = urllib.parse.urlsplit(url)
+        while True:
+            reused = self._conn is not None
+            if not reused:
+                self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+            try:
+                self._conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, headers)
+                r = self._conn.getresponse()
                 status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode(errors="replace")
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self.close()
+                if not reused:  # only a connection the region closed while idle is opened again
+                    raise
+        if r.will_close:
+            self.close()
+        return _parsed(status, raw)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 @attrs.define
@@ -95,8 +137,10 @@ def register_lxd(api: Client, lxd: LxdServer) -> dict:
 
 
 @contextlib.contextmanager
-def running_stack(refresh_interval: float = 0) -> Iterator[Stack]:
-    """The whole stack; `refresh_interval` seconds between automatic VM-host refreshes (0: none)."""
+def running_stack(refresh_interval: float = 0, region_tree: Path | None = None) -> Iterator[Stack]:
+    """The whole stack; `refresh_interval` seconds between automatic VM-host refreshes (0: none).
+    `region_tree`: run the region and its rack from that checkout (e.g. a `git worktree` of an
+    earlier commit with the same migrations), to compare it in the same bench."""
     with contextlib.ExitStack() as stop:
         pg = PostgresCluster.start()
         stop.callback(pg.stop)
@@ -105,7 +149,9 @@ def running_stack(refresh_interval: float = 0) -> Iterator[Stack]:
         base = Path(tempfile.mkdtemp(prefix="vmyard-bench-", dir="/tmp"))
         stop.callback(shutil.rmtree, base, ignore_errors=True)
         dsn = pg.new_database()
-        region = RegionProcess.make(base / "region", dsn=dsn, local_rack=True,
+        # PYTHONSAFEPATH: `python -m` would otherwise put the working directory (this checkout) first.
+        tree_env = {"PYTHONPATH": str(region_tree), "PYTHONSAFEPATH": "1"} if region_tree else None
+        region = RegionProcess.make(base / "region", dsn=dsn, local_rack=True, env=tree_env,
                                     extra=["--vm-host-refresh-interval", f"{refresh_interval:g}"])
         stop.callback(region.stop)  # SIGTERM to the PID it started, then SIGKILL
         region.start().wait_ready()
