@@ -144,8 +144,9 @@ def _rss_mib(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def _requests(sample: dict) -> dict[str, str]:
-    return {
+def _requests(sample: dict, only: tuple[str, ...] = ()) -> dict[str, str]:
+    """The measured requests by label; `only`: just those whose label is in it."""
+    every = {
         "vm-hosts/": "vm-hosts/",
         "pods/": "pods/",
         "machines/": "machines/",
@@ -155,6 +156,7 @@ def _requests(sample: dict) -> dict[str, str]:
         "machines/X/": f"machines/{sample['system_id']}/",
         "vm-hosts/X/": f"vm-hosts/{sample['host_id']}/",
     }
+    return {label: path for label, path in every.items() if not only or label in only}
 
 
 @contextlib.contextmanager
@@ -168,8 +170,10 @@ def _region(base: Path, dsn: str) -> Iterator[RegionProcess]:
         region.stop()  # SIGTERM to the PID it started, then SIGKILL
 
 
-def _measure_scale(base: Path, dsn: str, hosts: int, machines: int, apikey: list[str]) -> Scale:
-    """`apikey`: the admin's key, made by the first run (a one-item list)."""
+def _measure_scale(base: Path, dsn: str, hosts: int, machines: int, apikey: list[str],
+                   only: tuple[str, ...] = ()) -> Scale:
+    """`apikey`: the admin's key, made by the first run (a one-item list); `only`: the labels
+    of the requests to measure (empty: all)."""
     with _region(base, dsn) as region:
         if not apikey:
             apikey.append(_admin_key(dsn, region.data_dir))
@@ -177,7 +181,7 @@ def _measure_scale(base: Path, dsn: str, hosts: int, machines: int, apikey: list
         _, body, _ = api.get(f"machines/?hostname=seed-h{(hosts + 1) // 2}-vm1")
         [machine] = json.loads(body)
         sample = {"system_id": machine["system_id"], "hostname": machine["hostname"], "host_id": machine["pod"]["id"]}
-        results = {label: _measure(api, path) for label, path in _requests(sample).items()}
+        results = {label: _measure(api, path) for label, path in _requests(sample, only).items()}
         idle = _version_latencies(Client(region.api, apikey[0]), None)
         during = _reactor_hold(region.api, apikey[0])
         rss, peak = _rss_mib(region.proc.pid)
@@ -241,7 +245,13 @@ def write_docs(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-docs", action="store_true", help=f"also write the table to its section of {DOCS}")
+    parser.add_argument("--hosts", type=int, nargs="+", choices=[h for h, _ in SCALES], default=[h for h, _ in SCALES],
+                        help="measure only these sites (the seed still grows through the smaller ones)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="LABEL",
+                        help="measure only these requests, e.g. 'machines/' 'machines/?zone=X'")
     args = parser.parse_args(argv)
+    if args.write_docs and (args.only or len(args.hosts) < len(SCALES)):
+        parser.error("--write-docs needs every request at every site")
     pg = PostgresCluster.start()
     base = Path(tempfile.mkdtemp(prefix="vmyard-bench-scale-", dir="/tmp"))
     try:
@@ -254,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             seeded_hosts = seeded.hosts
             print(f"seeded {seeded.hosts:,} hosts, {seeded.machines:,} machines in {time.monotonic() - started:.1f} s",
                   file=sys.stderr)
-            scales.append(_measure_scale(base, dsn, seeded.hosts, seeded.machines, apikey))
+            if hosts in args.hosts:
+                scales.append(_measure_scale(base, dsn, seeded.hosts, seeded.machines, apikey, tuple(args.only)))
         text = table(scales)
         print(text)
         if args.write_docs:

@@ -167,7 +167,7 @@ def test_batch_loaded_json_equals_host_by_host_json(service_region, admin_ctx): 
     rendered = render_views(batch)
     assert rendered == render_views(run_sync(dsn, _views_host_by_host_thd))
     assert json.loads(b"".join(listing_chunks(batch))) == rendered  # the streamed form is the same document
-    assert json.loads(b"".join(listing_chunks(MachineViews([], batch.catalog)))) == []
+    assert b"".join(listing_chunks(MachineViews([], batch.catalog))) == b"[]"
     first = rendered[0]
     assert first["boot_interface"] == first["interface_set"][0] and first["interface_set"][0]["vlan"]
     assert first["boot_disk"] == first["blockdevice_set"][0] and first["ip_addresses"]
@@ -259,7 +259,7 @@ def test_listings_over_http_are_streamed_whole_and_filters_are_checked(admin_api
     listed = admin_api.get("machines/")
     assert (listed.status, listed.content_type) == (200, "application/json")
     machines_json = listed.json()
-    assert int(listed.headers["content-length"]) == len(listed.body) and len(machines_json) == 6
+    assert listed.headers.get("transfer-encoding") == "chunked" and len(machines_json) == 6  # never whole in memory
     assert [admin_api.get(f"machines/{m['system_id']}/").json() for m in machines_json] == machines_json
     one = machines_json[4]
     assert admin_api.get("machines/", query={"id": [one["system_id"]]}).json() == [one]
@@ -270,7 +270,7 @@ def test_listings_over_http_are_streamed_whole_and_filters_are_checked(admin_api
     bad = admin_api.get("machines/", query={"status": "sleeping"})
     assert (bad.status, bad.json()) == (400, {"status": ["'sleeping' is not a machine status."]})
     head = admin_api.request("HEAD", "machines/")
-    assert (head.status, head.body, head.headers["content-length"]) == (200, b"", str(len(listed.body)))
+    assert (head.status, head.body, head.content_type) == (200, b"", "application/json")
 
     hosts_json = admin_api.get("vm-hosts/").json()
     assert [h["name"] for h in hosts_json] == ["seed-host-0", "seed-host-1", "seed-host-2"]

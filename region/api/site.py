@@ -123,10 +123,10 @@ class RouterResource(resource.Resource):
                                          status, time.monotonic() - started, queries[0])
 
     def _write(self, rendered: Rendered, request: server.Request) -> None:
-        if request._disconnected:
-            return
         if isinstance(rendered, StreamedJSON):
-            rendered.send(request)
+            rendered.send(request)  # even to a client that went away: it frees what it holds
+            return
+        if request._disconnected:
             return
         request.setResponseCode(rendered.status)
         request.setHeader(b"Content-Type", rendered.content_type.encode())

@@ -1,17 +1,21 @@
-"""Large JSON replies: built off the reactor, then written as the client reads them.
+"""Large JSON replies: built off the reactor, chunk by chunk, while earlier chunks are sent.
 
-A handler returns `StreamedJSON` (from `streamed`); the site writes its chunks through a pull
-producer, one chunk each time the transport has room, so neither building nor sending a big
-listing holds the reactor (other requests are answered in between).
+A handler returns `StreamedJSON` (from `streamed`).  Its chunks are made in a small thread
+pool of its own, at most `AHEAD` chunks ahead of what the transport has taken, and written
+while the transport is not paused (a push producer): neither building nor sending a big listing
+holds the reactor, the client reads the first machines while the last are built, and the
+reply is never whole in memory.  Its length is not known up front: HTTP/1.1 sends it chunked.
 """
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Iterator, Sequence, TypeVar
+import threading
+from collections import deque
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Sequence, TypeVar
 
-import attrs
 import orjson
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
 from twisted.web import server
 from zope.interface import implementer
 
@@ -20,66 +24,167 @@ from common.threadpools import LazyThreadPool
 
 T = TypeVar("T")
 
+log = Logger()
 _render_pool = LazyThreadPool("api-render", 2)
+AHEAD = 4  # chunks made before the transport takes them (a machines/ chunk is ~0.7 MB)
 
 
-@attrs.frozen
+class _Chunks:
+    """A reply's chunks still to make, and the pause of automatic garbage collection that lasts
+    until they are all made or dropped (see `streamed`)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks: Iterator[bytes] | None = chunks
+        self._pause = gc_paused()
+        self._pause.__enter__()
+        self._lock = threading.Lock()
+
+    def next(self) -> bytes | None:
+        """The next chunk, None after the last (call it in the render pool, one call at a time)."""
+        chunk = next(self._chunks, None) if self._chunks is not None else None
+        if chunk is None:
+            self.close()
+        return chunk
+
+    def close(self) -> None:
+        """Drop what is left (the objects it was made from are freed here: call it off the
+        reactor) and resume garbage collection; only the first call does anything."""
+        with self._lock:
+            chunks, self._chunks = self._chunks, None
+            pause, self._pause = self._pause, None
+        try:
+            if chunks is not None and hasattr(chunks, "close"):
+                chunks.close()
+            del chunks
+        finally:
+            if pause is not None:
+                pause.__exit__(None, None, None)
+
+
 class StreamedJSON:
-    """A 200 reply whose chunks, concatenated, are one JSON document."""
+    """A 200 reply whose chunks, concatenated, are one JSON document: `first`, then the rest."""
 
-    chunks: list[bytes]
     status = 200
 
+    def __init__(self, first: bytes, rest: _Chunks) -> None:
+        self.first = first
+        self._rest = rest
+
     def send(self, request: server.Request) -> None:
+        if request._disconnected or request.method == b"HEAD":
+            _render_pool.run(self._rest.close)
+            if not request._disconnected:
+                request.setResponseCode(200)
+                request.setHeader(b"Content-Type", b"application/json")
+                request.finish()
+            return
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json")
-        request.setHeader(b"Content-Length", str(sum(len(c) for c in self.chunks)).encode())
-        if request.method == b"HEAD":
-            request.finish()
-            return
-        request.registerProducer(_ChunkProducer(request, iter(self.chunks)), False)
+        request.write(self.first)
+        _ChunkPump(request, self._rest).start()
 
 
-@implementer(IPullProducer)
-class _ChunkProducer:
-    def __init__(self, request: server.Request, chunks: Iterator[bytes]) -> None:
+@implementer(IPushProducer)
+class _ChunkPump:
+    """Makes the next chunks in the render pool (at most AHEAD waiting) and writes them while
+    the transport is not paused; finishes the request after the last one."""
+
+    def __init__(self, request: server.Request, chunks: _Chunks) -> None:
         self._request = request
         self._chunks = chunks
+        self._made: deque[bytes] = deque()
+        self._making = False
+        self._last_made = False
+        self._paused = False
+        self._stopped = False  # finished, failed, or the client went away
 
-    def resumeProducing(self) -> None:  # noqa: N802 (Twisted's name)
-        chunk = next(self._chunks, None)
+    def start(self) -> None:
+        self._request.registerProducer(self, True)
+        self._make_more()
+
+    def _make_more(self) -> None:
+        if not (self._making or self._last_made or self._stopped or len(self._made) >= AHEAD):
+            self._making = True
+            _render_pool.run(self._chunks.next).addCallbacks(self._made_one, self._failed)
+
+    def _made_one(self, chunk: bytes | None) -> None:
+        self._making = False
+        if self._stopped:
+            _render_pool.run(self._chunks.close)
+            return
         if chunk is None:
+            self._last_made = True
+        else:
+            self._made.append(chunk)
+        self._write()
+        self._make_more()
+
+    def _write(self) -> None:
+        while self._made and not self._paused:
+            self._request.write(self._made.popleft())
+        if self._last_made and not self._made:
+            self._stopped = True
             self._request.unregisterProducer()
             self._request.finish()
-        else:
-            self._request.write(chunk)
+
+    def _failed(self, failure) -> None:
+        # The status line is sent: all the client can learn is that the body is cut short.
+        self._making = False
+        log.failure("building a streamed reply failed; closing the connection", failure)
+        _render_pool.run(self._chunks.close)
+        if not self._stopped:
+            self._stopped = True
+            self._request.unregisterProducer()
+            self._request.channel.transport.abortConnection()
+
+    def pauseProducing(self) -> None:  # noqa: N802 (Twisted's name)
+        self._paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802 (Twisted's name)
+        self._paused = False
+        if not self._stopped:
+            self._write()
+            self._make_more()
 
     def stopProducing(self) -> None:  # noqa: N802 (the client went away)
-        self._chunks = iter(())
+        if self._stopped:
+            return
+        self._stopped = True
+        self._made.clear()
+        if not self._making:
+            _render_pool.run(self._chunks.close)
 
 
-def json_list_chunks(items: Sequence[T], render: Callable[[T], Any], per_chunk: int) -> list[bytes]:
+def json_list_chunks(items: Sequence[T], render: Callable[[T], Any], per_chunk: int, *,
+                     option: int = orjson.OPT_NON_STR_KEYS) -> Iterator[bytes]:
     """The JSON list of `render(item)` for each item, in chunks that together are one document,
-    rendered and serialised `per_chunk` items at a time (each orjson call holds the GIL)."""
-    chunks = [b"["]
+    rendered and serialised `per_chunk` items at a time (each orjson call holds the GIL);
+    `option=0` where every key is a str (OPT_NON_STR_KEYS slows orjson down)."""
+    opening = b"["
     for start in range(0, len(items), per_chunk):
-        part = orjson.dumps([render(item) for item in items[start:start + per_chunk]],
-                            option=orjson.OPT_NON_STR_KEYS)[1:-1]
-        chunks.append((b"," if start else b"") + part)
-    chunks.append(b"]")
-    return chunks
+        yield opening + orjson.dumps([render(item) for item in items[start:start + per_chunk]], option=option)[1:-1]
+        opening = b","
+    yield b"]" if items else b"[]"
 
 
-async def streamed(load: Awaitable[T], build: Callable[[T], list[bytes]]) -> StreamedJSON:
-    """What `load` gives, built by `build` in a small thread pool of its own, as a streamed reply.
+async def streamed(load: Awaitable[T], build: Callable[[T], Iterable[bytes]]) -> StreamedJSON:
+    """What `load` gives, made into chunks by `build` in a small thread pool of its own, as a
+    streamed reply; the first chunk is made before it returns (an error there is an ordinary
+    error reply).
 
     Automatic garbage collection is paused from the load until the loaded objects are freed
-    (in that thread, not on the reactor): a listing allocates millions of objects, and a
+    (in that pool, not on the reactor): a listing allocates millions of objects, and a
     collection walking them, or their freeing, would hold the GIL for hundreds of ms."""
-    with gc_paused():
+    with gc_paused():  # until _Chunks holds its own pause
         loaded = [await load]
-        return StreamedJSON(await _render_pool.run(_build_and_free, build, loaded))
+        chunks = _Chunks(await _render_pool.run(_iterate, build, loaded))
+    try:
+        first = await _render_pool.run(chunks.next)
+    except BaseException:
+        await _render_pool.run(chunks.close)
+        raise
+    return StreamedJSON(first or b"", chunks)
 
 
-def _build_and_free(build: Callable[[T], list[bytes]], loaded: list[T]) -> list[bytes]:
-    return build(loaded.pop())  # the only reference left: freed here when build returns
+def _iterate(build: Callable[[T], Iterable[bytes]], loaded: list[T]) -> Iterator[bytes]:
+    return iter(build(loaded.pop()))  # the iterator holds the only reference left: freed with it

@@ -1,8 +1,8 @@
 """Reads of many machines or VM hosts in a constant number of queries, whatever their number.
 
-A machine listing is five queries: the machines with their zone, pool, owner and allocation;
-their disks; their NICs with static IPs; their hosts with storage pools and interfaces; the
-network catalog.  A host listing is five too, its usage read from the totals that triggers keep
+A machine listing is five queries: the machines with their owner and allocation; their disks;
+their NICs with static IPs; their hosts with storage pools and interfaces; the network catalog
+with the zones and resource pools.  A host listing is five too, its usage read from the totals that triggers keep
 per host and project (migration 0024) instead of loading, or summing, each host's VMs.
 """
 
@@ -12,6 +12,7 @@ import attrs
 
 from region.db import hosts, machines
 from region.db.allocations import Allocation
+from region.db.interfaces import InterfaceLink
 from region.db.named import NamedObject
 from region.db.network_models import (
     FABRIC_COLUMNS,
@@ -38,14 +39,17 @@ def _json_rows(columns: str, table: str, order: str) -> str:
     return f"(SELECT coalesce(json_agg(json_build_array({columns}) ORDER BY {order}), '[]') FROM {table})"
 
 
-def catalog_thd(cur) -> NetworkCatalog:
-    """Every fabric, VLAN, space and subnet in one query (the same values `networks.catalog_thd` reads)."""
+def _catalog_thd(cur) -> tuple[NetworkCatalog, dict[int, NamedObject], dict[int, NamedObject]]:
+    """Every fabric, VLAN, space and subnet (the same values `networks.catalog_thd` reads), zone
+    and resource pool, in one query."""
     cur.execute("SELECT " + ", ".join([
         _json_rows(FABRIC_COLUMNS, "fabrics", "id"), _json_rows(VLAN_COLUMNS, "vlans", "fabric_id, vid"),
-        _json_rows(SPACE_COLUMNS, "spaces", "id"), _json_rows(SUBNET_COLUMNS, "subnets", "id")]))
-    fabrics, vlans, spaces, subnets = cur.fetchone()
-    return NetworkCatalog(fabrics={r[0]: Fabric(*r) for r in fabrics}, vlans={r[0]: Vlan(*r) for r in vlans},
-                          spaces={r[0]: Space(*r) for r in spaces}, subnets=[subnet_row(r) for r in subnets])
+        _json_rows(SPACE_COLUMNS, "spaces", "id"), _json_rows(SUBNET_COLUMNS, "subnets", "id"),
+        _json_rows(_NAMED, "zones", "id"), _json_rows(_NAMED, "resource_pools", "id")]))
+    fabrics, vlans, spaces, subnets, zones, pools = cur.fetchone()
+    catalog = NetworkCatalog(fabrics={r[0]: Fabric(*r) for r in fabrics}, vlans={r[0]: Vlan(*r) for r in vlans},
+                             spaces={r[0]: Space(*r) for r in spaces}, subnets=[subnet_row(r) for r in subnets])
+    return catalog, {r[0]: NamedObject(*r) for r in zones}, {r[0]: NamedObject(*r) for r in pools}
 
 
 # -- machines ------------------------------------------------------------------------------------
@@ -69,13 +73,13 @@ class MachineListing:
     catalog: NetworkCatalog
 
 
-def _hosts_with_interfaces_thd(cur, host_ids: list[int], catalog: NetworkCatalog):
+def _hosts_with_interfaces_thd(cur, selected: str, args: tuple, catalog: NetworkCatalog):
     pools = "SELECT json_build_array(id, name, type, path, total, used) FROM vm_host_storage_pools p" \
             " WHERE p.host_id = h.id ORDER BY p.id"
     interfaces = f"SELECT json_build_array({IFACE_COLUMNS}) FROM vm_host_interfaces i" \
                  " WHERE i.host_id = h.id ORDER BY i.name"
     cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, ARRAY({pools}), ARRAY({interfaces})"
-                " FROM vm_hosts h WHERE h.id = ANY(%s)", (host_ids,))
+                f" FROM vm_hosts h WHERE h.id IN (SELECT host_id FROM machines {selected})", args)
     found, host_interfaces = {}, {}
     for *row, pools_rows, interface_rows in cur.fetchall():
         found[row[0]] = hosts.VMHost(*row, storage_pools=[hosts.HostStoragePool(*p) for p in pools_rows])
@@ -83,30 +87,74 @@ def _hosts_with_interfaces_thd(cur, host_ids: list[int], catalog: NetworkCatalog
     return found, host_interfaces
 
 
+def _disks_thd(cur, selected: str, args: tuple) -> dict[int, list[machines.MachineDisk]]:
+    """The disks of the machines `selected` (a WHERE clause over machines) picks, by machine id."""
+    cur.execute("SELECT machine_id, id, name, size, storage_pool FROM machine_disks"
+                f" WHERE machine_id IN (SELECT id FROM machines {selected}) ORDER BY machine_id, id", args)
+    disks: dict[int, list[machines.MachineDisk]] = {}
+    disk = machines.MachineDisk
+    while batch := cur.fetchmany(machines.FETCH_BATCH):
+        for r in batch:
+            found = disks.get(r[0])
+            if found is None:
+                found = disks[r[0]] = []
+            found.append(disk(r[1], r[2], r[3], r[4]))
+    return disks
+
+
+def _nics_thd(cur, selected: str, args: tuple) -> dict[int, list[machines.MachineNic]]:
+    """The NICs with their links of the machines `selected` picks, by machine id (a NIC's row
+    comes once per link, or once with no link)."""
+    cur.execute("SELECT i.machine_id, i.id, i.name, i.mac, i.attach_type, i.attach_name, i.vid, i.boot,"
+                " i.vlan_id, i.disconnected, s.id, s.mode, host(s.ip), s.subnet_id, s.default_gateway"
+                " FROM machine_interfaces i LEFT JOIN static_ips s ON s.machine_interface_id = i.id"
+                f" WHERE i.machine_id IN (SELECT id FROM machines {selected}) ORDER BY i.id, s.id", args)
+    nics: dict[int, list[machines.MachineNic]] = {}
+    nic, make_nic, link = None, machines.MachineNic, InterfaceLink
+    while batch := cur.fetchmany(machines.FETCH_BATCH):
+        for r in batch:
+            if nic is None or nic.id != r[1]:
+                nic = make_nic(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+                found = nics.get(r[0])
+                if found is None:
+                    found = nics[r[0]] = []
+                found.append(nic)
+            if r[10] is not None:
+                nic.links.append(link(r[10], r[11], r[12], r[13], r[14]))
+    return nics
+
+
+_WIDTH = len(machines.COLUMNS.split(","))
+_ZONE, _POOL = (machines.COLUMNS.replace(" ", "").split(",").index(c) for c in ("zone_id", "pool_id"))
+
+
 def machines_thd(cur, query: machines.MachineQuery = machines.MachineQuery(), *,
                  visible_to: int | None = None, ids: list[int] | None = None) -> MachineListing:
     """The machines `query` selects (and, given `ids`, only those), ordered by id, with everything
-    their objects show; `visible_to` (a non-admin's user id) keeps the unowned ones and theirs."""
-    where, args = machines.where_clause(query, visible_to, ids)
+    their objects show; `visible_to` (a non-admin's user id) keeps the unowned ones and theirs.
+
+    Disks, NICs and hosts are selected by the same WHERE clause as the machines (in the same
+    snapshot): a list of 20,000 ids would cost more to send and plan than the clause to rerun."""
+    selected, args = machines.where_clause(query, visible_to, ids)
     cur.execute(
-        f"SELECT {_qualified(machines.COLUMNS, 'm')}, m.agent_name, m.owner_data, m.distro_series,"
-        f" {_qualified(_NAMED, 'z')}, {_qualified(_NAMED, 'p')}, u.username"
-        f" FROM (SELECT * FROM machines {where}) m JOIN zones z ON z.id = m.zone_id"
-        f" JOIN resource_pools p ON p.id = m.pool_id LEFT JOIN users u ON u.id = m.owner_id ORDER BY m.id", args)
-    selected = list(machines.fetched(cur))
-    ids = [r[0] for r in selected]
-    disks, nics = machines.disks_thd(cur, ids), machines.nics_thd(cur, ids)
-    catalog = catalog_thd(cur)
-    width = len(machines.COLUMNS.split(","))
-    rows = []
-    for r in selected:
-        agent_name, owner_data, distro_series = r[width:width + 3]
-        rows.append(MachineRow(
-            machines.Machine(*r[:width], disks=disks.get(r[0], []), interfaces=nics.get(r[0], [])),
-            NamedObject(*r[width + 3:width + 7]), NamedObject(*r[width + 7:width + 11]), r[width + 11],
-            Allocation(agent_name, dict(owner_data or {}), distro_series)))
-    found_hosts, host_interfaces = _hosts_with_interfaces_thd(cur, sorted({r.machine.host_id for r in rows}),
-                                                              catalog)
+        f"SELECT {_qualified(machines.COLUMNS, 'm')}, m.agent_name, NULLIF(m.owner_data, '{{}}'), m.distro_series,"
+        f" u.username FROM (SELECT * FROM machines {selected}) m LEFT JOIN users u ON u.id = m.owner_id"
+        f" ORDER BY m.id", args)
+    found = []
+    while batch := cur.fetchmany(machines.FETCH_BATCH):
+        found.extend(batch)
+    if not found:
+        catalog, _, _ = _catalog_thd(cur)
+        return MachineListing([], {}, {}, catalog)
+    disks, nics = _disks_thd(cur, selected, args), _nics_thd(cur, selected, args)
+    catalog, zones, pools = _catalog_thd(cur)
+    machine, rows = machines.Machine, []
+    for r in found:
+        agent_name, owner_data, distro_series, owner = r[_WIDTH:]
+        rows.append(MachineRow(machine(*r[:_WIDTH], disks=disks.get(r[0], []), interfaces=nics.get(r[0], [])),
+                               zones[r[_ZONE]], pools[r[_POOL]], owner,
+                               Allocation(agent_name, owner_data or {}, distro_series)))
+    found_hosts, host_interfaces = _hosts_with_interfaces_thd(cur, selected, args, catalog)
     return MachineListing(rows, found_hosts, host_interfaces, catalog)
 
 
