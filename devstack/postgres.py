@@ -46,7 +46,7 @@ class PostgresCluster:
         return f"host={self.pg.socket_dir} port=5432 dbname={dbname} user=vmyard"
 
     def _admin(self):
-        conn = psycopg2.connect(self.dsn("postgres"))
+        conn = psycopg2.connect(self.dsn("vmyard"))  # a new embedded cluster has no "postgres" database
         conn.autocommit = True
         return conn
 

@@ -298,14 +298,21 @@ class EmbeddedPostgres:
             return ""
 
     def _create_database(self) -> None:
+        """Our database, unless there is one.  In a cluster initdb has just made, that is its
+        empty `postgres` database renamed: no copy of template1 written and synced to disk."""
         import psycopg2
 
-        conn = psycopg2.connect(f"host={self.socket_dir} port={PORT} dbname=postgres user={DB_USER}")
+        conn = psycopg2.connect(f"host={self.socket_dir} port={PORT} dbname=template1 user={DB_USER}")
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
-                if cur.fetchone() is None:
+                cur.execute("SELECT datname FROM pg_database WHERE datname IN (%s, 'postgres')", (DB_NAME,))
+                names = {name for (name,) in cur.fetchall()}
+                if DB_NAME in names:
+                    return
+                if self.unsynced and "postgres" in names:
+                    cur.execute(f'ALTER DATABASE postgres RENAME TO "{DB_NAME}"')
+                else:
                     cur.execute(f'CREATE DATABASE "{DB_NAME}"')
         finally:
             conn.close()

@@ -29,6 +29,8 @@ def test_start_migrates_and_flushes_then_a_second_start_reuses_the_cluster(publi
         pg.wait_flushed()
         assert not pg.unsynced and not (public_tmp / "postgres.new").exists()
         (system_id,) = _execute(pg, "SELECT system_identifier FROM pg_control_system()")[0]
+        assert _execute(pg, "SELECT datname FROM pg_database ORDER BY 1") == [
+            ("template0",), ("template1",), ("vmyard",)], "initdb's empty postgres database, renamed"
         _execute(pg, "CREATE TABLE kept (id int)")
     finally:
         pg.stop()
@@ -40,6 +42,25 @@ def test_start_migrates_and_flushes_then_a_second_start_reuses_the_cluster(publi
         assert not again.unsynced, "no initdb for an existing cluster"
         assert _execute(again, "SELECT system_identifier FROM pg_control_system()")[0][0] == system_id
         assert _execute(again, "SELECT count(*) FROM kept") == [(0,)]
+    finally:
+        again.stop()
+
+
+def test_an_existing_cluster_without_our_database_gets_a_new_one(public_tmp):
+    pg = EmbeddedPostgres(public_tmp)
+    pg.start()
+    try:  # as if a start had stopped between initdb and the database: initdb's "postgres" only
+        conn = psycopg2.connect(pg.dsn.replace("dbname=vmyard", "dbname=template1"))
+        conn.autocommit = True
+        conn.cursor().execute("ALTER DATABASE vmyard RENAME TO postgres")
+        conn.close()
+    finally:
+        pg.stop()
+    again = EmbeddedPostgres(public_tmp)
+    try:
+        again.start()
+        assert _execute(again, "SELECT datname FROM pg_database ORDER BY 1") == [
+            ("postgres",), ("template0",), ("template1",), ("vmyard",)], "created; the existing one left alone"
     finally:
         again.stop()
 
