@@ -1,6 +1,7 @@
 """Cold start of an embedded region: from exec to an API answer, initdb included.
 
-Run from the repository root:  python -m bench.coldstart [--runs 7] [--base COMMIT] [--compiled]
+Run from the repository root:
+    python -m bench.coldstart [--runs 7] [--base COMMIT] [--compiled] [--template]
 
 Each run starts `python -m region.daemon` on a fresh data dir (so it creates its own
 PostgreSQL cluster), with no local rack, and times until `GET version/` answers 200; then
@@ -10,7 +11,8 @@ appears.  With `--base`, the same start of that commit (exported with `git archi
 temporary dir) alternates with this tree's, first one then the other.  `--compiled` runs
 with bytecode cached in a private dir (warmed by a discarded start), as an installed
 package would; otherwise the environment decides (PYTHONDONTWRITEBYTECODE compiles every
-module on each start).  Beside it, the parts: a bare `initdb` as the region runs it, and
+module on each start).  `--template` makes a template cluster first (region/pg_template.py,
+an install-time step) for this tree's starts to copy instead of running initdb.  Beside it, the parts: a bare `initdb` as the region runs it, and
 `import region.service` in a fresh interpreter.  p50/p95 are printed with PASS/FAIL
 against the 3 s target.
 """
@@ -29,13 +31,14 @@ import time
 from pathlib import Path
 
 from devstack.daemons import REPO, RegionProcess, http_get
-from region.embedded_pg import EmbeddedPostgres
+from region import pg_template
+from region.embedded_pg import EmbeddedPostgres, ensure_service_user, find_pg_bindir
 
 TARGET = 3.0
 # Phase → the region log line that ends it (debug level; see region/daemon.py, service.py,
 # embedded_pg.py).  Lines are seen by polling the log, so each time is late by up to ~5 ms.
 PHASES = (
-    ("initdb done", "initdb done"),
+    ("cluster made", "the new cluster's files are made"),
     ("imports done", "region modules loaded"),
     ("postgres accepting", "the embedded PostgreSQL accepts connections"),
     ("database created", "database vmyard ready"),
@@ -133,10 +136,16 @@ def start_once(tree: Path, env: dict[str, str]) -> dict[str, float]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def run(runs: int, base_commit: str | None, compiled: bool) -> None:
+def run(runs: int, base_commit: str | None, compiled: bool, template: bool) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-trees-", dir="/tmp"))
     scratch.chmod(0o711)
     env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(scratch / "pyc")} if compiled else {}
+    # A template cluster in the default place would change what is measured: only --template
+    # uses one, and only for the region's starts (never for "initdb alone").
+    os.environ["VMYARD_PG_TEMPLATE_DIR"] = str(scratch / "no-template")
+    env["VMYARD_PG_TEMPLATE_DIR"] = str(scratch / ("pg-template" if template else "no-template"))
+    if template:
+        pg_template.make(scratch / "pg-template", find_pg_bindir(), ensure_service_user() if os.geteuid() == 0 else None)
     trees = {"now": REPO}
     if base_commit:
         trees["base"] = export_commit(base_commit, scratch)
@@ -183,8 +192,10 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--base", metavar="COMMIT", help="alternate with a start of this commit")
     parser.add_argument("--compiled", action="store_true", help="with bytecode cached, as when installed")
+    parser.add_argument("--template", action="store_true",
+                        help="new clusters copy a template cluster (region.pg_template) made first")
     args = parser.parse_args(argv)
-    run(args.runs, args.base, args.compiled)
+    run(args.runs, args.base, args.compiled, args.template)
 
 
 if __name__ == "__main__":

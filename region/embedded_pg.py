@@ -1,6 +1,7 @@
 """The embedded default: a private PostgreSQL cluster inside the data dir.
 
-With no DSN configured the region runs its own cluster: `initdb` on first start, the
+With no DSN configured the region runs its own cluster: `initdb` on first start (or a copy
+of the template cluster made at install time, see `region.pg_template`), the
 `postgres` server on every start (spawned directly, ready as soon as its pid file says so),
 `pg_ctl stop` on shutdown.  `prestart` begins all of that, and the migrations, in a thread
 as soon as the daemon has its configuration, before Twisted is even imported, so it
@@ -36,6 +37,7 @@ import attrs
 from twisted.logger import Logger
 
 from common.procs import process_exists
+from region import pg_template
 from region.db import migrate
 
 if TYPE_CHECKING:
@@ -121,10 +123,13 @@ class EmbeddedPostgres:
     def log_file(self) -> Path:
         return self.data_dir / "postgres.log"
 
-    def _bin(self, name: str) -> str:
+    def _bindir_path(self) -> Path:
         if self._bindir is None:
             self._bindir = find_pg_bindir()
-        return str(self._bindir / name)
+        return self._bindir
+
+    def _bin(self, name: str) -> str:
+        return str(self._bindir_path() / name)
 
     def _run_as(self) -> pwd.struct_passwd | None:
         return ensure_service_user() if os.geteuid() == 0 else None
@@ -132,7 +137,7 @@ class EmbeddedPostgres:
     def _run(self, args: list[str], user: pwd.struct_passwd | None, timeout: float = 120) -> None:
         proc = subprocess.run(
             args, user=user.pw_uid if user else None, group=user.pw_gid if user else None,
-            env=_server_env(), capture_output=True, text=True, timeout=timeout, cwd="/",
+            env=pg_template.pg_env(), capture_output=True, text=True, timeout=timeout, cwd="/",
         )
         if proc.returncode != 0:
             raise EmbeddedPostgresError(
@@ -198,18 +203,21 @@ class EmbeddedPostgres:
         if self._new_pgdata.exists():
             log.warn("removing {path}, left by an interrupted initdb", path=str(self._new_pgdata))
             shutil.rmtree(self._new_pgdata)
-        self._new_pgdata.mkdir(mode=0o700)
-        if user:
-            os.chown(self._new_pgdata, user.pw_uid, user.pw_gid)
-        log.info("creating the embedded PostgreSQL cluster in {pgdata}", pgdata=str(self.pgdata))
-        self._run(
-            [self._bin("initdb"), "-D", str(self._new_pgdata), "-U", DB_USER, "-A", "trust",
-             "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions", "--no-sync"],
-            user,
-        )
+        template = pg_template.usable(pg_template.template_root(), self._bindir_path(), user)
+        if template is not None:
+            log.info("copying the template cluster {template} to {pgdata}", template=str(template),
+                     pgdata=str(self.pgdata))
+            self._run(["cp", "-a", "--reflink=auto", str(template), str(self._new_pgdata)], None)
+        else:
+            self._new_pgdata.mkdir(mode=0o700)
+            if user:
+                os.chown(self._new_pgdata, user.pw_uid, user.pw_gid)
+            log.info("creating the embedded PostgreSQL cluster in {pgdata}", pgdata=str(self.pgdata))
+            self._run([self._bin("initdb"), "-D", str(self._new_pgdata), *pg_template.INITDB_OPTIONS, "--no-sync"],
+                      user)
         self._new_pgdata.rename(self.pgdata)
         self.unsynced = True
-        log.debug("initdb done")
+        log.debug("the new cluster's files are made")
 
     def _sync_new_cluster(self) -> None:
         """What `initdb` would have done before returning: fsync every file it wrote (and the
@@ -270,7 +278,7 @@ class EmbeddedPostgres:
         with open(self.log_file, "ab") as out:
             self._server = subprocess.Popen(
                 args, user=user.pw_uid if user else None, group=user.pw_gid if user else None,
-                env=_server_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
+                env=pg_template.pg_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
                 start_new_session=True,  # a Ctrl-C in the region's terminal is not the server's
             )
         deadline = time.monotonic() + START_TIMEOUT
@@ -325,12 +333,6 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.wait()  # our child: reaped here, not left a zombie
             self._server = None
-
-
-def _server_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_ALL"] = "C.UTF-8"
-    return env
 
 
 def _already_set() -> threading.Event:

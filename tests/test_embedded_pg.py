@@ -1,14 +1,19 @@
 """The embedded cluster's own life: a second start reuses it, an interrupted initdb is
 redone, a directory that is not a cluster is refused, a server that cannot start says why,
-and the start thread brings the schema to head and flushes a new cluster."""
+the start thread brings the schema to head and flushes a new cluster, and a template
+cluster is copied only when it was made for this server."""
 
 from __future__ import annotations
+
+import os
+import subprocess
 
 import psycopg2
 import pytest
 
+from region import pg_template
 from region.db import migrate
-from region.embedded_pg import ClusterStart, EmbeddedPostgres, EmbeddedPostgresError
+from region.embedded_pg import ClusterStart, EmbeddedPostgres, EmbeddedPostgresError, ensure_service_user, find_pg_bindir
 
 
 def _execute(pg: EmbeddedPostgres, sql: str) -> list[tuple]:
@@ -92,3 +97,32 @@ def test_a_server_that_cannot_start_says_why_at_once(public_tmp):
     with pytest.raises(EmbeddedPostgresError, match=r"postgres exited \(1\) while starting.*shared_buffers"):
         pg.start()
     assert not pg.is_running()
+
+
+def _system_identifier(pgdata) -> str:
+    out = subprocess.run([str(find_pg_bindir() / "pg_controldata"), "-D", str(pgdata)], capture_output=True,
+                         text=True, check=True, env={"LC_ALL": "C"}).stdout
+    return next(line.split(":", 1)[1].strip() for line in out.splitlines() if "system identifier" in line)
+
+
+def test_new_clusters_copy_a_template_made_for_this_server_only(public_tmp, monkeypatch):
+    root = public_tmp / "templates"
+    template = pg_template.make(root, find_pg_bindir(), ensure_service_user() if os.geteuid() == 0 else None)
+    monkeypatch.setenv("VMYARD_PG_TEMPLATE_DIR", str(root))
+
+    copied = EmbeddedPostgres(public_tmp / "a")
+    try:
+        assert ClusterStart.begin(copied).done.result(timeout=120) == list(range(1, migrate.head_version() + 1))
+        copied.wait_flushed()
+    finally:
+        copied.stop()
+    assert _system_identifier(copied.pgdata) == _system_identifier(template), "a copy, no initdb"
+    assert (template / "PG_VERSION").exists() and not (template / "postmaster.pid").exists(), "the template untouched"
+
+    (root / f"{template.name}.options").write_text("--made-with-other-options")
+    made = EmbeddedPostgres(public_tmp / "b")
+    try:
+        made.start()
+    finally:
+        made.stop()
+    assert _system_identifier(made.pgdata) != _system_identifier(template), "initdb, not a stale template"
