@@ -1,7 +1,7 @@
 """An optional template cluster, made once at install time, that new embedded clusters copy
 instead of running initdb (most of a cold start's CPU: ~1.2 s of it on a 2-core machine).
 
-`python -m region.pg_template` makes it (initdb with its fsyncs, as the user the embedded
+`python -m region.pg_template` makes it unless it is there (initdb with its fsyncs, as the user the embedded
 PostgreSQL runs as) under `/var/cache/vmyard/pg-template/<major>/` (`VMYARD_PG_TEMPLATE_DIR`
 moves it).  A cluster is copied from it only when it was made for this PostgreSQL major
 version, with the options initdb would be given now, owned by the user the server runs as;
@@ -88,10 +88,13 @@ def make(root: Path, bindir: Path, user: pwd.struct_passwd | None) -> Path:
 
 
 def main() -> None:
+    """Make the template unless a usable one is there (so an install script can run it each time)."""
     from region.embedded_pg import ensure_service_user, find_pg_bindir
 
-    made = make(template_root(), find_pg_bindir(), ensure_service_user() if os.geteuid() == 0 else None)
-    print(f"template cluster for new embedded clusters: {made}")
+    root, bindir = template_root(), find_pg_bindir()
+    user = ensure_service_user() if os.geteuid() == 0 else None
+    template = usable(root, bindir, user) or make(root, bindir, user)
+    print(f"template cluster for new embedded clusters: {template}")
 
 
 if __name__ == "__main__":
