@@ -99,3 +99,17 @@ def test_host_load_reads_the_numa_nodes_and_every_vm(dsn, tmp_path):
     load, numa = run_sync(dsn, read_thd)
     assert load.numa_nodes == numa and numa[0].hugepages[0].total == 10
     assert load.vms == [host_load.VMLoad(2, GIB, [], False, list(made.numa_nodes), [("default", GIB)])]
+
+
+def test_the_placement_lock_reads_committed_reservations(dsn, tmp_path):
+    """Its isolation level is set in the lock's own round trip, and takes effect."""
+    host_id = make_ready_host(dsn, tmp_path, cores=4, cpu_ratio=1.0)
+
+    def lock_thd(cur):
+        host = hosts.lock_for_placement_thd(cur, host_id)
+        cur.execute("SHOW transaction_isolation")
+        return host.id, cur.fetchone()[0], [p.name for p in host.storage_pools]
+
+    assert run_sync(dsn, lock_thd) == (host_id, "read committed", ["default"])
+    with pytest.raises(NotFound):
+        run_sync(dsn, hosts.lock_for_placement_thd, "12a")

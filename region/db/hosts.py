@@ -112,11 +112,12 @@ def list_thd(cur) -> list[VMHost]:
     return _hosts(cur, cur.fetchall())
 
 
-def get_thd(cur, host_id: int | str, for_update: bool = False) -> VMHost:
+def get_thd(cur, host_id: int | str, for_update: bool = False, *, before: str = "") -> VMHost:
+    """The host; `before`: a statement sent ahead of the SELECT in the same round trip."""
     if not str(host_id).isdigit():
         raise NotFound("VM host")
     lock = " FOR UPDATE" if for_update else ""
-    cur.execute(f"SELECT {COLUMNS} FROM vm_hosts WHERE id = %s{lock}", (int(host_id),))
+    cur.execute(f"{before}SELECT {COLUMNS} FROM vm_hosts WHERE id = %s{lock}", (int(host_id),))
     rows = cur.fetchall()
     if not rows:
         raise NotFound("VM host")
@@ -128,9 +129,9 @@ def lock_for_placement_thd(cur, host_id: int | str) -> VMHost:
 
     READ COMMITTED + the row lock: once the lock is ours, every later statement sees the
     reservations committed before it (a REPEATABLE READ snapshot would predate the wait).
+    The isolation level goes in the lock's round trip (compose holds the lock for its rest).
     """
-    cur.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    return get_thd(cur, host_id, for_update=True)
+    return get_thd(cur, host_id, for_update=True, before="SET TRANSACTION ISOLATION LEVEL READ COMMITTED; ")
 
 
 def certificate_by_name_thd(cur, name: str) -> str | None:
