@@ -363,7 +363,7 @@ class ClusterStart:
             self.pg.start()
             applied = migrate.migrate(self.pg.dsn)
             log.debug("database schema at head")
-            # Only now: the flush's fsyncs would make each migration's commit wait behind them.
+            # After the migrations, so its I/O is not in their way; READY waits for it.
             self.pg.flush_in_background()
         except BaseException as e:  # handed to the service, which reports it
             self.done.set_exception(e)
