@@ -39,7 +39,7 @@ SUITE = "bookworm"
 PACKAGES = ("cloud-init", "openssh-server", "iproute2", "netplan.io", "udev", "systemd-sysv", "locales",
             "ca-certificates")
 # Bumped when the way the image is made (hooks, packing) changes, so old cache entries are not reused.
-_LAYOUT = 2
+_LAYOUT = 4
 _LOCALE = "en_US.UTF-8"  # cloud-init's default on Debian
 _BUILD_TIMEOUT = 1800
 # LXD names architectures as the kernel does; Debian as dpkg does.
@@ -100,10 +100,23 @@ def _build(work: Path) -> None:
     plain_tar = work / "rootfs.tar"
     command = ["mmdebstrap", "--variant=apt", "--include=" + ",".join(PACKAGES),
                f"--architectures={_DEBIAN_ARCH.get(platform.machine(), platform.machine())}",
+               # No manuals, documentation (copyright files stay) or translations: a fifth fewer
+               # bytes and files for LXD to unpack on every deploy (as Debian's slim images do).
+               *(f"--dpkgopt=path-exclude=/usr/share/{path}/*" for path in ("man", "doc", "locale")),
+               "--dpkgopt=path-include=/usr/share/doc/*/copyright",
                # cloud-init's locale module sets en_US.UTF-8, which Debian's update-locale refuses
                # unless that locale has been generated.
                f"--customize-hook=echo '{_LOCALE} UTF-8' > \"$1/etc/locale.gen\"",
                "--customize-hook=chroot \"$1\" locale-gen",
+               # What a cloud image ships and a deploy test need not wait for: the system locale
+               # already the one cloud-init sets (else its locale module runs locale-gen again,
+               # ~6 s), one SSH host key type (three took ~3.5 s of key generation), and no
+               # systemd-networkd-wait-online (its ~12 s held cloud-init back, while these tests'
+               # containers reach nothing over their NICs: the webhook goes through an LXD proxy).
+               f"--customize-hook=echo 'LANG={_LOCALE}' > \"$1/etc/default/locale\"",
+               "--customize-hook=printf 'ssh_genkeytypes: [ed25519]\\n' > "
+               "\"$1/etc/cloud/cloud.cfg.d/90-vmyard-tests.cfg\"",
+               "--customize-hook=ln -sf /dev/null \"$1/etc/systemd/system/systemd-networkd-wait-online.service\"",
                SUITE, str(plain_tar), apt_mirror(SUITE)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=_BUILD_TIMEOUT,
                             stdin=subprocess.DEVNULL)
