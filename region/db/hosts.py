@@ -113,15 +113,19 @@ def list_thd(cur) -> list[VMHost]:
 
 
 def get_thd(cur, host_id: int | str, for_update: bool = False, *, before: str = "") -> VMHost:
-    """The host; `before`: a statement sent ahead of the SELECT in the same round trip."""
+    """The host with its storage pools, in one round trip; `before`: a statement sent ahead of
+    the SELECT in the same round trip."""
     if not str(host_id).isdigit():
         raise NotFound("VM host")
-    lock = " FOR UPDATE" if for_update else ""
-    cur.execute(f"{before}SELECT {COLUMNS} FROM vm_hosts WHERE id = %s{lock}", (int(host_id),))
-    rows = cur.fetchall()
-    if not rows:
+    lock = " FOR UPDATE OF h" if for_update else ""
+    cur.execute(f"{before}SELECT {COLUMNS}, COALESCE((SELECT json_agg(json_build_array(p.id, p.name, p.type,"
+                " p.path, p.total, p.used) ORDER BY p.id) FROM vm_host_storage_pools p WHERE p.host_id = h.id),"
+                f" '[]'::json) FROM vm_hosts h WHERE id = %s{lock}", (int(host_id),))
+    row = cur.fetchone()
+    if row is None:
         raise NotFound("VM host")
-    return _hosts(cur, rows)[0]
+    *host, pools = row
+    return VMHost(*host, storage_pools=[HostStoragePool(*p) for p in pools])
 
 
 def lock_for_placement_thd(cur, host_id: int | str) -> VMHost:
