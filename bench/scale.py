@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import http.client
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -26,11 +27,10 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import attrs
 
@@ -103,39 +103,44 @@ def _queries_so_far(api: Client) -> dict[str, float]:
     return {labels: float(total) for labels, total in _QUERY_SUMS.findall(body.decode())}
 
 
-def _measure(api: Client, path: str) -> Measured:
+def _measure(api: Client, path: str, repeats: int = REPEATS) -> Measured:
     before = _queries_so_far(api)
     status, body, _ = api.get(path)
     after = _queries_so_far(api)
     queries = round(sum(total - before.get(labels, 0) for labels, total in after.items()))
     if status != 200:
         raise RuntimeError(f"GET {path}: HTTP {status}: {body[:300]!r}")
-    times = [api.get(path)[2] for _ in range(REPEATS)]
+    times = [api.get(path)[2] for _ in range(repeats)]
     return Measured(queries, statistics.median(times), _percentile(times, 0.95), len(body))
 
 
-def _version_latencies(api: Client, until: threading.Event | None, count: int = 50) -> list[float]:
-    """`GET version/` over and over: `count` times, or until `until` is set."""
-    times = []
-    while (until is None and len(times) < count) or (until is not None and not until.is_set()):
+def _version_latencies(api: Client, done: Callable[[list[float]], bool]) -> list[float]:
+    """`GET version/` over and over, until `done(the latencies so far)`."""
+    times: list[float] = []
+    while not done(times):
         times.append(api.get("version/", signed=False)[2])
         time.sleep(0.002)
     return times
 
 
+def _list_machines(base: str, apikey: str, count: int) -> None:
+    lister = Client(base, apikey)
+    for _ in range(count):
+        lister.get("machines/")
+
+
 def _reactor_hold(base: str, apikey: str) -> tuple[float, float]:
-    """p50 and max of `version/` while full `machines/` listings run (three in a row)."""
-    done = threading.Event()
-    during: list[float] = []
-    poller = threading.Thread(target=lambda: during.extend(_version_latencies(Client(base, apikey), done)))
-    poller.start()
+    """p50 and max of `version/` while full `machines/` listings run (three in a row), read by
+    another process: a thread of this one joining a 130 MB body would stall the poller, not
+    the region."""
+    lister = multiprocessing.get_context("fork").Process(target=_list_machines, args=(base, apikey, 3))
+    lister.start()
     try:
-        lister = Client(base, apikey)
-        for _ in range(3):
-            lister.get("machines/")
+        during = _version_latencies(Client(base, apikey), lambda times: not lister.is_alive())
     finally:
-        done.set()
-        poller.join()
+        lister.join()
+    if lister.exitcode != 0:
+        raise RuntimeError(f"the machines/ lister exited with {lister.exitcode}")
     return statistics.median(during), max(during)
 
 
@@ -171,7 +176,7 @@ def _region(base: Path, dsn: str) -> Iterator[RegionProcess]:
 
 
 def _measure_scale(base: Path, dsn: str, hosts: int, machines: int, apikey: list[str],
-                   only: tuple[str, ...] = ()) -> Scale:
+                   only: tuple[str, ...] = (), repeats: int = REPEATS) -> Scale:
     """`apikey`: the admin's key, made by the first run (a one-item list); `only`: the labels
     of the requests to measure (empty: all)."""
     with _region(base, dsn) as region:
@@ -181,8 +186,8 @@ def _measure_scale(base: Path, dsn: str, hosts: int, machines: int, apikey: list
         _, body, _ = api.get(f"machines/?hostname=seed-h{(hosts + 1) // 2}-vm1")
         [machine] = json.loads(body)
         sample = {"system_id": machine["system_id"], "hostname": machine["hostname"], "host_id": machine["pod"]["id"]}
-        results = {label: _measure(api, path) for label, path in _requests(sample, only).items()}
-        idle = _version_latencies(Client(region.api, apikey[0]), None)
+        results = {label: _measure(api, path, repeats) for label, path in _requests(sample, only).items()}
+        idle = _version_latencies(Client(region.api, apikey[0]), lambda times: len(times) >= 50)
         during = _reactor_hold(region.api, apikey[0])
         rss, peak = _rss_mib(region.proc.pid)
         return Scale(hosts, machines, results, (statistics.median(idle), max(idle)), during, rss, peak)
@@ -249,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure only these sites (the seed still grows through the smaller ones)")
     parser.add_argument("--only", nargs="+", default=[], metavar="LABEL",
                         help="measure only these requests, e.g. 'machines/' 'machines/?zone=X'")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="requests timed per line")
     args = parser.parse_args(argv)
-    if args.write_docs and (args.only or len(args.hosts) < len(SCALES)):
-        parser.error("--write-docs needs every request at every site")
+    if args.write_docs and (args.only or len(args.hosts) < len(SCALES) or args.repeats != REPEATS):
+        parser.error("--write-docs needs every request at every site, timed the usual number of times")
     pg = PostgresCluster.start()
     base = Path(tempfile.mkdtemp(prefix="vmyard-bench-scale-", dir="/tmp"))
     try:
@@ -265,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seeded {seeded.hosts:,} hosts, {seeded.machines:,} machines in {time.monotonic() - started:.1f} s",
                   file=sys.stderr)
             if hosts in args.hosts:
-                scales.append(_measure_scale(base, dsn, seeded.hosts, seeded.machines, apikey, tuple(args.only)))
+                scales.append(_measure_scale(base, dsn, seeded.hosts, seeded.machines, apikey, tuple(args.only),
+                                             args.repeats))
         text = table(scales)
         print(text)
         if args.write_docs:

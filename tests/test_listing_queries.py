@@ -276,3 +276,50 @@ def test_listings_over_http_are_streamed_whole_and_filters_are_checked(admin_api
     assert [h["name"] for h in hosts_json] == ["seed-host-0", "seed-host-1", "seed-host-2"]
     assert [admin_api.get(f"pods/{h['id']}/").json() for h in hosts_json] == admin_api.get("pods/").json()
     assert hosts_json[0]["used"] == {"cores": 4, "memory": 8192, "local_storage": 2 * 30 * seed.GIB}
+
+
+OWNER_DATA = {"k\u0001": "tab\tquote\"", "ü": ""}
+
+
+def _varied_machines_thd(cur) -> None:
+    """Beyond the seed's sameness: owners, statuses, tags, owner data with characters JSON must
+    escape, a deployed series, a machine without NICs, one without disks, a NIC with several
+    links (no address, no subnet), one on a VLAN of its own, a disconnected one, another zone."""
+    alice = users.create_user_thd(cur, "alice", "pw-alice", "alice@example.com", is_superuser=False)
+    gold = named.create_thd(cur, named.RESOURCE_POOLS, "gold", "a \"quoted\" pool")
+    listed = machines.list_thd(cur)
+    cur.execute("INSERT INTO vlans (fabric_id, vid, name, mtu) VALUES (0, 42, 'v42', 9000) RETURNING id")
+    vlan42 = cur.fetchone()[0]
+    cur.execute("INSERT INTO subnets (name, cidr, vlan_id) VALUES ('s42', '192.168.42.0/24', %s) RETURNING id",
+                (vlan42,))
+    subnet42 = cur.fetchone()[0]
+    machines.update_thd(cur, listed[0].id, {"owner_id": alice.id, "status": "deployed", "tags": ["db", "é\n"]})
+    cur.execute("UPDATE machines SET distro_series = 'jammy', agent_name = 'model-1', owner_data = %s WHERE id = %s",
+                (json.dumps(OWNER_DATA), listed[0].id))
+    machines.update_thd(cur, listed[1].id, {"pool_id": gold.id, "status": "allocated", "owner_id": alice.id})
+    cur.execute("DELETE FROM machine_interfaces WHERE machine_id = %s", (listed[2].id,))
+    cur.execute("DELETE FROM machine_disks WHERE machine_id = %s", (listed[3].id,))
+    nic = listed[4].interfaces[0].id
+    cur.execute("INSERT INTO static_ips (subnet_id, ip, machine_interface_id, mode) VALUES"
+                " (%s, '192.168.42.7', %s, 'static'), (%s, NULL, %s, 'auto'), (NULL, NULL, %s, 'link_up')",
+                (subnet42, nic, subnet42, nic, nic))
+    cur.execute("UPDATE machine_interfaces SET vlan_id = %s WHERE id = %s", (vlan42, listed[5].interfaces[1].id))
+    cur.execute("UPDATE machine_interfaces SET disconnected = true WHERE id = %s", (listed[6].interfaces[0].id,))
+
+
+def test_full_listing_equals_every_machine_read_alone(admin_api, dsn):
+    """Over HTTP on varied data: the streamed listing (shared parts serialised once) holds, for
+    every machine, exactly the object `machines/X/` renders on its own, in id order."""
+    add_hosts(dsn, 4, per_host=3)
+    run_sync(dsn, _varied_machines_thd)
+    listed = admin_api.get("machines/").json()
+    alone = [admin_api.get(f"machines/{m['system_id']}/").json() for m in listed]
+    assert listed == alone and len(listed) == 12
+    assert [m["virtualmachine_id"] for m in listed] == sorted(m["virtualmachine_id"] for m in listed)
+    assert (listed[0]["owner"], listed[0]["status_name"], listed[0]["osystem"]) == ("alice", "Deployed", "ubuntu")
+    assert (listed[1]["pool"]["name"], listed[1]["status_name"]) == ("gold", "Allocated")
+    assert (listed[2]["interface_set"], listed[2]["boot_interface"], listed[2]["ip_addresses"]) == ([], None, [])
+    assert (listed[3]["blockdevice_set"], listed[3]["boot_disk"], listed[3]["storage"]) == ([], None, 0.0)
+    assert listed[0]["owner_data"] == OWNER_DATA and listed[0]["tag_names"] == ["db", "é\n"]
+    assert [len(n["links"]) for n in listed[4]["interface_set"]] == [4, 0]
+    assert listed[5]["interface_set"][1]["vlan"]["vid"] == 42 and listed[6]["interface_set"][0]["vlan"] is None

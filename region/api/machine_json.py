@@ -194,6 +194,7 @@ class _ListingRenderer(MachineRenderer):
         return self._part(super()._disk(system_id, index, disk))
 
     def _numa(self, m: machines.Machine, host: _HostParts) -> orjson.Fragment:
+        # id(host): one _HostParts per host for this renderer's life
         key = (id(host), tuple(m.numa_nodes), tuple((nic.name, nic.attach_name) for nic in m.interfaces))
         found = self._numa_reports.get(key)
         if found is None:
@@ -212,5 +213,5 @@ CHUNK_MACHINES = 100  # per orjson call (~1 ms holding the GIL)
 
 def listing_chunks(found: MachineViews) -> Iterator[bytes]:
     """The JSON list of the views' machine objects, as chunks made as they are asked for
-    (off the reactor)."""
+    (off the reactor); `found.machines` is emptied as they are made."""
     return json_list_chunks(found.machines, _ListingRenderer(found.catalog).render, CHUNK_MACHINES, option=0)
