@@ -32,7 +32,7 @@ from pathlib import Path
 
 from devstack.daemons import REPO, RegionProcess, http_get
 from region import pg_template
-from region.embedded_pg import EmbeddedPostgres, ensure_service_user, find_pg_bindir
+from region.embedded_pg import EmbeddedPostgres
 
 TARGET = 3.0
 # Phase → the region log line that ends it (debug level; see region/daemon.py, service.py,
@@ -145,7 +145,7 @@ def run(runs: int, base_commit: str | None, compiled: bool, template: bool) -> N
     os.environ["VMYARD_PG_TEMPLATE_DIR"] = str(scratch / "no-template")
     env["VMYARD_PG_TEMPLATE_DIR"] = str(scratch / ("pg-template" if template else "no-template"))
     if template:
-        pg_template.make(scratch / "pg-template", find_pg_bindir(), ensure_service_user() if os.geteuid() == 0 else None)
+        pg_template.make(scratch / "pg-template")
     trees = {"now": REPO}
     if base_commit:
         trees["base"] = export_commit(base_commit, scratch)

@@ -98,6 +98,7 @@ class EmbeddedPostgres:
 
     data_dir: Path
     extra_settings: dict[str, str] = attrs.field(factory=dict)
+    use_template: bool = True  # copy the install-time template cluster when there is a usable one
     unsynced: bool = False
     _bindir: Path | None = None
     _server: subprocess.Popen | None = None  # the server when `start()` spawned it
@@ -203,7 +204,8 @@ class EmbeddedPostgres:
         if self._new_pgdata.exists():
             log.warn("removing {path}, left by an interrupted initdb", path=str(self._new_pgdata))
             shutil.rmtree(self._new_pgdata)
-        template = pg_template.usable(pg_template.template_root(), self._bindir_path(), user)
+        template = pg_template.usable(pg_template.template_root(), self._bindir_path(), user) \
+            if self.use_template else None
         if template is not None:
             log.info("copying the template cluster {template} to {pgdata}", template=str(template),
                      pgdata=str(self.pgdata))
