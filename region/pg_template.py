@@ -3,8 +3,8 @@ instead of running initdb and the migrations (most of a cold start's CPU: ~1.2 +
 2-core machine).
 
 `python -m region.pg_template` makes it unless it is there (a cluster with the schema at
-head, flushed to disk, owned by the user the embedded PostgreSQL runs as) under `/var/cache/vmyard/pg-template/<major>/` (`VMYARD_PG_TEMPLATE_DIR`
-moves it).  A cluster is copied from it only when it was made for this PostgreSQL major
+head, flushed to disk, owned by the user the embedded PostgreSQL runs as) under
+`/var/cache/vmyard/pg-template/<major>/` (`VMYARD_PG_TEMPLATE_DIR` moves it).  A cluster is copied from it only when it was made for this PostgreSQL major
 version, with the options initdb would be given now, owned by the user the server runs as;
 otherwise, or when there is none, initdb runs as usual.  Copies share initdb's system
 identifier (pg_control), which only tools that tell clusters apart by it (WAL archives,
@@ -37,7 +37,7 @@ def template_root() -> Path:
 
 
 def server_major(bindir: Path) -> str:
-    """"15" for `postgres (PostgreSQL) 15.8 (Debian 15.8-0+deb12u1)`."""
+    """The major version: 15 for `postgres (PostgreSQL) 15.8 (Debian 15.8-0+deb12u1)`."""
     out = subprocess.run([str(bindir / "postgres"), "-V"], capture_output=True, text=True, check=True).stdout
     return out.split(")", 1)[1].split()[0].split(".")[0]
 
