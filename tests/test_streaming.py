@@ -1,0 +1,109 @@
+"""Streamed replies (region/api/streaming.py): chunks made in the render pool only a few ahead of
+what the transport takes, every chunk written in order, and what they were made from dropped
+(garbage collection resumed) whether the client reads to the end or goes away."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+
+from region.api import streaming
+
+CHUNKS = 12
+
+
+class _Request:
+    """The little of twisted.web's Request a streamed reply uses, its transport the test."""
+
+    method = b"GET"
+    _disconnected = False
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.finished = False
+        self.producer = None
+
+    def setResponseCode(self, code: int) -> None:  # noqa: N802 (Twisted's name)
+        self.code = code
+
+    def setHeader(self, name: bytes, value: bytes) -> None:  # noqa: N802 (Twisted's name)
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def registerProducer(self, producer, streaming: bool) -> None:  # noqa: N802 (Twisted's name)
+        assert streaming
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:  # noqa: N802 (Twisted's name)
+        self.producer = None
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+class _Source:
+    """Chunks b"0" … b"11", counting how many were made and whether the rest was dropped."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.closed = False
+
+    def chunks(self, _loaded):
+        try:
+            for i in range(CHUNKS):
+                self.made += 1
+                yield str(i).encode()
+        finally:
+            self.closed = True
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        await task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("condition not met in time")
+
+
+async def _started(source: _Source) -> tuple[_Request, streaming.StreamedJSON]:
+    reply = await streaming.streamed(defer.succeed(None), source.chunks)
+    assert not gc.isenabled()  # paused while there are chunks to make
+    request = _Request()
+    reply.send(request)
+    return request, reply
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_chunk_is_written_in_order_and_collection_resumes():
+    source = _Source()
+    request, _ = await _started(source)
+    await _until(lambda: request.finished)
+    assert request.written == [str(i).encode() for i in range(CHUNKS)] and request.producer is None
+    await _until(lambda: gc.isenabled())
+    assert source.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_paused_transport_stops_the_making_a_few_chunks_ahead():
+    source = _Source()
+    request, _ = await _started(source)
+    request.producer.pauseProducing()
+    await task.deferLater(reactor, 0.3, lambda: None)
+    assert source.made <= len(request.written) + streaming.AHEAD + 1 < CHUNKS
+    request.producer.resumeProducing()
+    await _until(lambda: request.finished)
+    assert b"".join(request.written) == b"".join(str(i).encode() for i in range(CHUNKS))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_goes_away_drops_the_rest_and_resumes_collection():
+    source = _Source()
+    request, _ = await _started(source)
+    request.producer.pauseProducing()
+    request.producer.stopProducing()
+    await _until(lambda: source.closed and gc.isenabled())
+    assert source.made < CHUNKS and not request.finished
