@@ -15,6 +15,12 @@ from region.db import migrate
 from region.embedded_pg import ClusterStart, EmbeddedPostgres, EmbeddedPostgresError, find_pg_bindir
 
 
+@pytest.fixture(autouse=True)
+def no_template(public_tmp, monkeypatch):
+    """Clusters made here run initdb, even on a machine with an install-time template."""
+    monkeypatch.setenv("VMYARD_PG_TEMPLATE_DIR", str(public_tmp / "no-template"))
+
+
 def _execute(pg: EmbeddedPostgres, sql: str) -> list[tuple]:
     conn = psycopg2.connect(pg.dsn)
     try:
