@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from twisted.logger import Logger
 
@@ -24,6 +26,11 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as e:
         parser.exit(2, f"vmyard-regiond: {e}\n")
     start_logging(cfg.log_level, cfg.log_format)
+    # Until the reactor handles SIGTERM/SIGINT, one is remembered (not fatal), so that the
+    # cluster's start, which may already have spawned its server, is stopped cleanly.
+    stop_asked = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop_asked.set())
     # An embedded cluster's initdb, start and migrations begin before the reactor and the
     # region are imported, and overlap those imports.
     cluster = embedded_pg.prestart(cfg)
@@ -36,6 +43,13 @@ def main(argv: list[str] | None = None) -> None:
 
         log.debug("region modules loaded")
         svc = RegionService(cfg, reactor, prestarted=cluster)
+        def stop_if_asked() -> None:
+            # Running: the reactor's own handlers have taken the signals over.
+            if stop_asked.is_set():
+                log.info("asked to stop while starting")
+                reactor.stop()
+
+        reactor.callWhenRunning(stop_if_asked)
         return run_service_until_stopped(reactor, svc, svc.ready)
 
     task.react(run)

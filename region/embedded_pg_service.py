@@ -3,6 +3,8 @@ daemon imports before Twisted's reactor modules so that initdb starts sooner).""
 
 from __future__ import annotations
 
+from concurrent import futures
+
 import attrs
 from twisted.application import service
 from twisted.internet import defer, threads
@@ -21,13 +23,20 @@ class EmbeddedPostgresService(service.Service):
     pg: EmbeddedPostgres
     prestarted: ClusterStart | None = None  # from `embedded_pg.prestart`: the start already under way
     started: defer.Deferred = attrs.field(init=False, factory=defer.Deferred)
+    _begun: ClusterStart | None = None
 
     def startService(self) -> None:
         service.Service.startService(self)
-        begun = self.prestarted if self.prestarted is not None else ClusterStart.begin(self.pg)
-        threads.deferToThread(begun.done.result).chainDeferred(self.started)
+        self._begun = self.prestarted if self.prestarted is not None else ClusterStart.begin(self.pg)
+        threads.deferToThread(self._begun.done.result).chainDeferred(self.started)
 
     def stopService(self) -> defer.Deferred:
         service.Service.stopService(self)
-        # The cluster in our data dir is ours to stop.
-        return threads.deferToThread(self.pg.stop)
+        return threads.deferToThread(self._stop)
+
+    def _stop(self) -> None:
+        # A start still under way ends first, so a server it spawns is stopped too, not left
+        # running after the region; the cluster in our data dir is ours to stop.
+        if self._begun is not None:
+            futures.wait([self._begun.done])
+        self.pg.stop()

@@ -15,7 +15,7 @@ from region.db import secrets
 from region.db.pool import run_sync
 from region.embedded_pg import EmbeddedPostgres
 from tests.conftest import make_user, region_box
-from tests.fixtures.daemons import REPO, http_get, wait_for
+from tests.fixtures.daemons import REPO, RegionProcess, http_get, wait_for
 from tests.fixtures.http import Api
 
 
@@ -127,3 +127,17 @@ def test_region_process_does_not_load_the_rack():
         capture_output=True, text=True, cwd=REPO, check=True, timeout=60,
     ).stdout.strip()
     assert loaded == "[]"
+
+
+def test_sigterm_during_the_first_initdb_leaves_no_server_running(public_tmp):
+    region = RegionProcess.make(public_tmp / "data", dsn=None)
+    region.start()
+    try:
+        wait_for(lambda: "creating the embedded PostgreSQL cluster" in region.output(), 60, "initdb to begin",
+                 region.proc, region.log)
+        assert region.stop() == 0
+    finally:
+        region.stop()
+    pg = EmbeddedPostgres(region.data_dir)
+    assert not pg.is_running(), "the server the start spawned is stopped with the region"
+    assert pg.pid() is None
