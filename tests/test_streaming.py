@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
@@ -24,6 +25,12 @@ class _Request:
         self.written: list[bytes] = []
         self.finished = False
         self.producer = None
+        self.aborted = False
+        self.channel = self  # its transport too
+        self.transport = self
+
+    def abortConnection(self) -> None:  # noqa: N802 (Twisted's name)
+        self.aborted = True
 
     def setResponseCode(self, code: int) -> None:  # noqa: N802 (Twisted's name)
         self.code = code
@@ -46,15 +53,19 @@ class _Request:
 
 
 class _Source:
-    """Chunks b"0" … b"11", counting how many were made and whether the rest was dropped."""
+    """Chunks b"0" … b"11", counting how many were made and whether the rest was dropped; with
+    `fail_at`, making that chunk fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail_at: int | None = None) -> None:
         self.made = 0
         self.closed = False
+        self.fail_at = fail_at
 
     def chunks(self, _loaded):
         try:
             for i in range(CHUNKS):
+                if i == self.fail_at:
+                    raise RuntimeError("a render bug")
                 self.made += 1
                 yield str(i).encode()
         finally:
@@ -107,3 +118,14 @@ async def test_a_client_that_goes_away_drops_the_rest_and_resumes_collection():
     request.producer.stopProducing()
     await _until(lambda: source.closed and gc.isenabled())
     assert source.made < CHUNKS and not request.finished
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failure_before_the_first_chunk_is_an_ordinary_error_and_one_later_cuts_the_reply_short():
+    with pytest.raises(RuntimeError):
+        await streaming.streamed(defer.succeed(None), _Source(fail_at=0).chunks)
+    assert gc.isenabled()
+    source = _Source(fail_at=5)
+    request, _ = await _started(source)
+    await _until(lambda: request.aborted and gc.isenabled())
+    assert request.written == [str(i).encode() for i in range(5)] and not request.finished
