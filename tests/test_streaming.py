@@ -129,3 +129,40 @@ async def test_a_failure_before_the_first_chunk_is_an_ordinary_error_and_one_lat
     request, _ = await _started(source)
     await _until(lambda: request.aborted and gc.isenabled())
     assert request.written == [str(i).encode() for i in range(5)] and not request.finished
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_stops_reading_gives_up_the_pause_of_garbage_collection():
+    source = _Source()
+    reply = await streaming.streamed(defer.succeed(None), source.chunks)
+    clock = task.Clock()
+    reply.clock = clock
+    request = _Request()
+    reply.send(request)
+    request.producer.pauseProducing()
+    await _until(lambda: source.made >= streaming.AHEAD)  # the pump has made what it may
+    clock.advance(streaming.SLOW_CLIENT_SECONDS - 0.1)
+    assert not gc.isenabled()
+    clock.advance(0.2)
+    assert gc.isenabled() and not source.closed  # the reply goes on, only without the pause
+    request.producer.resumeProducing()
+    await _until(lambda: request.finished)
+    assert b"".join(request.written) == b"".join(str(i).encode() for i in range(CHUNKS))
+    assert gc.isenabled() and source.closed
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_resumes_in_time_keeps_the_pause():
+    source = _Source()
+    reply = await streaming.streamed(defer.succeed(None), source.chunks)
+    clock = task.Clock()
+    reply.clock = clock
+    request = _Request()
+    reply.send(request)
+    request.producer.pauseProducing()
+    clock.advance(streaming.SLOW_CLIENT_SECONDS - 1)
+    request.producer.resumeProducing()
+    clock.advance(streaming.SLOW_CLIENT_SECONDS)
+    assert not clock.getDelayedCalls()
+    await _until(lambda: request.finished)
+    await _until(lambda: gc.isenabled())

@@ -27,6 +27,9 @@ T = TypeVar("T")
 log = Logger()
 _render_pool = LazyThreadPool("api-render", 2)
 AHEAD = 4  # chunks made before the transport takes them (a machines/ chunk is ~0.7 MB)
+# A client that stops reading for this long gives up the reply's pause of garbage collection:
+# one slow (or hostile) reader must not leave the whole region without it.
+SLOW_CLIENT_SECONDS = 5.0
 
 
 class _Chunks:
@@ -45,6 +48,13 @@ class _Chunks:
         if chunk is None:
             self.close()
         return chunk
+
+    def resume_gc(self) -> None:
+        """End this reply's pause of garbage collection now (only the first call does)."""
+        with self._lock:
+            pause, self._pause = self._pause, None
+        if pause is not None:
+            pause.__exit__(None, None, None)
 
     def close(self) -> None:
         """Drop what is left (the objects it was made from are freed here: call it off the
@@ -65,6 +75,7 @@ class StreamedJSON:
     """A 200 reply whose chunks, concatenated, are one JSON document: `first`, then the rest."""
 
     status = 200
+    clock = None  # the reactor unless a test sets one
 
     def __init__(self, first: bytes, rest: _Chunks) -> None:
         self.first = first
@@ -81,7 +92,7 @@ class StreamedJSON:
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", b"application/json")
         request.write(self.first)
-        _ChunkPump(request, self._rest).start()
+        _ChunkPump(request, self._rest, self.clock).start()
 
 
 @implementer(IPushProducer)
@@ -89,7 +100,11 @@ class _ChunkPump:
     """Makes the next chunks in the render pool (at most AHEAD waiting) and writes them while
     the transport is not paused; finishes the request after the last one."""
 
-    def __init__(self, request: server.Request, chunks: _Chunks) -> None:
+    def __init__(self, request: server.Request, chunks: _Chunks, clock=None) -> None:
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._clock = clock
+        self._slow_client = None  # the timer that ends the GC pause while the transport is paused
         self._request = request
         self._chunks = chunks
         self._made: deque[bytes] = deque()
@@ -123,6 +138,7 @@ class _ChunkPump:
         while self._made and not self._paused:
             self._request.write(self._made.popleft())
         if self._last_made and not self._made:
+            self._cancel_slow_client_timer()
             self._stopped = True
             self._request.unregisterProducer()
             self._request.finish()
@@ -132,6 +148,7 @@ class _ChunkPump:
         self._making = False
         log.failure("building a streamed reply failed; closing the connection", failure)
         _render_pool.run(self._chunks.close)
+        self._cancel_slow_client_timer()
         if not self._stopped:
             self._stopped = True
             self._request.unregisterProducer()
@@ -139,14 +156,23 @@ class _ChunkPump:
 
     def pauseProducing(self) -> None:  # noqa: N802 (Twisted's name)
         self._paused = True
+        if self._slow_client is None and not self._stopped:
+            self._slow_client = self._clock.callLater(SLOW_CLIENT_SECONDS, self._chunks.resume_gc)
 
     def resumeProducing(self) -> None:  # noqa: N802 (Twisted's name)
         self._paused = False
+        self._cancel_slow_client_timer()
         if not self._stopped:
             self._write()
             self._make_more()
 
+    def _cancel_slow_client_timer(self) -> None:
+        timer, self._slow_client = self._slow_client, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
     def stopProducing(self) -> None:  # noqa: N802 (the client went away)
+        self._cancel_slow_client_timer()
         if self._stopped:
             return
         self._stopped = True
@@ -180,7 +206,8 @@ async def streamed(load: Awaitable[T], build: Callable[[T], Iterable[bytes]]) ->
     error reply).
 
     Automatic garbage collection is paused from the load until the loaded objects are freed
-    (in that pool, not on the reactor): a listing allocates millions of objects, and a
+    (in that pool, not on the reactor), or until the client has stopped reading for
+    SLOW_CLIENT_SECONDS: a listing allocates millions of objects, and a
     collection walking them, or their freeing, would hold the GIL for hundreds of ms."""
     with gc_paused():  # until _Chunks holds its own pause
         loaded = [await load]
