@@ -4,8 +4,9 @@ instead of running initdb and the migrations (most of a cold start's CPU: ~1.2 +
 
 `python -m region.pg_template` makes it unless it is there (a cluster with the schema at
 head, flushed to disk, owned by the user the embedded PostgreSQL runs as) under
-`/var/cache/vmyard/pg-template/<major>/` (`VMYARD_PG_TEMPLATE_DIR` moves it).  A cluster is copied from it only when it was made for this PostgreSQL major
-version, with the options initdb would be given now, owned by the user the server runs as;
+`/var/cache/vmyard/pg-template/<major>/` (`VMYARD_PG_TEMPLATE_DIR` moves it).  A cluster is
+copied from it only when it was made for this PostgreSQL major version, with the options
+initdb would be given now, owned by the user the server runs as;
 otherwise, or when there is none, initdb runs as usual.  Copies share initdb's system
 identifier (pg_control), which only tools that tell clusters apart by it (WAL archives,
 replication) would notice; an embedded cluster is never part of either.
