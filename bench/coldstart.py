@@ -12,7 +12,8 @@ temporary dir) alternates with this tree's, first one then the other.  `--compil
 with bytecode cached in a private dir (warmed by a discarded start), as an installed
 package would; otherwise the environment decides (PYTHONDONTWRITEBYTECODE compiles every
 module on each start).  `--template` makes a template cluster first (region/pg_template.py,
-an install-time step) for this tree's starts to copy instead of running initdb.  Beside it, the parts: a bare `initdb` as the region runs it, and
+an install-time step) for this tree's starts to copy instead of running initdb.  Beside it,
+the parts: a bare `initdb` as the region runs it, and
 `import region.service` in a fresh interpreter.  p50/p95 are printed with PASS/FAIL
 against the 3 s target.
 """

@@ -267,7 +267,8 @@ def run(args) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=1000, help="answering hosts (fake LXD)")
-    parser.add_argument("--hung", type=int, default=1000, help="hosts that accept and never answer (0: skip that phase and the stop)")
+    parser.add_argument("--hung", type=int, default=1000,
+                        help="hosts that accept and never answer (0: skip that phase and the stop)")
     parser.add_argument("--samples", type=int, default=15, help="user operations timed per phase")
     args = parser.parse_args(argv)
     try:
