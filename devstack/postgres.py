@@ -63,6 +63,18 @@ class PostgresCluster:
         self._create(name, TEMPLATE if migrated else "template0")
         return self.dsn(name)
 
+    def drop_database(self, dsn: str) -> None:
+        """Drop a database `new_database` made (connections to it are ended first).  A session
+        makes hundreds: dropped one by one as tests end, they are not left to a final removal
+        of the whole cluster's files (~150,000 files and 16 s for 300 databases here)."""
+        name = dict(part.split("=", 1) for part in dsn.split())["dbname"]
+        conn = self._admin()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            conn.close()
+
     def stop(self) -> None:
         self.pg.stop()
         shutil.rmtree(self.base, ignore_errors=True)

@@ -76,8 +76,10 @@ def pg_cluster():
 
 
 @pytest.fixture
-def dsn(pg_cluster) -> str:
-    return pg_cluster.new_database()
+def dsn(pg_cluster):
+    made = pg_cluster.new_database()
+    yield made
+    pg_cluster.drop_database(made)
 
 
 @pytest.fixture
