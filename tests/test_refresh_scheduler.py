@@ -27,6 +27,7 @@ from region.vmhosts import HostManager
 from tests.conftest import make_user, region_box
 from tests.fixtures.daemons import wait_for
 from tests.fixtures.http import Api
+from tests.fixtures.polling import until
 from tests.test_rack_hostops import REQUEST, TARGET, VM, FakeDriver
 from tests.test_stop_fast import add_hung_hosts, leased
 from tests.test_vmhosts_lxd import add_trusted_host
@@ -141,14 +142,6 @@ def refresh_state(env, host_ids: list[int]) -> dict[int, tuple]:
         return {row[0]: row[1:] for row in cur.fetchall()}
 
     return run_sync(env.dsn, q_thd)
-
-
-async def until(predicate, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        await task.deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError("condition not met in time")
 
 
 async def settle(env, scheduler: RefreshScheduler) -> None:

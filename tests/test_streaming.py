@@ -11,6 +11,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from region.api import streaming
+from tests.fixtures.polling import until
 
 CHUNKS = 12
 
@@ -72,14 +73,6 @@ class _Source:
             self.closed = True
 
 
-async def _until(condition, timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        await task.deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError("condition not met in time")
-
-
 async def _started(source: _Source) -> tuple[_Request, streaming.StreamedJSON]:
     reply = await streaming.streamed(defer.succeed(None), source.chunks)
     assert not gc.isenabled()  # paused while there are chunks to make
@@ -92,9 +85,9 @@ async def _started(source: _Source) -> tuple[_Request, streaming.StreamedJSON]:
 async def test_every_chunk_is_written_in_order_and_collection_resumes():
     source = _Source()
     request, _ = await _started(source)
-    await _until(lambda: request.finished)
+    await until(lambda: request.finished)
     assert request.written == [str(i).encode() for i in range(CHUNKS)] and request.producer is None
-    await _until(lambda: gc.isenabled())
+    await until(lambda: gc.isenabled())
     assert source.closed
 
 
@@ -106,7 +99,7 @@ async def test_a_paused_transport_stops_the_making_a_few_chunks_ahead():
     await task.deferLater(reactor, 0.3, lambda: None)
     assert source.made <= len(request.written) + streaming.AHEAD + 1 < CHUNKS
     request.producer.resumeProducing()
-    await _until(lambda: request.finished)
+    await until(lambda: request.finished)
     assert b"".join(request.written) == b"".join(str(i).encode() for i in range(CHUNKS))
 
 
@@ -116,7 +109,7 @@ async def test_a_client_that_goes_away_drops_the_rest_and_resumes_collection():
     request, _ = await _started(source)
     request.producer.pauseProducing()
     request.producer.stopProducing()
-    await _until(lambda: source.closed and gc.isenabled())
+    await until(lambda: source.closed and gc.isenabled())
     assert source.made < CHUNKS and not request.finished
 
 
@@ -127,42 +120,41 @@ async def test_a_failure_before_the_first_chunk_is_an_ordinary_error_and_one_lat
     assert gc.isenabled()
     source = _Source(fail_at=5)
     request, _ = await _started(source)
-    await _until(lambda: request.aborted and gc.isenabled())
+    await until(lambda: request.aborted and gc.isenabled())
     assert request.written == [str(i).encode() for i in range(5)] and not request.finished
+
+
+async def _paused_with_clock(source: _Source) -> tuple[_Request, task.Clock]:
+    """A reply on a fake clock whose transport has paused it at once."""
+    reply = await streaming.streamed(defer.succeed(None), source.chunks)
+    reply.clock = task.Clock()
+    request = _Request()
+    reply.send(request)
+    request.producer.pauseProducing()
+    return request, reply.clock
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_client_that_stops_reading_gives_up_the_pause_of_garbage_collection():
     source = _Source()
-    reply = await streaming.streamed(defer.succeed(None), source.chunks)
-    clock = task.Clock()
-    reply.clock = clock
-    request = _Request()
-    reply.send(request)
-    request.producer.pauseProducing()
-    await _until(lambda: source.made >= streaming.AHEAD)  # the pump has made what it may
+    request, clock = await _paused_with_clock(source)
+    await until(lambda: source.made >= streaming.AHEAD)  # the pump has made what it may
     clock.advance(streaming.SLOW_CLIENT_SECONDS - 0.1)
     assert not gc.isenabled()
     clock.advance(0.2)
     assert gc.isenabled() and not source.closed  # the reply goes on, only without the pause
     request.producer.resumeProducing()
-    await _until(lambda: request.finished)
+    await until(lambda: request.finished)
     assert b"".join(request.written) == b"".join(str(i).encode() for i in range(CHUNKS))
     assert gc.isenabled() and source.closed
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_client_that_resumes_in_time_keeps_the_pause():
-    source = _Source()
-    reply = await streaming.streamed(defer.succeed(None), source.chunks)
-    clock = task.Clock()
-    reply.clock = clock
-    request = _Request()
-    reply.send(request)
-    request.producer.pauseProducing()
+    request, clock = await _paused_with_clock(_Source())
     clock.advance(streaming.SLOW_CLIENT_SECONDS - 1)
     request.producer.resumeProducing()
     clock.advance(streaming.SLOW_CLIENT_SECONDS)
     assert not clock.getDelayedCalls()
-    await _until(lambda: request.finished)
-    await _until(lambda: gc.isenabled())
+    await until(lambda: request.finished)
+    await until(lambda: gc.isenabled())
