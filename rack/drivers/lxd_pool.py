@@ -21,7 +21,6 @@ import atexit
 import hashlib
 import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 import attrs
@@ -55,7 +54,7 @@ class ClientPool:
         self.per_key = per_key
         self.max_clients = max_clients
         self._clock = clock
-        self._idle: OrderedDict[tuple, list[PooledClient]] = OrderedDict()  # least recently given first
+        self._idle: dict[tuple, list[PooledClient]] = {}
         self._count = 0
         self._next_sweep = 0.0
         self._lock = threading.Lock()
@@ -78,7 +77,6 @@ class ClientPool:
         pooled.idle_since = self._clock()
         with self._lock:
             idle = self._idle.setdefault(key, [])
-            self._idle.move_to_end(key)
             admitted = len(idle) < self.per_key and self._count < self.max_clients
             if admitted:
                 idle.append(pooled)

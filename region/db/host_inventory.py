@@ -82,9 +82,12 @@ def apply_discovery_thd(cur, host_id: int, discovered: DiscoveredHost) -> PoolCh
 def numa_nodes_thd(cur, host_id: int) -> list[NumaNode]:
     cur.execute("SELECT index, cores, memory, hugepages FROM vm_host_numa_nodes WHERE host_id = %s"
                 " ORDER BY index", (host_id,))
-    return [NumaNode(index=i, cores=list(cores), memory=memory,
-                     hugepages=[HugepageInfo(**h) for h in hugepages])
-            for i, cores, memory, hugepages in cur.fetchall()]
+    return [numa_node(*row) for row in cur.fetchall()]
+
+
+def numa_node(index: int, cores: list[int], memory: int, hugepages: list[dict]) -> NumaNode:
+    """A NumaNode from a vm_host_numa_nodes row (index, cores, memory, hugepages)."""
+    return NumaNode(index=index, cores=list(cores), memory=memory, hugepages=[HugepageInfo(**h) for h in hugepages])
 
 
 def interfaces_thd(cur, host_id: int) -> list[HostInterface]:

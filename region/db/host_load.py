@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import attrs
 
-from common.models import HugepageInfo, NumaNode
+from common.models import NumaNode
+from region.db.host_inventory import numa_node
 
 
 @attrs.frozen
@@ -39,8 +40,7 @@ def host_load_thd(cur, host_id: int) -> HostLoad:
         "           FROM machines m WHERE m.host_id = %(host)s), '[]'::json)", {"host": host_id})
     numa, vms = cur.fetchone()
     return HostLoad(
-        [NumaNode(index=i, cores=list(cores), memory=memory, hugepages=[HugepageInfo(**h) for h in hugepages])
-         for i, cores, memory, hugepages in numa],
+        [numa_node(*row) for row in numa],
         [VMLoad(cores, memory, list(pinned or ()), hugepages, list(numa_nodes or ()),
                 [(pool, int(size)) for pool, size in disks])
          for cores, memory, pinned, hugepages, numa_nodes, disks in vms])
