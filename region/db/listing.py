@@ -12,7 +12,6 @@ import attrs
 
 from region.db import hosts, machines
 from region.db.allocations import Allocation
-from region.db.interfaces import InterfaceLink
 from region.db.named import NamedObject
 from region.db.network_models import (
     FABRIC_COLUMNS,
@@ -87,43 +86,6 @@ def _hosts_with_interfaces_thd(cur, selected: str, args: tuple, catalog: Network
     return found, host_interfaces
 
 
-def _disks_thd(cur, selected: str, args: tuple) -> dict[int, list[machines.MachineDisk]]:
-    """The disks of the machines `selected` (a WHERE clause over machines) picks, by machine id."""
-    cur.execute("SELECT machine_id, id, name, size, storage_pool FROM machine_disks"
-                f" WHERE machine_id IN (SELECT id FROM machines {selected}) ORDER BY machine_id, id", args)
-    disks: dict[int, list[machines.MachineDisk]] = {}
-    disk = machines.MachineDisk
-    while batch := cur.fetchmany(machines.FETCH_BATCH):
-        for r in batch:
-            found = disks.get(r[0])
-            if found is None:
-                found = disks[r[0]] = []
-            found.append(disk(r[1], r[2], r[3], r[4]))
-    return disks
-
-
-def _nics_thd(cur, selected: str, args: tuple) -> dict[int, list[machines.MachineNic]]:
-    """The NICs with their links of the machines `selected` picks, by machine id (a NIC's row
-    comes once per link, or once with no link)."""
-    cur.execute("SELECT i.machine_id, i.id, i.name, i.mac, i.attach_type, i.attach_name, i.vid, i.boot,"
-                " i.vlan_id, i.disconnected, s.id, s.mode, host(s.ip), s.subnet_id, s.default_gateway"
-                " FROM machine_interfaces i LEFT JOIN static_ips s ON s.machine_interface_id = i.id"
-                f" WHERE i.machine_id IN (SELECT id FROM machines {selected}) ORDER BY i.id, s.id", args)
-    nics: dict[int, list[machines.MachineNic]] = {}
-    nic, make_nic, link = None, machines.MachineNic, InterfaceLink
-    while batch := cur.fetchmany(machines.FETCH_BATCH):
-        for r in batch:
-            if nic is None or nic.id != r[1]:
-                nic = make_nic(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-                found = nics.get(r[0])
-                if found is None:
-                    found = nics[r[0]] = []
-                found.append(nic)
-            if r[10] is not None:
-                nic.links.append(link(r[10], r[11], r[12], r[13], r[14]))
-    return nics
-
-
 _WIDTH = len(machines.COLUMNS.split(","))
 _ZONE, _POOL = (machines.COLUMNS.replace(" ", "").split(",").index(c) for c in ("zone_id", "pool_id"))
 
@@ -146,7 +108,8 @@ def machines_thd(cur, query: machines.MachineQuery = machines.MachineQuery(), *,
     if not found:
         catalog, _, _ = _catalog_thd(cur)
         return MachineListing([], {}, {}, catalog)
-    disks, nics = _disks_thd(cur, selected, args), _nics_thd(cur, selected, args)
+    machine_ids = f"IN (SELECT id FROM machines {selected})"
+    disks, nics = machines.disks_of_thd(cur, machine_ids, args), machines.nics_of_thd(cur, machine_ids, args)
     catalog, zones, pools = _catalog_thd(cur)
     machine, rows = machines.Machine, []
     for r in found:

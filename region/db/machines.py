@@ -102,29 +102,47 @@ def fetched(cur):
 
 def disks_thd(cur, ids: list[int]) -> dict[int, list[MachineDisk]]:
     """The disks of the machines `ids`, by machine id."""
+    return disks_of_thd(cur, "= ANY(%s)", (ids,))
+
+
+def disks_of_thd(cur, which: str, args: tuple) -> dict[int, list[MachineDisk]]:
+    """The disks of the machines whose id `which` selects (the SQL after `machine_id`, e.g.
+    `= ANY(%s)` or `IN (SELECT id FROM machines WHERE ...)`), by machine id, in id order."""
     cur.execute("SELECT machine_id, id, name, size, storage_pool FROM machine_disks"
-                " WHERE machine_id = ANY(%s) ORDER BY id", (ids,))
+                f" WHERE machine_id {which} ORDER BY machine_id, id", args)
     disks: dict[int, list[MachineDisk]] = {}
-    for machine_id, *row in fetched(cur):
-        disks.setdefault(machine_id, []).append(MachineDisk(*row))
+    disk = MachineDisk
+    for r in fetched(cur):
+        found = disks.get(r[0])
+        if found is None:
+            found = disks[r[0]] = []
+        found.append(disk(r[1], r[2], r[3], r[4]))
     return disks
 
 
 def nics_thd(cur, ids: list[int]) -> dict[int, list[MachineNic]]:
-    """The NICs of the machines `ids` with their links, by machine id (one query: a NIC's row
-    comes once per link, or once with no link)."""
+    """The NICs of the machines `ids` with their links, by machine id."""
+    return nics_of_thd(cur, "= ANY(%s)", (ids,))
+
+
+def nics_of_thd(cur, which: str, args: tuple) -> dict[int, list[MachineNic]]:
+    """The NICs with their links of the machines whose id `which` selects (as `disks_of_thd`), by
+    machine id (one query: a NIC's row comes once per link, or once with no link)."""
     cur.execute("SELECT i.machine_id, i.id, i.name, i.mac, i.attach_type, i.attach_name, i.vid, i.boot,"
                 " i.vlan_id, i.disconnected, s.id, s.mode, host(s.ip), s.subnet_id, s.default_gateway"
                 " FROM machine_interfaces i LEFT JOIN static_ips s ON s.machine_interface_id = i.id"
-                " WHERE i.machine_id = ANY(%s) ORDER BY i.id, s.id", (ids,))
+                f" WHERE i.machine_id {which} ORDER BY i.id, s.id", args)
     nics: dict[int, list[MachineNic]] = {}
-    nic: MachineNic | None = None
-    for machine_id, nic_id, *row in fetched(cur):
-        if nic is None or nic.id != nic_id:
-            nic = MachineNic(nic_id, *row[:8])
-            nics.setdefault(machine_id, []).append(nic)
-        if row[8] is not None:
-            nic.links.append(InterfaceLink(*row[8:]))
+    nic, make_nic, link = None, MachineNic, InterfaceLink
+    for r in fetched(cur):
+        if nic is None or nic.id != r[1]:
+            nic = make_nic(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
+            found = nics.get(r[0])
+            if found is None:
+                found = nics[r[0]] = []
+            found.append(nic)
+        if r[10] is not None:
+            nic.links.append(link(r[10], r[11], r[12], r[13], r[14]))
     return nics
 
 
