@@ -55,6 +55,8 @@ class RegionConfig:
     boot_source_interval: float = attrs.field(default=3600.0, validator=attrs.validators.gt(0))  # seconds between syncs
     metrics_enabled: bool = True  # Prometheus metrics at /MAAS/metrics (no credentials, as in MAAS)
     metrics_allowed_networks: tuple[str, ...] = ()  # CIDRs that may scrape them; empty: any client
+    # bytes of rendered machine JSON kept for listings (region/api/listing_cache.py); 0: none
+    machine_json_cache_bytes: int = attrs.field(default=256 * 1024 * 1024, validator=attrs.validators.ge(0))
 
     @property
     def key_file(self) -> Path:
@@ -176,6 +178,7 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             boot_source_interval=float(file.get("boot_source_interval", 3600.0)),
             metrics_enabled=bool(file.get("metrics_enabled", True)),
             metrics_allowed_networks=_networks(file, "metrics_allowed_networks"),
+            machine_json_cache_bytes=int(file.get("machine_json_cache_bytes", 256 * 1024 * 1024)),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"bad configuration: {e}") from None
