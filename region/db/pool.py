@@ -6,6 +6,11 @@ the reactor thread.  `Database.run` calls such a function inside one
 transaction and retries it, with jittered backoff, when PostgreSQL reports a
 serialization failure or a deadlock.  The same functions run synchronously in
 the admin CLI through `run_sync`.
+
+The pool's connections are in autocommit mode and a transaction is opened by hand: its
+BEGIN travels in the same query string as its first statement, so a transaction costs
+one round trip less than psycopg2's own BEGIN (sent alone) would, and one that runs no
+statement costs none.
 """
 
 from __future__ import annotations
@@ -39,20 +44,31 @@ query_counter: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar
                                                                                   default=None)
 
 
-class _CountingCursor:
-    """A cursor that counts the statements run through it."""
+BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+
+
+class _TransactionCursor:
+    """A cursor on an autocommit connection that opens the transaction with its first
+    statement (in the same query string) and counts the statements run through it."""
 
     def __init__(self, cursor) -> None:
         self._cursor = cursor
         self.count = 0
+        self.begun = False
 
-    def execute(self, *args: Any, **kwargs: Any) -> Any:
+    def execute(self, query, vars=None) -> Any:
         self.count += 1
-        return self._cursor.execute(*args, **kwargs)
+        if not self.begun:
+            self.begun = True
+            query = (BEGIN + "; ").encode() + query if isinstance(query, bytes) else f"{BEGIN}; {query}"
+        return self._cursor.execute(query, vars)
 
-    def executemany(self, *args: Any, **kwargs: Any) -> Any:
+    def executemany(self, query, vars_list) -> Any:
         self.count += 1
-        return self._cursor.executemany(*args, **kwargs)
+        if not self.begun:
+            self.begun = True
+            self._cursor.execute(BEGIN)
+        return self._cursor.executemany(query, vars_list)
 
     def __iter__(self):
         return iter(self._cursor)
@@ -61,9 +77,28 @@ class _CountingCursor:
         return getattr(self._cursor, name)
 
 
-def _counted(cur, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, int]:
-    counting = _CountingCursor(cur)
-    return fn_thd(counting, *args, **kwargs), counting.count
+def _in_transaction(conn, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, int]:
+    """fn_thd(cursor, *args) in one transaction on `conn` (autocommit); (its result, statements run)."""
+    with conn.cursor() as raw:
+        cur = _TransactionCursor(raw)
+        try:
+            result = fn_thd(cur, *args, **kwargs)
+            if cur.begun:
+                raw.execute("COMMIT")
+        except BaseException:
+            if cur.begun and not conn.closed:
+                _rollback_quietly(raw)
+            raise
+    return result, cur.count
+
+
+def _rollback_quietly(cur) -> None:
+    # The error that got here matters, not a second one from a broken connection (adbapi
+    # then finds the connection dead and reconnects).
+    try:
+        cur.execute("ROLLBACK")
+    except psycopg2.Error:
+        pass
 
 
 @attrs.frozen
@@ -89,6 +124,11 @@ def _configure_connection(conn) -> None:
     conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ)
 
 
+def _configure_pool_connection(conn) -> None:
+    # Transactions are opened by `_in_transaction`, with the same isolation level as BEGIN's.
+    conn.autocommit = True
+
+
 class Database:
     """A bounded pool of PostgreSQL connections used from Twisted.
 
@@ -104,7 +144,7 @@ class Database:
             cp_min=min_connections,
             cp_max=max_connections,
             cp_reconnect=True,
-            cp_openfun=_configure_connection,
+            cp_openfun=_configure_pool_connection,
             cp_reactor=reactor,
             cp_noisy=False,
         )
@@ -121,10 +161,9 @@ class Database:
         counter = query_counter.get()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                if counter is None:
-                    return await self._pool.runInteraction(fn_thd, *args, **kwargs)
-                result, count = await self._pool.runInteraction(_counted, fn_thd, *args, **kwargs)
-                counter[0] += count
+                result, count = await self._pool.runWithConnection(_in_transaction, fn_thd, *args, **kwargs)
+                if counter is not None:
+                    counter[0] += count
                 return result
             except RETRYABLE as e:
                 if attempt == MAX_ATTEMPTS:
