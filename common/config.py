@@ -9,6 +9,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+# Log levels both daemons accept; here, not in common.logsetup, so that reading the
+# configuration imports no Twisted (the region begins its embedded cluster's initdb before that).
+LEVELS = ("debug", "info", "warn", "error", "critical")
+
 
 class ConfigError(ValueError):
     pass

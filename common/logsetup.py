@@ -16,6 +16,8 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
+from common.config import LEVELS  # noqa: F401 (re-exported: the daemons' --log-level choices)
+
 # syslog priorities, understood by journald as a "<N>" line prefix.
 _SYSLOG_PRIORITY = {
     LogLevel.debug: 7,
@@ -33,8 +35,6 @@ _CHATTY = (
     "rack.rpc.RackClientFactory",
     "log_legacy",
 )
-
-LEVELS = ("debug", "info", "warn", "error", "critical")
 
 
 @implementer(ILogObserver)

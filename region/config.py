@@ -10,8 +10,7 @@ from pathlib import Path
 
 import attrs
 
-from common.config import ConfigError, load_toml, parse_endpoint
-from common.logsetup import LEVELS
+from common.config import LEVELS, ConfigError, load_toml, parse_endpoint
 
 DEFAULT_DATA_DIR = "/var/lib/vmyard"
 DEFAULT_CONFIG = "/etc/vmyard/regiond.toml"

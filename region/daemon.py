@@ -7,14 +7,9 @@ import signal
 import sys
 import threading
 
-from twisted.logger import Logger
-
 from common.config import ConfigError
-from common.logsetup import start_logging
 from region import config as region_config
 from region import embedded_pg
-
-log = Logger()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,18 +20,23 @@ def main(argv: list[str] | None = None) -> None:
         cfg = region_config.from_arguments(args)
     except ConfigError as e:
         parser.exit(2, f"vmyard-regiond: {e}\n")
-    start_logging(cfg.log_level, cfg.log_format)
     # Until the reactor handles SIGTERM/SIGINT, one is remembered (not fatal), so that the
     # cluster's start, which may already have spawned its server, is stopped cleanly.
     stop_asked = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop_asked.set())
-    # An embedded cluster's initdb, start and migrations begin before the reactor and the
-    # region are imported, and overlap those imports.
+    # An embedded cluster's initdb, start and migrations begin before Twisted, the reactor and
+    # the region are imported, and overlap those imports (what it logs meanwhile is kept by
+    # Twisted's log beginner until logging starts).
     cluster = embedded_pg.prestart(cfg)
     from twisted.internet import task
+    from twisted.logger import Logger
 
     from common.foreground import run_service_until_stopped
+    from common.logsetup import start_logging
+
+    start_logging(cfg.log_level, cfg.log_format)
+    log = Logger()
 
     def run(reactor):
         from region.service import RegionService

@@ -1,11 +1,16 @@
 """The embedded cluster's own life: a second start reuses it, an interrupted initdb is
 redone, a directory that is not a cluster is refused, a server that cannot start says why,
-the start thread brings the schema to head and flushes a new cluster, and a template
-cluster is copied only when it was made for this server."""
+the start thread brings the schema to head and flushes a new cluster, a template cluster is
+copied only when it was made for this server, and the daemon begins initdb before it imports
+Twisted."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
+import textwrap
 
 import psycopg2
 import pytest
@@ -132,3 +137,36 @@ def test_new_clusters_copy_a_template_made_for_this_server_only(public_tmp, monk
     finally:
         made.stop()
     assert _system_identifier(made.pgdata) != _system_identifier(template), "initdb, not a stale template"
+
+
+def test_the_daemon_begins_initdb_before_it_imports_twisted(public_tmp):
+    """In a fresh interpreter, as `region.daemon` does: its imports, the configuration, then
+    the cluster's start; initdb must be running before Twisted is imported (~0.1 s sooner)."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        from region import daemon, embedded_pg, config
+
+        seen = {{}}
+        spawn = embedded_pg.EmbeddedPostgres._spawn
+
+        def watched(args, user):
+            seen.setdefault(args[0].rsplit("/", 1)[-1], sorted(m for m in sys.modules if m.startswith("twisted")))
+            return spawn(args, user)
+
+        embedded_pg.EmbeddedPostgres._spawn = staticmethod(watched)
+        parser = daemon.argparse.ArgumentParser()
+        config.add_arguments(parser)
+        cfg = config.from_arguments(parser.parse_args(["--data-dir", {str(public_tmp / "region")!r}]))
+        cluster = embedded_pg.prestart(cfg)
+        try:
+            applied = cluster.done.result(timeout=120)
+        finally:
+            cluster.pg.stop()
+        print(json.dumps({{"seen": seen, "applied": applied}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                         env={**os.environ, "VMYARD_PG_TEMPLATE_DIR": str(public_tmp / "no-template")})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["seen"]["initdb"] == [], "the first initdb spawned with no Twisted module imported"
+    assert result["applied"] == list(range(1, migrate.head_version() + 1))
