@@ -1,11 +1,16 @@
 """Cold start of an embedded region: from exec to an API answer, initdb included.
 
 Run from the repository root:
-    python -m bench.coldstart [--runs 7] [--base COMMIT] [--compiled] [--template]
+    python -m bench.coldstart [--runs 7] [--base COMMIT] [--compiled] [--template] [--remove-between]
 
 Each run starts `python -m region.daemon` on a fresh data dir (so it creates its own
 PostgreSQL cluster), with no local rack, and times until `GET version/` answers 200; then
-stops it (SIGTERM to its PID; the region stops its cluster) and removes the dir.  The
+stops it (SIGTERM to its PID; the region stops its cluster).  The dirs are removed at the
+end, not between runs (`--remove-between` does): on ext4 without a journal (this test
+machine's root file system), creating a file skips every inode freed in the last ~30 s in
+its block group, so each initdb right after the removal of the previous run's ~1,300 files
+spent 0.2-0.6 s more in the kernel (40% of its CPU under `perf`), which a first start
+on a real machine does not.  The
 region's log is read as it is written, so each phase is timed from exec by when its line
 appears.  With `--base`, the same start of that commit (exported with `git archive` to a
 temporary dir) alternates with this tree's, first one then the other.  `--compiled` runs
@@ -128,18 +133,28 @@ def export_commit(commit: str, into: Path) -> Path:
     return tree
 
 
-def start_once(tree: Path, env: dict[str, str]) -> dict[str, float]:
-    base = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-", dir="/tmp"))
+def new_base(scratch: Path, remove_between: bool) -> Path:
+    """A fresh dir for one run: in /tmp with --remove-between (the caller removes it), else
+    under `scratch`, removed with it at the end."""
+    base = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-", dir="/tmp" if remove_between else scratch))
     base.chmod(0o711)  # the cluster may run as the service user, who must reach its dir
+    return base
+
+
+def start_once(tree: Path, env: dict[str, str], scratch: Path, remove_between: bool) -> dict[str, float]:
+    base = new_base(scratch, remove_between)
     try:
         return one_start(base, tree, env)
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if remove_between:
+            shutil.rmtree(base, ignore_errors=True)
 
 
-def run(runs: int, base_commit: str | None, compiled: bool, template: bool) -> None:
+def run(runs: int, base_commit: str | None, compiled: bool, template: bool, remove_between: bool) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-trees-", dir="/tmp"))
     scratch.chmod(0o711)
+    runs_dir = scratch / "runs"
+    runs_dir.mkdir()
     env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(scratch / "pyc")} if compiled else {}
     # A template cluster in the default place would change what is measured: only --template
     # uses one, and only for the region's starts (never for "initdb alone").
@@ -153,22 +168,22 @@ def run(runs: int, base_commit: str | None, compiled: bool, template: bool) -> N
     try:
         if compiled:
             for tree in trees.values():
-                start_once(tree, env)  # fills the bytecode cache
+                start_once(tree, env, runs_dir, remove_between)  # fills the bytecode cache
         results: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for i in range(runs):
             order = list(trees) if i % 2 == 0 else list(reversed(trees))
             for name in order:
-                results[name].append(start_once(trees[name], env))
+                results[name].append(start_once(trees[name], env, runs_dir, remove_between))
                 print(f"run {i + 1} {name}: {results[name][-1]['answer']:.2f} s  (load {os.getloadavg()[0]:.2f})",
                       flush=True)
         initdbs, imports = [], []
         for _ in range(runs):
-            base = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-", dir="/tmp"))
-            base.chmod(0o711)
+            base = new_base(runs_dir, remove_between)
             try:
                 initdbs.append(bare_initdb(base))
             finally:
-                shutil.rmtree(base, ignore_errors=True)
+                if remove_between:
+                    shutil.rmtree(base, ignore_errors=True)
             imports.append(import_time(env))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -195,8 +210,10 @@ def main(argv=None) -> None:
     parser.add_argument("--compiled", action="store_true", help="with bytecode cached, as when installed")
     parser.add_argument("--template", action="store_true",
                         help="new clusters copy a template cluster (region.pg_template) made first")
+    parser.add_argument("--remove-between", action="store_true",
+                        help="remove each run's dir before the next run (as this bench did before 2026-11-30)")
     args = parser.parse_args(argv)
-    run(args.runs, args.base, args.compiled, args.template)
+    run(args.runs, args.base, args.compiled, args.template, args.remove_between)
 
 
 if __name__ == "__main__":
