@@ -5,6 +5,7 @@ from __future__ import annotations
 from region.api.handler import Call, Handler, operation, restful
 from region.api.allocate_ops import AllocateOperations, MachineAllocateOperations
 from region.api.errors import BadRequest
+from region.api.listing_cache import cached_listing
 from region.api.machine_json import STATUSES, listing_chunks, render_views
 from region.api.params import Form
 from region.api.site import Response
@@ -50,8 +51,10 @@ class MachinesHandler(AllocateOperations, Handler):
                              statuses=tuple(_status(s) for s in params.getlist("status")),
                              owners=tuple(params.getlist("owner")),
                              tags=tuple(params.getlist("tags", split_commas=True)))
-        return await streamed(machines.list_machines(call.ctx, query, domain=params.get("domain") or None),
-                              listing_chunks)
+        reuse = cached_listing(call.ctx)
+        return await streamed(machines.list_machines(call.ctx, query, domain=params.get("domain") or None,
+                                                     reuse=reuse),
+                              reuse.chunks if reuse is not None else listing_chunks)
 
 
 def _status(given: str) -> str:

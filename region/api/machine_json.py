@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Callable, Iterator
 
 import attrs
@@ -13,9 +14,9 @@ from region.api.network_json import subnet_json, vlan_json
 from region.api.site import API_PREFIX
 from region.api.streaming import json_list_chunks
 from region.api.zone_handlers import pool_json, zone_json
-from region.db import allocations, machines
+from region.db import allocations, hosts, machines
 from region.db.named import NamedObject
-from region.db.network_models import Vlan
+from region.db.network_models import HostInterfaceNetwork, Vlan
 from region.db.networks import NetworkCatalog
 from region.services.domains import DEFAULT_DOMAIN
 from region.services.machines import MachineView, MachineViews
@@ -90,12 +91,15 @@ class MachineRenderer:
         return rendered
 
     def _host(self, v: MachineView) -> _HostParts:
-        found = self._hosts.get(v.host.id)
+        return self._host_parts(v.host, v.host_interfaces)
+
+    def _host_parts(self, host: hosts.VMHost, interfaces: list[HostInterfaceNetwork]) -> _HostParts:
+        found = self._hosts.get(host.id)
         if found is None:
-            found = self._hosts[v.host.id] = _HostParts(
-                self._part({"id": v.host.id, "name": v.host.name, "resource_uri": f"{API_PREFIX}pods/{v.host.id}/"}),
-                {i.name: i.numa_node for i in v.host_interfaces},
-                {i.name: i.vlan for i in v.host_interfaces if i.vlan})
+            found = self._hosts[host.id] = _HostParts(
+                self._part({"id": host.id, "name": host.name, "resource_uri": f"{API_PREFIX}pods/{host.id}/"}),
+                {i.name: i.numa_node for i in interfaces},
+                {i.name: i.vlan for i in interfaces if i.vlan})
         return found
 
     def _named(self, cache: dict[int, Any], render: Callable[[NamedObject], dict], row: NamedObject) -> Any:
@@ -173,7 +177,7 @@ class MachineRenderer:
 _UNALLOCATED = allocations.Allocation()
 
 
-class _ListingRenderer(MachineRenderer):
+class ListingRenderer(MachineRenderer):
     """Machine objects for orjson only, in a fraction of the time: the parts several machines
     share are serialised once into orjson Fragments, spliced wherever MAAS repeats them
     (`boot_interface` is `interface_set[0]`, `physicalblockdevice_set` and `boot_disk` repeat
@@ -201,6 +205,26 @@ class _ListingRenderer(MachineRenderer):
             found = self._numa_reports[key] = self._part(super()._numa(m, host))
         return found
 
+    def catalog_digest(self) -> bytes:
+        """A digest of what any machine may show of the network catalog and the domain, as this
+        renderer renders it (VLAN MTUs too: a NIC's `effective_mtu`)."""
+        shown = [self._domain, list(self._subnets.items()), list(self._vlans.items()),
+                 [(v.id, v.mtu) for v in self._vlan_rows.values()]]
+        return hashlib.blake2b(orjson.dumps(shown), digest_size=16).digest()
+
+    def zone_shown(self, zone: NamedObject) -> bytes:
+        return orjson.dumps(self._named(self._zones, zone_json, zone))
+
+    def pool_shown(self, pool: NamedObject) -> bytes:
+        return orjson.dumps(self._named(self._pools, pool_json, pool))
+
+    def host_shown(self, host: hosts.VMHost, interfaces: list[HostInterfaceNetwork]) -> bytes:
+        """What a machine of `host` shows of it, as this renderer renders it (its interfaces'
+        VLANs by id: the rendered VLANs are in `shared_digest`)."""
+        parts = self._host_parts(host, interfaces)
+        return orjson.dumps([parts.pod, host.cpu_speed, host.type, parts.nic_numa,
+                             {name: vlan.id for name, vlan in parts.vlans.items()}])
+
 
 def render_views(found: MachineViews) -> list[dict]:
     """Machine objects (plain dicts) for views a service returned."""
@@ -214,4 +238,4 @@ CHUNK_MACHINES = 100  # per orjson call (~1 ms holding the GIL)
 def listing_chunks(found: MachineViews) -> Iterator[bytes]:
     """The JSON list of the views' machine objects, as chunks made as they are asked for
     (off the reactor); `found.machines` is emptied as they are made."""
-    return json_list_chunks(found.machines, _ListingRenderer(found.catalog).render, CHUNK_MACHINES, option=0)
+    return json_list_chunks(found.machines, ListingRenderer(found.catalog).render, CHUNK_MACHINES, option=0)

@@ -1,8 +1,9 @@
 """Reads of many machines or VM hosts in a constant number of queries, whatever their number.
 
-A machine listing is five queries: the machines with their owner and allocation; their disks;
-their NICs with static IPs; their hosts with storage pools and interfaces; the network catalog
-with the zones and resource pools.  A host listing is five too, its usage read from the totals that triggers keep
+A machine listing is five queries: the network catalog with the zones and resource pools; the
+machines with their owner and allocation; their disks; their NICs with static IPs; their hosts
+with storage pools and interfaces.  A listing reusing rendered machines reads their row versions
+first (`versions_thd`) and loads only the machines it lacks.  A host listing is five too, its usage read from the totals that triggers keep
 per host and project (migration 0024) instead of loading, or summing, each host's VMs.
 """
 
@@ -90,14 +91,13 @@ _WIDTH = len(machines.COLUMNS.split(","))
 _ZONE, _POOL = (machines.COLUMNS.replace(" ", "").split(",").index(c) for c in ("zone_id", "pool_id"))
 
 
-def machines_thd(cur, query: machines.MachineQuery = machines.MachineQuery(), *,
-                 visible_to: int | None = None, ids: list[int] | None = None) -> MachineListing:
-    """The machines `query` selects (and, given `ids`, only those), ordered by id, with everything
-    their objects show; `visible_to` (a non-admin's user id) keeps the unowned ones and theirs.
+def _rows_thd(cur, selected: str, args: tuple, zones: dict[int, NamedObject],
+              pools: dict[int, NamedObject]) -> list[MachineRow]:
+    """The machines `selected` selects, ordered by id, with their owners, disks and NICs (three
+    queries; one when there is none).
 
-    Disks, NICs and hosts are selected by the same WHERE clause as the machines (in the same
+    Disks and NICs are selected by the same WHERE clause as the machines (in the same
     snapshot): a list of 20,000 ids would cost more to send and plan than the clause to rerun."""
-    selected, args = machines.where_clause(query, visible_to, ids)
     cur.execute(
         f"SELECT {_qualified(machines.COLUMNS, 'm')}, m.agent_name, NULLIF(m.owner_data, '{{}}'), m.distro_series,"
         f" u.username FROM (SELECT * FROM machines {selected}) m LEFT JOIN users u ON u.id = m.owner_id"
@@ -106,19 +106,99 @@ def machines_thd(cur, query: machines.MachineQuery = machines.MachineQuery(), *,
     while batch := cur.fetchmany(machines.FETCH_BATCH):
         found.extend(batch)
     if not found:
-        catalog, _, _ = _catalog_thd(cur)
-        return MachineListing([], {}, {}, catalog)
+        return []
     machine_ids = f"IN (SELECT id FROM machines {selected})"
     disks, nics = machines.disks_of_thd(cur, machine_ids, args), machines.nics_of_thd(cur, machine_ids, args)
-    catalog, zones, pools = _catalog_thd(cur)
     machine, rows = machines.Machine, []
     for r in found:
         agent_name, owner_data, distro_series, owner = r[_WIDTH:]
         rows.append(MachineRow(machine(*r[:_WIDTH], disks=disks.get(r[0], []), interfaces=nics.get(r[0], [])),
                                zones[r[_ZONE]], pools[r[_POOL]], owner,
                                Allocation(agent_name, owner_data or {}, distro_series)))
+    return rows
+
+
+def machines_thd(cur, query: machines.MachineQuery = machines.MachineQuery(), *,
+                 visible_to: int | None = None, ids: list[int] | None = None) -> MachineListing:
+    """The machines `query` selects (and, given `ids`, only those), ordered by id, with everything
+    their objects show; `visible_to` (a non-admin's user id) keeps the unowned ones and theirs."""
+    selected, args = machines.where_clause(query, visible_to, ids)
+    catalog, zones, pools = _catalog_thd(cur)
+    rows = _rows_thd(cur, selected, args, zones, pools)
+    if not rows:
+        return MachineListing([], {}, {}, catalog)
     found_hosts, host_interfaces = _hosts_with_interfaces_thd(cur, selected, args, catalog)
     return MachineListing(rows, found_hosts, host_interfaces, catalog)
+
+
+# -- row versions: what a cache of rendered machines is keyed on ---------------------------------
+
+@attrs.frozen
+class MachineVersion:
+    """Which committed versions of a machine's own rows its object shows: its row's xmin, its
+    owner's username, and `id.xmin` of each disk, NIC and static IP ('NIC/IP' per link), in id
+    order.  PostgreSQL gives a row a new xmin at every write (and a new id when re-inserted), so
+    an equal version means the same rows.  What machines share (catalog, zones, pools, hosts) is
+    not in it: a cache compares the rendered form of those."""
+
+    id: int
+    host_id: int
+    zone_id: int
+    pool_id: int
+    rows: tuple  # (xmin, owner's username, disks, NICs with their static IPs)
+
+
+@attrs.frozen
+class VersionedListing:
+    """A listing's machines as versions, in id order, with everything they share, read in one
+    snapshot; `rows_thd` loads the machines a cache lacks."""
+
+    versions: list[MachineVersion]
+    hosts: dict[int, hosts.VMHost]
+    host_interfaces: dict[int, list[HostInterfaceNetwork]]
+    catalog: NetworkCatalog
+    zones: dict[int, NamedObject]
+    pools: dict[int, NamedObject]
+
+
+def versions_thd(cur, query: machines.MachineQuery = machines.MachineQuery(), *,
+                 visible_to: int | None = None) -> VersionedListing:
+    """The versions of the machines `query` selects (as `machines_thd`) and what they share, in
+    three queries (two when there is none)."""
+    selected, args = machines.where_clause(query, visible_to)
+    catalog, zones, pools = _catalog_thd(cur)
+    machine_ids = f"IN (SELECT id FROM machines {selected})"
+    # Sorted, then aggregated: ~2× faster than ORDER BY inside string_agg.
+    cur.execute(
+        "SELECT m.id, m.host_id, m.zone_id, m.pool_id, m.xmin::text, u.username, d.versions, n.versions"
+        f" FROM (SELECT id, host_id, zone_id, pool_id, xmin, owner_id FROM machines {selected}) m"
+        " LEFT JOIN users u ON u.id = m.owner_id"
+        " LEFT JOIN (SELECT machine_id, string_agg(id || '.' || xmin, ',') versions"
+        "            FROM (SELECT machine_id, id, xmin FROM machine_disks"
+        f"                 WHERE machine_id {machine_ids} ORDER BY machine_id, id) d"
+        "            GROUP BY machine_id) d ON d.machine_id = m.id"
+        " LEFT JOIN (SELECT machine_id, string_agg(version, ',') versions"
+        "            FROM (SELECT i.machine_id, i.id || '.' || i.xmin || coalesce('/' || s.id || '.' || s.xmin, '')"
+        "                  AS version FROM machine_interfaces i"
+        "                  LEFT JOIN static_ips s ON s.machine_interface_id = i.id"
+        f"                 WHERE i.machine_id {machine_ids} ORDER BY i.machine_id, i.id, s.id) n"
+        "            GROUP BY machine_id) n ON n.machine_id = m.id"
+        " ORDER BY m.id", args * 3)
+    versions = [MachineVersion(*r[:4], r[4:]) for r in machines.fetched(cur)]
+    if not versions:
+        return VersionedListing([], {}, {}, catalog, zones, pools)
+    found_hosts, host_interfaces = _hosts_with_interfaces_thd(cur, selected, args, catalog)
+    return VersionedListing(versions, found_hosts, host_interfaces, catalog, zones, pools)
+
+
+def rows_thd(cur, versioned: VersionedListing, query: machines.MachineQuery = machines.MachineQuery(), *,
+             visible_to: int | None = None, ids: list[int] | None = None) -> MachineListing:
+    """The machines of `versioned` (read by `query` and `visible_to` as it was) or, given `ids`,
+    only those, with everything their objects show; in the snapshot `versioned` was read in."""
+    selected, args = (machines.where_clause(machines.MachineQuery(), None, ids) if ids is not None
+                      else machines.where_clause(query, visible_to))
+    return MachineListing(_rows_thd(cur, selected, args, versioned.zones, versioned.pools), versioned.hosts,
+                          versioned.host_interfaces, versioned.catalog)
 
 
 # -- VM hosts ------------------------------------------------------------------------------------
