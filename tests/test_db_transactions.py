@@ -101,3 +101,28 @@ async def test_a_serialization_failure_is_retried_in_a_new_transaction(service_r
     await db.run(bump_thd)
     assert attempts == [0, 100]
     assert _rows(service_region.dsn) == [(1, 101)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_statement_run_later_travels_with_the_next_one_or_the_commit(service_region):
+    db = service_region.db
+    await db.run(_table_thd)
+
+    def later_then_read_thd(cur):
+        cur.execute_later("INSERT INTO pool_probe (id, n) SELECT 1, 47 + length('50%')")  # a % not interpolated
+        cur.execute("SELECT n, '100%%' FROM pool_probe WHERE id = %s", (1,))  # sees the row inserted before it
+        seen = cur.fetchone()
+        cur.execute_later("INSERT INTO pool_probe (id, n) VALUES (2, 60)")
+        return seen
+
+    assert await db.run(later_then_read_thd) == (50, "100%")
+    assert _rows(service_region.dsn) == [(1, 50), (2, 60)]  # the last one went with the COMMIT
+
+    def later_fails_at_commit_thd(cur):
+        cur.execute("UPDATE pool_probe SET n = n + 1")
+        cur.execute_later("INSERT INTO pool_probe (id, n) VALUES (3, NULL)")
+
+    with pytest.raises(psycopg2.errors.NotNullViolation):
+        await db.run(later_fails_at_commit_thd)
+    assert _rows(service_region.dsn) == [(1, 50), (2, 60)]  # the update went with it
+    assert await db.run(_server_state_thd) == ("repeatable read", 1)

@@ -29,7 +29,8 @@ def record_thd(
     object_type: str | None = None,
     object_id: str | int | None = None,
 ) -> None:
-    cur.execute(
+    # Nothing reads the insert's outcome: it can ride with the transaction's next round trip.
+    getattr(cur, "execute_later", cur.execute)(
         "INSERT INTO events (level, type, description, username, object_type, object_id)"
         " VALUES (%s, %s, %s, %s, %s, %s)",
         (level, type, description, username, object_type, None if object_id is None else str(object_id)),

@@ -10,7 +10,8 @@ the admin CLI through `run_sync`.
 The pool's connections are in autocommit mode and a transaction is opened by hand: its
 BEGIN travels in the same query string as its first statement, so a transaction costs
 one round trip less than psycopg2's own BEGIN (sent alone) would, and one that runs no
-statement costs none.
+statement costs none.  A statement whose outcome nobody reads (an audit event) can be
+sent with `cur.execute_later`: it travels with the next statement, or with the COMMIT.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ query_counter: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar
                                                                                   default=None)
 
 
-BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ"
+BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
 
 
 class _TransactionCursor:
@@ -55,20 +56,37 @@ class _TransactionCursor:
         self._cursor = cursor
         self.count = 0
         self.begun = False
+        self._later: list[bytes] = []
+
+    def _pending(self) -> list[bytes]:
+        """What the next query string starts with: BEGIN if not yet sent, the statements run later."""
+        pending = self._later if self.begun else [BEGIN, *self._later]
+        self.begun, self._later = True, []
+        return pending
 
     def execute(self, query, vars=None) -> Any:
         self.count += 1
-        if not self.begun:
-            self.begun = True
-            query = (BEGIN + "; ").encode() + query if isinstance(query, bytes) else f"{BEGIN}; {query}"
+        pending = self._pending()
+        if pending:
+            query, vars = b"; ".join([*pending, self._cursor.mogrify(query, vars)]), None
         return self._cursor.execute(query, vars)
+
+    def execute_later(self, query, vars=None) -> None:
+        """Run a statement whose outcome the caller does not read, in the same round trip as
+        the next statement or the COMMIT; if it fails, the transaction fails there."""
+        self.count += 1
+        self._later.append(self._cursor.mogrify(query, vars))
 
     def executemany(self, query, vars_list) -> Any:
         self.count += 1
-        if not self.begun:
-            self.begun = True
-            self._cursor.execute(BEGIN)
+        pending = self._pending()
+        if pending:
+            self._cursor.execute(b"; ".join(pending))
         return self._cursor.executemany(query, vars_list)
+
+    def commit(self) -> None:
+        if self.begun or self._later:
+            self._cursor.execute(b"; ".join([*self._pending(), b"COMMIT"]))
 
     def __iter__(self):
         return iter(self._cursor)
@@ -83,8 +101,7 @@ def _in_transaction(conn, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -
         cur = _TransactionCursor(raw)
         try:
             result = fn_thd(cur, *args, **kwargs)
-            if cur.begun:
-                raw.execute("COMMIT")
+            cur.commit()
         except BaseException:
             if cur.begun and not conn.closed:
                 _rollback_quietly(raw)
