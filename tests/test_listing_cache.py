@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 
 from common.models import DiscoveredVM, VMDisk
-from region.api.listing_cache import CachedListing, MachineJSONCache
+from region.api.listing_cache import ENTRY_OVERHEAD, CachedListing, MachineJSONCache
 from region.api.machine_json import listing_chunks, render_views
 from region.db import (allocations, deploys, hosts, interfaces, ipam, machines, named, networks, seed, subnets,
                        tags, users)
@@ -192,3 +192,37 @@ async def test_cached_listings_equal_fresh_ones_after_every_kind_of_write(servic
     alicia = machine_service.Context(service_region, run_sync(dsn, users.get_user_thd, "alicia"))
     body, missed = await cached_body(alicia, cache)
     assert body == await fresh_body(alicia) and missed == [] and len(json.loads(body)) == len(json.loads(before)) - 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_listings_at_once_and_a_bound_smaller_than_the_site(service_region):  # noqa: F811
+    """Two listings rendering the same machines at once (their chunks interleaved, as the
+    render pool's two threads may) both give the fresh document and leave one entry a machine;
+    a cache bounded below the site's size keeps within its bound and still answers right."""
+    dsn = service_region.dsn
+    add_hosts(dsn, 3, per_host=50)  # 150 machines: two chunks
+    admin = service_region.as_user("admin")
+    fresh = await fresh_body(admin)
+    cache = MachineJSONCache(64 * 1024 * 1024)
+    first, second = RecordingListing(cache), RecordingListing(cache)
+    first_views = await machine_service.list_machines(admin, MachineQuery(), reuse=first)
+    second_views = await machine_service.list_machines(admin, MachineQuery(), reuse=second)
+    assert len(first.missed) == len(second.missed) == 150
+    made: tuple[list[bytes], list[bytes]] = ([], [])
+    chunks = (first.chunks(first_views), second.chunks(second_views))
+    threads = [threading.Thread(target=lambda i=i: made[i].extend(chunks[i])) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert b"".join(made[0]) == b"".join(made[1]) == fresh
+    assert len(cache) == 150 and (await cached_body(admin, cache)) == (fresh, [])
+
+    listed = json.loads(fresh)
+    small = MachineJSONCache(40 * (len(fresh) // len(listed) + ENTRY_OVERHEAD))  # ~40 machines
+    body, missed = await cached_body(admin, small)
+    kept = len(small)
+    assert body == fresh and len(missed) == 150 and 30 <= kept < 150 and small.size <= small.limit
+    body, missed = await cached_body(admin, small)  # the last ones listed are kept
+    assert body == fresh and missed == [m["virtualmachine_id"] for m in listed[:150 - kept]]
+    assert small.size <= small.limit
