@@ -40,3 +40,6 @@ class EmbeddedPostgresService(service.Service):
         if self._begun is not None:
             futures.wait([self._begun.done])
         self.pg.stop()
+        # A new cluster the region stopped before flushing (it flushes once it listens).
+        self.pg.flush_in_background()
+        self.pg.wait_flushed()

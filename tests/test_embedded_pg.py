@@ -41,6 +41,8 @@ def test_start_migrates_and_flushes_then_a_second_start_reuses_the_cluster(publi
     begun = ClusterStart.begin(pg)
     try:
         assert begun.done.result(timeout=120) == list(range(1, migrate.head_version() + 1))
+        assert pg.unsynced, "flushed once the region listens, not by the start"
+        pg.flush_in_background()
         pg.wait_flushed()
         assert not pg.unsynced and not (public_tmp / "postgres.new").exists()
         (system_id,) = _execute(pg, "SELECT system_identifier FROM pg_control_system()")[0]

@@ -141,3 +141,5 @@ def test_sigterm_during_the_first_initdb_leaves_no_server_running(public_tmp):
     pg = EmbeddedPostgres(region.data_dir)
     assert not pg.is_running(), "the server the start spawned is stopped with the region"
     assert pg.pid() is None
+    assert "the new PostgreSQL cluster is on disk" in region.output(), \
+        "a new cluster the region stopped before it listened is flushed by the stop"
