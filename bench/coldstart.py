@@ -4,7 +4,8 @@ Run from the repository root:
     python -m bench.coldstart [--runs 7] [--base COMMIT] [--compiled] [--template] [--remove-between]
 
 Each run starts `python -m region.daemon` on a fresh data dir (so it creates its own
-PostgreSQL cluster), with no local rack, and times until `GET version/` answers 200; then
+PostgreSQL cluster), with no local rack, and times until `GET version/` answers 200 (and,
+as a phase, until the region says it is ready, once the new cluster is flushed); then
 stops it (SIGTERM to its PID; the region stops its cluster).  The dirs are removed at the
 end, not between runs (`--remove-between` does): on ext4 without a journal (this test
 machine's root file system), creating a file skips every inode freed in the last ~30 s in
@@ -51,6 +52,7 @@ PHASES = (
     ("migrations applied", "database schema at head"),
     ("secrets loaded", "region key, CA and enrolment secret loaded"),
     ("site listening", "HTTP listening on port"),
+    ("ready (cluster flushed)", "region ready"),
 )
 
 
@@ -96,6 +98,9 @@ def one_start(base: Path, tree: Path, env: dict[str, str]) -> dict[str, float]:
                 raise RuntimeError("the region exited:\n" + region.output()[-3000:])
             if time.perf_counter() - started > 120:
                 raise RuntimeError("the region did not answer within 120 s")
+            time.sleep(0.005)
+        while "ready (cluster flushed)" not in watch.seen and region.running \
+                and time.perf_counter() - started < 120:
             time.sleep(0.005)
     finally:
         region.stop()
