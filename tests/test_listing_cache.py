@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import threading
 
-import pytest
 import pytest_twisted
 
 from common.models import DiscoveredVM, VMDisk
@@ -151,6 +150,8 @@ WRITES = [
 
 @pytest_twisted.ensureDeferred
 async def test_cached_listings_equal_fresh_ones_after_every_kind_of_write(service_region):  # noqa: F811
+    """One cache across every write of WRITES, through the real db layer: after each, the full
+    listing, `?id=X` and `machines/X/` of each machine rendered again equal a fresh render."""
     dsn = service_region.dsn
     add_hosts(dsn, 4, per_host=3)
     run_sync(dsn, _varied_machines_thd)
@@ -181,6 +182,7 @@ async def test_cached_listings_equal_fresh_ones_after_every_kind_of_write(servic
             read = render_views(await machine_service.get_machine(admin, system_id))
             assert json.loads(alone) == read, name
         before = body
+
     # A non-admin's listing (the unowned machines and theirs) reuses the admin's entries.
     def give_to_bob_thd(cur):
         bob = users.create_user_thd(cur, "bob", "pw-bob", "bob@example.com", is_superuser=False)

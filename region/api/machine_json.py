@@ -220,7 +220,7 @@ class ListingRenderer(MachineRenderer):
 
     def host_shown(self, host: hosts.VMHost, interfaces: list[HostInterfaceNetwork]) -> bytes:
         """What a machine of `host` shows of it, as this renderer renders it (its interfaces'
-        VLANs by id: the rendered VLANs are in `shared_digest`)."""
+        VLANs by id: the rendered VLANs are in `catalog_digest`)."""
         parts = self._host_parts(host, interfaces)
         return orjson.dumps([parts.pod, host.cpu_speed, host.type, parts.nic_numa,
                              {name: vlan.id for name, vlan in parts.vlans.items()}])
