@@ -9,9 +9,9 @@ as a phase, until the region says it is ready, once the new cluster is flushed);
 stops it (SIGTERM to its PID; the region stops its cluster).  The dirs are removed at the
 end, not between runs (`--remove-between` does): on ext4 without a journal (this test
 machine's root file system), creating a file skips every inode freed in the last ~30 s in
-its block group, so each initdb right after the removal of the previous run's ~1,300 files
-spent 0.2-0.6 s more in the kernel (40% of its CPU under `perf`), which a first start
-on a real machine does not.  The
+its block group, so an initdb right after the removal of the previous run's 1,000+ files
+spent 0.40-0.52 s of system CPU instead of 0.26 s (openat: 40% of its `perf` samples),
+which a first start on a real machine does not.  The
 region's log is read as it is written, so each phase is timed from exec by when its line
 appears.  With `--base`, the same start of that commit (exported with `git archive` to a
 temporary dir) alternates with this tree's, first one then the other.  `--compiled` runs
