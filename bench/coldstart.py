@@ -1,17 +1,19 @@
 """Cold start of an embedded region: from exec to an API answer, initdb included.
 
 Run from the repository root:
-    python -m bench.coldstart [--runs 7] [--base COMMIT] [--compiled] [--template] [--remove-between]
+    python -m bench.coldstart [--runs 7] [--base COMMIT] [--compiled] [--template] [--remove-between] [--dir DIR]
 
 Each run starts `python -m region.daemon` on a fresh data dir (so it creates its own
 PostgreSQL cluster), with no local rack, and times until `GET version/` answers 200 (and,
 as a phase, until the region says it is ready, once the new cluster is flushed); then
-stops it (SIGTERM to its PID; the region stops its cluster).  The dirs are removed at the
-end, not between runs (`--remove-between` does): on ext4 without a journal (this test
-machine's root file system), creating a file skips every inode freed in the last ~30 s in
-its block group, so an initdb right after the removal of the previous run's 1,000+ files
-spent 0.40-0.52 s of system CPU instead of 0.26 s (openat: 40% of its `perf` samples),
-which a first start on a real machine does not.  The
+stops it (SIGTERM to its PID; the region stops its cluster).  The data dirs are made under
+`--dir` (default /var/tmp, not /tmp) and removed at the end, not between runs
+(`--remove-between` does): on ext4 without a journal (this test machine's root file
+system), creating a file skips every inode freed in the last ~30 s in its block group, and
+the test suites here free thousands in /tmp's (each test's database dropped, each cluster
+removed).  In /tmp an initdb spent 0.32-0.56 s of system CPU against 0.13-0.19 s in /var/tmp
+in the same minute (openat: 40% of initdb's `perf` samples, 43% of the migrations'), which
+a first start in /var/lib/vmyard does not.  The
 region's log is read as it is written, so each phase is timed from exec by when its line
 appears.  With `--base`, the same start of that commit (exported with `git archive` to a
 temporary dir) alternates with this tree's, first one then the other.  `--compiled` runs
@@ -138,16 +140,15 @@ def export_commit(commit: str, into: Path) -> Path:
     return tree
 
 
-def new_base(scratch: Path, remove_between: bool) -> Path:
-    """A fresh dir for one run: in /tmp with --remove-between (the caller removes it), else
-    under `scratch`, removed with it at the end."""
-    base = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-", dir="/tmp" if remove_between else scratch))
+def new_base(scratch: Path) -> Path:
+    """A fresh dir for one run under `scratch`."""
+    base = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-", dir=scratch))
     base.chmod(0o711)  # the cluster may run as the service user, who must reach its dir
     return base
 
 
 def start_once(tree: Path, env: dict[str, str], scratch: Path, remove_between: bool) -> dict[str, float]:
-    base = new_base(scratch, remove_between)
+    base = new_base(scratch)
     try:
         return one_start(base, tree, env)
     finally:
@@ -155,8 +156,9 @@ def start_once(tree: Path, env: dict[str, str], scratch: Path, remove_between: b
             shutil.rmtree(base, ignore_errors=True)
 
 
-def run(runs: int, base_commit: str | None, compiled: bool, template: bool, remove_between: bool) -> None:
-    scratch = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-trees-", dir="/tmp"))
+def run(runs: int, base_commit: str | None, compiled: bool, template: bool, remove_between: bool,
+        under: Path) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="vmyard-coldstart-trees-", dir=under))
     scratch.chmod(0o711)
     runs_dir = scratch / "runs"
     runs_dir.mkdir()
@@ -183,7 +185,7 @@ def run(runs: int, base_commit: str | None, compiled: bool, template: bool, remo
                       flush=True)
         initdbs, imports = [], []
         for _ in range(runs):
-            base = new_base(runs_dir, remove_between)
+            base = new_base(runs_dir)
             try:
                 initdbs.append(bare_initdb(base))
             finally:
@@ -217,8 +219,10 @@ def main(argv=None) -> None:
                         help="new clusters copy a template cluster (region.pg_template) made first")
     parser.add_argument("--remove-between", action="store_true",
                         help="remove each run's dir before the next run (as this bench did before 2026-11-30)")
+    parser.add_argument("--dir", type=Path, default=Path("/var/tmp"),
+                        help="where the runs' data dirs are made (default /var/tmp; before 2026-11-30: /tmp)")
     args = parser.parse_args(argv)
-    run(args.runs, args.base, args.compiled, args.template, args.remove_between)
+    run(args.runs, args.base, args.compiled, args.template, args.remove_between, args.dir)
 
 
 if __name__ == "__main__":
