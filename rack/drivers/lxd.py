@@ -84,6 +84,7 @@ from rack.drivers.lxd_resources import (
     parse_interfaces,
     parse_networks,
 )
+from rack.drivers.lxd_session import LXDSession
 from rack.drivers.lxd_tls import PinnedAdapter, cert_files, endpoint_for, probe_fingerprint
 
 DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds, for every request
@@ -133,7 +134,7 @@ class LXDDriver(LXDComposeMixin, LXDPowerMixin, LXDDeleteMixin, LXDDeployMixin):
         # The key is on disk (0600, private dir) only while the client is built: the
         # TLS context keeps it in memory from then on (pylxd's authenticate reads the
         # certificate file, so the files outlive the session setup by that much).
-        session = requests.Session()
+        session = LXDSession()
         session.trust_env = False
         session.verify = False
         pooled = PooledClient(None, session, got)
