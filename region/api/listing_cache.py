@@ -104,8 +104,8 @@ class CachedListing:
                  for host_id, host in found.hosts.items()}
         zones = {zone_id: renderer.zone_shown(zone) for zone_id, zone in found.zones.items()}
         pools = {pool_id: renderer.pool_shown(pool) for pool_id, pool in found.pools.items()}
-        order = [(v.id, (v.rows, hosts[v.host_id], zones[v.zone_id], pools[v.pool_id], catalog))
-                 for v in found.versions]
+        # v: (id, host id, zone id, pool id, row versions...): see region.db.listing.MachineVersion
+        order = [(v[0], (v[4:], hosts[v[1]], zones[v[2]], pools[v[3]], catalog)) for v in found.versions]
         hits = self._cache.lookup(order, complete=complete)
         self._order, self._hits, self._renderer = order, hits, renderer
         return [machine_id for machine_id, _ in order if machine_id not in hits]
