@@ -10,6 +10,7 @@ per host and project (migration 0024) instead of loading, or summing, each host'
 from __future__ import annotations
 
 import attrs
+import orjson
 
 from region.db import hosts, machines
 from region.db.allocations import Allocation
@@ -74,16 +75,19 @@ class MachineListing:
 
 
 def _hosts_with_interfaces_thd(cur, selected: str, args: tuple, catalog: NetworkCatalog):
-    pools = "SELECT json_build_array(id, name, type, path, total, used) FROM vm_host_storage_pools p" \
-            " WHERE p.host_id = h.id ORDER BY p.id"
-    interfaces = f"SELECT json_build_array({IFACE_COLUMNS}) FROM vm_host_interfaces i" \
-                 " WHERE i.host_id = h.id ORDER BY i.name"
-    cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, ARRAY({pools}), ARRAY({interfaces})"
+    # Each host's pools and interfaces as one JSON text that orjson parses: psycopg2 parses a
+    # json value with the json module, ~60 ms for a listing's 6,000 at 1,000 hosts.
+    pools = "SELECT json_agg(json_build_array(id, name, type, path, total, used) ORDER BY p.id)::text" \
+            " FROM vm_host_storage_pools p WHERE p.host_id = h.id"
+    interfaces = f"SELECT json_agg(json_build_array({IFACE_COLUMNS}) ORDER BY i.name)::text" \
+                 " FROM vm_host_interfaces i WHERE i.host_id = h.id"
+    cur.execute(f"SELECT {_qualified(hosts.COLUMNS, 'h')}, ({pools}), ({interfaces})"
                 f" FROM vm_hosts h WHERE h.id IN (SELECT host_id FROM machines {selected})", args)
     found, host_interfaces = {}, {}
     for *row, pools_rows, interface_rows in cur.fetchall():
-        found[row[0]] = hosts.VMHost(*row, storage_pools=[hosts.HostStoragePool(*p) for p in pools_rows])
-        host_interfaces[row[0]] = [interface_network(r, catalog) for r in interface_rows]
+        found[row[0]] = hosts.VMHost(*row, storage_pools=[hosts.HostStoragePool(*p)
+                                                          for p in orjson.loads(pools_rows or "[]")])
+        host_interfaces[row[0]] = [interface_network(r, catalog) for r in orjson.loads(interface_rows or "[]")]
     return found, host_interfaces
 
 
