@@ -230,7 +230,8 @@ def get_thd(cur, system_id: str, *, visible_to: int | None = None) -> Machine:
 
 
 def delete_thd(cur, machine_id: int) -> None:
-    cur.execute("DELETE FROM machines WHERE id = %s", (machine_id,))
+    # Nothing reads the outcome: it can ride with the transaction's next round trip (the COMMIT).
+    getattr(cur, "execute_later", cur.execute)("DELETE FROM machines WHERE id = %s", (machine_id,))
 
 
 def _free_hostname_thd(cur, wanted: str, host_name: str) -> str:
