@@ -5,13 +5,18 @@ objects may have changed are rendered again (the others are reused)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 
+import attrs
+import pytest
 import pytest_twisted
 
+from common.config import ConfigError
 from common.models import DiscoveredVM, VMDisk
-from region.api.listing_cache import ENTRY_OVERHEAD, CachedListing, MachineJSONCache
+from region import config
+from region.api.listing_cache import ENTRY_OVERHEAD, CachedListing, MachineJSONCache, cached_listing
 from region.api.machine_json import listing_chunks, render_views
 from region.db import (allocations, deploys, hosts, interfaces, ipam, machines, named, networks, seed, subnets,
                        tags, users)
@@ -228,3 +233,22 @@ async def test_two_listings_at_once_and_a_bound_smaller_than_the_site(service_re
     body, missed = await cached_body(admin, small)  # the last ones listed are kept
     assert body == fresh and missed == [m["virtualmachine_id"] for m in listed[:150 - kept]]
     assert small.size <= small.limit
+
+
+def test_the_setting_bounds_the_regions_cache_and_zero_turns_it_off(service_region, tmp_path):  # noqa: F811
+    """`machine_json_cache_bytes` from the region's TOML file; one cache per region database."""
+    toml = tmp_path / "regiond.toml"
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    toml.write_text("machine_json_cache_bytes = 1048576\n")
+    assert config.from_arguments(parser.parse_args(["--config", str(toml)])).machine_json_cache_bytes == 1048576
+    toml.write_text("machine_json_cache_bytes = -1\n")
+    with pytest.raises(ConfigError):
+        config.from_arguments(parser.parse_args(["--config", str(toml)]))
+
+    service_region.config = attrs.evolve(service_region.config, machine_json_cache_bytes=1048576)
+    admin = service_region.as_user("admin")
+    first, second = cached_listing(admin), cached_listing(admin)
+    assert first._cache is second._cache and first._cache.limit == 1048576
+    service_region.config = attrs.evolve(service_region.config, machine_json_cache_bytes=0)
+    assert cached_listing(admin) is None
