@@ -52,7 +52,13 @@ def main(argv: list[str] | None = None) -> None:
         reactor.callWhenRunning(stop_if_asked)
         return run_service_until_stopped(reactor, svc, svc.ready)
 
-    task.react(run)
+    try:
+        task.react(run)
+    finally:
+        if cluster is not None:
+            # Stopped already unless the region failed before its cluster service ran (an
+            # import error, say): the server its start spawned must not outlive us.
+            cluster.stop()
 
 
 if __name__ == "__main__":

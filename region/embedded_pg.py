@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from concurrent import futures
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -399,6 +400,15 @@ class ClusterStart:
             self.done.set_exception(e)
         else:
             self.done.set_result(applied)
+
+    def stop(self) -> None:
+        """Once the start has ended (so a server it spawns is stopped too, not left running),
+        the server stopped and a new cluster not yet flushed (the region flushes it once it
+        listens) flushed."""
+        futures.wait([self.done])
+        self.pg.stop()
+        self.pg.flush_in_background()
+        self.pg.wait_flushed()
 
 
 def prestart(config: RegionConfig) -> ClusterStart | None:

@@ -3,8 +3,6 @@ daemon imports before Twisted's reactor modules so that initdb starts sooner).""
 
 from __future__ import annotations
 
-from concurrent import futures
-
 import attrs
 from twisted.application import service
 from twisted.internet import defer, threads
@@ -35,11 +33,8 @@ class EmbeddedPostgresService(service.Service):
         return threads.deferToThread(self._stop)
 
     def _stop(self) -> None:
-        # A start still under way ends first, so a server it spawns is stopped too, not left
-        # running after the region; the cluster in our data dir is ours to stop.
+        # The cluster in our data dir is ours to stop.
         if self._begun is not None:
-            futures.wait([self._begun.done])
-        self.pg.stop()
-        # A new cluster the region stopped before flushing (it flushes once it listens).
-        self.pg.flush_in_background()
-        self.pg.wait_flushed()
+            self._begun.stop()
+        else:
+            self.pg.stop()

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 
 from common.procs import process_exists
 from region.db import secrets
@@ -143,3 +144,33 @@ def test_sigterm_during_the_first_initdb_leaves_no_server_running(public_tmp):
     assert pg.pid() is None
     assert "the new PostgreSQL cluster is on disk" in region.output(), \
         "a new cluster the region stopped before it listened is flushed by the stop"
+
+
+def test_a_region_that_fails_before_its_cluster_service_leaves_no_server_running(public_tmp):
+    """The cluster's start begins before the region is imported; when that import fails
+    after the start has spawned the server, the daemon still stops the server."""
+    data_dir = public_tmp / "data"
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from region.embedded_pg import EmbeddedPostgres
+
+        class FailOnceTheServerRuns:
+            def find_spec(self, name, path=None, target=None):
+                if name != "region.service":
+                    return None
+                pg, deadline = EmbeddedPostgres(Path({str(data_dir)!r})), time.monotonic() + 120
+                while not pg.is_running() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                raise ImportError("region.service failed to import (test)")
+
+        sys.meta_path.insert(0, FailOnceTheServerRuns())
+        from region import daemon
+        daemon.main(["--data-dir", {str(data_dir)!r}, "--no-local-rack", "--http", "127.0.0.1:0",
+                     "--rpc", "127.0.0.1:0"])
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180, cwd=REPO,
+                         env={**os.environ, "VMYARD_PG_TEMPLATE_DIR": str(public_tmp / "no-template")})
+    assert out.returncode != 0 and "region.service failed to import (test)" in out.stdout + out.stderr
+    pg = EmbeddedPostgres(data_dir)
+    assert pg.is_initialised() and pg.pid() is None, "the server the start spawned is stopped"
