@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from common.models import DiscoveredVM, VMDisk
+from common.models import DiscoveredVM, VMDisk, VMInterface
 from region.api.machine_json import listing_chunks, render_views
 from region.api.vmhost_json import host_json
 from region.db import allocations, hosts, machines, named, networks, seed, users
@@ -250,6 +250,52 @@ def test_kept_host_totals_equal_the_aggregate_after_compose_delete_and_refresh_i
     _assert_totals_kept(dsn)
     run_sync(dsn, hosts.delete_thd, other.id)  # its machines and disks go by cascade
     _assert_totals_kept(dsn)
+
+
+def test_a_refresh_that_finds_nothing_new_writes_nothing_and_keeps_disk_ids(service_region):  # noqa: F811
+    """A periodic refresh reports every VM; rows whose facts are unchanged keep their version
+    (xmin: what the machine JSON cache is keyed on) and a resized disk keeps its id (clients
+    address `blockdevices/{id}/`), while `updated` moves only for the machine that changed."""
+    dsn = service_region.dsn
+    add_hosts(dsn, 1, per_host=2)
+
+    def versions_thd(cur):
+        cur.execute("SELECT m.id, m.xmin::text, m.updated, array_agg(d.id || '.' || d.xmin ORDER BY d.id),"
+                    " (SELECT array_agg(i.id || '.' || i.xmin ORDER BY i.id) FROM machine_interfaces i"
+                    "  WHERE i.machine_id = m.id)"
+                    " FROM machines m JOIN machine_disks d ON d.machine_id = m.id GROUP BY m.id ORDER BY m.id")
+        return {r[0]: r[1:] for r in cur.fetchall()}
+
+    def refresh_thd(cur, resize: int | None = None):
+        host = hosts.list_thd(cur)[0]
+        found = []
+        for m in machines.list_for_host_thd(cur, host.id):
+            disks = [VMDisk(d.name, d.size * (2 if m.id == resize else 1), d.pool) for d in m.disks]
+            found.append(DiscoveredVM(m.instance_name, m.project, m.architecture, m.power_state, m.cpu_count,
+                                      m.memory, pinned_cores=list(m.pinned_cores),
+                                      hugepages_backed=m.hugepages_backed, instance_type=m.instance_type,
+                                      disks=disks, interfaces=[_discovered_nic(n) for n in m.interfaces]))
+        result = machines.sync_discovered_thd(cur, host, found)
+        assert (result.added, result.removed) == ([], [])
+
+    before = run_sync(dsn, versions_thd)
+    run_sync(dsn, refresh_thd)
+    assert run_sync(dsn, versions_thd) == before  # not one row written
+    changed_id = min(before)
+    run_sync(dsn, refresh_thd, changed_id)
+    after = run_sync(dsn, versions_thd)
+    for machine_id, (xmin, updated, disks, nics) in after.items():
+        old_xmin, old_updated, old_disks, old_nics = before[machine_id]
+        assert nics == old_nics
+        assert [d.split(".")[0] for d in disks] == [d.split(".")[0] for d in old_disks]  # ids kept
+        if machine_id == changed_id:
+            assert disks != old_disks and updated > old_updated
+        else:
+            assert (xmin, updated, disks) == (old_xmin, old_updated, old_disks)
+
+
+def _discovered_nic(nic: machines.MachineNic) -> VMInterface:
+    return VMInterface(nic.name, nic.mac, nic.attach_type, nic.attach_name, nic.vid, nic.boot)
 
 
 def test_listings_over_http_are_streamed_whole_and_filters_are_checked(admin_api, dsn):

@@ -263,25 +263,45 @@ def _replace_children_thd(cur, machine_id: int, vm: DiscoveredVM) -> None:
                     (machine_id, nic.name, nic.mac, nic.attach_type, nic.attach_name, nic.vid, nic.boot))
 
 
-def _refresh_children_thd(cur, machine_id: int, vm: DiscoveredVM) -> None:
-    """Live facts of a known VM's disks and NICs, keeping what the region decided
-    (NIC ids, static IPs and attachments survive a refresh)."""
+def _refresh_children_thd(cur, machine_id: int, vm: DiscoveredVM) -> bool:
+    """Live facts of a known VM's disks and NICs, keeping what the region decided (NIC and disk
+    ids, static IPs and attachments survive a refresh); whether any row changed.  A row whose
+    facts are unchanged is not written: its id is what clients address (`blockdevices/{id}/`)
+    and its version what the machine JSON cache is keyed on."""
+    changed = 0
     cur.execute("SELECT name FROM machine_interfaces WHERE machine_id = %s", (machine_id,))
     known_nics = {r[0] for r in cur.fetchall()}
     for nic in vm.interfaces:
         if nic.name in known_nics:
-            cur.execute("UPDATE machine_interfaces SET mac = %s, vid = %s WHERE machine_id = %s AND name = %s",
-                        (nic.mac, nic.vid, machine_id, nic.name))
+            cur.execute("UPDATE machine_interfaces SET mac = %s, vid = %s WHERE machine_id = %s AND name = %s"
+                        " AND (mac, vid) IS DISTINCT FROM (%s, %s)",
+                        (nic.mac, nic.vid, machine_id, nic.name, nic.mac, nic.vid))
+            changed += cur.rowcount
         else:
             cur.execute("INSERT INTO machine_interfaces (machine_id, name, mac, attach_type, attach_name, vid, boot)"
                         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                         (machine_id, nic.name, nic.mac, nic.attach_type, nic.attach_name, nic.vid, nic.boot))
+            changed += 1
     cur.execute("DELETE FROM machine_interfaces WHERE machine_id = %s AND NOT (name = ANY(%s))",
                 (machine_id, [n.name for n in vm.interfaces]))
-    cur.execute("DELETE FROM machine_disks WHERE machine_id = %s", (machine_id,))
+    changed += cur.rowcount
+    # Not INSERT .. ON CONFLICT: it would draw a disk id from the sequence at every refresh.
+    cur.execute("SELECT name, size, storage_pool FROM machine_disks WHERE machine_id = %s", (machine_id,))
+    known_disks = {name: (size, pool) for name, size, pool in cur.fetchall()}
     for disk in vm.disks:
-        cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool) VALUES (%s, %s, %s, %s)",
-                    (machine_id, disk.name, disk.size, disk.pool))
+        known = known_disks.get(disk.name)
+        if known is None:
+            cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool) VALUES (%s, %s, %s, %s)",
+                        (machine_id, disk.name, disk.size, disk.pool))
+        elif known != (disk.size, disk.pool):
+            cur.execute("UPDATE machine_disks SET size = %s, storage_pool = %s WHERE machine_id = %s AND name = %s",
+                        (disk.size, disk.pool, machine_id, disk.name))
+        else:
+            continue
+        changed += 1
+    cur.execute("DELETE FROM machine_disks WHERE machine_id = %s AND NOT (name = ANY(%s))",
+                (machine_id, [d.name for d in vm.disks]))
+    return bool(changed + cur.rowcount)
 
 
 def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
@@ -326,14 +346,17 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
             _replace_children_thd(cur, cur.fetchone()[0], vm)
             added.append(vm.instance_name)
         else:
+            children_changed = _refresh_children_thd(cur, machine_id, vm)
+            # Written only when something changed (`updated` is what the UI's live updates watch).
             cur.execute(
                 "UPDATE machines SET power_state = %s, architecture = %s, cpu_count = %s, pinned_cores = %s,"
                 " memory = %s, hugepages_backed = %s, instance_type = %s, updated = now(),"
-                " status = CASE WHEN status = 'composing' THEN 'ready' ELSE status END WHERE id = %s",
-                (*facts, vm.instance_type, machine_id),
+                " status = CASE WHEN status = 'composing' THEN 'ready' ELSE status END WHERE id = %s"
+                " AND (%s OR status = 'composing' OR (power_state, architecture, cpu_count, pinned_cores, memory,"
+                " hugepages_backed, instance_type) IS DISTINCT FROM (%s, %s, %s, %s::integer[], %s, %s, %s))",
+                (*facts, vm.instance_type, machine_id, children_changed, *facts, vm.instance_type),
             )
             updated.append(vm.instance_name)
-            _refresh_children_thd(cur, machine_id, vm)
     gone = {key: machine_id for key, machine_id in known.items() if machine_id not in in_flight}
     for machine_id in gone.values():
         delete_thd(cur, machine_id)
