@@ -21,6 +21,7 @@ user `vmyard`, created on demand.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -366,6 +367,11 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.wait()  # our child: reaped here, not left a zombie
             self._server = None
+        if self.socket_dir.parent != self.data_dir:
+            # A socket dir outside the data dir (its path would be too long) is not left in
+            # the temp dir; one still holding a socket (another server's) stays.
+            with contextlib.suppress(OSError):
+                self.socket_dir.rmdir()
 
 
 def _already_set() -> threading.Event:

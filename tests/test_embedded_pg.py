@@ -1,8 +1,8 @@
 """The embedded cluster's own life: a second start reuses it, an interrupted initdb is
 redone, a directory that is not a cluster is refused, a server that cannot start says why,
 the start thread brings the schema to head and flushes a new cluster, a template cluster is
-copied only when it was made for this server, and the daemon begins initdb before it imports
-Twisted."""
+copied only when it was made for this server, the daemon begins initdb before it imports
+Twisted, and a socket dir made in the temp dir goes when the server stops."""
 
 from __future__ import annotations
 
@@ -172,3 +172,18 @@ def test_the_daemon_begins_initdb_before_it_imports_twisted(public_tmp):
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["seen"]["initdb"] == [], "the first initdb spawned with no Twisted module imported"
     assert result["applied"] == list(range(1, migrate.head_version() + 1))
+
+
+def test_a_socket_dir_in_the_temp_dir_goes_when_the_server_stops(public_tmp):
+    """A data dir whose path is too long for a Unix socket gets its socket dir in the temp dir;
+    stopping the server removes that dir instead of leaving one per data dir ever used."""
+    deep = public_tmp / ("d" * 60) / ("e" * 60)
+    pg = EmbeddedPostgres(deep)
+    assert pg.socket_dir.parent != deep, "the path is long enough for the socket to move"
+    begun = ClusterStart.begin(pg)
+    try:
+        begun.done.result(timeout=120)
+        assert pg.socket_dir.is_dir() and _execute(pg, "SELECT 1") == [(1,)]
+    finally:
+        begun.stop()
+    assert not pg.is_running() and not pg.socket_dir.exists()
