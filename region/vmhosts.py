@@ -21,7 +21,7 @@ from common import hosterrors
 from common.logsafe import loggable
 from common.models import CloudInitData, ComposeRequest, DiscoveredHost, DiscoveredVM, HostTarget, ImageRef
 from common.rpc import rack_commands
-from region.db import events, host_inventory, host_targets, hosts, machines
+from region.db import events, host_inventory, host_targets, hosts, machine_sync, machines
 from region.db.host_targets import HostReach
 from region.metrics import RegionMetrics
 from region.rpc import NoRackConnected
@@ -313,11 +313,11 @@ class HostManager:
 
 
 def apply_discovery_thd(cur, host: hosts.VMHost, found: DiscoveredHost,
-                        username: str | None) -> machines.SyncResult:
+                        username: str | None) -> machine_sync.SyncResult:
     """Write a successful discovery of `host` (state ready, inventory, machines)."""
     hosts.record_discovery_thd(cur, host.id, found)
     pools = host_inventory.apply_discovery_thd(cur, host.id, found)
-    synced = machines.sync_discovered_thd(cur, hosts.get_thd(cur, host.id), found.vms)
+    synced = machine_sync.sync_discovered_thd(cur, hosts.get_thd(cur, host.id), found.vms)
     if host.state != "ready":
         events.record_thd(cur, "VM_HOST_READY", f"VM host {host.name} is ready", username=username,
                           object_type="vm-host", object_id=host.id)

@@ -18,8 +18,8 @@ from common.models import DiscoveredVM, VMDisk
 from region import config
 from region.api.listing_cache import ENTRY_OVERHEAD, CachedListing, MachineJSONCache, cached_listing
 from region.api.machine_json import listing_chunks, render_views
-from region.db import (allocations, deploys, hosts, interfaces, ipam, machines, named, networks, seed, subnets,
-                       tags, users)
+from region.db import (allocations, deploys, hosts, interfaces, ipam, machine_sync, machines, named, networks,
+                       seed, subnets, tags, users)
 from region.db.machines import MachineQuery
 from region.db.pool import run_sync
 from region.services import machines as machine_service
@@ -71,7 +71,7 @@ def _refresh_host_thd(cur, s: dict) -> None:
     found = [DiscoveredVM(m.instance_name, m.project, m.architecture, m.power_state, m.cpu_count, m.memory,
                           disks=[VMDisk("root", 11 * GIB, "default")])
              for m in machines.list_for_host_thd(cur, host.id)]
-    machines.sync_discovered_thd(cur, host, found)
+    machine_sync.sync_discovered_thd(cur, host, found)
 
 
 def _link_static_ip_thd(cur, s: dict) -> None:

@@ -12,7 +12,7 @@ import pytest
 from common.models import DiscoveredVM, VMDisk, VMInterface
 from region.api.machine_json import listing_chunks, render_views
 from region.api.vmhost_json import host_json
-from region.db import allocations, hosts, machines, named, networks, seed, users
+from region.db import allocations, hosts, machine_sync, machines, named, networks, seed, users
 from region.db.machines import MachineQuery
 from region.db.pool import run_sync
 from region.services import machines as machine_service
@@ -244,7 +244,7 @@ def test_kept_host_totals_equal_the_aggregate_after_compose_delete_and_refresh_i
                               disks=[VMDisk("root", 3 * MIB, host.storage_pools[-1].name)]) for m in known[1:]]
         found.append(DiscoveredVM("kept-new", host.project, "amd64/generic", "on", 2, MIB,
                                   disks=[VMDisk("root", MIB, host.storage_pools[0].name)]))
-        machines.sync_discovered_thd(cur, hosts.get_thd(cur, host.id), found)
+        machine_sync.sync_discovered_thd(cur, hosts.get_thd(cur, host.id), found)
 
     run_sync(dsn, refresh_import_thd)
     _assert_totals_kept(dsn)
@@ -275,7 +275,7 @@ def test_a_refresh_that_finds_nothing_new_writes_nothing_and_keeps_disk_ids(serv
                                       m.memory, pinned_cores=list(m.pinned_cores),
                                       hugepages_backed=m.hugepages_backed, instance_type=m.instance_type,
                                       disks=disks, interfaces=[_discovered_nic(n) for n in m.interfaces]))
-        result = machines.sync_discovered_thd(cur, host, found)
+        result = machine_sync.sync_discovered_thd(cur, host, found)
         assert (result.added, result.removed) == ([], [])
 
     before = run_sync(dsn, versions_thd)
