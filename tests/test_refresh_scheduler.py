@@ -222,8 +222,11 @@ async def test_two_regions_share_the_due_hosts_without_overlap(env):
     started = await defer.gatherResults([defer.Deferred.fromCoroutine(mine.dispatch()),
                                          defer.Deferred.fromCoroutine(theirs.dispatch())])
     owners = [owner for _, _, owner, _ in refresh_state(env, hung).values()]
-    assert sum(started) == 12 and sorted(started) == [4, 8], "each host leased once, by one region"
-    assert owners.count("region-1") + owners.count("region-2") == 12
+    # Both lease at once with SKIP LOCKED: how the 12 split depends on how their scans
+    # interleave (8 + 4, 6 + 6, ...); what may not happen is a host leased twice or a region
+    # going past its slots.
+    assert sum(started) == 12 and max(started) <= 8, "each host leased once, by one region"
+    assert (owners.count("region-1"), owners.count("region-2")) == tuple(started)
 
 
 @pytest_twisted.ensureDeferred
