@@ -30,7 +30,7 @@ def record_thd(
     object_id: str | int | None = None,
 ) -> None:
     # Nothing reads the insert's outcome: it can ride with the transaction's next round trip.
-    getattr(cur, "execute_later", cur.execute)(
+    cur.execute_later(
         "INSERT INTO events (level, type, description, username, object_type, object_id)"
         " VALUES (%s, %s, %s, %s, %s, %s)",
         (level, type, description, username, object_type, None if object_id is None else str(object_id)),

@@ -222,7 +222,7 @@ def get_thd(cur, system_id: str, *, visible_to: int | None = None) -> Machine:
 
 def delete_thd(cur, machine_id: int) -> None:
     # Nothing reads the outcome: it can ride with the transaction's next round trip (the COMMIT).
-    getattr(cur, "execute_later", cur.execute)("DELETE FROM machines WHERE id = %s", (machine_id,))
+    cur.execute_later("DELETE FROM machines WHERE id = %s", (machine_id,))
 
 
 # -- compose: reserve, finish, abandon ---------------------------------------------------------

@@ -7,7 +7,7 @@ transaction and retries it, with jittered backoff, when PostgreSQL reports a
 serialization failure or a deadlock.  The same functions run synchronously in
 the admin CLI through `run_sync`.
 
-The pool's connections are in autocommit mode and a transaction is opened by hand: its
+Connections (the pool's and `run_sync`'s) are in autocommit mode and a transaction is opened by hand: its
 BEGIN travels in the same query string as its first statement, so a transaction costs
 one round trip less than psycopg2's own BEGIN (sent alone) would, and one that runs no
 statement costs none.  A statement whose outcome nobody reads (an audit event) can be
@@ -24,7 +24,6 @@ from typing import Any, Callable, TypeVar
 import attrs
 import psycopg2
 import psycopg2.errors
-import psycopg2.extensions
 from twisted.enterprise import adbapi
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -45,6 +44,9 @@ query_counter: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar
                                                                                   default=None)
 
 
+# Snapshot isolation: a transaction sees one consistent state, and a concurrent writer to the
+# same rows makes one of them retry instead of silently interleaving (the compose race
+# depends on this).
 BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
 
 
@@ -135,14 +137,7 @@ def retry_delays(base: float = 0.01, rate: float = 2.5, maximum: float = 2.0):
 
 
 def _configure_connection(conn) -> None:
-    # Snapshot isolation: a transaction sees one consistent state, and a
-    # concurrent writer to the same rows makes one of them retry instead of
-    # silently interleaving (the compose race depends on this).
-    conn.set_session(isolation_level=psycopg2.extensions.ISOLATION_LEVEL_REPEATABLE_READ)
-
-
-def _configure_pool_connection(conn) -> None:
-    # Transactions are opened by `_in_transaction`, with the same isolation level as BEGIN's.
+    # Transactions are opened by `_in_transaction`, at BEGIN's isolation level.
     conn.autocommit = True
 
 
@@ -161,7 +156,7 @@ class Database:
             cp_min=min_connections,
             cp_max=max_connections,
             cp_reconnect=True,
-            cp_openfun=_configure_pool_connection,
+            cp_openfun=_configure_connection,
             cp_reactor=reactor,
             cp_noisy=False,
         )
@@ -209,18 +204,11 @@ def run_sync(dsn: str, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> T
         delays = retry_delays()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                with conn.cursor() as cur:
-                    result = fn_thd(cur, *args, **kwargs)
-                conn.commit()
-                return result
+                return _in_transaction(conn, fn_thd, *args, **kwargs)[0]
             except RETRYABLE:
-                conn.rollback()
                 if attempt == MAX_ATTEMPTS:
                     raise
                 time.sleep(next(delays))
         raise AssertionError("unreachable")
-    except BaseException:
-        conn.rollback()
-        raise
     finally:
         conn.close()
