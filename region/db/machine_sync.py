@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 
-from common.models import DiscoveredVM
+from common.models import DiscoveredVM, VMDisk, VMInterface
 from common.tls import new_system_id
 from region.db.machines import COMPOSE_GRACE_SECONDS, delete_thd
 from region.db.racks import REGION_STALE_AFTER
@@ -36,16 +36,15 @@ def _new_system_id_thd(cur) -> str:
             return system_id
 
 
-def _replace_children_thd(cur, machine_id: int, vm: DiscoveredVM) -> None:
-    cur.execute("DELETE FROM machine_disks WHERE machine_id = %s", (machine_id,))
-    cur.execute("DELETE FROM machine_interfaces WHERE machine_id = %s", (machine_id,))
-    for disk in vm.disks:
-        cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool) VALUES (%s, %s, %s, %s)",
-                    (machine_id, disk.name, disk.size, disk.pool))
-    for nic in vm.interfaces:
-        cur.execute("INSERT INTO machine_interfaces (machine_id, name, mac, attach_type, attach_name, vid, boot)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (machine_id, nic.name, nic.mac, nic.attach_type, nic.attach_name, nic.vid, nic.boot))
+def _insert_disk_thd(cur, machine_id: int, disk: VMDisk) -> None:
+    cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool) VALUES (%s, %s, %s, %s)",
+                (machine_id, disk.name, disk.size, disk.pool))
+
+
+def _insert_nic_thd(cur, machine_id: int, nic: VMInterface) -> None:
+    cur.execute("INSERT INTO machine_interfaces (machine_id, name, mac, attach_type, attach_name, vid, boot)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (machine_id, nic.name, nic.mac, nic.attach_type, nic.attach_name, nic.vid, nic.boot))
 
 
 def _refresh_children_thd(cur, machine_id: int, vm: DiscoveredVM) -> bool:
@@ -63,9 +62,7 @@ def _refresh_children_thd(cur, machine_id: int, vm: DiscoveredVM) -> bool:
                         (nic.mac, nic.vid, machine_id, nic.name, nic.mac, nic.vid))
             changed += cur.rowcount
         else:
-            cur.execute("INSERT INTO machine_interfaces (machine_id, name, mac, attach_type, attach_name, vid, boot)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                        (machine_id, nic.name, nic.mac, nic.attach_type, nic.attach_name, nic.vid, nic.boot))
+            _insert_nic_thd(cur, machine_id, nic)
             changed += 1
     cur.execute("DELETE FROM machine_interfaces WHERE machine_id = %s AND NOT (name = ANY(%s))",
                 (machine_id, [n.name for n in vm.interfaces]))
@@ -76,8 +73,7 @@ def _refresh_children_thd(cur, machine_id: int, vm: DiscoveredVM) -> bool:
     for disk in vm.disks:
         known = known_disks.get(disk.name)
         if known is None:
-            cur.execute("INSERT INTO machine_disks (machine_id, name, size, storage_pool) VALUES (%s, %s, %s, %s)",
-                        (machine_id, disk.name, disk.size, disk.pool))
+            _insert_disk_thd(cur, machine_id, disk)
         elif known != (disk.size, disk.pool):
             cur.execute("UPDATE machine_disks SET size = %s, storage_pool = %s WHERE machine_id = %s AND name = %s",
                         (disk.size, disk.pool, machine_id, disk.name))
@@ -128,7 +124,11 @@ def sync_discovered_thd(cur, host, vms: list[DiscoveredVM]) -> SyncResult:
                  host.project, vm.instance_name, *facts, list(host.tags), host.zone_id, host.pool_id,
                  vm.instance_type),
             )
-            _replace_children_thd(cur, cur.fetchone()[0], vm)
+            machine_id = cur.fetchone()[0]
+            for disk in vm.disks:
+                _insert_disk_thd(cur, machine_id, disk)
+            for nic in vm.interfaces:
+                _insert_nic_thd(cur, machine_id, nic)
             added.append(vm.instance_name)
         else:
             children_changed = _refresh_children_thd(cur, machine_id, vm)
