@@ -25,9 +25,10 @@ from typing import Iterator
 import orjson
 
 from region.api.machine_json import CHUNK_MACHINES, ListingRenderer, listing_chunks
+from region.api.streaming import json_array_chunks
 from region.db.listing import VersionedListing
 from region.services.context import Context
-from region.services.machines import MachineViews
+from region.services.machines import MachineView, MachineViews
 
 # What an entry costs besides its JSON: the key's strings and tuples, the entry's tuple and slot.
 ENTRY_OVERHEAD = 400
@@ -118,13 +119,12 @@ class CachedListing:
         return self._chunks(found)
 
     def _chunks(self, found: MachineViews) -> Iterator[bytes]:
-        order, hits, render = self._order, self._hits, self._renderer.render
         views = {v.machine.id: v for v in found.machines}
         found.machines.clear()  # each view is freed as it is rendered
-        if not order:
-            yield b"[]"
-            return
-        opening = b"["
+        return json_array_chunks(self._elements(views))
+
+    def _elements(self, views: dict[int, MachineView]) -> Iterator[bytes]:
+        order, hits, render = self._order, self._hits, self._renderer.render
         for start in range(0, len(order), CHUNK_MACHINES):
             pieces, made = [], []
             for machine_id, key in order[start:start + CHUNK_MACHINES]:
@@ -136,9 +136,7 @@ class CachedListing:
                 pieces.append(body)
             if made:
                 self._cache.store(made)
-            yield opening + b",".join(pieces)
-            opening = b","
-        yield b"]"
+            yield b",".join(pieces)
 
 
 _caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by the region's Database

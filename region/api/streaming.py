@@ -189,15 +189,21 @@ def json_list_chunks(items: list[T], render: Callable[[T], Any], per_chunk: int,
 
     `items` is emptied as it goes: what a chunk was made from is freed with it, rather than a
     whole listing's objects in one deallocation that holds the GIL for a hundred ms or more."""
-    if not items:
-        yield b"[]"
-        return
+    def elements() -> Iterator[bytes]:
+        while items:
+            yield orjson.dumps([render(item) for item in items[:per_chunk]], option=option)[1:-1]
+            del items[:per_chunk]
+
+    return json_array_chunks(elements())
+
+
+def json_array_chunks(elements: Iterable[bytes]) -> Iterator[bytes]:
+    """One JSON array in chunks, from pieces that are each one or more comma-separated elements."""
     opening = b"["
-    while items:
-        yield opening + orjson.dumps([render(item) for item in items[:per_chunk]], option=option)[1:-1]
-        del items[:per_chunk]
+    for piece in elements:
+        yield opening + piece
         opening = b","
-    yield b"]"
+    yield b"]" if opening == b"," else b"[]"
 
 
 async def streamed(load: Awaitable[T], build: Callable[[T], Iterable[bytes]]) -> StreamedJSON:
