@@ -96,12 +96,21 @@ class PinnedConnection(HTTPSConnection):
 
     def connect(self) -> None:
         super().connect()
-        der = self.sock.getpeercert(binary_form=True) or b""
-        if hashlib.sha256(der).hexdigest() != self.fingerprint:
+        try:
+            check_pin(self.sock, self.fingerprint)
+        except ServerCertificateChanged:
             self.close()
-            # Raised as is (not an OSError), so urllib3, requests and pylxd let it through.
-            raise ServerCertificateChanged.between(self.fingerprint, "(a different certificate)")
+            raise
         self.is_verified = True  # by the pin, so urllib3 does not warn about an unverified request
+
+
+def check_pin(sock: ssl.SSLSocket, fingerprint: str) -> None:
+    """The certificate the server presented on this fresh TLS socket has SHA-256 `fingerprint`,
+    else ServerCertificateChanged, raised as is (not an OSError), so urllib3, requests and pylxd
+    let it through.  The caller closes the socket."""
+    der = sock.getpeercert(binary_form=True) or b""
+    if hashlib.sha256(der).hexdigest() != fingerprint:
+        raise ServerCertificateChanged.between(fingerprint, "(a different certificate)")
 
 
 class PinnedAdapter(HTTPAdapter):
@@ -113,19 +122,19 @@ class PinnedAdapter(HTTPAdapter):
     """
 
     def __init__(self, fingerprint: str, client_cert: tuple[str, str] | None = None):
-        self._fingerprint = fingerprint
+        self.fingerprint = fingerprint
         self._client_cert = client_cert
         super().__init__(max_retries=0)
 
     def init_poolmanager(self, *args, **kwargs):
         # A bare context: no CA store to load (the fingerprint is the check), which
-        # would otherwise cost ~20 ms per connection.
-        ctx = bare_client_context()
+        # would otherwise cost ~20 ms per connection.  LXDSession's kept connections use it too.
+        self.ssl_context = bare_client_context()
         if self._client_cert is not None:
-            ctx.load_cert_chain(*self._client_cert)
-        kwargs["ssl_context"] = ctx
+            self.ssl_context.load_cert_chain(*self._client_cert)
+        kwargs["ssl_context"] = self.ssl_context
         super().init_poolmanager(*args, **kwargs)
-        connection = type("PinnedConnection", (PinnedConnection,), {"fingerprint": self._fingerprint})
+        connection = type("PinnedConnection", (PinnedConnection,), {"fingerprint": self.fingerprint})
         pool = type("PinnedPool", (HTTPSConnectionPool,), {"ConnectionCls": connection})
         self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme,
                                                    "https": pool}
