@@ -203,13 +203,20 @@ class HostManager:
     def target_thd(self, cur, host: hosts.VMHost) -> HostTarget:
         """How to reach `host`, its secret decrypted (inside the caller's transaction): the
         client key of an LXD host, the SSH password of a virsh host."""
-        return host_target(HostReach(host.type, host.power_address, host.project, host.certificate,
-                                     host.server_fingerprint, hosts.key_thd(cur, self.box, host.id)))
+        return self._target(host, hosts.key_thd(cur, self.box, host.id))
 
-    def machine_target_thd(self, cur, system_id: str) -> tuple[machines.Machine, HostTarget]:
+    def target_of(self, host: hosts.VMHost, encrypted_secret: str | None) -> HostTarget:
+        """`target_thd` with the host's secret already read (still encrypted)."""
+        return self._target(host, None if encrypted_secret is None else self.box.decrypt(encrypted_secret))
+
+    def _target(self, host: hosts.VMHost, secret: str | None) -> HostTarget:
+        return host_target(HostReach(host.type, host.power_address, host.project, host.certificate,
+                                     host.server_fingerprint, secret))
+
+    async def machine_target(self, system_id: str) -> tuple[machines.Machine, HostTarget]:
         """The machine's own row (without its disks and NICs) and how to reach its host, in one
         statement; NotFound when there is no such machine."""
-        machine, reach = host_targets.machine_and_reach_thd(cur, self.box, system_id)
+        machine, reach = await self.db.statement(host_targets.machine_and_reach_statement(self.box, system_id))
         return machine, host_target(reach)
 
     # -- refresh ------------------------------------------------------------------------------

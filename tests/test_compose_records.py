@@ -9,12 +9,12 @@ import attrs
 import pytest
 
 from common.models import DiscoveredVM, VMDisk, VMInterface
-from region.db import host_inventory, host_load, hosts, machines
+from region.db import host_inventory, host_load, host_targets, hosts, machines, secrets
 from region.db.errors import FieldError, NotFound
-from region.db.pool import run_sync
+from region.db.pool import run_sync, statement_thd
 from region.secretbox import SecretBox
 from region.services import compose
-from region.vmhosts import HostManager
+from region.vmhosts import HostManager, host_target
 from tests.test_compose_race import GIB, ask, make_ready_host
 
 
@@ -73,16 +73,19 @@ def test_machine_target_is_the_hosts_target_and_the_machines_row(dsn, tmp_path):
     manager = HostManager(None, SecretBox.load_or_create(tmp_path / "key"), None, None, "test", "http://region/")
     made, _ = run_sync(dsn, compose.reserve_thd, host_id, ask("db1"), None, False)
 
+    def machine_target_thd(cur, system_id):
+        machine, reach = statement_thd(cur, host_targets.machine_and_reach_statement(manager.box, system_id))
+        return machine, host_target(reach)
+
     def read_thd(cur):
         full = machines.get_thd(cur, made.system_id)
-        return (full, manager.target_thd(cur, hosts.get_thd(cur, host_id)),
-                manager.machine_target_thd(cur, made.system_id))
+        return (full, manager.target_thd(cur, hosts.get_thd(cur, host_id)), machine_target_thd(cur, made.system_id))
 
     full, target, (machine, machine_target) = run_sync(dsn, read_thd)
     assert machine_target == target and target.key_pem.startswith("-----BEGIN")
     assert machine == attrs.evolve(full, disks=[], interfaces=[]) and full.disks
     with pytest.raises(NotFound):
-        run_sync(dsn, manager.machine_target_thd, "nosuch")
+        run_sync(dsn, machine_target_thd, "nosuch")
 
 
 def test_host_load_reads_the_numa_nodes_and_every_vm(dsn, tmp_path):
@@ -102,14 +105,24 @@ def test_host_load_reads_the_numa_nodes_and_every_vm(dsn, tmp_path):
 
 
 def test_the_placement_lock_reads_committed_reservations(dsn, tmp_path):
-    """Its isolation level is set in the lock's own round trip, and takes effect."""
+    """Its isolation level is set in the lock's own round trip, and takes effect; the host's
+    key comes with the lock, still encrypted."""
+    box = SecretBox.load_or_create(tmp_path / "key")
     host_id = make_ready_host(dsn, tmp_path, cores=4, cpu_ratio=1.0)
 
-    def lock_thd(cur):
-        host = hosts.lock_for_placement_thd(cur, host_id)
-        cur.execute("SHOW transaction_isolation")
-        return host.id, cur.fetchone()[0], [p.name for p in host.storage_pools]
+    def store_key_thd(cur):
+        secrets.put_thd(cur, box, hosts.key_secret_name(host_id), "the key")
+        cur.execute("UPDATE vm_hosts SET key_secret = %s WHERE id = %s", (hosts.key_secret_name(host_id), host_id))
 
-    assert run_sync(dsn, lock_thd) == (host_id, "read committed", ["default"])
+    run_sync(dsn, store_key_thd)
+
+    def lock_thd(cur):
+        host, key = hosts.lock_for_placement_thd(cur, host_id)
+        cur.execute("SHOW transaction_isolation")
+        return host.id, cur.fetchone()[0], [p.name for p in host.storage_pools], box.decrypt(key)
+
+    assert run_sync(dsn, lock_thd) == (host_id, "read committed", ["default"], "the key")
     with pytest.raises(NotFound):
         run_sync(dsn, hosts.lock_for_placement_thd, "12a")
+    with pytest.raises(NotFound):
+        run_sync(dsn, hosts.lock_for_placement_thd, 999999)

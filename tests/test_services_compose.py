@@ -38,6 +38,9 @@ class FakeRack:
     def target_thd(self, cur, host: hosts.VMHost) -> HostTarget:
         return HostTarget(host.type, host.power_address, host.project, "cert", "key")
 
+    def target_of(self, host: hosts.VMHost, encrypted_secret: str | None) -> HostTarget:
+        return self.target_thd(None, host)
+
     async def target(self, host_id: int) -> tuple[hosts.VMHost, HostTarget]:
         host = await self.db.run(hosts.get_thd, host_id)
         return host, self.target_thd(None, host)

@@ -6,6 +6,9 @@ import datetime
 
 import attrs
 
+from region.db.pool import Statement
+from region.db.prepared import Prepared
+
 
 @attrs.frozen
 class Event:
@@ -19,8 +22,13 @@ class Event:
     object_id: str | None
 
 
-def record_thd(
-    cur,
+_RECORD = Prepared(
+    "record_event",
+    "INSERT INTO events (level, type, description, username, object_type, object_id)"
+    " VALUES (%s, %s, %s, %s, %s, %s)")
+
+
+def record_statement(
     type: str,
     description: str,
     *,
@@ -28,13 +36,16 @@ def record_thd(
     username: str | None = None,
     object_type: str | None = None,
     object_id: str | int | None = None,
-) -> None:
+) -> Statement[None]:
+    return Statement(_RECORD, (level, type, description, username, object_type,
+                               None if object_id is None else str(object_id)))
+
+
+def record_thd(cur, type: str, description: str, **details) -> None:
+    """`record_statement` inside the caller's transaction."""
+    statement = record_statement(type, description, **details)
     # Nothing reads the insert's outcome: it can ride with the transaction's next round trip.
-    cur.execute_later(
-        "INSERT INTO events (level, type, description, username, object_type, object_id)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
-        (level, type, description, username, object_type, None if object_id is None else str(object_id)),
-    )
+    cur.execute_later(statement.sql, statement.args)
 
 
 def list_thd(cur, *, limit: int = 100, object_type: str | None = None) -> list[Event]:

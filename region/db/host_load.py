@@ -10,6 +10,7 @@ import attrs
 
 from common.models import NumaNode
 from region.db.host_inventory import numa_node
+from region.db.prepared import Prepared
 
 
 @attrs.frozen
@@ -28,16 +29,20 @@ class HostLoad:
     vms: list[VMLoad]  # every machine recorded on the host, reservations included
 
 
+_HOST_LOAD = Prepared(
+    "host_load",
+    "SELECT COALESCE((SELECT json_agg(json_build_array(n.index, n.cores, n.memory, n.hugepages) ORDER BY n.index)"
+    "                 FROM vm_host_numa_nodes n WHERE n.host_id = %s), '[]'::json),"
+    " COALESCE((SELECT json_agg(json_build_array(m.cpu_count, m.memory, m.pinned_cores, m.hugepages_backed,"
+    "                                            m.numa_nodes, COALESCE((SELECT json_agg("
+    "                     json_build_array(d.storage_pool, d.size) ORDER BY d.id)"
+    "                     FROM machine_disks d WHERE d.machine_id = m.id), '[]'::json)) ORDER BY m.id)"
+    "           FROM machines m WHERE m.host_id = %s), '[]'::json)")
+
+
 def host_load_thd(cur, host_id: int) -> HostLoad:
     """The host's NUMA nodes and the resources each machine recorded on it holds (one statement)."""
-    cur.execute(
-        "SELECT COALESCE((SELECT json_agg(json_build_array(n.index, n.cores, n.memory, n.hugepages) ORDER BY n.index)"
-        "                 FROM vm_host_numa_nodes n WHERE n.host_id = %(host)s), '[]'::json),"
-        " COALESCE((SELECT json_agg(json_build_array(m.cpu_count, m.memory, m.pinned_cores, m.hugepages_backed,"
-        "                                            m.numa_nodes, COALESCE((SELECT json_agg("
-        "                     json_build_array(d.storage_pool, d.size) ORDER BY d.id)"
-        "                     FROM machine_disks d WHERE d.machine_id = m.id), '[]'::json)) ORDER BY m.id)"
-        "           FROM machines m WHERE m.host_id = %(host)s), '[]'::json)", {"host": host_id})
+    cur.execute(_HOST_LOAD, (host_id, host_id))
     numa, vms = cur.fetchone()
     return HostLoad(
         [numa_node(*row) for row in numa],

@@ -7,6 +7,8 @@ import attrs
 
 from region.db import machines
 from region.db.errors import NotFound
+from region.db.pool import Statement
+from region.db.prepared import Prepared
 from region.secretbox import SecretBox
 
 _MACHINE_COLUMNS = ", ".join(f"m.{column.strip()}" for column in machines.COLUMNS.split(","))
@@ -24,17 +26,23 @@ class HostReach:
     secret: str | None = attrs.field(repr=False)
 
 
-def machine_and_reach_thd(cur, box: SecretBox, system_id: str) -> tuple[machines.Machine, HostReach]:
+_MACHINE_AND_REACH = Prepared(
+    "machine_and_reach",
+    f"SELECT {_MACHINE_COLUMNS}, h.type, h.power_address, h.project, h.certificate, h.server_fingerprint, s.value"
+    " FROM machines m JOIN vm_hosts h ON h.id = m.host_id LEFT JOIN secrets s ON s.name = h.key_secret"
+    " WHERE m.system_id = %s")
+
+
+def machine_and_reach_statement(box: SecretBox, system_id: str) -> Statement[tuple[machines.Machine, HostReach]]:
     """The machine's own row (its disks and NICs are not read: the list fields stay empty) and
     how to reach its host; NotFound("Machine") when there is no such machine."""
-    cur.execute(f"SELECT {_MACHINE_COLUMNS}, h.type, h.power_address, h.project, h.certificate,"
-                " h.server_fingerprint, s.value"
-                " FROM machines m JOIN vm_hosts h ON h.id = m.host_id LEFT JOIN secrets s ON s.name = h.key_secret"
-                " WHERE m.system_id = %s", (system_id,))
-    row = cur.fetchone()
-    if row is None:
-        raise NotFound("Machine")
-    *machine, host_type, address, project, certificate, fingerprint, secret = row
-    return (machines.Machine(*machine),
-            HostReach(host_type, address, project, certificate, fingerprint,
-                      None if secret is None else box.decrypt(secret)))
+
+    def parse(rows: list[tuple] | None) -> tuple[machines.Machine, HostReach]:
+        if not rows:
+            raise NotFound("Machine")
+        *machine, host_type, address, project, certificate, fingerprint, secret = rows[0]
+        return (machines.Machine(*machine),
+                HostReach(host_type, address, project, certificate, fingerprint,
+                          None if secret is None else box.decrypt(secret)))
+
+    return Statement(_MACHINE_AND_REACH, (system_id,), parse)

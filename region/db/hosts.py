@@ -13,6 +13,7 @@ import psycopg2.errors
 
 from region.db import secrets
 from region.db.errors import FieldError, NotFound
+from region.db.prepared import Prepared
 from region.secretbox import SecretBox
 
 
@@ -112,30 +113,44 @@ def list_thd(cur) -> list[VMHost]:
     return _hosts(cur, cur.fetchall())
 
 
-def get_thd(cur, host_id: int | str, for_update: bool = False, *, before: str = "") -> VMHost:
-    """The host with its storage pools, in one round trip; `before`: a statement sent ahead of
-    the SELECT in the same round trip."""
+_WITH_POOLS = (f"SELECT {COLUMNS}, COALESCE((SELECT json_agg(json_build_array(p.id, p.name, p.type, p.path,"
+               " p.total, p.used) ORDER BY p.id) FROM vm_host_storage_pools p WHERE p.host_id = h.id), '[]'::json)")
+_LOCK_FOR_PLACEMENT = Prepared(
+    "lock_host_for_placement",
+    f"{_WITH_POOLS}, (SELECT s.value FROM secrets s WHERE s.name = h.key_secret)"
+    " FROM vm_hosts h WHERE id = %s FOR UPDATE OF h")
+
+
+def get_thd(cur, host_id: int | str, for_update: bool = False) -> VMHost:
+    """The host with its storage pools, in one round trip."""
     if not str(host_id).isdigit():
         raise NotFound("VM host")
     lock = " FOR UPDATE OF h" if for_update else ""
-    cur.execute(f"{before}SELECT {COLUMNS}, COALESCE((SELECT json_agg(json_build_array(p.id, p.name, p.type,"
-                " p.path, p.total, p.used) ORDER BY p.id) FROM vm_host_storage_pools p WHERE p.host_id = h.id),"
-                f" '[]'::json) FROM vm_hosts h WHERE id = %s{lock}", (int(host_id),))
-    row = cur.fetchone()
+    cur.execute(f"{_WITH_POOLS} FROM vm_hosts h WHERE id = %s{lock}", (int(host_id),))
+    return _host(cur.fetchone())
+
+
+def _host(row: tuple | None) -> VMHost:
     if row is None:
         raise NotFound("VM host")
     *host, pools = row
     return VMHost(*host, storage_pools=[HostStoragePool(*p) for p in pools])
 
 
-def lock_for_placement_thd(cur, host_id: int | str) -> VMHost:
-    """Lock the host row for a placement and return the host; must open the transaction.
+def lock_for_placement_thd(cur, host_id: int | str) -> tuple[VMHost, str | None]:
+    """Lock the host row for a placement; the host and its client key, still encrypted (a
+    compose sends it to the rack).  Must open the transaction.
 
     READ COMMITTED + the row lock: once the lock is ours, every later statement sees the
     reservations committed before it (a REPEATABLE READ snapshot would predate the wait).
     The isolation level goes in the lock's round trip (compose holds the lock for its rest).
     """
-    return get_thd(cur, host_id, for_update=True, before="SET TRANSACTION ISOLATION LEVEL READ COMMITTED; ")
+    if not str(host_id).isdigit():
+        raise NotFound("VM host")
+    cur.execute_later("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    cur.execute(_LOCK_FOR_PLACEMENT, (int(host_id),))
+    row = cur.fetchone()
+    return _host(row and row[:-1]), row[-1]
 
 
 def certificate_by_name_thd(cur, name: str) -> str | None:

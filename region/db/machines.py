@@ -16,6 +16,8 @@ from common.models import VIRTUAL_MACHINE, DiscoveredVM, VMDisk
 from common.tls import new_system_id
 from region.db.errors import FieldError, NotFound
 from region.db.interfaces import InterfaceLink
+from region.db.pool import Statement
+from region.db.prepared import Prepared
 
 
 @attrs.frozen
@@ -220,9 +222,17 @@ def get_thd(cur, system_id: str, *, visible_to: int | None = None) -> Machine:
     return found[0]
 
 
+_DELETE = Prepared("delete_machine", "DELETE FROM machines WHERE id = %s")
+
+
+def delete_statement(machine_id: int) -> Statement[None]:
+    """The machine's record goes, and with it (ON DELETE CASCADE) its disks, NICs and IPs."""
+    return Statement(_DELETE, (machine_id,))
+
+
 def delete_thd(cur, machine_id: int) -> None:
     # Nothing reads the outcome: it can ride with the transaction's next round trip (the COMMIT).
-    cur.execute_later("DELETE FROM machines WHERE id = %s", (machine_id,))
+    cur.execute_later(_DELETE, (machine_id,))
 
 
 # -- compose: reserve, finish, abandon ---------------------------------------------------------
@@ -279,6 +289,21 @@ RESERVE_ATTEMPTS = 8  # fresh random names after a clash; six random characters 
 NIC_COLUMNS = "id, name, mac, attach_type, attach_name, vid, boot, vlan_id, disconnected"
 
 
+_RESERVE = Prepared(
+    "reserve_machine",
+    "WITH m AS (INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic,"
+    " status, power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
+    " zone_id, pool_id, owner_id, composing_region, instance_type) VALUES (%s, %s, %s, %s, %s, 'composed',"
+    " %s, 'composing', 'off', %s, %s, %s, %s, %s, %s, %s,"
+    " COALESCE(%s, (SELECT id FROM zones WHERE is_default)), %s, %s, %s, %s)"
+    f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}),"
+    " d AS (INSERT INTO machine_disks (machine_id, name, size, storage_pool)"
+    "       SELECT m.id, v.* FROM m, unnest(%s::text[], %s::bigint[], %s::text[]) AS v"
+    "       RETURNING id, name, size, storage_pool)"
+    " SELECT m.*, COALESCE((SELECT json_agg(json_build_array(d.id, d.name, d.size, d.storage_pool)"
+    "                                       ORDER BY d.id) FROM d), '[]'::json) FROM m")
+
+
 def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
     """Insert the machine as 'composing' so it counts at once; returns it and its NIC ids by name.
 
@@ -291,17 +316,7 @@ def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
     for _ in range(RESERVE_ATTEMPTS):
         hostname = new.hostname or f"vm-{new_system_id()}"
         cur.execute(
-            "WITH m AS (INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic,"
-            " status, power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
-            " zone_id, pool_id, owner_id, composing_region, instance_type) VALUES (%s, %s, %s, %s, %s, 'composed',"
-            " %s, 'composing', 'off', %s, %s, %s, %s, %s, %s, %s,"
-            " COALESCE(%s, (SELECT id FROM zones WHERE is_default)), %s, %s, %s, %s)"
-            f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}),"
-            " d AS (INSERT INTO machine_disks (machine_id, name, size, storage_pool)"
-            "       SELECT m.id, v.* FROM m, unnest(%s::text[], %s::bigint[], %s::text[]) AS v"
-            "       RETURNING id, name, size, storage_pool)"
-            " SELECT m.*, COALESCE((SELECT json_agg(json_build_array(d.id, d.name, d.size, d.storage_pool)"
-            "                                       ORDER BY d.id) FROM d), '[]'::json) FROM m",
+            _RESERVE,
             (new_system_id(), hostname, new.host_id, new.project, hostname, new.dynamic,
              new.architecture, new.cpu_count, new.pinned_cores, new.memory, new.hugepages_backed, new.numa_nodes,
              new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region, new.instance_type,
@@ -342,14 +357,18 @@ def _check_name_free_thd(cur, new: NewMachine) -> None:
                                      f"{new.project} of this VM host.")
 
 
+_FINISH_COMPOSE = Prepared(
+    "finish_compose",
+    f"UPDATE machines SET status = 'ready', power_state = %s, updated = now() WHERE id = %s RETURNING {COLUMNS}")
+
+
 def finish_compose_thd(cur, reserved: Machine, vm: DiscoveredVM) -> Machine:
     """The VM exists: record what the host made of `reserved` (MACs, disk sizes, power state).
 
     Only what the host changed is written, and only the NICs are read back (for the MACs and
     static IP links they now hold); the disks are the reserved ones with the sizes reported.
     """
-    cur.execute(f"UPDATE machines SET status = 'ready', power_state = %s, updated = now() WHERE id = %s"
-                f" RETURNING {COLUMNS}", (vm.power_state, reserved.id))
+    cur.execute(_FINISH_COMPOSE, (vm.power_state, reserved.id))
     row = cur.fetchone()
     if vm.interfaces:
         cur.execute("UPDATE machine_interfaces i SET mac = v.mac FROM unnest(%s::text[], %s::text[]) AS v(name, mac)"

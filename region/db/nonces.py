@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from region.db.pool import Statement
+
 
 def remember_thd(cur, token_key: str, nonce: str, keep_for: float) -> bool:
     """Record the nonce for `keep_for` seconds; False when it was already recorded (a replay)."""
@@ -14,11 +16,15 @@ def remember_thd(cur, token_key: str, nonce: str, keep_for: float) -> bool:
     return cur.rowcount == 1
 
 
-def purge_expired_thd(cur, limit: int = 10000) -> int:
-    """Forget nonces whose window has passed (bounded, so one call never runs long)."""
-    cur.execute(
+def forget_statement(token_key: str, nonce: str) -> Statement[None]:
+    """Forget a nonce recorded for a request that was then refused."""
+    return Statement("DELETE FROM oauth_nonces WHERE token_key = %s AND nonce = %s", (token_key, nonce),
+                     lambda rows: None)
+
+
+def purge_expired_statement(limit: int = 10000) -> Statement[None]:
+    """Forget nonces whose window has passed (bounded, so one statement never runs long)."""
+    return Statement(
         "DELETE FROM oauth_nonces WHERE ctid = ANY(ARRAY("
         " SELECT ctid FROM oauth_nonces WHERE expires_at < now() LIMIT %s))",
-        (limit,),
-    )
-    return cur.rowcount
+        (limit,), lambda rows: None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextvars
 import random
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import attrs
 import psycopg2
@@ -27,6 +27,10 @@ import psycopg2.errors
 from twisted.enterprise import adbapi
 from twisted.internet import defer, task
 from twisted.logger import Logger
+
+from region.db import prepared
+from region.db.async_pg import AsyncStatements
+from region.db.prepared import Prepared
 
 log = Logger()
 T = TypeVar("T")
@@ -69,15 +73,25 @@ class _TransactionCursor:
     def execute(self, query, vars=None) -> Any:
         self.count += 1
         pending = self._pending()
+        if isinstance(query, Prepared):
+            prepare, query = prepared.statement_text(self._cursor, query, vars)
+            pending, vars = [*pending, prepare] if prepare else pending, None
         if pending:
-            query, vars = b"; ".join([*pending, self._cursor.mogrify(query, vars)]), None
-        return self._cursor.execute(query, vars)
+            query, vars = b"; ".join([*pending, query if vars is None and isinstance(query, bytes)
+                                      else self._cursor.mogrify(query, vars)]), None
+        result = self._cursor.execute(query, vars)
+        prepared.succeeded(self._cursor.connection)
+        return result
 
     def execute_later(self, query, vars=None) -> None:
         """Run a statement whose outcome the caller does not read, in the same round trip as
         the next statement or the COMMIT; if it fails, the transaction fails there."""
         self.count += 1
-        self._later.append(self._cursor.mogrify(query, vars))
+        if isinstance(query, Prepared):
+            prepare, text = prepared.statement_text(self._cursor, query, vars)
+            self._later.extend([prepare, text] if prepare else [text])
+        else:
+            self._later.append(self._cursor.mogrify(query, vars))
 
     def executemany(self, query, vars_list) -> Any:
         self.count += 1
@@ -89,6 +103,7 @@ class _TransactionCursor:
     def commit(self) -> None:
         if self.begun or self._later:
             self._cursor.execute(b"; ".join([*self._pending(), b"COMMIT"]))
+            prepared.succeeded(self._cursor.connection)
 
     def __iter__(self):
         return iter(self._cursor)
@@ -115,7 +130,7 @@ def _rollback_quietly(cur) -> None:
     # The error that got here matters, not a second one from a broken connection (adbapi
     # then finds the connection dead and reconnects).
     try:
-        cur.execute("ROLLBACK")
+        cur.execute(b"; ".join([b"ROLLBACK", *prepared.forget_after_failure(cur.connection)]))
     except psycopg2.Error:
         pass
 
@@ -136,6 +151,21 @@ def retry_delays(base: float = 0.01, rate: float = 2.5, maximum: float = 2.0):
         delay = min(delay * rate, maximum)
 
 
+@attrs.frozen
+class Statement(Generic[T]):
+    """One SQL statement and what its rows mean: `Database.statement` sends it on the reactor
+    (one round trip, its own transaction); `statement_thd` runs it inside a caller's transaction."""
+
+    sql: str | Prepared
+    args: tuple | dict | None
+    parse: Callable[[list[tuple] | None], T] = lambda rows: None  # the rows (None: it returns none) -> the result
+
+
+def statement_thd(cur, statement: Statement[T]) -> T:
+    cur.execute(statement.sql, statement.args)
+    return statement.parse(cur.fetchall() if cur.description is not None else None)
+
+
 def _configure_connection(conn) -> None:
     # Transactions are opened by `_in_transaction`, at BEGIN's isolation level.
     conn.autocommit = True
@@ -147,9 +177,12 @@ class Database:
     :ivar dsn: libpq connection string.
     """
 
-    def __init__(self, dsn: str, reactor, *, min_connections: int = 1, max_connections: int = 8) -> None:
+    def __init__(self, dsn: str, reactor, *, min_connections: int = 1, max_connections: int = 8,
+                 statement_connections: int = 4) -> None:
         self.dsn = dsn
         self._reactor = reactor
+        # Opened on first use: a pool that never sends a single statement opens none.
+        self._statements = AsyncStatements(dsn, reactor, max_connections=statement_connections)
         self._pool = adbapi.ConnectionPool(
             "psycopg2",
             dsn,
@@ -159,12 +192,14 @@ class Database:
             cp_openfun=_configure_connection,
             cp_reactor=reactor,
             cp_noisy=False,
+            connection_factory=prepared.PreparingConnection,
         )
 
     def start(self) -> None:
         self._pool.start()
 
     def close(self) -> None:
+        self._statements.close()
         self._pool.close()
 
     async def run(self, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -187,6 +222,30 @@ class Database:
                 await task.deferLater(self._reactor, next(delays), lambda: None)
         raise AssertionError("unreachable")
 
+    async def statement(self, statement: Statement[T]) -> T:
+        """Run one statement on its own (autocommit) without a thread: see region/db/async_pg.py."""
+        return statement.parse(await self._send([statement], None))
+
+    async def write(self, *statements: Statement[Any]) -> None:
+        """Run statements whose results nobody reads in one transaction and one round trip,
+        without a thread."""
+        await self._send(list(statements), BEGIN)
+
+    async def _send(self, statements: list[Statement[Any]], begin: bytes | None) -> list[tuple] | None:
+        delays = retry_delays()
+        counter = query_counter.get()
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                rows, _ = await self._statements.execute([(s.sql, s.args) for s in statements], begin)
+                if counter is not None:
+                    counter[0] += len(statements)
+                return rows
+            except RETRYABLE:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                await task.deferLater(self._reactor, next(delays), lambda: None)
+        raise AssertionError("unreachable")
+
     def pool_stats(self) -> PoolStats:
         threads = self._pool.threadpool
         return PoolStats(busy=len(threads.working), idle=len(threads.waiters), waiting=threads.q.qsize(),
@@ -198,7 +257,7 @@ class Database:
 
 def run_sync(dsn: str, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run fn_thd in one transaction on a private connection (CLI use)."""
-    conn = psycopg2.connect(dsn)
+    conn = psycopg2.connect(dsn, connection_factory=prepared.PreparingConnection)
     _configure_connection(conn)
     try:
         delays = retry_delays()

@@ -14,6 +14,8 @@ import attrs
 import psycopg2.errors
 
 from region.db.errors import FieldError, NotFound
+from region.db.pool import Statement
+from region.db.prepared import Prepared
 from region.secretbox import SecretBox
 
 _ALPHANUM = string.ascii_letters + string.digits
@@ -161,22 +163,28 @@ class TokenCheck:
     nonce_is_new: bool  # False: the nonce was already recorded for this token (a replay)
 
 
-def check_token_thd(cur, box: SecretBox, consumer_key: str, token_key: str, nonce: str,
-                    keep_nonce_for: float) -> TokenCheck | None:
+_CHECK_TOKEN = Prepared(
+    "check_api_token",
+    "WITH token AS (SELECT u.id, u.username, u.email, u.is_superuser, u.is_active, t.token_secret_enc"
+    "   FROM api_tokens t JOIN users u ON u.id = t.user_id"
+    "   WHERE t.consumer_key = %s AND t.token_key = %s AND u.is_active),"
+    " fresh AS (INSERT INTO oauth_nonces (token_key, nonce, expires_at)"
+    "   SELECT %s, %s, now() + make_interval(secs => %s) FROM token"
+    "   ON CONFLICT (token_key, nonce) DO NOTHING RETURNING 1)"
+    " SELECT token.*, EXISTS (SELECT 1 FROM fresh) FROM token")
+
+
+def check_token_statement(box: SecretBox, consumer_key: str, token_key: str, nonce: str,
+                          keep_nonce_for: float) -> Statement[TokenCheck | None]:
     """The active user owning this key pair and the token secret, or None; the nonce recorded
-    for `keep_nonce_for` seconds in the same statement (one round trip a request).  A caller
-    that refuses the signature raises, and its transaction's rollback forgets the nonce."""
-    cur.execute(
-        "WITH token AS (SELECT u.id, u.username, u.email, u.is_superuser, u.is_active, t.token_secret_enc"
-        "   FROM api_tokens t JOIN users u ON u.id = t.user_id"
-        "   WHERE t.consumer_key = %s AND t.token_key = %s AND u.is_active),"
-        " fresh AS (INSERT INTO oauth_nonces (token_key, nonce, expires_at)"
-        "   SELECT %s, %s, now() + make_interval(secs => %s) FROM token"
-        "   ON CONFLICT (token_key, nonce) DO NOTHING RETURNING 1)"
-        " SELECT token.*, EXISTS (SELECT 1 FROM fresh) FROM token",
-        (consumer_key, token_key, token_key, nonce, keep_nonce_for),
-    )
-    row = cur.fetchone()
-    if row is None:
-        return None
-    return TokenCheck(User(*row[:5]), box.decrypt(row[5]), row[6])
+    for `keep_nonce_for` seconds in the same statement (one round trip a request).  Run on its
+    own, the nonce stays recorded: a caller that refuses the signature forgets it again
+    (`nonces.forget_statement`)."""
+
+    def parse(rows: list[tuple] | None) -> TokenCheck | None:
+        if not rows:
+            return None
+        row = rows[0]
+        return TokenCheck(User(*row[:5]), box.decrypt(row[5]), row[6])
+
+    return Statement(_CHECK_TOKEN, (consumer_key, token_key, token_key, nonce, keep_nonce_for), parse)

@@ -42,16 +42,17 @@ async def authenticate(region, creds: OAuthCredentials, now: float | None = None
         raise NotAuthenticated(f"oauth_timestamp is more than {OAUTH_WINDOW} seconds away from the "
                                "server's time: check the client's clock.")
     purge = next(_calls) % _PURGE_EVERY == 0
-
-    def check_thd(cur):
-        found = users.check_token_thd(cur, region.box, creds.consumer_key, creds.token_key, creds.nonce,
-                                      2 * OAUTH_WINDOW)
-        if found is None or not signature_matches(creds.signature, found.token_secret):
-            raise NotAuthenticated("Invalid access token or signature.")
-        if not found.nonce_is_new:
-            raise NotAuthenticated("This oauth_nonce was already used: the request looks like a replay.")
-        if purge:
-            nonces.purge_expired_thd(cur)
-        return found.user
-
-    return await region.db.run(check_thd)
+    # One statement on the reactor: every API request pays for this, so it takes no thread.
+    found = await region.db.statement(users.check_token_statement(
+        region.box, creds.consumer_key, creds.token_key, creds.nonce, 2 * OAUTH_WINDOW))
+    if found is None:
+        raise NotAuthenticated("Invalid access token or signature.")
+    if not signature_matches(creds.signature, found.token_secret):
+        if found.nonce_is_new:  # recorded by the check: a refused request leaves nothing behind
+            await region.db.statement(nonces.forget_statement(creds.token_key, creds.nonce))
+        raise NotAuthenticated("Invalid access token or signature.")
+    if not found.nonce_is_new:
+        raise NotAuthenticated("This oauth_nonce was already used: the request looks like a replay.")
+    if purge:
+        await region.db.statement(nonces.purge_expired_statement())
+    return found.user

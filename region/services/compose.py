@@ -82,7 +82,8 @@ def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynami
 
     Raises HostNotReady, Conflict (no room, with every shortfall) or FieldError.
     """
-    return reserve_locked_thd(cur, hosts.lock_for_placement_thd(cur, host_id), ask, owner_id, dynamic, region_id)
+    host, _ = hosts.lock_for_placement_thd(cur, host_id)
+    return reserve_locked_thd(cur, host, ask, owner_id, dynamic, region_id)
 
 
 def reserve_locked_thd(cur, host: hosts.VMHost, ask: ComposeAsk, owner_id: int | None, dynamic: bool,
@@ -160,10 +161,10 @@ async def compose_on_host(ctx: Context, host_id: int | str, ask: ComposeAsk | Co
     owner_id = ctx.actor.id if dynamic else None
 
     def reserve_and_target_thd(cur):
-        host = hosts.lock_for_placement_thd(cur, host_id)
+        host, key = hosts.lock_for_placement_thd(cur, host_id)
         checked = checked_ask(host, ask) if isinstance(ask, ComposeFields) else ask
         machine, request = reserve_locked_thd(cur, host, checked, owner_id, dynamic, ctx.region.region_id)
-        return machine, request, ctx.hosts.target_thd(cur, host)
+        return machine, request, ctx.hosts.target_of(host, key)
 
     machine, request, target = await ctx.db.run(reserve_and_target_thd)
     faults.compose_step(faults.AFTER_RESERVE)
@@ -206,10 +207,7 @@ async def decompose(ctx: Context, machine: machines.Machine, target: HostTarget 
     if target is None:
         _, target = await ctx.hosts.target(machine.host_id)
     warnings = await ctx.hosts.delete_vm(for_project(target, machine.project), machine.instance_name)
-
-    def forget_thd(cur):
-        machines.delete_thd(cur, machine.id)
-        ctx.audit_thd(cur, "MACHINE_DECOMPOSED", f"decomposed {machine.hostname}", "machine", machine.system_id)
-
-    await ctx.db.run(forget_thd)
+    await ctx.db.write(machines.delete_statement(machine.id),
+                       ctx.audit_statement("MACHINE_DECOMPOSED", f"decomposed {machine.hostname}", "machine",
+                                           machine.system_id))
     return warnings

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 import attrs
 
 from region.db import events
+from region.db.pool import Statement
 
 
 class RegionResources(Protocol):
@@ -53,5 +54,10 @@ class Context:
 
     def audit_thd(self, cur, event_type: str, description: str, object_type: str, object_id) -> None:
         """Record an AUDIT event by the actor inside the caller's transaction."""
-        events.record_thd(cur, event_type, description, level="AUDIT", username=self.username,
-                          object_type=object_type, object_id=object_id)
+        statement = self.audit_statement(event_type, description, object_type, object_id)
+        cur.execute_later(statement.sql, statement.args)
+
+    def audit_statement(self, event_type: str, description: str, object_type: str, object_id) -> Statement[None]:
+        """An AUDIT event by the actor, for `Database.write` with the change it records."""
+        return events.record_statement(event_type, description, level="AUDIT", username=self.username,
+                                       object_type=object_type, object_id=object_id)

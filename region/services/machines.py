@@ -151,7 +151,7 @@ async def update_machine(ctx: Context, system_id: str, changes: MachineChanges) 
 
 async def delete_machine(ctx: Context, system_id: str) -> None:
     """Delete the machine's VM on its host, then the record (freeing what it held)."""
-    machine, target = await ctx.db.run(ctx.hosts.machine_target_thd, system_id)
+    machine, target = await ctx.hosts.machine_target(system_id)
     try:
         await compose.decompose(ctx, machine, target)
     except hosterrors.DriverError as e:

@@ -1,0 +1,133 @@
+"""Statements sent on the reactor (region/db/async_pg.py) and prepared statements
+(region/db/prepared.py), against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import psycopg2
+import psycopg2.errors
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+
+from region.db.pool import Database, Statement, query_counter, run_sync
+from region.db.prepared import Prepared
+
+ZONE_NAMES = Statement("SELECT name FROM zones ORDER BY name", None, lambda rows: [r[0] for r in rows])
+BACKEND = Statement("SELECT pg_backend_pid()", None, lambda rows: rows[0][0])
+PREPARED_HERE = Statement("SELECT name FROM pg_prepared_statements ORDER BY name", None,
+                          lambda rows: [r[0] for r in rows])
+ADD_ZONE = Prepared("test_add_zone", "INSERT INTO zones (name, description) VALUES (%s, %s) RETURNING id")
+ZONE_LIKE = Prepared("test_zone_like", "SELECT count(*) FROM zones WHERE name LIKE %s || '%%'")
+
+
+def add_zone(name: str) -> Statement[int]:
+    return Statement(ADD_ZONE, (name, "made by a test"), lambda rows: rows[0][0])
+
+
+@pytest.fixture
+def db(dsn):
+    database = Database(dsn, reactor, max_connections=2, statement_connections=1)
+    database.start()
+    yield database
+    database.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_statement_answers_and_counts_once(db):
+    counter = [0]
+    token = query_counter.set(counter)
+    try:
+        assert await db.statement(ZONE_NAMES) == ["default"]
+    finally:
+        query_counter.reset(token)
+    assert counter == [1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_prepared_statement_is_prepared_once_per_connection(db):
+    first = await db.statement(add_zone("a1"))
+    assert await db.statement(PREPARED_HERE) == ["test_add_zone"]
+    second = await db.statement(add_zone("a2"))
+    assert second > first
+    assert await db.statement(PREPARED_HERE) == ["test_add_zone"]  # not prepared again
+    # `%%` is a literal percent sign in the statement, as with psycopg2's own placeholders
+    assert await db.statement(Statement(ZONE_LIKE, ("a",), lambda rows: rows[0][0])) == 2
+
+    def in_a_transaction_thd(cur):
+        cur.execute(ADD_ZONE, ("t1", "x"))
+        cur.execute(ADD_ZONE, ("t2", "x"))
+        cur.execute("SELECT name FROM pg_prepared_statements")
+        return [r[0] for r in cur.fetchall()]
+
+    assert await db.run(in_a_transaction_thd) == ["test_add_zone"]
+    assert sorted(await db.statement(ZONE_NAMES)) == ["a1", "a2", "default", "t1", "t2"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failure_on_first_use_leaves_connections_usable(db, dsn):
+    """The string that carried the PREPARE failed: the statement may or may not exist, so the
+    connection's prepared statements are dropped (pool) or the connection is (reactor)."""
+    run_sync(dsn, lambda cur: cur.execute("INSERT INTO zones (name) VALUES ('taken')"))
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        await db.statement(add_zone("taken"))
+    assert await db.statement(add_zone("free")) > 0
+
+    def add_thd(cur, name):
+        cur.execute(ADD_ZONE, (name, "x"))
+        return cur.fetchone()[0]
+
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        await db.run(add_thd, "taken")
+    assert await db.run(add_thd, "free2") > 0
+    assert sorted(await db.statement(ZONE_NAMES)) == ["default", "free", "free2", "taken"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_error_keeps_the_connection(db):
+    before = await db.statement(BACKEND)
+    with pytest.raises(psycopg2.errors.UndefinedTable):
+        await db.statement(Statement("SELECT * FROM no_such_table", None))
+    assert await db.statement(BACKEND) == before
+
+
+@pytest_twisted.ensureDeferred
+async def test_write_is_one_transaction(db):
+    await db.write(add_zone("w1"), add_zone("w2"))
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        await db.write(add_zone("w3"), add_zone("w1"))  # w3 must not stay behind
+    assert sorted(await db.statement(ZONE_NAMES)) == ["default", "w1", "w2"]
+    await db.write(add_zone("w4"))  # a new connection replaced the one left in the failed transaction
+    assert "w4" in await db.statement(ZONE_NAMES)
+
+
+@pytest_twisted.ensureDeferred
+async def test_statements_queue_for_the_connections_there_are(dsn):
+    database = Database(dsn, reactor, max_connections=1, statement_connections=2)
+    try:
+        sleepers = [database.statement(Statement("SELECT pg_backend_pid() FROM pg_sleep(0.2)", None,
+                                                 lambda rows: rows[0][0])) for _ in range(5)]
+        pids = await defer.gatherResults([defer.Deferred.fromCoroutine(s) for s in sleepers])
+        assert len(pids) == 5 and len(set(pids)) == 2
+    finally:
+        database.close()
+    with pytest.raises(psycopg2.InterfaceError):
+        await database.statement(ZONE_NAMES)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_statement_waiting_for_a_connection_fails_when_the_pool_closes(dsn):
+    database = Database(dsn, reactor, max_connections=1, statement_connections=1)
+    running = defer.Deferred.fromCoroutine(database.statement(Statement("SELECT pg_sleep(0.3)", None)))
+    waiting = defer.Deferred.fromCoroutine(database.statement(ZONE_NAMES))
+    database.close()
+    with pytest.raises(psycopg2.InterfaceError):
+        await waiting
+    assert await running is None  # a statement under way ends; its connection is closed after it
+    assert database._statements.busy == 0
+
+
+def test_prepared_statement_text():
+    statement = Prepared("x_y", "SELECT %s, '%%' || %s")
+    assert statement.prepare == b"PREPARE x_y AS SELECT $1, '%' || $2"
+    with pytest.raises(ValueError):
+        Prepared("bad name; DROP", "SELECT 1")
