@@ -7,11 +7,13 @@ import json
 
 import attrs
 import pytest
+import pytest_twisted
+from twisted.internet import reactor
 
 from common.models import DiscoveredVM, VMDisk, VMInterface
 from region.db import host_inventory, host_load, host_targets, hosts, machines, secrets
 from region.db.errors import FieldError, NotFound
-from region.db.pool import run_sync, statement_thd
+from region.db.pool import Database, run_sync, statement_thd
 from region.secretbox import SecretBox
 from region.services import compose
 from region.vmhosts import HostManager, host_target
@@ -49,23 +51,31 @@ def test_a_hostname_naming_an_instance_already_recorded_on_the_host_is_a_field_e
     assert run_sync(dsn, lambda cur: len(machines.list_for_host_thd(cur, host_id))) == 1
 
 
-def test_finish_compose_returns_what_a_full_read_returns(dsn, tmp_path):
+@pytest_twisted.ensureDeferred
+async def test_finish_compose_returns_what_a_full_read_returns(dsn, tmp_path):
+    """As the compose service records a VM: the statements on the reactor, then the NICs read."""
     host_id = make_ready_host(dsn, tmp_path, cores=4, cpu_ratio=1.0)
-
-    def compose_thd(cur, resized: bool):
-        host = hosts.get_thd(cur, host_id)
-        reserved, _ = machines.reserve_thd(cur, _new_machine(host, None, [machines.NewNic("eth0", "bridge", "br0", 0)]))
-        vm = DiscoveredVM(reserved.instance_name, host.project, "amd64/generic", "off", 1, GIB,
-                          disks=[VMDisk("root", 3 * GIB if resized else GIB), VMDisk("data", 2 * GIB)],
-                          interfaces=[VMInterface("eth0", "00:16:3e:00:00:01", "bridge", "br0")])
-        done = machines.finish_compose_thd(cur, reserved, vm)
-        return done, machines.get_thd(cur, done.system_id)
-
-    for resized in (False, True):
-        done, read = run_sync(dsn, compose_thd, resized)
-        assert done == read
-        assert done.status == "ready" and [n.mac for n in done.interfaces] == ["00:16:3e:00:00:01"]
-        assert [d.size for d in done.disks] == [3 * GIB if resized else GIB, 2 * GIB]
+    db = Database(dsn, reactor, max_connections=1)
+    db.start()
+    try:
+        for resized, nics in [(False, [machines.NewNic("eth0", "bridge", "br0", 0)]),
+                              (True, [machines.NewNic("eth0", "bridge", "br0", 0)]), (True, [])]:
+            host = run_sync(dsn, hosts.get_thd, host_id)
+            reserved, _ = run_sync(dsn, machines.reserve_thd, _new_machine(host, None, nics))
+            vm = DiscoveredVM(reserved.instance_name, host.project, "amd64/generic", "off", 1, GIB,
+                              disks=[VMDisk("root", 3 * GIB if resized else GIB), VMDisk("data", 2 * GIB)],
+                              interfaces=[VMInterface("eth0", "00:16:3e:00:00:01", "bridge", "br0")] if nics else [])
+            done = await db.statements(*machines.finish_compose_statements(reserved, vm))
+            if nics:
+                done = await db.run(machines.with_nics_thd, done)
+            assert done == run_sync(dsn, machines.get_thd, done.system_id)
+            assert done.status == "ready" and [n.mac for n in done.interfaces] == (["00:16:3e:00:00:01"] if nics else [])
+            assert [d.size for d in done.disks] == [3 * GIB if resized else GIB, 2 * GIB]
+        run_sync(dsn, machines.delete_thd, reserved.id)
+        with pytest.raises(NotFound):
+            await db.statements(*machines.finish_compose_statements(reserved, vm))
+    finally:
+        db.close()
 
 
 def test_machine_target_is_the_hosts_target_and_the_machines_row(dsn, tmp_path):

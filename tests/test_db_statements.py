@@ -91,13 +91,14 @@ async def test_an_error_keeps_the_connection(db):
 
 
 @pytest_twisted.ensureDeferred
-async def test_write_is_one_transaction(db):
-    await db.write(add_zone("w1"), add_zone("w2"))
+async def test_statements_are_one_transaction_and_answer_with_the_last(db):
+    before = await db.statement(BACKEND)
+    await db.statements(add_zone("w1"), add_zone("w2"))
     with pytest.raises(psycopg2.errors.UniqueViolation):
-        await db.write(add_zone("w3"), add_zone("w1"))  # w3 must not stay behind
+        await db.statements(add_zone("w3"), add_zone("w1"))  # w3 must not stay behind
     assert sorted(await db.statement(ZONE_NAMES)) == ["default", "w1", "w2"]
-    await db.write(add_zone("w4"))  # a new connection replaced the one left in the failed transaction
-    assert "w4" in await db.statement(ZONE_NAMES)
+    assert await db.statements(add_zone("w4"), ZONE_NAMES) == ["default", "w1", "w2", "w4"]
+    assert await db.statement(BACKEND) == before  # the failed transaction left the connection idle
 
 
 @pytest_twisted.ensureDeferred

@@ -60,9 +60,9 @@ class _Connection:
         self._poll()  # may fire `d` at once
         return d
 
-    def execute(self, statements: list[tuple[Any, Any]], begin: bytes | None = None) -> defer.Deferred:
+    def execute(self, statements: list[tuple[Any, Any]]) -> defer.Deferred:
         """(rows or None, rowcount) of the last of `statements` ((sql or Prepared, args) each),
-        sent now in one query string; with `begin`, inside BEGIN ... COMMIT."""
+        sent now in one query string (one implicit transaction)."""
         cursor = self.conn.cursor()
         texts = []
         try:
@@ -72,7 +72,7 @@ class _Connection:
                     texts.extend([prepare, text] if prepare else [text])
                 else:
                     texts.append(cursor.mogrify(query, args))
-            cursor.execute(b"; ".join([begin, *texts, b"COMMIT"] if begin else texts))
+            cursor.execute(b"; ".join(texts))
         except psycopg2.Error:
             self.broken = True
             cursor.close()
@@ -88,9 +88,9 @@ class _Connection:
 
         def failed(failure):
             cursor.close()
-            # A PREPARE that may or may not have run, or a transaction left open and aborted:
-            # the connection is dropped rather than repaired (failures are rare here).
-            if self.conn.unsure or begin:
+            # A PREPARE that may or may not have run: the connection is dropped rather than
+            # repaired (failures are rare here).
+            if self.conn.unsure:
                 self.broken = True
             return failure
 
@@ -201,13 +201,12 @@ class AsyncStatements:
         self._queue: deque[defer.Deferred] = deque()
         self._closed = False
 
-    async def execute(self, statements: list[tuple[Any, Any]], begin: bytes | None = None,
-                      ) -> tuple[list[tuple] | None, int]:
-        """(rows, rowcount) of the last statement; one statement runs in autocommit, several in
-        the transaction `begin` opens; psycopg2's errors as they are."""
+    async def execute(self, statements: list[tuple[Any, Any]]) -> tuple[list[tuple] | None, int]:
+        """(rows, rowcount) of the last statement, all sent as one query string: PostgreSQL runs
+        them as one transaction; psycopg2's errors as they are."""
         conn = await self._take()
         try:
-            result = await conn.execute(statements, begin)
+            result = await conn.execute(statements)
         except BaseException:
             self._give_back(conn)
             raise

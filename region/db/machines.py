@@ -9,6 +9,7 @@ origin 'composed'.  Memory is stored in bytes; the API shows MiB.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import attrs
 
@@ -362,27 +363,38 @@ _FINISH_COMPOSE = Prepared(
     f"UPDATE machines SET status = 'ready', power_state = %s, updated = now() WHERE id = %s RETURNING {COLUMNS}")
 
 
-def finish_compose_thd(cur, reserved: Machine, vm: DiscoveredVM) -> Machine:
-    """The VM exists: record what the host made of `reserved` (MACs, disk sizes, power state).
+def finish_compose_statements(reserved: Machine, vm: DiscoveredVM) -> list[Statement[Any]]:
+    """The VM exists: the statements that record what the host made of `reserved` (MACs, disk
+    sizes, power state); the last one's result is the machine, its NICs not read back.
 
-    Only what the host changed is written, and only the NICs are read back (for the MACs and
-    static IP links they now hold); the disks are the reserved ones with the sizes reported.
+    Only what the host changed is written; the disks are the reserved ones with the sizes reported.
     """
-    cur.execute(_FINISH_COMPOSE, (vm.power_state, reserved.id))
-    row = cur.fetchone()
+    changes: list[Statement[Any]] = []
     if vm.interfaces:
-        cur.execute("UPDATE machine_interfaces i SET mac = v.mac FROM unnest(%s::text[], %s::text[]) AS v(name, mac)"
-                    " WHERE i.machine_id = %s AND i.name = v.name",
-                    ([n.name for n in vm.interfaces], [n.mac for n in vm.interfaces], reserved.id))
+        changes.append(Statement(
+            "UPDATE machine_interfaces i SET mac = v.mac FROM unnest(%s::text[], %s::text[]) AS v(name, mac)"
+            " WHERE i.machine_id = %s AND i.name = v.name",
+            ([n.name for n in vm.interfaces], [n.mac for n in vm.interfaces], reserved.id)))
     reported = {d.name: d.size for d in vm.disks}
     resized = [(d.name, reported[d.name]) for d in reserved.disks if reported.get(d.name, d.size) != d.size]
     if resized:
-        cur.execute("UPDATE machine_disks d SET size = v.size FROM unnest(%s::text[], %s::bigint[]) AS v(name, size)"
-                    " WHERE d.machine_id = %s AND d.name = v.name",
-                    ([name for name, _ in resized], [size for _, size in resized], reserved.id))
+        changes.append(Statement(
+            "UPDATE machine_disks d SET size = v.size FROM unnest(%s::text[], %s::bigint[]) AS v(name, size)"
+            " WHERE d.machine_id = %s AND d.name = v.name",
+            ([name for name, _ in resized], [size for _, size in resized], reserved.id)))
     disks = [attrs.evolve(d, size=reported.get(d.name, d.size)) for d in reserved.disks]
-    nics = nics_thd(cur, [reserved.id]).get(reserved.id, []) if reserved.interfaces else []
-    return Machine(*row, disks=disks, interfaces=nics)
+
+    def finished(rows: list[tuple] | None) -> Machine:
+        if not rows:
+            raise NotFound("Machine")  # deleted while its VM was being made
+        return Machine(*rows[0], disks=disks, interfaces=[])
+
+    return [*changes, Statement(_FINISH_COMPOSE, (vm.power_state, reserved.id), finished)]
+
+
+def with_nics_thd(cur, machine: Machine) -> Machine:
+    """The machine with its NICs read (with the MACs and static IP links they hold)."""
+    return attrs.evolve(machine, interfaces=nics_thd(cur, [machine.id]).get(machine.id, []))
 
 
 def set_power_state_thd(cur, machine_id: int, state: str) -> None:

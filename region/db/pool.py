@@ -223,23 +223,20 @@ class Database:
         raise AssertionError("unreachable")
 
     async def statement(self, statement: Statement[T]) -> T:
-        """Run one statement on its own (autocommit) without a thread: see region/db/async_pg.py."""
-        return statement.parse(await self._send([statement], None))
+        """Run one statement on its own without a thread: see region/db/async_pg.py."""
+        return await self.statements(statement)
 
-    async def write(self, *statements: Statement[Any]) -> None:
-        """Run statements whose results nobody reads in one transaction and one round trip,
-        without a thread."""
-        await self._send(list(statements), BEGIN)
-
-    async def _send(self, statements: list[Statement[Any]], begin: bytes | None) -> list[tuple] | None:
+    async def statements(self, *statements: Statement[Any]) -> Any:
+        """Run statements in one round trip and one transaction (PostgreSQL runs the statements
+        of one query string as one), without a thread; the last one's result."""
         delays = retry_delays()
         counter = query_counter.get()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
-                rows, _ = await self._statements.execute([(s.sql, s.args) for s in statements], begin)
+                rows, _ = await self._statements.execute([(s.sql, s.args) for s in statements])
                 if counter is not None:
                     counter[0] += len(statements)
-                return rows
+                return statements[-1].parse(rows)
             except RETRYABLE:
                 if attempt == MAX_ATTEMPTS:
                     raise

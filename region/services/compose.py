@@ -179,13 +179,12 @@ async def compose_on_host(ctx: Context, host_id: int | str, ask: ComposeAsk | Co
         raise
     faults.compose_step(faults.AFTER_RACK_CREATED)
 
-    def finish_thd(cur):
-        done = machines.finish_compose_thd(cur, machine, vm)
-        ctx.audit_thd(cur, "MACHINE_COMPOSED", f"composed {done.hostname} on VM host {done.host_id}", "machine",
-                      done.system_id)
-        return done
-
-    done = await ctx.db.run(finish_thd)
+    *changes, finish = machines.finish_compose_statements(machine, vm)
+    done = await ctx.db.statements(*changes, ctx.audit_statement(
+        "MACHINE_COMPOSED", f"composed {machine.hostname} on VM host {machine.host_id}", "machine", machine.system_id),
+        finish)
+    if machine.interfaces:
+        done = await ctx.db.run(machines.with_nics_thd, done)
     faults.compose_step(faults.AFTER_RECORD)
     return done
 
@@ -207,7 +206,7 @@ async def decompose(ctx: Context, machine: machines.Machine, target: HostTarget 
     if target is None:
         _, target = await ctx.hosts.target(machine.host_id)
     warnings = await ctx.hosts.delete_vm(for_project(target, machine.project), machine.instance_name)
-    await ctx.db.write(machines.delete_statement(machine.id),
+    await ctx.db.statements(machines.delete_statement(machine.id),
                        ctx.audit_statement("MACHINE_DECOMPOSED", f"decomposed {machine.hostname}", "machine",
                                            machine.system_id))
     return warnings
