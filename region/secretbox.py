@@ -8,6 +8,8 @@ sharing one database must use the same key file.
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -21,8 +23,17 @@ class SecretKeyError(RuntimeError):
     pass
 
 
+DECRYPTED_KEPT = 1024  # values kept decrypted, by their ciphertext (API token secrets, host keys)
+
+
 class SecretBox:
-    """Encrypts and decrypts small values with the region key."""
+    """Encrypts and decrypts small values with the region key.
+
+    Every API request decrypts its token's secret and every host operation the host's key;
+    the same ciphertexts come back again and again, so the last `DECRYPTED_KEPT` decryptions
+    are kept (the plaintext is in this process's memory while it is used anyway; a changed
+    secret is a new ciphertext, so nothing kept can be stale).
+    """
 
     def __init__(self, key: bytes) -> None:
         try:
@@ -30,6 +41,8 @@ class SecretBox:
             self._key = key
         except ValueError as e:
             raise SecretKeyError(f"the region key is malformed: {e}") from None
+        self._decrypted: OrderedDict[bytes, str] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def load_or_create(cls, path: Path) -> "SecretBox":
@@ -55,10 +68,20 @@ class SecretBox:
         return self._fernet.encrypt(plaintext.encode("utf-8"))
 
     def decrypt(self, token: bytes) -> str:
+        token = bytes(token)
+        with self._lock:
+            if (kept := self._decrypted.get(token)) is not None:
+                self._decrypted.move_to_end(token)
+                return kept
         try:
-            return self._fernet.decrypt(bytes(token)).decode("utf-8")
+            plaintext = self._fernet.decrypt(token).decode("utf-8")
         except InvalidToken:
             raise SecretKeyError(
                 "a secret in the database cannot be decrypted with this region key; "
                 "every region sharing a database needs the same key file"
             ) from None
+        with self._lock:
+            self._decrypted[token] = plaintext
+            if len(self._decrypted) > DECRYPTED_KEPT:
+                self._decrypted.popitem(last=False)
+        return plaintext
