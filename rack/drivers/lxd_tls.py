@@ -1,7 +1,7 @@
 """How the LXD driver reaches a server safely: the endpoint, the server
 certificate's fingerprint from a bare handshake, an HTTPS adapter that pins it
-on every connection (a mismatch raises ServerCertificateChanged itself), and
-private temp files for the client certificate."""
+on every connection (check_pin: a mismatch raises ServerCertificateChanged
+itself), and private temp files for the client certificate."""
 
 from __future__ import annotations
 
@@ -119,6 +119,8 @@ class PinnedAdapter(HTTPAdapter):
     With `client_cert` (paths of the PEM certificate and key) the client
     certificate is loaded into the adapter's TLS context once, so the files are
     needed only while the adapter is built and can be removed right after.
+    `ssl_context` and `fingerprint` are what LXDSession's kept connections
+    (lxd_http) are built with.
     """
 
     def __init__(self, fingerprint: str, client_cert: tuple[str, str] | None = None):
