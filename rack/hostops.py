@@ -77,9 +77,10 @@ class HostOperations:
         return await self._run("discovering VM host", target, driver.discover, password or None,
                                background=background)
 
-    async def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
+    async def delete_vm(self, target: HostTarget, instance_name: str, root_disk_only: bool = False) -> list[str]:
         driver = self._driver(target.type)
-        return await self._run(f"deleting VM {instance_name} on", target, driver.delete_vm, instance_name)
+        return await self._run(f"deleting VM {instance_name} on", target, driver.delete_vm, instance_name,
+                               root_disk_only)
 
     async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
         driver = self._driver(target.type)

@@ -74,8 +74,8 @@ class RackClientProtocol(amp.AMP):
         return {"host": await self.rack.hostops.discover(target, password, background=bool(background))}
 
     @rack_commands.DeleteVM.responder
-    async def delete_vm(self, target: HostTarget, instance_name: str) -> dict:
-        return {"warnings": await self.rack.hostops.delete_vm(target, instance_name)}
+    async def delete_vm(self, target: HostTarget, instance_name: str, root_disk_only: bool | None = None) -> dict:
+        return {"warnings": await self.rack.hostops.delete_vm(target, instance_name, bool(root_disk_only))}
 
     @rack_commands.ComposeVM.responder
     async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> dict:

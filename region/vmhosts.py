@@ -160,8 +160,9 @@ class HostManager:
         call = self._call(rack_commands.DiscoverHost, background=background, target=target, **args)
         return (await self._timed(call, self.metrics.host_operations, "refresh"))["host"]
 
-    async def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
-        call = self._call(rack_commands.DeleteVM, target=target, instance_name=instance_name)
+    async def delete_vm(self, target: HostTarget, instance_name: str, root_disk_only: bool = False) -> list[str]:
+        call = self._call(rack_commands.DeleteVM, target=target, instance_name=instance_name,
+                          root_disk_only=root_disk_only)
         return list((await self._timed(call, self.metrics.host_operations, "delete"))["warnings"])
 
     async def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:
@@ -214,7 +215,7 @@ class HostManager:
                                      host.server_fingerprint, secret))
 
     async def machine_target(self, system_id: str) -> tuple[machines.Machine, HostTarget]:
-        """The machine's own row (without its disks and NICs) and how to reach its host, in one
+        """The machine with its disks (not its NICs) and how to reach its host, in one
         statement; NotFound when there is no such machine."""
         machine, reach = await self.db.statement(host_targets.machine_and_reach_statement(self.box, system_id))
         return machine, host_target(reach)

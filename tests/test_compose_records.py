@@ -93,7 +93,7 @@ def test_machine_target_is_the_hosts_target_and_the_machines_row(dsn, tmp_path):
 
     full, target, (machine, machine_target) = run_sync(dsn, read_thd)
     assert machine_target == target and target.key_pem.startswith("-----BEGIN")
-    assert machine == attrs.evolve(full, disks=[], interfaces=[]) and full.disks
+    assert machine == attrs.evolve(full, interfaces=[]) and full.disks
     with pytest.raises(NotFound):
         run_sync(dsn, machine_target_thd, "nosuch")
 

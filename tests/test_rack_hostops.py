@@ -64,8 +64,8 @@ class FakeDriver:
     def discover_projects(self, target, password=None):
         return self._call("discover_projects", target, password, result=[])
 
-    def delete_vm(self, target, instance_name):
-        return self._call("delete_vm", target, instance_name, result=[])
+    def delete_vm(self, target, instance_name, root_disk_only=False):
+        return self._call("delete_vm", target, instance_name, root_disk_only, result=[])
 
     def compose_vm(self, target, request):
         return self._call("compose_vm", target, request, result=VM)

@@ -17,6 +17,7 @@ from common.models import ComposeRequest, DiscoveredVM, HostTarget, VMDisk
 from region.db import events, hosts, machines
 from region.db.pool import run_sync
 from region.services import allocate, compose, ownership
+from region.services import machines as machines_service
 from region.services.allocate_match import Constraints
 from region.services.compose_request import ComposeFields
 from region.services.errors import Conflict, FieldError, Forbidden, HostNotReady, InvalidInput, Refused
@@ -34,6 +35,7 @@ class FakeRack:
     during: Callable[[ComposeRequest], None] | None = None
     composed: list[str] = attrs.field(factory=list)
     deleted: list[str] = attrs.field(factory=list)
+    root_disk_only: list[bool] = attrs.field(factory=list)  # the hint each delete carried
 
     def target_thd(self, cur, host: hosts.VMHost) -> HostTarget:
         return HostTarget(host.type, host.power_address, host.project, "cert", "key")
@@ -54,9 +56,14 @@ class FakeRack:
         return DiscoveredVM(request.instance_name, target.project, request.architecture, "off", request.cores,
                             request.memory, disks=[VMDisk(d.name, d.size, d.pool) for d in request.disks])
 
-    async def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
+    async def delete_vm(self, target: HostTarget, instance_name: str, root_disk_only: bool = False) -> list[str]:
         self.deleted.append(instance_name)
+        self.root_disk_only.append(root_disk_only)
         return []
+
+    async def machine_target(self, system_id: str) -> tuple[machines.Machine, HostTarget]:
+        machine = await self.db.run(machines.get_thd, system_id)
+        return machine, (await self.target(machine.host_id))[1]
 
 
 def _status(dsn: str, hostname: str) -> str | None:
@@ -85,6 +92,17 @@ async def test_compose_reserves_then_records_ready_with_an_audit_event(service_r
     assert seen == ["composing"]  # the reservation was committed before the rack was asked
     assert (machine.hostname, machine.status, machine.cpu_count) == ("web1", "ready", 2)
     assert _audit(dsn) == [("MACHINE_COMPOSED", "admin")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_delete_tells_the_rack_when_the_vm_has_its_root_disk_only(service_region, rack, tmp_path):
+    host_id = make_ready_host(service_region.dsn, tmp_path, cores=4, cpu_ratio=1.0)
+    admin = service_region.as_user("admin")
+    for hostname, storage in [("one", "root:5"), ("two", "root:5,data:2")]:
+        made = await compose.compose(admin, str(host_id), ComposeFields(hostname=hostname, storage=storage))
+        await machines_service.delete_machine(admin, made.system_id)
+    assert rack.deleted == ["one", "two"] and rack.root_disk_only == [True, False]
+    assert _status(service_region.dsn, "one") is None and _status(service_region.dsn, "two") is None
 
 
 @pytest_twisted.ensureDeferred

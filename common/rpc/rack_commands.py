@@ -69,9 +69,12 @@ class DiscoverHost(amp.Command):
 
 class DeleteVM(amp.Command):
     """Delete one VM (and its custom volumes) from a host; a missing VM is not an
-    error.  Returns warnings (volumes left behind, VM already gone).  :since: 1"""
+    error.  Returns warnings (volumes left behind, VM already gone).  :since: 1
+    `root_disk_only` (:since: 2): the region's record of the VM has its root disk and no
+    other, so there are no custom volumes to look for: the rack may delete it without
+    reading it first (a rack that does not know the flag ignores it)."""
 
-    arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode())]
+    arguments = _HOST_TARGET + [(b"instance_name", amp.Unicode()), (b"root_disk_only", amp.Boolean(optional=True))]
     response = [(b"warnings", amp.ListOf(amp.Unicode()))]
     errors = HOST_ERRORS
 

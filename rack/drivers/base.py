@@ -40,10 +40,12 @@ class VMHostDriver(Protocol):
         """The host's projects (names and descriptions)."""
         ...
 
-    def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
+    def delete_vm(self, target: HostTarget, instance_name: str, root_disk_only: bool = False) -> list[str]:
         """Delete the VM `instance_name` of the target's project (force-stopping it first)
         and the storage volumes attached to it; return warnings (a VM that is already gone,
-        a volume that could not be deleted).  Other failures raise DriverError."""
+        a volume that could not be deleted).  Other failures raise DriverError.
+        `root_disk_only`: the region knows of no disk but the root one (a hint a driver may
+        use to skip looking for volumes first)."""
         ...
 
     def compose_vm(self, target: HostTarget, request: ComposeRequest) -> DiscoveredVM:

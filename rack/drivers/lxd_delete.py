@@ -11,7 +11,7 @@ from pylxd import exceptions as lxd_exc
 
 from common.hosterrors import DriverError
 from common.models import HostTarget
-from rack.drivers.lxd_compose import VOLUME_PREFIX, lxd_error as _lxd_error
+from rack.drivers.lxd_compose import VOLUME_PREFIX, OperationFailed, lxd_error as _lxd_error
 from rack.drivers.lxd_instances import STOPPED, custom_volume, is_machine
 
 
@@ -21,7 +21,7 @@ _INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$")
 class LXDDeleteMixin:
     """delete_vm for LXDDriver (uses its _connect, _run and _get_or_none)."""
 
-    def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
+    def delete_vm(self, target: HostTarget, instance_name: str, root_disk_only: bool = False) -> list[str]:
         """Delete a VM and the custom volumes its own devices use (spec §6.5).
 
         A running VM is force-stopped first.  A VM that does not exist is already
@@ -29,6 +29,12 @@ class LXDDeleteMixin:
         are left alone (other instances may use them); a volume that cannot be
         deleted (e.g. still attached elsewhere) is a warning too.  Returns the
         warnings; anything else that fails raises DriverError.
+
+        `root_disk_only` (the region knows of no disk but the root one): the VM is deleted
+        without being read first, which is all a stopped VM with no custom volume needs.
+        When LXD refuses that (the VM is running, say), the VM is read, stopped and deleted
+        as without the hint.  A custom volume attached behind the region's back since
+        its last refresh is then left on the host, never deleted unasked.
         """
         if not isinstance(instance_name, str) or not _INSTANCE_NAME.match(instance_name):
             raise DriverError(f"invalid LXD instance name {instance_name!r}")
@@ -37,6 +43,14 @@ class LXDDeleteMixin:
         params = {"project": project}
         with self._connect(target, None) as (client, _):
             node = client.api.instances[instance_name]
+            if root_disk_only:
+                try:
+                    if self._run(client, f"cannot delete {what}", node.delete, params=params, missing_ok=True):
+                        return []
+                except OperationFailed:
+                    raise  # LXD accepted the delete and it failed: reading the VM would not help
+                except DriverError:
+                    pass  # refused (running, or another reason the full path will report)
             try:
                 instance = node.get(params=params).json()["metadata"]
             except lxd_exc.NotFound as e:

@@ -77,7 +77,7 @@ class VirshDriver(VirshDeployMixin):
         for volume in made:
             delete_volume(conn, volume)
 
-    def delete_vm(self, target: HostTarget, instance_name: str) -> list[str]:
+    def delete_vm(self, target: HostTarget, instance_name: str, root_disk_only: bool = False) -> list[str]:
         with connect(target) as (conn, _):
             domain = lookup(conn, instance_name)
             if domain is None:

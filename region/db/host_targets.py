@@ -1,5 +1,5 @@
-"""How to reach the host of a machine, read with the machine in one statement (deleting a VM
-needs nothing else: neither the machine's disks and NICs nor the host's storage pools)."""
+"""How to reach the host of a machine, read with the machine and its disks in one statement
+(deleting a VM needs nothing else: neither the machine's NICs nor the host's storage pools)."""
 
 from __future__ import annotations
 
@@ -28,20 +28,22 @@ class HostReach:
 
 _MACHINE_AND_REACH = Prepared(
     "machine_and_reach",
-    f"SELECT {_MACHINE_COLUMNS}, h.type, h.power_address, h.project, h.certificate, h.server_fingerprint, s.value"
+    f"SELECT {_MACHINE_COLUMNS}, COALESCE((SELECT json_agg(json_build_array(d.id, d.name, d.size, d.storage_pool)"
+    "  ORDER BY d.id) FROM machine_disks d WHERE d.machine_id = m.id), '[]'::json),"
+    " h.type, h.power_address, h.project, h.certificate, h.server_fingerprint, s.value"
     " FROM machines m JOIN vm_hosts h ON h.id = m.host_id LEFT JOIN secrets s ON s.name = h.key_secret"
     " WHERE m.system_id = %s")
 
 
 def machine_and_reach_statement(box: SecretBox, system_id: str) -> Statement[tuple[machines.Machine, HostReach]]:
-    """The machine's own row (its disks and NICs are not read: the list fields stay empty) and
-    how to reach its host; NotFound("Machine") when there is no such machine."""
+    """The machine with its disks (its NICs are not read: that list stays empty) and how to
+    reach its host; NotFound("Machine") when there is no such machine."""
 
     def parse(rows: list[tuple] | None) -> tuple[machines.Machine, HostReach]:
         if not rows:
             raise NotFound("Machine")
-        *machine, host_type, address, project, certificate, fingerprint, secret = rows[0]
-        return (machines.Machine(*machine),
+        *machine, disks, host_type, address, project, certificate, fingerprint, secret = rows[0]
+        return (machines.Machine(*machine, disks=[machines.MachineDisk(*d) for d in disks]),
                 HostReach(host_type, address, project, certificate, fingerprint,
                           None if secret is None else box.decrypt(secret)))
 

@@ -205,7 +205,8 @@ async def decompose(ctx: Context, machine: machines.Machine, target: HostTarget 
     """Delete the VM on its host, then the record (freeing its IPs, VFs and resources)."""
     if target is None:
         _, target = await ctx.hosts.target(machine.host_id)
-    warnings = await ctx.hosts.delete_vm(for_project(target, machine.project), machine.instance_name)
+    warnings = await ctx.hosts.delete_vm(for_project(target, machine.project), machine.instance_name,
+                                         root_disk_only=len(machine.disks) == 1)
     await ctx.db.statements(machines.delete_statement(machine.id),
                        ctx.audit_statement("MACHINE_DECOMPOSED", f"decomposed {machine.hostname}", "machine",
                                            machine.system_id))
