@@ -10,6 +10,7 @@ import ssl
 import threading
 import time
 import uuid
+from urllib.parse import urlencode
 
 import pylxd
 import pytest
@@ -74,7 +75,9 @@ def test_lean_and_requests_paths_send_and_answer_the_same(lxd_server, trusted_ta
 
     with cert_files(trusted_target) as cert:
         lean, plain = session(LXDSession, cert), session(requests.Session, cert)
+        # Parameters: URLs prepared once per distinct URL and parameters, which 1, True and "1" are not.
         calls = [("GET", "/1.0", {"params": {"recursion": "0"}}),
+                 *[("GET", "/1.0/instances", {"params": {"recursion": v}}) for v in (1, True, "1", 1, ["1", "2"])],
                  ("GET", "/1.0/instances/no-such-instance", {"timeout": (5, 30)}),
                  ("POST", "/1.0/instances", {"params": {"project": "default"}, "json": {"name": "x"}}),
                  ("PUT", "/1.0/instances/no-such-instance/state", {"data": b'{"action": "stop"}',
@@ -87,6 +90,8 @@ def test_lean_and_requests_paths_send_and_answer_the_same(lxd_server, trusted_ta
             assert (a.status_code, a.json() | {"metadata": None}, a.url) == \
                    (b.status_code, b.json() | {"metadata": None}, b.url), (method, path)
             assert (dict(a.request.headers), a.request.body) == (dict(b.request.headers), b.request.body)
+            if path == "/1.0/instances":
+                assert a.url.endswith(urlencode(kwargs["params"], doseq=True)), a.url
         assert lean.get(lxd_server.url + "/1.0").json()["metadata"]["api_version"] == "1.0"
         # Anything beyond a plain request (here a stream) takes requests' own path.
         with lean.get(lxd_server.url + "/1.0", stream=True) as streamed:
