@@ -127,11 +127,12 @@ def test_the_placement_lock_reads_committed_reservations(dsn, tmp_path):
     run_sync(dsn, store_key_thd)
 
     def lock_thd(cur):
-        host, key = hosts.lock_for_placement_thd(cur, host_id)
+        locked = hosts.lock_for_placement_thd(cur, host_id)
         cur.execute("SHOW transaction_isolation")
-        return host.id, cur.fetchone()[0], [p.name for p in host.storage_pools], box.decrypt(key)
+        return (locked.host.id, cur.fetchone()[0], [p.name for p in locked.host.storage_pools],
+                box.decrypt(locked.key), locked.load == host_load.host_load_thd(cur, host_id))
 
-    assert run_sync(dsn, lock_thd) == (host_id, "read committed", ["default"], "the key")
+    assert run_sync(dsn, lock_thd) == (host_id, "read committed", ["default"], "the key", True)
     with pytest.raises(NotFound):
         run_sync(dsn, hosts.lock_for_placement_thd, "12a")
     with pytest.raises(NotFound):

@@ -29,21 +29,27 @@ class HostLoad:
     vms: list[VMLoad]  # every machine recorded on the host, reservations included
 
 
-_HOST_LOAD = Prepared(
-    "host_load",
-    "SELECT COALESCE((SELECT json_agg(json_build_array(n.index, n.cores, n.memory, n.hugepages) ORDER BY n.index)"
-    "                 FROM vm_host_numa_nodes n WHERE n.host_id = %s), '[]'::json),"
+# Two columns over a `vm_hosts h` row: its NUMA nodes, and what each machine on it holds.
+LOAD_COLUMNS = (
+    "COALESCE((SELECT json_agg(json_build_array(n.index, n.cores, n.memory, n.hugepages) ORDER BY n.index)"
+    "          FROM vm_host_numa_nodes n WHERE n.host_id = h.id), '[]'::json),"
     " COALESCE((SELECT json_agg(json_build_array(m.cpu_count, m.memory, m.pinned_cores, m.hugepages_backed,"
     "                                            m.numa_nodes, COALESCE((SELECT json_agg("
     "                     json_build_array(d.storage_pool, d.size) ORDER BY d.id)"
     "                     FROM machine_disks d WHERE d.machine_id = m.id), '[]'::json)) ORDER BY m.id)"
-    "           FROM machines m WHERE m.host_id = %s), '[]'::json)")
+    "           FROM machines m WHERE m.host_id = h.id), '[]'::json)")
+_HOST_LOAD = Prepared("host_load", f"SELECT {LOAD_COLUMNS} FROM vm_hosts h WHERE h.id = %s")
 
 
 def host_load_thd(cur, host_id: int) -> HostLoad:
     """The host's NUMA nodes and the resources each machine recorded on it holds (one statement)."""
-    cur.execute(_HOST_LOAD, (host_id, host_id))
-    numa, vms = cur.fetchone()
+    cur.execute(_HOST_LOAD, (host_id,))
+    row = cur.fetchone()
+    return load_of(*row) if row else HostLoad([], [])
+
+
+def load_of(numa: list, vms: list) -> HostLoad:
+    """`LOAD_COLUMNS` as read."""
     return HostLoad(
         [numa_node(*row) for row in numa],
         [VMLoad(cores, memory, list(pinned or ()), hugepages, list(numa_nodes or ()),

@@ -11,7 +11,7 @@ import datetime
 import attrs
 import psycopg2.errors
 
-from region.db import secrets
+from region.db import host_load, secrets
 from region.db.errors import FieldError, NotFound
 from region.db.prepared import Prepared
 from region.secretbox import SecretBox
@@ -115,10 +115,11 @@ def list_thd(cur) -> list[VMHost]:
 
 _WITH_POOLS = (f"SELECT {COLUMNS}, COALESCE((SELECT json_agg(json_build_array(p.id, p.name, p.type, p.path,"
                " p.total, p.used) ORDER BY p.id) FROM vm_host_storage_pools p WHERE p.host_id = h.id), '[]'::json)")
-_LOCK_FOR_PLACEMENT = Prepared(
-    "lock_host_for_placement",
-    f"{_WITH_POOLS}, (SELECT s.value FROM secrets s WHERE s.name = h.key_secret)"
-    " FROM vm_hosts h WHERE id = %s FOR UPDATE OF h")
+_LOCK = Prepared("lock_host", "SELECT 1 FROM vm_hosts WHERE id = %s FOR UPDATE")
+_FOR_PLACEMENT = Prepared(
+    "host_for_placement",
+    f"{_WITH_POOLS}, (SELECT s.value FROM secrets s WHERE s.name = h.key_secret), {host_load.LOAD_COLUMNS}"
+    " FROM vm_hosts h WHERE id = %s")
 
 
 def get_thd(cur, host_id: int | str, for_update: bool = False) -> VMHost:
@@ -137,20 +138,32 @@ def _host(row: tuple | None) -> VMHost:
     return VMHost(*host, storage_pools=[HostStoragePool(*p) for p in pools])
 
 
-def lock_for_placement_thd(cur, host_id: int | str) -> tuple[VMHost, str | None]:
-    """Lock the host row for a placement; the host and its client key, still encrypted (a
-    compose sends it to the rack).  Must open the transaction.
+@attrs.frozen
+class LockedHost:
+    host: VMHost
+    key: bytes | None = attrs.field(repr=False)  # the client key, still encrypted (a compose sends it to the rack)
+    load: host_load.HostLoad  # read once the lock was ours
+
+
+def lock_for_placement_thd(cur, host_id: int | str) -> LockedHost:
+    """Lock the host row for a placement and read the host and what its VMs hold.  Must open
+    the transaction.
 
     READ COMMITTED + the row lock: once the lock is ours, every later statement sees the
-    reservations committed before it (a REPEATABLE READ snapshot would predate the wait).
-    The isolation level goes in the lock's round trip (compose holds the lock for its rest).
+    reservations committed before it (a REPEATABLE READ snapshot would predate the wait; so
+    would the lock's own statement, which is why the read is a second statement).  The
+    isolation level, the lock and the read travel in one round trip.
     """
     if not str(host_id).isdigit():
         raise NotFound("VM host")
     cur.execute_later("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    cur.execute(_LOCK_FOR_PLACEMENT, (int(host_id),))
+    cur.execute_later(_LOCK, (int(host_id),))
+    cur.execute(_FOR_PLACEMENT, (int(host_id),))
     row = cur.fetchone()
-    return _host(row and row[:-1]), row[-1]
+    if row is None:
+        raise NotFound("VM host")
+    *host, key, numa, vms = row
+    return LockedHost(_host(host), key, host_load.load_of(numa, vms))
 
 
 def certificate_by_name_thd(cur, name: str) -> str | None:

@@ -28,7 +28,12 @@ def allocation_of(m: machines.Machine) -> placement.Allocation:
 
 def capacity_thd(cur, host: hosts.VMHost) -> tuple[placement.HostCapacity, list[placement.Allocation]]:
     """The host's capacity and every VM recorded on it (reservations included)."""
-    load = host_load.host_load_thd(cur, host.id)
+    return capacity_of(host, host_load.host_load_thd(cur, host.id))
+
+
+def capacity_of(host: hosts.VMHost, load: host_load.HostLoad
+                ) -> tuple[placement.HostCapacity, list[placement.Allocation]]:
+    """`capacity_thd` from a load already read."""
     return host_capacity(host, load.numa_nodes), [_allocation_of_load(v) for v in load.vms]
 
 

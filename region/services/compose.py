@@ -27,7 +27,7 @@ from region.db import hosts, machines, named, networks
 from region.netconstraints import ConstraintError, attach_type, resolve
 from region.rpc import NoRackConnected
 from region.services import faults
-from region.services.capacity import capacity_thd, disk_requests
+from region.services.capacity import capacity_of, disk_requests
 from region.services.compose_request import ComposeAsk, ComposeFields, PhysicalLimits, validate
 from region.services.context import Context
 from region.services.errors import Conflict, FieldError, HostNotReady, Refused
@@ -82,18 +82,18 @@ def reserve_thd(cur, host_id: int, ask: ComposeAsk, owner_id: int | None, dynami
 
     Raises HostNotReady, Conflict (no room, with every shortfall) or FieldError.
     """
-    host, _ = hosts.lock_for_placement_thd(cur, host_id)
-    return reserve_locked_thd(cur, host, ask, owner_id, dynamic, region_id)
+    return reserve_locked_thd(cur, hosts.lock_for_placement_thd(cur, host_id), ask, owner_id, dynamic, region_id)
 
 
-def reserve_locked_thd(cur, host: hosts.VMHost, ask: ComposeAsk, owner_id: int | None, dynamic: bool,
+def reserve_locked_thd(cur, locked: hosts.LockedHost, ask: ComposeAsk, owner_id: int | None, dynamic: bool,
                        region_id: str | None = None) -> tuple[machines.Machine, ComposeRequest]:
     """`reserve_thd` on a host this transaction has locked (`hosts.lock_for_placement_thd`)."""
+    host = locked.host
     if host.state != "ready":
         raise HostNotReady(f"VM host {host.name} is not ready ({host.state}): {host.state_message}")
     zone_id, pool_id = _zone_pool_thd(cur, ask, host)
     _check_hostname_thd(cur, ask)
-    capacity, allocations = capacity_thd(cur, host)
+    capacity, allocations = capacity_of(host, locked.load)
     request = placement.Request(cores=ask.cores, memory=ask.memory, pinned=ask.pinned_cores,
                                 hugepages_backed=ask.hugepages_backed, disks=disk_requests(ask.storage, host))
     try:
@@ -161,10 +161,10 @@ async def compose_on_host(ctx: Context, host_id: int | str, ask: ComposeAsk | Co
     owner_id = ctx.actor.id if dynamic else None
 
     def reserve_and_target_thd(cur):
-        host, key = hosts.lock_for_placement_thd(cur, host_id)
-        checked = checked_ask(host, ask) if isinstance(ask, ComposeFields) else ask
-        machine, request = reserve_locked_thd(cur, host, checked, owner_id, dynamic, ctx.region.region_id)
-        return machine, request, ctx.hosts.target_of(host, key)
+        locked = hosts.lock_for_placement_thd(cur, host_id)
+        checked = checked_ask(locked.host, ask) if isinstance(ask, ComposeFields) else ask
+        machine, request = reserve_locked_thd(cur, locked, checked, owner_id, dynamic, ctx.region.region_id)
+        return machine, request, ctx.hosts.target_of(locked.host, locked.key)
 
     machine, request, target = await ctx.db.run(reserve_and_target_thd)
     faults.compose_step(faults.AFTER_RESERVE)
