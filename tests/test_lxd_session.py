@@ -29,6 +29,7 @@ from tests.fixtures.tiny_https import (
     answer,
     close_when_idle,
     drop_from,
+    falsely_gzipped,
     gzipped,
     half_answer_from,
     redirects,
@@ -295,6 +296,10 @@ def test_redirect_goes_through_requests_and_compressed_answers_are_decoded(tiny_
     with pinned_session(zipped.fingerprint) as session:
         answered = session.get(f"{zipped.url}/1.0", timeout=5)
     assert answered.json() == {"zipped": True} and answered.headers["content-encoding"] == "gzip"
+    not_zipped = tiny_https(falsely_gzipped)
+    with pinned_session(not_zipped.fingerprint) as session:
+        with pytest.raises(requests.exceptions.ContentDecodingError):
+            session.get(f"{not_zipped.url}/1.0", timeout=5)
 
 
 def test_a_busy_kept_connection_sends_through_the_adapter(tiny_https, monkeypatch, pin_checks):

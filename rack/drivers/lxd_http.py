@@ -22,6 +22,7 @@ from typing import Any, Union
 
 import requests
 import urllib3
+from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
@@ -139,13 +140,16 @@ class KeptConnection:
 
     def _response(self, request: requests.PreparedRequest, answer: _Answer, body: bytes) -> requests.Response:
         """The answer as requests' adapter builds it (headers repeated in the answer joined by ", ",
-        as urllib3 does), its content read whole and decoded as requests would."""
+        as urllib3 does; its cookies in its own jar), its content read whole and decoded as requests would."""
         headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
         for name, value in answer.getheaders():
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         if headers.get("content-encoding", "identity") != "identity":
-            body = urllib3.HTTPResponse(body=io.BytesIO(body), headers=dict(headers), status=answer.status,
-                                        preload_content=True, decode_content=True).data
+            try:
+                body = urllib3.HTTPResponse(body=io.BytesIO(body), headers=dict(headers), status=answer.status,
+                                            preload_content=True, decode_content=True).data
+            except urllib3.exceptions.DecodeError as e:
+                raise requests.exceptions.ContentDecodingError(e, request=request) from e
         response = requests.Response()
         response.status_code = answer.status
         response.headers = headers
@@ -157,6 +161,8 @@ class KeptConnection:
         response.raw = answer
         response._content = body
         response._content_consumed = True
+        if "set-cookie" in headers:
+            extract_cookies_to_jar(response.cookies, request, answer)
         return response
 
 

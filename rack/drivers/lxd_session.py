@@ -55,8 +55,6 @@ class LXDSession(requests.Session):
             return super().request(method, url, **kwargs)
         if "set-cookie" in response.headers:
             extract_cookies_to_jar(self.cookies, prepared, response.raw)
-            if kept is not None:  # the adapter fills the answer's own jar; do as it does
-                extract_cookies_to_jar(response.cookies, prepared, response.raw)
         response.content  # noqa: B018 (read now, as requests does when not streaming)
         return response
 
@@ -68,9 +66,9 @@ class LXDSession(requests.Session):
         super().close()
 
     def _prepared(self, method: str, url: str, kwargs: dict[str, Any]) -> requests.PreparedRequest:
-        headers = CaseInsensitiveDict(self.headers)
-        headers.update(kwargs.get("headers") or {})
-        headers = {k: v for k, v in headers.items() if v is not None}
+        merged = CaseInsensitiveDict(self.headers)
+        merged.update(kwargs.get("headers") or {})
+        headers = {k: v for k, v in merged.items() if v is not None}
         prepared = requests.PreparedRequest()
         params = kwargs.get("params")
         key = _params_key(params)
