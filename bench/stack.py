@@ -151,8 +151,10 @@ def running_stack(refresh_interval: float = 0, region_tree: Path | None = None) 
         dsn = pg.new_database()
         # PYTHONSAFEPATH: `python -m` would otherwise put the working directory (this checkout) first.
         tree_env = {"PYTHONPATH": str(region_tree), "PYTHONSAFEPATH": "1"} if region_tree else None
+        # At the level a region runs with by default (the test daemons' debug lines cost
+        # every request a few log writes in the region and its rack).
         region = RegionProcess.make(base / "region", dsn=dsn, local_rack=True, env=tree_env,
-                                    extra=["--vm-host-refresh-interval", f"{refresh_interval:g}"])
+                                    extra=["--vm-host-refresh-interval", f"{refresh_interval:g}", "--log-level", "info"])
         stop.callback(region.stop)  # SIGTERM to the PID it started, then SIGKILL
         region.start().wait_ready()
         api = Client(region.api, _admin_key(dsn, region.data_dir))

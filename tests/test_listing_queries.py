@@ -14,7 +14,7 @@ from region.api.machine_json import listing_chunks, render_views
 from region.api.vmhost_json import host_json
 from region.db import allocations, hosts, machine_sync, machines, named, networks, seed, users
 from region.db.machines import MachineQuery
-from region.db.pool import run_sync
+from region.db.pool import run_sync, statement_thd
 from region.services import machines as machine_service
 from region.services import vmhosts
 from region.services.machines import MachineView, MachineViews
@@ -227,8 +227,9 @@ def test_kept_host_totals_equal_the_aggregate_after_compose_delete_and_refresh_i
         new, _ = machines.reserve_thd(cur, machines.NewMachine(
             "kept-1", host.id, host.project, "amd64/generic", 3, 2 * MIB, [], False, [], zone, pool, None, False,
             [], [VMDisk("root", 5 * MIB, host.storage_pools[0].name), VMDisk("scratch", MIB)], []))
-        machines.finish_compose_thd(cur, new, DiscoveredVM(
-            "kept-1", host.project, "amd64/generic", "on", 3, 2 * MIB, disks=[VMDisk("root", 7 * MIB)]))
+        for statement in machines.finish_compose_statements(new, DiscoveredVM(
+                "kept-1", host.project, "amd64/generic", "on", 3, 2 * MIB, disks=[VMDisk("root", 7 * MIB)])):
+            statement_thd(cur, statement)
         # A resize and a move to another project (no region path does both; the triggers must).
         cur.execute("UPDATE machines SET cpu_count = 9, memory = %s WHERE id = %s", (9 * MIB, listed[0].id))
         cur.execute("UPDATE machines SET project = 'elsewhere' WHERE id = %s", (listed[2].id,))
