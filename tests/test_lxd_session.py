@@ -155,6 +155,7 @@ def test_plain_requests_share_one_kept_connection(lxd_server, trusted_target, pi
     missing = session.put(f"{lxd_server.url}/1.0/instances/no-such-instance/state", json={"action": "stop"})
     assert missing.status_code == 404
     assert len(pin_checks) == 1 and requests_path == []
+    assert pin_checks[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)  # a body never waits for an ACK
     # The connection went away while idle (its socket shut under the session): noticed before reuse,
     # the next request goes on a fresh, pin-checked connection.
     pin_checks[0].shutdown(socket.SHUT_RDWR)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import http.client
 import io
 import select
+import socket
 import ssl
 import threading
 from typing import Any, Union
@@ -65,6 +66,8 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         try:
             super().connect()
+            # As urllib3 does: a request's body goes out at once, not after the ACK of its headers.
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             check_pin(self.sock, self.fingerprint)
         except BaseException:
             self.close()  # also the bare TCP socket when the handshake failed
