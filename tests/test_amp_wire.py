@@ -70,7 +70,8 @@ CALLS = {
     rack_commands.Echo: ({"payload": b"echo\xff"}, {"payload": b"echo\xff"}),
     rack_commands.RackDeleted: ({}, {}),
     rack_commands.DiscoverHost: ({"target": TARGET, "password": "tok", "background": True}, {"host": HOST}),
-    rack_commands.DeleteVM: ({"target": TARGET, "instance_name": "vm1"}, {"warnings": ["gone", "kept"]}),
+    rack_commands.DeleteVM: ({"target": TARGET, "instance_name": "vm1", "root_disk_only": True},
+                             {"warnings": ["gone", "kept"]}),
     rack_commands.ComposeVM: ({"target": TARGET, "request": REQUEST}, {"vm": VM}),
     rack_commands.PowerVM: ({"target": TARGET, "instance_name": "vm1", "action": "on"}, {"state": "on"}),
     rack_commands.DeployMachine: ({"target": TARGET, "instance_name": "vm1", "image": IMAGE, "cloud_init": CLOUD_INIT,
@@ -127,6 +128,17 @@ def test_every_command_round_trips_its_values(command):
     assert outcome(client, pump, command, arguments) == response
     [(seen, received)] = server.received
     assert seen is command and received == arguments
+
+
+def test_a_delete_from_a_region_that_sends_no_hint_arrives_without_it():
+    """DeleteVM's `root_disk_only` came later (:since: 2): a region that does not send it is
+    answered as before (the rack reads the VM first)."""
+    server = Answering()
+    client, pump = connected(server)
+    assert outcome(client, pump, rack_commands.DeleteVM, {"target": TARGET, "instance_name": "vm1"}) == \
+        {"warnings": ["gone", "kept"]}
+    assert server.received == [(rack_commands.DeleteVM, {"target": TARGET, "instance_name": "vm1",
+                                                         "root_disk_only": None})]
 
 
 def test_every_host_command_is_covered():
