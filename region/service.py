@@ -15,7 +15,7 @@ from common import sdnotify, tls
 from common.background_start import cancel_if_running, start_in_background
 from common.procs import process_exists
 from region import listeners
-from region.api import make_site
+from region.api import listing_cache, make_site
 from region.config import RegionConfig
 from region.db import migrate, racks, secrets, users
 from region.db.pool import Database
@@ -115,6 +115,7 @@ class RegionService(service.MultiService):
     prestarted: ClusterStart | None = None  # region.embedded_pg.prestart's, when the daemon began it
     metrics: RegionMetrics = attrs.field(factory=RegionMetrics)
     _starting: defer.Deferred | None = None
+    _warming: defer.Deferred | None = None  # the listing cache filled in the background once ready
 
     def __attrs_post_init__(self) -> None:
         service.MultiService.__init__(self)
@@ -174,6 +175,14 @@ class RegionService(service.MultiService):
                      "--email admin@example.com` (it asks for the password), then `vmyard-region apikey "
                      "--username admin` for `vmyard login`")
         self.ready.callback(self)
+        self._warming = start_in_background(self._warm_listing_cache(), self._warm_failed)
+
+    async def _warm_listing_cache(self) -> None:
+        rendered = await listing_cache.warm(self)
+        log.debug("machine listing cache warmed: {count} machines rendered", count=rendered)
+
+    def _warm_failed(self, failure) -> None:
+        log.failure("warming the machine listing cache failed; listings render as they go", failure)
 
     async def _prepare(self) -> str:
         """Database, migrations and secrets; returns the enrolment secret."""
@@ -248,6 +257,7 @@ class RegionService(service.MultiService):
 
     def stopService(self) -> defer.Deferred:
         cancel_if_running(self._starting)
+        cancel_if_running(self._warming)
         service.Service.stopService(self)
         return defer.Deferred.fromCoroutine(self._stop_children())
 

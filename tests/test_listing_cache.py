@@ -16,6 +16,7 @@ import pytest_twisted
 from common.config import ConfigError
 from common.models import DiscoveredVM, VMDisk
 from region import config
+from region.api import listing_cache
 from region.api.listing_cache import ENTRY_OVERHEAD, CachedListing, MachineJSONCache, cached_listing
 from region.api.machine_json import listing_chunks, render_views
 from region.db import (allocations, deploys, hosts, interfaces, ipam, machine_sync, machines, named, networks,
@@ -252,3 +253,20 @@ def test_the_setting_bounds_the_regions_cache_and_zero_turns_it_off(service_regi
     assert first._cache is second._cache and first._cache.limit == 1048576
     service_region.config = attrs.evolve(service_region.config, machine_json_cache_bytes=0)
     assert cached_listing(admin) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_region_warms_its_cache_so_its_first_listing_renders_nothing(service_region):  # noqa: F811
+    """`warm` (run once a region has started) renders every machine into the region's cache:
+    the first listing then reuses them all and is the fresh document; a second warm-up finds
+    nothing to do; with the cache off it does nothing."""
+    dsn = service_region.dsn
+    add_hosts(dsn, 3, per_host=50)  # 150 machines: more than one chunk
+    admin = service_region.as_user("admin")
+    assert await listing_cache.warm(service_region) == 150
+    cache = cached_listing(admin)._cache
+    assert len(cache) == 150
+    assert await cached_body(admin, cache) == (await fresh_body(admin), [])
+    assert await listing_cache.warm(service_region) == 0
+    service_region.config = attrs.evolve(service_region.config, machine_json_cache_bytes=0)
+    assert await listing_cache.warm(service_region) == 0

@@ -9,7 +9,8 @@ entry: every write gives the rows it touches a new xmin, so no write can be forg
 refresh that rewrites rows without changing what its machines show keeps their entries.
 
 The cache is bounded in bytes (the region's `machine_json_cache_bytes`), least recently listed
-out first; a listing of every machine drops the entries of machines that are gone.  Lookups run
+out first; a listing of every machine drops the entries of machines that are gone.  A region
+fills it once it has started (`warm`), so the first listing after a restart reuses it too.  Lookups run
 in a database thread and stores in the render pool: a lock guards the entries; two listings
 at once may both render a machine, and whichever stores last wins (an entry is only ever reused
 at the versions it was rendered from, so an older one is a miss, never a wrong reply).
@@ -25,9 +26,10 @@ from typing import Iterator
 import orjson
 
 from region.api.machine_json import CHUNK_MACHINES, ListingRenderer, listing_chunks
-from region.api.streaming import json_array_chunks
+from region.api.streaming import in_render_pool, json_array_chunks
 from region.db.listing import VersionedListing
-from region.services.context import Context
+from region.services import machines as machine_service
+from region.services.context import Context, RegionResources
 from region.services.machines import MachineView, MachineViews
 
 # What an entry costs besides its JSON: the key's strings and tuples, the entry's tuple and slot.
@@ -153,3 +155,18 @@ def cached_listing(ctx: Context) -> CachedListing | None:
         if cache is None:
             cache = _caches[ctx.db] = MachineJSONCache(limit)
     return CachedListing(cache)
+
+
+async def warm(region: RegionResources) -> int:
+    """Render every machine into the region's cache, as a listing of all machines would (a
+    region does it once it has started); the number rendered.  One chunk of machines at a
+    time in the render threads: cancelled (the region stops), it ends after that chunk."""
+    reuse = cached_listing(Context(region))
+    if reuse is None:
+        return 0
+    views = await machine_service.machines_to_render(region, reuse)
+    rendered = len(views.machines)
+    chunks = reuse.chunks(views)
+    while await in_render_pool(next, chunks, None) is not None:
+        pass
+    return rendered

@@ -14,6 +14,7 @@ from collections import deque
 from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 
 import orjson
+from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web import server
@@ -195,6 +196,11 @@ def json_list_chunks(items: list[T], render: Callable[[T], Any], per_chunk: int,
             del items[:per_chunk]
 
     return json_array_chunks(elements())
+
+
+def in_render_pool(fn: Callable[..., T], *args: Any) -> defer.Deferred:
+    """`fn(*args)` in the threads that render replies (off the reactor, bounded)."""
+    return _render_pool.run(fn, *args)
 
 
 def json_array_chunks(elements: Iterable[bytes]) -> Iterator[bytes]:

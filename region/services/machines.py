@@ -18,7 +18,7 @@ from region.db.named import NamedObject
 from region.db.network_models import HostInterfaceNetwork
 from region.db.networks import NetworkCatalog
 from region.services import compose
-from region.services.context import Context
+from region.services.context import Context, RegionResources
 from region.services.domains import DEFAULT_DOMAIN
 from region.services.errors import FieldError, NotFound, Unavailable
 from region.services.lookups import named_choice_thd
@@ -86,11 +86,11 @@ class RenderedMachines(Protocol):
         keeps what it has for the others); `complete`: `found` is every machine there is."""
 
 
-def _reusing_views_thd(cur, ctx: Context, query: MachineQuery, reuse: RenderedMachines) -> MachineViews:
-    """The views of the machines of `query` (as `visible_views_thd`) that `reuse` lacks: their
-    versions first, then, in the same snapshot, the machines missing, by the listing's own WHERE
-    clause when most are (cheaper than thousands of ids), else by id: at most six queries."""
-    seen_by = visible_to(ctx)
+def _reusing_views_thd(cur, seen_by: int | None, query: MachineQuery, reuse: RenderedMachines) -> MachineViews:
+    """The views of the machines of `query` that `reuse` lacks among those `seen_by` sees (see
+    `visible_to`): their versions first, then, in the same snapshot, the machines missing, by the
+    listing's own WHERE clause when most are (cheaper than thousands of ids), else by id: at most
+    six queries."""
     versioned = listing.versions_thd(cur, query, visible_to=seen_by)
     missing = reuse.missing(versioned, complete=seen_by is None and query == MachineQuery())
     if not missing:
@@ -109,8 +109,14 @@ async def list_machines(ctx: Context, query: MachineQuery, *, domain: str | None
     if domain is not None and domain not in (DEFAULT_DOMAIN.name, str(DEFAULT_DOMAIN.id)):
         return MachineViews([], NetworkCatalog({}, {}, {}, []))
     if reuse is not None:
-        return await ctx.db.run(_reusing_views_thd, ctx, query, reuse)
+        return await ctx.db.run(_reusing_views_thd, visible_to(ctx), query, reuse)
     return await ctx.db.run(visible_views_thd, ctx, query)
+
+
+async def machines_to_render(region: RegionResources, reuse: RenderedMachines) -> MachineViews:
+    """Every machine `reuse` lacks, as a listing of all machines shows it: the region's own
+    warm-up of its listing cache at start (no actor: nothing is returned to anyone)."""
+    return await region.db.run(_reusing_views_thd, None, MachineQuery(), reuse)
 
 
 async def get_machine(ctx: Context, system_id: str) -> MachineViews:
