@@ -35,6 +35,10 @@ class RegionConfig:
     secret_key_file: Path | None = None
     local_rack: bool = True
     db_pool_size: int = 8
+    # PostgreSQL plans the hot statements once per connection (region/db/prepared.py); turn it
+    # off behind a pooler that hands out server connections per transaction (pgbouncer's
+    # transaction mode), where a connection's prepared statements are not its own
+    db_prepared_statements: bool = True
     heartbeat_interval: float = 30.0
     log_level: str = "info"
     log_format: str = "text"
@@ -158,6 +162,7 @@ def from_arguments(args: argparse.Namespace) -> RegionConfig:
             secret_key_file=Path(key_file) if key_file else None,
             local_rack=not args.no_local_rack and bool(file.get("local_rack", True)),
             db_pool_size=int(file.get("db_pool_size", 8)),
+            db_prepared_statements=bool(file.get("db_prepared_statements", True)),
             heartbeat_interval=float(file.get("heartbeat_interval", 30.0)),
             rpc_max_connections=int(file.get("rpc_max_connections", 1000)),
             rpc_max_connections_per_peer=int(file.get("rpc_max_connections_per_peer", 100)),

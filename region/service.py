@@ -139,7 +139,8 @@ class RegionService(service.MultiService):
         cfg = self.config
         databases = {"main": self.db}
         if cfg.vm_host_refresh_interval > 0:
-            databases["background"] = Database(self.db.dsn, self.reactor, max_connections=BACKGROUND_DB_CONNECTIONS)
+            databases["background"] = Database(self.db.dsn, self.reactor, max_connections=BACKGROUND_DB_CONNECTIONS,
+                                               prepared_statements=cfg.db_prepared_statements)
             databases["background"].start()
         self.hosts = HostManager(self.db, self.box, self.rpc, self.reactor, self.region_id, self._url(),
                                  cfg.vm_host_refresh_interval, background_db=databases.get("background"),
@@ -200,7 +201,8 @@ class RegionService(service.MultiService):
         if applied:
             log.info("applied database migrations {versions}", versions=applied)
         self.box = SecretBox.load_or_create(cfg.key_file)
-        self.db = Database(dsn, self.reactor, max_connections=cfg.db_pool_size)
+        self.db = Database(dsn, self.reactor, max_connections=cfg.db_pool_size,
+                           prepared_statements=cfg.db_prepared_statements)
         self.db.start()
         self.rpc = RackRegistry(self.db, self.region_id, self.reactor,
                                 RpcLimits(cfg.rpc_max_connections, cfg.rpc_max_connections_per_peer,

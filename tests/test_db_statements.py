@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import argparse
+
 import psycopg2
 import psycopg2.errors
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
+from region import config
 from region.db.pool import Database, Statement, query_counter, run_sync
 from region.db.prepared import Prepared
 
@@ -132,3 +135,32 @@ def test_prepared_statement_text():
     assert statement.prepare == b"PREPARE x_y AS SELECT $1, '%' || $2"
     with pytest.raises(ValueError):
         Prepared("bad name; DROP", "SELECT 1")
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_prepared_statements_off_nothing_is_prepared(dsn):
+    """`db_prepared_statements = false` (behind pgbouncer's transaction mode): a `Prepared`
+    statement goes as plain text, on the reactor and in a transaction alike."""
+    database = Database(dsn, reactor, max_connections=1, statement_connections=1, prepared_statements=False)
+    try:
+        assert await database.statement(add_zone("p1")) > 0
+
+        def add_and_list_thd(cur):
+            cur.execute(ADD_ZONE, ("p2", "x"))
+            cur.execute("SELECT name FROM pg_prepared_statements")
+            return cur.fetchall()
+
+        assert await database.run(add_and_list_thd) == []
+        assert await database.statement(PREPARED_HERE) == []
+        assert sorted(await database.statement(ZONE_NAMES)) == ["default", "p1", "p2"]
+    finally:
+        database.close()
+
+
+def test_the_setting_reads_from_the_regions_toml(tmp_path):
+    toml = tmp_path / "regiond.toml"
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    assert config.from_arguments(parser.parse_args([])).db_prepared_statements is True
+    toml.write_text("db_prepared_statements = false\n")
+    assert config.from_arguments(parser.parse_args(["--config", str(toml)])).db_prepared_statements is False

@@ -90,7 +90,7 @@ class _Connection:
             cursor.close()
             # A PREPARE that may or may not have run: the connection is dropped rather than
             # repaired (failures are rare here).
-            if self.conn.unsure:
+            if getattr(self.conn, "unsure", False):
                 self.broken = True
             return failure
 
@@ -171,10 +171,10 @@ class _Connection:
                 d.callback(result)
 
 
-def _connected(dsn: str, timeout: float = CONNECT_TIMEOUT):
+def _connected(dsn: str, factory: type, timeout: float = CONNECT_TIMEOUT):
     """A new asynchronous connection, established (in a thread: libpq may resolve names, and
     may move to another socket while it connects)."""
-    conn = psycopg2.connect(dsn, async_=1, connection_factory=PreparingConnection)
+    conn = psycopg2.connect(dsn, async_=1, connection_factory=factory)
     deadline = time.monotonic() + timeout
     try:
         while (state := conn.poll()) != ext.POLL_OK:
@@ -192,8 +192,10 @@ def _connected(dsn: str, timeout: float = CONNECT_TIMEOUT):
 class AsyncStatements:
     """Up to `max_connections` asynchronous connections; `execute` sends one query string."""
 
-    def __init__(self, dsn: str, reactor, max_connections: int = 4) -> None:
+    def __init__(self, dsn: str, reactor, max_connections: int = 4,
+                 connection_factory: type = PreparingConnection) -> None:
         self.dsn = dsn
+        self._factory = connection_factory
         self._reactor = reactor
         self.max_connections = max_connections
         self._idle: list[_Connection] = []
@@ -242,7 +244,7 @@ class AsyncStatements:
         return await waiter
 
     async def _connect(self) -> _Connection:
-        return _Connection(self._reactor, await threads.deferToThread(_connected, self.dsn))
+        return _Connection(self._reactor, await threads.deferToThread(_connected, self.dsn, self._factory))
 
     def _give_back(self, conn: _Connection) -> None:
         if conn.broken or self._closed:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Generic, TypeVar
 import attrs
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 from twisted.enterprise import adbapi
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -178,11 +179,14 @@ class Database:
     """
 
     def __init__(self, dsn: str, reactor, *, min_connections: int = 1, max_connections: int = 8,
-                 statement_connections: int = 4) -> None:
+                 statement_connections: int = 4, prepared_statements: bool = True) -> None:
         self.dsn = dsn
         self._reactor = reactor
+        # Without PreparingConnection a `Prepared` statement is sent as plain text.
+        factory = prepared.PreparingConnection if prepared_statements else psycopg2.extensions.connection
         # Opened on first use: a pool that never sends a single statement opens none.
-        self._statements = AsyncStatements(dsn, reactor, max_connections=statement_connections)
+        self._statements = AsyncStatements(dsn, reactor, max_connections=statement_connections,
+                                           connection_factory=factory)
         self._pool = adbapi.ConnectionPool(
             "psycopg2",
             dsn,
@@ -192,7 +196,7 @@ class Database:
             cp_openfun=_configure_connection,
             cp_reactor=reactor,
             cp_noisy=False,
-            connection_factory=prepared.PreparingConnection,
+            connection_factory=factory,
         )
 
     def start(self) -> None:
@@ -254,7 +258,7 @@ class Database:
 
 def run_sync(dsn: str, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run fn_thd in one transaction on a private connection (CLI use)."""
-    conn = psycopg2.connect(dsn, connection_factory=prepared.PreparingConnection)
+    conn = psycopg2.connect(dsn)  # short-lived: preparing statements would not pay
     _configure_connection(conn)
     try:
         delays = retry_delays()
