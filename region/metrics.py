@@ -59,8 +59,10 @@ class RegionMetrics:
         self._state_at = float("-inf")
         reg.register(_LiveState(self))
 
-    def bind(self, *, rpc, databases: dict[str, Any], scheduler=None) -> None:
-        self._sources = {"rpc": rpc, "databases": databases, "scheduler": scheduler}
+    def bind(self, *, rpc, databases: dict[str, Any], scheduler=None, machine_json_cache=None) -> None:
+        """`machine_json_cache`: returns the listing cache (region/api/listing_cache.py) or None."""
+        self._sources = {"rpc": rpc, "databases": databases, "scheduler": scheduler,
+                         "machine_json_cache": machine_json_cache}
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float, queries: int) -> None:
         method = method if method in KNOWN_METHODS else "other"  # a client picks it: keep the labels bounded
@@ -104,6 +106,12 @@ class _LiveState:
             pool.add_metric([name, "waiting"], stats.waiting)
             pool.add_metric([name, "max"], stats.max)
         yield pool
+        cache = sources["machine_json_cache"]() if sources.get("machine_json_cache") else None
+        if cache is not None:
+            yield GaugeMetricFamily("vmyard_machine_json_cache_entries", "Machines whose rendered JSON this "
+                                    "region keeps for listings.", value=len(cache))
+            yield GaugeMetricFamily("vmyard_machine_json_cache_bytes", "Bytes those entries take (JSON and "
+                                    "bookkeeping).", value=cache.size)
         scheduler = sources.get("scheduler")
         if scheduler is not None:
             yield GaugeMetricFamily("vmyard_refresh_in_flight", "Periodic refreshes this region is running.",

@@ -146,7 +146,8 @@ class RegionService(service.MultiService):
                                  cfg.vm_host_refresh_interval, background_db=databases.get("background"),
                                  metrics=self.metrics)
         scheduler = RefreshScheduler(self.hosts, self.reactor)
-        self.metrics.bind(rpc=self.rpc, databases=databases, scheduler=scheduler)
+        self.metrics.bind(rpc=self.rpc, databases=databases, scheduler=scheduler,
+                          machine_json_cache=lambda: listing_cache.cache_of(self.db))
         PeriodicService(cfg.heartbeat_interval, self._beat, "heartbeat", self.reactor).setServiceParent(self)
         PeriodicService(REVOCATION_SYNC_INTERVAL, self.rpc.sync_revocations, "rack revocation sync",
                         self.reactor).setServiceParent(self)

@@ -76,6 +76,11 @@ def test_compose_and_its_rack_calls_are_measured(lxd_region, lxd_api, lxd_server
     before = scrape(lxd_region)
     made = lxd_api.post(f"vm-hosts/{host['id']}/", data={"op": "compose", "storage": "root:1"})
     assert made.status == 200, made.text
+    listed = lxd_api.get("machines/")
+    assert listed.status == 200 and made.json()["system_id"] in listed.text
+    kept = scrape(lxd_region)  # the listing keeps every machine's JSON, the new one's too
+    assert value(kept, "vmyard_machine_json_cache_entries") == len(listed.json())
+    assert value(kept, "vmyard_machine_json_cache_bytes") > len(listed.body) > 0
     assert lxd_api.delete(f"machines/{made.json()['system_id']}/").status == 204
     after = scrape(lxd_region)
 

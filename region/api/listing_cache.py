@@ -145,6 +145,12 @@ _caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by the regio
 _caches_lock = threading.Lock()
 
 
+def cache_of(db) -> MachineJSONCache | None:
+    """The cache of the region whose Database is `db`, if it has made one (for its metrics)."""
+    with _caches_lock:
+        return _caches.get(db)
+
+
 def cached_listing(ctx: Context) -> CachedListing | None:
     """A listing's use of its region's cache; None when the region keeps none."""
     limit = ctx.config.machine_json_cache_bytes
