@@ -114,8 +114,11 @@ def one_start(base: Path, tree: Path, env: dict[str, str]) -> dict[str, float]:
 def bare_initdb(base: Path) -> float:
     pg = EmbeddedPostgres(base / "initdb")
     started = time.perf_counter()
-    pg.initdb()
-    return time.perf_counter() - started
+    try:
+        pg.initdb()
+        return time.perf_counter() - started
+    finally:
+        pg.stop()  # no server ran: this removes the socket dir initdb's preparation made in the temp dir
 
 
 def import_time(env: dict[str, str]) -> float:
