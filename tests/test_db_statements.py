@@ -130,6 +130,26 @@ async def test_a_statement_waiting_for_a_connection_fails_when_the_pool_closes(d
     assert database._statements.busy == 0
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_cancelled_waiter_does_not_take_the_connection(dsn):
+    """A caller cancelled while it waited for a connection (its HTTP client went away) is
+    skipped: the connection goes to the next one waiting, and stays the pool's."""
+    database = Database(dsn, reactor, max_connections=1, statement_connections=1)
+    try:
+        running = defer.Deferred.fromCoroutine(database.statement(Statement("SELECT pg_sleep(0.2)", None)))
+        cancelled = defer.Deferred.fromCoroutine(database.statement(ZONE_NAMES))
+        waiting = defer.Deferred.fromCoroutine(database.statement(ZONE_NAMES))
+        cancelled.cancel()
+        with pytest.raises(defer.CancelledError):
+            await cancelled
+        await running
+        assert await waiting == ["default"]
+        assert await database.statement(ZONE_NAMES) == ["default"]
+        assert database._statements.busy == 0
+    finally:
+        database.close()
+
+
 def test_prepared_statement_text():
     statement = Prepared("x_y", "SELECT %s, '%%' || %s")
     assert statement.prepare == b"PREPARE x_y AS SELECT $1, '%' || $2"

@@ -1,19 +1,19 @@
-"""Single statements sent on the reactor over asynchronous PostgreSQL connections.
+"""Statements sent on the reactor over asynchronous PostgreSQL connections.
 
 `Database.run` hands a transaction to a thread: the reactor wakes a pool thread, the thread
 talks to PostgreSQL and wakes the reactor again.  On a small machine each of those wake-ups
-costs about as much as a round trip to PostgreSQL, so work that is one statement (checking
-an API token, reading what a delete needs, deleting a record with its audit event) goes
-through here instead: psycopg2's asynchronous mode, with the connection's socket watched by
-the reactor, so the statement costs one round trip and no thread.  An asynchronous
-connection is in autocommit mode: a statement is its own transaction.  Nothing waits on the
-reactor: the statement runs in PostgreSQL while the reactor serves other work, and its
-result (one or a few rows, by construction of the statements sent here) is decoded in C.
+costs about as much as a round trip to PostgreSQL, so work that is one query string
+(checking an API token, reading what a delete needs, deleting a record with its audit event)
+goes through here instead: psycopg2's asynchronous mode, with the connection's socket watched
+by the reactor, so it costs one round trip and no thread.  An asynchronous connection is in
+autocommit mode: PostgreSQL runs the statements of one query string as one transaction.
+Nothing waits on the reactor: the statements run in PostgreSQL while the reactor serves
+other work, and their result (one or a few rows, by construction of what is sent here) is
+decoded in C.
 
-`AsyncStatements` keeps up to `max_connections` such connections, opens them on demand (the
-libpq call that starts a connection may resolve a host name, so it runs in a thread), queues
-statements when all are busy, and drops a connection that failed; the next statement opens
-a new one.
+`AsyncStatements` keeps up to `max_connections` such connections, opens them on demand in a
+thread (libpq may resolve a host name, and may move to another socket while it connects),
+queues work when all are busy, and drops a connection that failed; the next use opens a new one.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class _Connection:
     # -- what the pool calls ---------------------------------------------------------------
 
     def until_ready(self) -> defer.Deferred:
-        """Fires when the connection (or the statement just sent) is done."""
+        """Fires when the query string just sent is done."""
         d = self._waiting = defer.Deferred()
         self._poll()  # may fire `d` at once
         return d
@@ -250,18 +250,25 @@ class AsyncStatements:
         if conn.broken or self._closed:
             conn.close()
             self._open -= 1
-            if self._queue and not self._closed:
-                # A waiter gets a new connection in place of the broken one.
-                waiter = self._queue.popleft()
+            waiter = None if self._closed else self._next_waiter()
+            if waiter is not None:  # it gets a new connection in place of the broken one
                 self._open += 1
-                d = defer.Deferred.fromCoroutine(self._connect())
-                d.addErrback(lambda f: (self._forget_one(), f)[1])
-                d.chainDeferred(waiter)
+                defer.Deferred.fromCoroutine(self._connect()).addErrback(self._not_opened).chainDeferred(waiter)
             return
-        if self._queue:
-            self._queue.popleft().callback(conn)
+        waiter = self._next_waiter()
+        if waiter is not None:
+            waiter.callback(conn)
         else:
             self._idle.append(conn)
 
-    def _forget_one(self) -> None:
+    def _next_waiter(self) -> defer.Deferred | None:
+        """The longest-waiting caller still waiting (one that was cancelled is not)."""
+        while self._queue:
+            waiter = self._queue.popleft()
+            if not waiter.called:
+                return waiter
+        return None
+
+    def _not_opened(self, failure: Failure) -> Failure:
         self._open -= 1
+        return failure
