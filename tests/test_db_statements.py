@@ -86,6 +86,29 @@ async def test_a_failure_on_first_use_leaves_connections_usable(db, dsn):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_transaction_failing_before_its_queued_prepare_was_sent(db):
+    """`execute_later` queued the first use of a statement (its PREPARE with it), then the
+    transaction failed before anything was sent: the statement is not believed prepared."""
+    class Refused(Exception):
+        pass
+
+    def queue_then_fail_thd(cur):
+        cur.execute_later(ADD_ZONE, ("never", "x"))
+        raise Refused()
+
+    for _ in range(2):  # the pool's one connection, twice
+        with pytest.raises(Refused):
+            await db.run(queue_then_fail_thd)
+
+        def add_thd(cur, name):
+            cur.execute(ADD_ZONE, (name, "x"))
+            return cur.fetchone()[0]
+
+        assert await db.run(add_thd, f"z{_}") > 0
+    assert sorted(await db.statement(ZONE_NAMES)) == ["default", "z0", "z1"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_an_error_keeps_the_connection(db):
     before = await db.statement(BACKEND)
     with pytest.raises(psycopg2.errors.UndefinedTable):

@@ -73,7 +73,9 @@ class _Connection:
                 else:
                     texts.append(cursor.mogrify(query, args))
             cursor.execute(b"; ".join(texts))
-        except psycopg2.Error:
+        except BaseException:
+            # Not sent (bad arguments, or the connection is gone): a PREPARE may have been
+            # counted as sent, so this connection is not used again.
             self.broken = True
             cursor.close()
             return defer.fail()

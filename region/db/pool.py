@@ -121,17 +121,23 @@ def _in_transaction(conn, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -
             result = fn_thd(cur, *args, **kwargs)
             cur.commit()
         except BaseException:
-            if cur.begun and not conn.closed:
-                _rollback_quietly(raw)
+            if not conn.closed:
+                _rollback_quietly(raw, cur.begun)
             raise
     return result, cur.count
 
 
-def _rollback_quietly(cur) -> None:
+def _rollback_quietly(cur, begun: bool) -> None:
+    """ROLLBACK an open transaction, and drop the connection's prepared statements when a
+    PREPARE may or may not have run (even one queued and never sent is then forgotten)."""
+    statements = [b"ROLLBACK"] if begun else []
+    statements += prepared.forget_after_failure(cur.connection)
+    if not statements:
+        return
     # The error that got here matters, not a second one from a broken connection (adbapi
     # then finds the connection dead and reconnects).
     try:
-        cur.execute(b"; ".join([b"ROLLBACK", *prepared.forget_after_failure(cur.connection)]))
+        cur.execute(b"; ".join(statements))
     except psycopg2.Error:
         pass
 

@@ -9,8 +9,9 @@ every execution wants the same plan (lookups and writes by key) are prepared; Po
 still chooses between a custom and a generic plan for them.
 
 A PREPARE is not undone by a rollback, so a query string that carried one and failed leaves
-it unknown whether the statement exists: `forget_after_failure` returns what to run after the
-ROLLBACK (DEALLOCATE ALL) and forgets what the connection had prepared.
+it unknown whether the statement exists (and a transaction that failed before its queued
+statements were sent never sent their PREPARE): `forget_after_failure` returns what to run
+after the ROLLBACK (DEALLOCATE ALL) and forgets what the connection had prepared.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ class PreparingConnection(psycopg2.extensions.connection):
 def statement_text(cursor, query: Prepared, args: Any) -> tuple[bytes | None, bytes]:
     """(the PREPARE to send first, or None; the EXECUTE) for `query` on the cursor's connection."""
     conn = cursor.connection
-    execute = query.execute_text(cursor, args)
     held = getattr(conn, "prepared", None)
     if held is None:  # not a PreparingConnection: plain text
         return None, cursor.mogrify(query.sql, args)
+    execute = query.execute_text(cursor, args)
     if query.name in held:
         return None, execute
     held.add(query.name)
