@@ -64,14 +64,8 @@ class _Connection:
         """(rows or None, rowcount) of the last of `statements` ((sql or Prepared, args) each),
         sent now in one query string (one implicit transaction)."""
         cursor = self.conn.cursor()
-        texts = []
         try:
-            for query, args in statements:
-                if isinstance(query, prepared.Prepared):
-                    prepare, text = prepared.statement_text(cursor, query, args)
-                    texts.extend([prepare, text] if prepare else [text])
-                else:
-                    texts.append(cursor.mogrify(query, args))
+            texts = [text for query, args in statements for text in prepared.query_texts(cursor, query, args)]
             cursor.execute(b"; ".join(texts))
         except BaseException:
             # Not sent (bad arguments, or the connection is gone): a PREPARE may have been

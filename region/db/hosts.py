@@ -124,11 +124,16 @@ _FOR_PLACEMENT = Prepared(
 
 def get_thd(cur, host_id: int | str, for_update: bool = False) -> VMHost:
     """The host with its storage pools, in one round trip."""
-    if not str(host_id).isdigit():
-        raise NotFound("VM host")
     lock = " FOR UPDATE OF h" if for_update else ""
-    cur.execute(f"{_WITH_POOLS} FROM vm_hosts h WHERE id = %s{lock}", (int(host_id),))
+    cur.execute(f"{_WITH_POOLS} FROM vm_hosts h WHERE id = %s{lock}", (_host_id(host_id),))
     return _host(cur.fetchone())
+
+
+def _host_id(given: int | str) -> int:
+    """A host id as the API gave it; NotFound for anything but digits."""
+    if not str(given).isdigit():
+        raise NotFound("VM host")
+    return int(given)
 
 
 def _host(row: tuple | None) -> VMHost:
@@ -154,11 +159,10 @@ def lock_for_placement_thd(cur, host_id: int | str) -> LockedHost:
     would the lock's own statement, which is why the read is a second statement).  The
     isolation level, the lock and the read travel in one round trip.
     """
-    if not str(host_id).isdigit():
-        raise NotFound("VM host")
+    host_id = _host_id(host_id)
     cur.execute_later("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    cur.execute_later(_LOCK, (int(host_id),))
-    cur.execute(_FOR_PLACEMENT, (int(host_id),))
+    cur.execute_later(_LOCK, (host_id,))
+    cur.execute(_FOR_PLACEMENT, (host_id,))
     row = cur.fetchone()
     if row is None:
         raise NotFound("VM host")

@@ -18,8 +18,7 @@ def remember_thd(cur, token_key: str, nonce: str, keep_for: float) -> bool:
 
 def forget_statement(token_key: str, nonce: str) -> Statement[None]:
     """Forget a nonce recorded for a request that was then refused."""
-    return Statement("DELETE FROM oauth_nonces WHERE token_key = %s AND nonce = %s", (token_key, nonce),
-                     lambda rows: None)
+    return Statement("DELETE FROM oauth_nonces WHERE token_key = %s AND nonce = %s", (token_key, nonce))
 
 
 def purge_expired_statement(limit: int = 10000) -> Statement[None]:
@@ -27,4 +26,4 @@ def purge_expired_statement(limit: int = 10000) -> Statement[None]:
     return Statement(
         "DELETE FROM oauth_nonces WHERE ctid = ANY(ARRAY("
         " SELECT ctid FROM oauth_nonces WHERE expires_at < now() LIMIT %s))",
-        (limit,), lambda rows: None)
+        (limit,))

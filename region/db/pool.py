@@ -73,14 +73,8 @@ class _TransactionCursor:
 
     def execute(self, query, vars=None) -> Any:
         self.count += 1
-        pending = self._pending()
-        if isinstance(query, Prepared):
-            prepare, query = prepared.statement_text(self._cursor, query, vars)
-            pending, vars = [*pending, prepare] if prepare else pending, None
-        if pending:
-            query, vars = b"; ".join([*pending, query if vars is None and isinstance(query, bytes)
-                                      else self._cursor.mogrify(query, vars)]), None
-        result = self._cursor.execute(query, vars)
+        texts = prepared.query_texts(self._cursor, query, vars)
+        result = self._cursor.execute(b"; ".join([*self._pending(), *texts]))
         prepared.succeeded(self._cursor.connection)
         return result
 
@@ -88,11 +82,7 @@ class _TransactionCursor:
         """Run a statement whose outcome the caller does not read, in the same round trip as
         the next statement or the COMMIT; if it fails, the transaction fails there."""
         self.count += 1
-        if isinstance(query, Prepared):
-            prepare, text = prepared.statement_text(self._cursor, query, vars)
-            self._later.extend([prepare, text] if prepare else [text])
-        else:
-            self._later.append(self._cursor.mogrify(query, vars))
+        self._later.extend(prepared.query_texts(self._cursor, query, vars))
 
     def executemany(self, query, vars_list) -> Any:
         self.count += 1

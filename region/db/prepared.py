@@ -54,18 +54,21 @@ class PreparingConnection(psycopg2.extensions.connection):
         self.unsure = False  # a string that carried a PREPARE failed
 
 
-def statement_text(cursor, query: Prepared, args: Any) -> tuple[bytes | None, bytes]:
-    """(the PREPARE to send first, or None; the EXECUTE) for `query` on the cursor's connection."""
+def query_texts(cursor, query: str | bytes | Prepared, args: Any) -> list[bytes]:
+    """What to send for `query` with `args` on the cursor's connection: the statement as text,
+    or a `Prepared` one's EXECUTE, preceded by its PREPARE on the connection's first use."""
+    if not isinstance(query, Prepared):
+        return [cursor.mogrify(query, args)]
     conn = cursor.connection
     held = getattr(conn, "prepared", None)
     if held is None:  # not a PreparingConnection: plain text
-        return None, cursor.mogrify(query.sql, args)
+        return [cursor.mogrify(query.sql, args)]
     execute = query.execute_text(cursor, args)
     if query.name in held:
-        return None, execute
+        return [execute]
     held.add(query.name)
     conn.unsure = True  # until the string that carries the PREPARE succeeds
-    return query.prepare, execute
+    return [query.prepare, execute]
 
 
 def succeeded(conn) -> None:

@@ -58,6 +58,6 @@ class Context:
         cur.execute_later(statement.sql, statement.args)
 
     def audit_statement(self, event_type: str, description: str, object_type: str, object_id) -> Statement[None]:
-        """An AUDIT event by the actor, for `Database.write` with the change it records."""
+        """An AUDIT event by the actor, for `Database.statements` with the change it records."""
         return events.record_statement(event_type, description, level="AUDIT", username=self.username,
                                        object_type=object_type, object_id=object_id)
