@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import http.client
 import io
-import select
 import socket
 import ssl
 import threading
@@ -26,6 +25,7 @@ import urllib3
 from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
+from urllib3.util.wait import wait_for_read
 
 from rack.drivers.lxd_tls import PinnedAdapter, check_pin
 
@@ -184,11 +184,7 @@ def split_timeout(timeout: Timeout) -> tuple[float | None, float | None]:
 def _dropped(sock: ssl.SSLSocket) -> bool:
     """urllib3's check before reusing a connection: anything to read on an idle one (the server's
     close, or bytes nobody asked for) means it must not be used."""
-    if sock.pending():
-        return True
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
+    return bool(sock.pending()) or wait_for_read(sock, timeout=0.0)
 
 
 def _requests_error(e: BaseException, what: str, request: requests.PreparedRequest) -> Exception:
