@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 import pylxd
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pylxd import exceptions as lxd_exc
 
 from common import tls
@@ -324,3 +326,34 @@ def test_a_busy_kept_connection_sends_through_the_adapter(tiny_https, monkeypatc
         assert session.get(f"{server.url}/outer", timeout=5).status_code == 200
     assert [r.status_code for r in inner] == [200]
     assert adapter_sends == ["/inner"] and len(pin_checks) == 1
+
+
+_URL_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(origin=st.sampled_from(["https://127.0.0.1:8443", "https://[::1]:8443", "http://lxd.example",
+                               "https://LXD.Example:8443", "https://user@127.0.0.1:8443"]),
+       path=st.lists(st.one_of(st.from_regex(r"[A-Za-z0-9._~\-]{0,10}", fullmatch=True), _URL_TEXT),
+                     max_size=4).map(lambda parts: "/" + "/".join(parts)),
+       params=st.dictionaries(st.text(max_size=6), st.one_of(_URL_TEXT, st.integers()), max_size=3))
+def test_a_request_url_is_prepared_exactly_as_requests_prepares_it(origin, path, params):
+    """The remembered query strings and the plain-URL shortcut give requests' own URL."""
+    from rack.drivers.lxd_session import _params_key, _prepared_url
+
+    expected = requests.PreparedRequest()
+    expected.prepare_url(origin + path, params)
+    assert _prepared_url(origin + path, _params_key(params)) == expected.url
+
+
+def test_remembered_headers_are_requests_own_and_never_shared():
+    session = LXDSession()
+    first = session._prepared("POST", "https://127.0.0.1:8443/1.0/instances", {"json": {"a": 1}})
+    second = session._prepared("GET", "https://127.0.0.1:8443/1.0", {"headers": {"X-Extra": "1"}})
+    expected = requests.Session().prepare_request(requests.Request("POST", "https://127.0.0.1:8443/1.0/instances",
+                                                                   json={"a": 1}))
+    assert dict(first.headers) == dict(expected.headers)
+    assert second.headers["X-Extra"] == "1" and "Content-Length" not in second.headers
+    assert "X-Extra" not in first.headers  # each request has its own copy
+    with pytest.raises(requests.exceptions.InvalidHeader):
+        session._prepared("GET", "https://127.0.0.1:8443/1.0", {"headers": {"X-Bad": "a\nb"}})
