@@ -85,6 +85,26 @@ def test_attrs_argument_round_trips(hostname, version, index):
     assert arg.fromString(arg.toString(value)) == value
 
 
+def test_a_remembered_argument_encodes_and_decodes_as_an_unremembered_one():
+    from common.models import HostTarget
+
+    plain, remembered = AttrsArgument(HostTarget), AttrsArgument(HostTarget, remember=2)
+    targets = [HostTarget("lxd", f"10.0.0.{i}:8443", "p", "CERT", f"KEY{i}", None) for i in range(4)]
+    for target in targets + targets[::-1] + targets:  # evicted and encoded again on the way
+        data = remembered.toString(target)
+        assert data == plain.toString(target)
+        assert remembered.fromString(data) == target == plain.fromString(data)
+    assert len(remembered._remembered._encoded) == len(remembered._remembered._decoded) == 2
+    import attrs
+
+    @attrs.define
+    class Mutable:
+        x: int
+
+    with pytest.raises(TypeError, match="frozen attrs"):
+        AttrsArgument(Mutable, remember=8)  # it could change under its remembered encoding
+
+
 def test_large_values_are_compressed_and_oversize_refused():
     compressible = RackHello(hostname="a" * 100_000, version="v")
     data = encode_value(compressible)

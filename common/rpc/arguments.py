@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import OrderedDict
 from typing import Any
 
+import attrs
 import cattrs
 from twisted.protocols import amp
 
@@ -56,18 +58,58 @@ def _chunk_key(name: bytes, index: int) -> bytes:
     return name if index == 0 else name + b".%d" % index
 
 
+class _Remembered:
+    """The last `size` encodings (value -> bytes) and decodings (bytes -> value) of one frozen
+    attrs class: the same host's target travels with every job, and encoding it (~30 µs) and
+    decoding it (~50 µs, JSON and cattrs) each time would be done again on identical input."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._encoded: OrderedDict[Any, bytes] = OrderedDict()
+        self._decoded: OrderedDict[bytes, Any] = OrderedDict()
+
+    def encode(self, value: Any) -> bytes:
+        return self._through(self._encoded, value, encode_value)
+
+    def decode(self, data: bytes, cls: type) -> Any:
+        return self._through(self._decoded, data, lambda d: decode_value(d, cls))
+
+    def _through(self, kept: OrderedDict, key: Any, compute) -> Any:
+        try:
+            kept.move_to_end(key)
+            return kept[key]
+        except KeyError:
+            pass
+        except TypeError:  # a field holding an unhashable value: not remembered
+            return compute(key)
+        result = kept[key] = compute(key)
+        if len(kept) > self.size:
+            kept.popitem(last=False)
+        return result
+
+
 class AttrsArgument(amp.Argument):
     """Carries one attrs value (nested attrs, lists, dicts allowed), split over
-    several AMP keys when its encoding exceeds one AMP value."""
+    several AMP keys when its encoding exceeds one AMP value.
 
-    def __init__(self, cls: type, optional: bool = False) -> None:
+    `remember` (a frozen, hashable class only) keeps that many recent encodings and decodings.
+    """
+
+    def __init__(self, cls: type, optional: bool = False, remember: int = 0) -> None:
         super().__init__(optional=optional)
         self.cls = cls
+        if remember and not (attrs.has(cls) and cls.__hash__ is not None and cls.__setattr__ is not object.__setattr__):
+            raise TypeError(f"only a frozen attrs class can be remembered, not {cls!r}")
+        self._remembered = _Remembered(remember) if remember else None
 
     def toString(self, inObject: Any) -> bytes:
+        if self._remembered is not None and type(inObject) is self.cls:
+            return self._remembered.encode(inObject)
         return encode_value(inObject)
 
     def fromString(self, inString: bytes) -> Any:
+        if self._remembered is not None:
+            return self._remembered.decode(inString, self.cls)
         return decode_value(inString, self.cls)
 
     def toBox(self, name: bytes, strings, objects, proto) -> None:

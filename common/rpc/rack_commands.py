@@ -49,7 +49,9 @@ HOST_ERRORS = {
     hosterrors.DriverError: b"HOST_ACTION_FAILED",
 }
 
-_HOST_TARGET = [(b"target", AttrsArgument(HostTarget))]
+# A host's target is the same for every job on it: its last encodings and decodings are kept
+# (the key is already in memory on both sides: the region's secret cache, the rack's clients).
+_HOST_TARGET = [(b"target", AttrsArgument(HostTarget, remember=256))]
 
 
 class DiscoverHost(amp.Command):

@@ -18,6 +18,7 @@ certificate files were removed as soon as it was built (rack/drivers/lxd.py).
 from __future__ import annotations
 
 import atexit
+import functools
 import hashlib
 import threading
 import time
@@ -38,8 +39,12 @@ class PooledClient:
 
 
 def pool_key(url: str, cert_pem: str, key_pem: str, expected: str | None) -> tuple[str, bytes, str | None]:
-    identity = hashlib.sha256(cert_pem.encode() + b"\0" + key_pem.encode()).digest()
-    return url, identity, expected
+    return url, _identity(cert_pem, key_pem), expected
+
+
+@functools.lru_cache(maxsize=256)
+def _identity(cert_pem: str, key_pem: str) -> bytes:
+    return hashlib.sha256(cert_pem.encode() + b"\0" + key_pem.encode()).digest()
 
 
 IDLE_SECONDS = 120.0  # 2 x the default refresh interval (region/config.py)

@@ -94,10 +94,10 @@ class LXDSession(requests.Session):
         """The session's connection to the URL's host, when the request may take it."""
         if not isinstance(adapter, PinnedAdapter) or self.verify is not False or self.cert is not None:
             return None
-        parts = urlsplit(url)
-        if parts.scheme != "https":
+        plain = _PLAIN_URL.fullmatch(url)
+        key = _https_host_port(plain.group(1) if plain else url)
+        if key is None:
             return None
-        key = (parts.hostname or "", parts.port or 443)
         kept = self._kept.get(key)
         if kept is None or kept.adapter is not adapter:
             with self._kept_guard:
@@ -160,6 +160,15 @@ def _origin_kept(origin: str) -> bool:
 @functools.lru_cache(maxsize=256)
 def _query(params: tuple[tuple[str, str | int], ...]) -> str:
     return _requests_url("http://localhost/", params).partition("?")[2]
+
+
+@functools.lru_cache(maxsize=256)
+def _https_host_port(url: str) -> tuple[str, int] | None:
+    """(host, port) of an https URL (remembered per origin for plain URLs), None for another scheme."""
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        return None
+    return parts.hostname or "", parts.port or 443
 
 
 @functools.lru_cache(maxsize=64)
