@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from region.db import allocations, hosts, machines, named, tags, users
+from region.db import allocations, hosts, machines, named, reservations, tags, users
 from region.db.pool import run_sync
 from region.services import errors, machines as machine_service, tags as tag_service, vmhost_ops
 from region.services.context import Context
@@ -79,7 +79,7 @@ def shared_region(region, dsn):
                                                         zone.id, pool.id, [], 1.0, 1.0, None))
         tags.create_thd(cur, "gpu")
         for hostname in ("alice-vm", "free-vm"):
-            machines.reserve_thd(cur, machines.NewMachine(
+            reservations.reserve_thd(cur, machines.NewMachine(
                 hostname, host.id, "vmyard", "amd64/generic", 1, 1024**3, [], False, [], zone.id, pool.id, None,
                 False, [], [], []))
             cur.execute("UPDATE machines SET status = 'ready' WHERE hostname = %s", (hostname,))

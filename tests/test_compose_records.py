@@ -11,7 +11,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from common.models import DiscoveredVM, VMDisk, VMInterface
-from region.db import host_inventory, host_load, host_targets, hosts, machines, secrets
+from region.db import host_inventory, host_load, host_targets, hosts, machines, reservations, secrets
 from region.db.errors import FieldError, NotFound
 from region.db.pool import Database, run_sync, statement_thd
 from region.secretbox import SecretBox
@@ -31,7 +31,7 @@ def test_generated_names_are_drawn_again_after_a_clash(dsn, tmp_path, monkeypatc
     first, _ = run_sync(dsn, compose.reserve_thd, host_id, ask(), None, False)
     # The next draws: a free hostname with the taken system id, then a free pair.
     draws = iter(["aaaaaa", first.system_id, "bbbbbb", "cccccc"])
-    monkeypatch.setattr(machines, "new_system_id", lambda: next(draws))
+    monkeypatch.setattr(reservations, "new_system_id", lambda: next(draws))
     second, request = run_sync(dsn, compose.reserve_thd, host_id, ask(), None, False)
     assert (second.hostname, second.system_id, request.instance_name) == ("vm-bbbbbb", "cccccc", "vm-bbbbbb")
     assert first.hostname.startswith("vm-") and first.hostname != second.hostname
@@ -61,11 +61,11 @@ async def test_finish_compose_returns_what_a_full_read_returns(dsn, tmp_path):
         for resized, nics in [(False, [machines.NewNic("eth0", "bridge", "br0", 0)]),
                               (True, [machines.NewNic("eth0", "bridge", "br0", 0)]), (True, [])]:
             host = run_sync(dsn, hosts.get_thd, host_id)
-            reserved, _ = run_sync(dsn, machines.reserve_thd, _new_machine(host, None, nics))
+            reserved, _ = run_sync(dsn, reservations.reserve_thd, _new_machine(host, None, nics))
             vm = DiscoveredVM(reserved.instance_name, host.project, "amd64/generic", "off", 1, GIB,
                               disks=[VMDisk("root", 3 * GIB if resized else GIB), VMDisk("data", 2 * GIB)],
                               interfaces=[VMInterface("eth0", "00:16:3e:00:00:01", "bridge", "br0")] if nics else [])
-            done = await db.statements(*machines.finish_compose_statements(reserved, vm))
+            done = await db.statements(*reservations.finish_compose_statements(reserved, vm))
             if nics:
                 done = await db.run(machines.with_nics_thd, done)
             assert done == run_sync(dsn, machines.get_thd, done.system_id)
@@ -73,7 +73,7 @@ async def test_finish_compose_returns_what_a_full_read_returns(dsn, tmp_path):
             assert [d.size for d in done.disks] == [3 * GIB if resized else GIB, 2 * GIB]
         run_sync(dsn, machines.delete_thd, reserved.id)
         with pytest.raises(NotFound):
-            await db.statements(*machines.finish_compose_statements(reserved, vm))
+            await db.statements(*reservations.finish_compose_statements(reserved, vm))
     finally:
         db.close()
 

@@ -207,3 +207,61 @@ def test_the_setting_reads_from_the_regions_toml(tmp_path):
     assert config.from_arguments(parser.parse_args([])).db_prepared_statements is True
     toml.write_text("db_prepared_statements = false\n")
     assert config.from_arguments(parser.parse_args(["--config", str(toml)])).db_prepared_statements is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_statement_cancelled_while_it_runs_drops_its_connection(dsn):
+    """Its string may still be running: the connection is closed, not handed to the next caller."""
+    database = Database(dsn, reactor, max_connections=1, statement_connections=1)
+    try:
+        first = await database.statement(BACKEND)
+        running = defer.Deferred.fromCoroutine(database.statement(Statement("SELECT pg_sleep(0.3)", None)))
+        reactor.callLater(0.05, running.cancel)
+        with pytest.raises(defer.CancelledError):
+            await running
+        assert await database.statement(ZONE_NAMES) == ["default"]
+        assert await database.statement(BACKEND) != first
+        assert database._statements.busy == 0
+    finally:
+        database.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reactor_transaction_commits_and_reads_back_in_one_round_trip(db):
+    counter = [0]
+    token = query_counter.set(counter)
+    try:
+        async with db.transaction() as tx:
+            assert await tx.statements(ZONE_NAMES) == ["default"]
+            names = await tx.commit(add_zone("tx-made"), then=ZONE_NAMES)
+    finally:
+        query_counter.reset(token)
+    assert names == ["default", "tx-made"]
+    assert counter == [3]
+    assert await db.statement(ZONE_NAMES) == ["default", "tx-made"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_reactor_transaction_left_by_an_exception_rolls_back_and_keeps_its_connection(db):
+    async with db.transaction() as tx:
+        backend = await tx.statements(BACKEND)
+    with pytest.raises(LookupError):
+        async with db.transaction() as tx:
+            await tx.statements(add_zone("never-kept"))
+            raise LookupError("refused between two strings")
+    async with db.transaction() as tx:
+        assert await tx.statements(BACKEND) == backend
+        assert await tx.statements(ZONE_NAMES) == ["default"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_string_in_a_reactor_transaction_drops_its_connection(db):
+    async with db.transaction() as tx:
+        backend = await tx.statements(BACKEND)
+    with pytest.raises(psycopg2.errors.UniqueViolation):
+        async with db.transaction() as tx:
+            await tx.statements(add_zone("once"))
+            await tx.commit(add_zone("once"))
+    async with db.transaction() as tx:
+        assert await tx.statements(BACKEND) != backend
+    assert await db.statement(ZONE_NAMES) == ["default"]

@@ -12,7 +12,7 @@ import pytest
 from common.models import DiscoveredVM, VMDisk, VMInterface
 from region.api.machine_json import listing_chunks, render_views
 from region.api.vmhost_json import host_json
-from region.db import allocations, hosts, machine_sync, machines, named, networks, seed, users
+from region.db import allocations, hosts, machine_sync, machines, named, networks, reservations, seed, users
 from region.db.machines import MachineQuery
 from region.db.pool import run_sync, statement_thd
 from region.services import machines as machine_service
@@ -224,10 +224,10 @@ def test_kept_host_totals_equal_the_aggregate_after_compose_delete_and_refresh_i
         host, other = hosts.list_thd(cur)[:2]
         listed = machines.list_for_host_thd(cur, host.id)
         zone, pool = listed[0].zone_id, listed[0].pool_id
-        new, _ = machines.reserve_thd(cur, machines.NewMachine(
+        new, _ = reservations.reserve_thd(cur, machines.NewMachine(
             "kept-1", host.id, host.project, "amd64/generic", 3, 2 * MIB, [], False, [], zone, pool, None, False,
             [], [VMDisk("root", 5 * MIB, host.storage_pools[0].name), VMDisk("scratch", MIB)], []))
-        for statement in machines.finish_compose_statements(new, DiscoveredVM(
+        for statement in reservations.finish_compose_statements(new, DiscoveredVM(
                 "kept-1", host.project, "amd64/generic", "on", 3, 2 * MIB, disks=[VMDisk("root", 7 * MIB)])):
             statement_thd(cur, statement)
         # A resize and a move to another project (no region path does both; the triggers must).

@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 
 from common import tls
-from region.db import hosts, machines, migrate, named
+from region.db import hosts, machines, migrate, named, reservations
 from region.db.pool import run_sync
 from tests.conftest import region_box
 from tests.fixtures.daemons import http_get
@@ -34,7 +34,7 @@ def host_with_machine(region, dsn, admin_api):
         pool = named.get_default_thd(cur, named.RESOURCE_POOLS)
         host = hosts.create_thd(cur, box, hosts.NewHost("lxd1", "lxd", "10.0.0.1:8443", "vmyard", "CERT", "KEY",
                                                         zone["id"], pool.id, [], 1.0, 1.0, None))
-        machines.reserve_thd(cur, machines.NewMachine(
+        reservations.reserve_thd(cur, machines.NewMachine(
             "vm1", host.id, "vmyard", "amd64/generic", 1, 1024**3, [], False, [], zone["id"], pool.id, None,
             False, [], [], []))
         cur.execute("UPDATE machines SET status = 'ready' WHERE hostname = 'vm1' RETURNING system_id")

@@ -166,3 +166,63 @@ async def test_allocate_composes_a_dynamic_vm_that_release_decomposes(service_re
     released = await ownership.release(alice, second.system_id)
     assert released.decomposed and released.views.machines[0].machine.status == "allocated"
     assert _status(dsn, second.hostname) is None
+
+
+def _threaded_transactions(service_region, monkeypatch) -> list[str]:
+    """The names of the functions run in a thread's transaction from now on."""
+    ran: list[str] = []
+    run = service_region.db.run
+
+    async def spied(fn_thd, *args, **kwargs):
+        ran.append(fn_thd.__name__)
+        return await run(fn_thd, *args, **kwargs)
+
+    monkeypatch.setattr(service_region.db, "run", spied)
+    return ran
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_plain_compose_places_on_the_reactor_and_commits_before_the_rack(service_region, rack, tmp_path,
+                                                                                 monkeypatch):
+    dsn = service_region.dsn
+    host_id = make_ready_host(dsn, tmp_path, cores=4, cpu_ratio=1.0)
+    threaded = _threaded_transactions(service_region, monkeypatch)
+    seen: list[str | None] = []
+    rack.during = lambda request: seen.append(_status(dsn, request.instance_name))
+    admin = service_region.as_user("admin")
+    machine = await compose.compose(admin, str(host_id), ComposeFields(cores="2", storage="root:5,data:3"))
+    assert threaded == []  # no thread: lock, read, insert, commit and read back from the reactor
+    assert seen == ["composing"]
+    assert machine.hostname.startswith("vm-") and (machine.status, machine.cpu_count) == ("ready", 2)
+    assert [(d.name, d.size) for d in machine.disks] == [("root", 5 * 10**9), ("data", 3 * 10**9)]
+    assert machine == run_sync(dsn, machines.get_thd, machine.system_id)
+    assert service_region.db._transactions.busy == 0
+    named = await compose.compose(admin, str(host_id), ComposeFields(hostname="web"))
+    assert named.hostname == "web" and threaded == ["reserve_and_target_thd"]  # a lookup: in a thread
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_the_reactor_a_taken_system_id_is_drawn_again(service_region, rack, tmp_path, monkeypatch):
+    host_id = make_ready_host(service_region.dsn, tmp_path, cores=4, cpu_ratio=1.0)
+    ctx = service_region.as_user("admin")
+    first = await compose.compose(ctx, str(host_id), ComposeFields())
+    draws = iter([first.system_id, "zzzzzz"])
+    monkeypatch.setattr(compose, "new_system_id", lambda: next(draws))
+    second = await compose.compose(ctx, str(host_id), ComposeFields())
+    assert second.system_id == "zzzzzz" and second.status == "ready"
+    assert sorted(m.system_id for m in run_sync(service_region.dsn, machines.list_thd)) == sorted(
+        [first.system_id, "zzzzzz"])
+    assert service_region.db._transactions.busy == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_the_reactor_no_room_rolls_back_and_keeps_the_connection(service_region, rack, tmp_path):
+    host_id = make_ready_host(service_region.dsn, tmp_path, cores=2, cpu_ratio=1.0)
+    ctx = service_region.as_user("admin")
+    await compose.compose(ctx, str(host_id), ComposeFields(cores="2"))
+    opened = service_region.db._transactions._open
+    for _ in range(3):
+        with pytest.raises(Conflict, match="needs 1 cores, host has 0 free"):
+            await compose.compose(ctx, str(host_id), ComposeFields(cores="1"))
+    assert service_region.db._transactions._open == opened and service_region.db._transactions.busy == 0
+    assert len(run_sync(service_region.dsn, machines.list_thd)) == 1

@@ -14,15 +14,22 @@ decoded in C.
 `AsyncStatements` keeps up to `max_connections` such connections, opens them on demand in a
 thread (libpq may resolve a host name, and may move to another socket while it connects),
 queues work when all are busy, and drops a connection that failed; the next use opens a new one.
+A caller cancelled while its statements run drops the connection too (closing it ends them).
+
+`AsyncStatements.transaction` keeps one connection for a transaction of a few query strings
+with Python between them (a compose's placement: lock and read, place, insert, commit): BEGIN
+travels with the first string and COMMIT with the last, so a transaction costs its round trips
+and no thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import time
 from collections import deque
-from typing import Any
+from typing import Any, AsyncIterator
 
 import psycopg2
 import psycopg2.extensions as ext
@@ -56,9 +63,16 @@ class _Connection:
 
     def until_ready(self) -> defer.Deferred:
         """Fires when the query string just sent is done."""
-        d = self._waiting = defer.Deferred()
+        d = self._waiting = defer.Deferred(self._cancelled)
         self._poll()  # may fire `d` at once
         return d
+
+    def _cancelled(self, d: defer.Deferred) -> None:
+        # The string is still running, or its result unread: nothing more can be sent on this
+        # connection, so it is closed when given back (PostgreSQL then ends what it runs).
+        self.broken = True
+        self._stop_watching()
+        self._waiting = None
 
     def execute(self, statements: list[tuple[Any, Any]]) -> defer.Deferred:
         """(rows or None, rowcount) of the last of `statements` ((sql or Prepared, args) each),
@@ -185,8 +199,55 @@ def _connected(dsn: str, factory: type, timeout: float = CONNECT_TIMEOUT):
     return conn
 
 
+class ReactorTransaction:
+    """One transaction on one asynchronous connection (`AsyncStatements.transaction`)."""
+
+    def __init__(self, conn: _Connection, begin: bytes) -> None:
+        self._conn = conn
+        self._begin = begin
+        self.begun = False
+        self.finished = False
+        self.count = 0  # statements sent
+
+    async def execute(self, statements: list[tuple[Any, Any]]) -> tuple[list[tuple] | None, int]:
+        """(rows, rowcount) of the last of `statements`, sent in one query string."""
+        return await self._send(statements, [])
+
+    async def commit(self, statements: list[tuple[Any, Any]] = (), then: list[tuple[Any, Any]] = ()
+                     ) -> tuple[list[tuple] | None, int]:
+        """`statements` and COMMIT in one query string, followed by `then` (each its own
+        transaction afterwards); (rows, rowcount) of the last statement sent (None: COMMIT's)."""
+        result = await self._send(list(statements), [(b"COMMIT", None)], list(then))
+        self.finished = True
+        return result
+
+    async def _send(self, statements: list, *after: list) -> tuple[list[tuple] | None, int]:
+        if self.finished or self._conn.broken:
+            raise psycopg2.InterfaceError("the transaction is over")
+        lead = [] if self.begun else [(self._begin, None)]
+        self.begun = True
+        self.count += len(statements) + sum(len(a) for a in after[1:])
+        try:
+            return await self._conn.execute([*lead, *statements, *(s for a in after for s in a)])
+        except BaseException:
+            # Failed inside the transaction, or lost: whatever it left is not repaired here
+            # (failures are rare); the connection is closed, and PostgreSQL rolls back.
+            self._conn.broken = True
+            raise
+
+    async def _abandon(self) -> None:
+        """ROLLBACK what is still open (a refusal decided between two strings)."""
+        if self.begun and not self.finished and not self._conn.broken:
+            self.finished = True
+            try:
+                await self._conn.execute([(b"ROLLBACK", None)])
+            except BaseException:
+                self._conn.broken = True
+
+
 class AsyncStatements:
-    """Up to `max_connections` asynchronous connections; `execute` sends one query string."""
+    """Up to `max_connections` asynchronous connections; `execute` sends one query string,
+    `transaction` keeps a connection for several."""
 
     def __init__(self, dsn: str, reactor, max_connections: int = 4,
                  connection_factory: type = PreparingConnection) -> None:
@@ -210,6 +271,20 @@ class AsyncStatements:
             raise
         self._give_back(conn)
         return result
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, begin: bytes) -> AsyncIterator[ReactorTransaction]:
+        """A transaction opened by `begin` with its first string; what is neither committed nor
+        failed when the block ends is rolled back."""
+        conn = await self._take()
+        tx = ReactorTransaction(conn, begin)
+        try:
+            yield tx
+        finally:
+            try:
+                await tx._abandon()
+            finally:
+                self._give_back(conn)
 
     def close(self) -> None:
         self._closed = True

@@ -7,12 +7,14 @@ under `vm-host-key:<id>`; the row only names it.
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import attrs
 import psycopg2.errors
 
 from region.db import host_load, secrets
 from region.db.errors import FieldError, NotFound
+from region.db.pool import Statement, statement_thd
 from region.db.prepared import Prepared
 from region.secretbox import SecretBox
 
@@ -150,9 +152,9 @@ class LockedHost:
     load: host_load.HostLoad  # read once the lock was ours
 
 
-def lock_for_placement_thd(cur, host_id: int | str) -> LockedHost:
-    """Lock the host row for a placement and read the host and what its VMs hold.  Must open
-    the transaction.
+def lock_for_placement_statements(host_id: int | str) -> list[Statement[Any]]:
+    """Lock the host row for a placement and read the host and what its VMs hold; the last
+    statement's result is the LockedHost.  Must open the transaction.
 
     READ COMMITTED + the row lock: once the lock is ours, every later statement sees the
     reservations committed before it (a REPEATABLE READ snapshot would predate the wait; so
@@ -160,14 +162,23 @@ def lock_for_placement_thd(cur, host_id: int | str) -> LockedHost:
     isolation level, the lock and the read travel in one round trip.
     """
     host_id = _host_id(host_id)
-    cur.execute_later("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-    cur.execute_later(_LOCK, (host_id,))
-    cur.execute(_FOR_PLACEMENT, (host_id,))
-    row = cur.fetchone()
-    if row is None:
-        raise NotFound("VM host")
-    *host, key, numa, vms = row
-    return LockedHost(_host(host), key, host_load.load_of(numa, vms))
+
+    def locked(rows: list[tuple] | None) -> LockedHost:
+        if not rows:
+            raise NotFound("VM host")
+        *host, key, numa, vms = rows[0]
+        return LockedHost(_host(host), key, host_load.load_of(numa, vms))
+
+    return [Statement("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", None), Statement(_LOCK, (host_id,)),
+            Statement(_FOR_PLACEMENT, (host_id,), locked)]
+
+
+def lock_for_placement_thd(cur, host_id: int | str) -> LockedHost:
+    """`lock_for_placement_statements` in a transaction run in a thread."""
+    *first, read = lock_for_placement_statements(host_id)
+    for statement in first:
+        cur.execute_later(statement.sql, statement.args)
+    return statement_thd(cur, read)
 
 
 def certificate_by_name_thd(cur, name: str) -> str | None:

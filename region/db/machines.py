@@ -9,13 +9,11 @@ origin 'composed'.  Memory is stored in bytes; the API shows MiB.
 from __future__ import annotations
 
 import datetime
-from typing import Any
 
 import attrs
 
-from common.models import VIRTUAL_MACHINE, DiscoveredVM, VMDisk
-from common.tls import new_system_id
-from region.db.errors import FieldError, NotFound
+from common.models import VIRTUAL_MACHINE, VMDisk
+from region.db.errors import NotFound
 from region.db.interfaces import InterfaceLink
 from region.db.pool import Statement
 from region.db.prepared import Prepared
@@ -284,112 +282,7 @@ def hostname_taken_message(hostname: str) -> str:
     return f'Node with hostname "{hostname}" already exists.'
 
 
-RESERVE_ATTEMPTS = 8  # fresh random names after a clash; six random characters make even a second rare
-
-
 NIC_COLUMNS = "id, name, mac, attach_type, attach_name, vid, boot, vlan_id, disconnected"
-
-
-_RESERVE = Prepared(
-    "reserve_machine",
-    "WITH m AS (INSERT INTO machines (system_id, hostname, host_id, project, instance_name, origin, dynamic,"
-    " status, power_state, architecture, cpu_count, pinned_cores, memory, hugepages_backed, numa_nodes, tags,"
-    " zone_id, pool_id, owner_id, composing_region, instance_type) VALUES (%s, %s, %s, %s, %s, 'composed',"
-    " %s, 'composing', 'off', %s, %s, %s, %s, %s, %s, %s,"
-    " COALESCE(%s, (SELECT id FROM zones WHERE is_default)), %s, %s, %s, %s)"
-    f" ON CONFLICT DO NOTHING RETURNING {COLUMNS}),"
-    " d AS (INSERT INTO machine_disks (machine_id, name, size, storage_pool)"
-    "       SELECT m.id, v.* FROM m, unnest(%s::text[], %s::bigint[], %s::text[]) AS v"
-    "       RETURNING id, name, size, storage_pool)"
-    " SELECT m.*, COALESCE((SELECT json_agg(json_build_array(d.id, d.name, d.size, d.storage_pool)"
-    "                                       ORDER BY d.id) FROM d), '[]'::json) FROM m")
-
-
-def reserve_thd(cur, new: NewMachine) -> tuple[Machine, dict[str, int]]:
-    """Insert the machine as 'composing' so it counts at once; returns it and its NIC ids by name.
-
-    The machine and its disks are one statement, the NICs another (arrays in, rows returned): nothing
-    is read back.  The random system id (and the hostname `vm-<random>` when `new.hostname` is None) is not looked
-    up first: a clash inserts nothing and fresh ones are drawn.  A given hostname that clashes
-    with a machine's hostname, or with an instance of that name in the host's project, is a
-    FieldError on "hostname".
-    """
-    for _ in range(RESERVE_ATTEMPTS):
-        hostname = new.hostname or f"vm-{new_system_id()}"
-        cur.execute(
-            _RESERVE,
-            (new_system_id(), hostname, new.host_id, new.project, hostname, new.dynamic,
-             new.architecture, new.cpu_count, new.pinned_cores, new.memory, new.hugepages_backed, new.numa_nodes,
-             new.tags, new.zone_id, new.pool_id, new.owner_id, new.composing_region, new.instance_type,
-             [d.name for d in new.disks], [d.size for d in new.disks], [d.pool for d in new.disks]),
-        )
-        row = cur.fetchone()
-        if row is not None:
-            break
-        if new.hostname is not None:
-            _check_name_free_thd(cur, new)
-    else:
-        raise RuntimeError(f"no free system id and hostname after {RESERVE_ATTEMPTS} random draws")
-    *row, disk_rows = row
-    machine_id = row[0]
-    disks = [MachineDisk(*d) for d in disk_rows]
-    nics: list[MachineNic] = []
-    if new.nics:
-        cur.execute("INSERT INTO machine_interfaces (machine_id, name, attach_type, attach_name, vid, boot)"
-                    " SELECT %s, name, attach_type, attach_name, vid, n = 1"
-                    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[]) WITH ORDINALITY"
-                    " AS a(name, attach_type, attach_name, vid, n) ORDER BY n"
-                    f" RETURNING {NIC_COLUMNS}",
-                    (machine_id, [n.name for n in new.nics], [n.attach_type for n in new.nics],
-                     [n.attach_name for n in new.nics], [n.vid for n in new.nics]))
-        nics = sorted((MachineNic(*r) for r in cur.fetchall()), key=lambda n: n.id)
-    machine = Machine(*row, disks=disks, interfaces=nics)
-    return machine, {nic.name: nic.id for nic in nics}
-
-
-def _check_name_free_thd(cur, new: NewMachine) -> None:
-    """FieldError when the given hostname names a machine, or an instance in the host's project."""
-    if hostname_taken_thd(cur, new.hostname):
-        raise FieldError("hostname", hostname_taken_message(new.hostname))
-    cur.execute("SELECT 1 FROM machines WHERE host_id = %s AND project = %s AND instance_name = %s",
-                (new.host_id, new.project, new.hostname))
-    if cur.fetchone() is not None:
-        raise FieldError("hostname", f"An instance named {new.hostname} is already recorded in project "
-                                     f"{new.project} of this VM host.")
-
-
-_FINISH_COMPOSE = Prepared(
-    "finish_compose",
-    f"UPDATE machines SET status = 'ready', power_state = %s, updated = now() WHERE id = %s RETURNING {COLUMNS}")
-
-
-def finish_compose_statements(reserved: Machine, vm: DiscoveredVM) -> list[Statement[Any]]:
-    """The VM exists: the statements that record what the host made of `reserved` (MACs, disk
-    sizes, power state); the last one's result is the machine, its NICs not read back.
-
-    Only what the host changed is written; the disks are the reserved ones with the sizes reported.
-    """
-    changes: list[Statement[Any]] = []
-    if vm.interfaces:
-        changes.append(Statement(
-            "UPDATE machine_interfaces i SET mac = v.mac FROM unnest(%s::text[], %s::text[]) AS v(name, mac)"
-            " WHERE i.machine_id = %s AND i.name = v.name",
-            ([n.name for n in vm.interfaces], [n.mac for n in vm.interfaces], reserved.id)))
-    reported = {d.name: d.size for d in vm.disks}
-    resized = [(d.name, reported[d.name]) for d in reserved.disks if reported.get(d.name, d.size) != d.size]
-    if resized:
-        changes.append(Statement(
-            "UPDATE machine_disks d SET size = v.size FROM unnest(%s::text[], %s::bigint[]) AS v(name, size)"
-            " WHERE d.machine_id = %s AND d.name = v.name",
-            ([name for name, _ in resized], [size for _, size in resized], reserved.id)))
-    disks = [attrs.evolve(d, size=reported.get(d.name, d.size)) for d in reserved.disks]
-
-    def finished(rows: list[tuple] | None) -> Machine:
-        if not rows:
-            raise NotFound("Machine")  # deleted while its VM was being made
-        return Machine(*rows[0], disks=disks, interfaces=[])
-
-    return [*changes, Statement(_FINISH_COMPOSE, (vm.power_state, reserved.id), finished)]
 
 
 def with_nics_thd(cur, machine: Machine) -> Machine:

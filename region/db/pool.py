@@ -16,10 +16,11 @@ sent with `cur.execute_later`: it travels with the next statement, or with the C
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import random
 import time
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, AsyncIterator, Callable, Generic, TypeVar
 
 import attrs
 import psycopg2
@@ -30,7 +31,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from region.db import prepared
-from region.db.async_pg import AsyncStatements
+from region.db.async_pg import AsyncStatements, ReactorTransaction
 from region.db.prepared import Prepared
 
 log = Logger()
@@ -158,6 +159,25 @@ class Statement(Generic[T]):
     parse: Callable[[list[tuple] | None], T] = lambda rows: None  # the rows (None: it returns none) -> the result
 
 
+class Transaction:
+    """`Database.transaction`'s handle: `Statement`s in, their parsed results out."""
+
+    def __init__(self, tx: ReactorTransaction) -> None:
+        self._tx = tx
+
+    async def statements(self, *statements: Statement[Any]) -> Any:
+        """Statements in one round trip; the last one's result."""
+        rows, _ = await self._tx.execute([(s.sql, s.args) for s in statements])
+        return statements[-1].parse(rows)
+
+    async def commit(self, *writes: Statement[Any], then: Statement[T] | None = None) -> T | None:
+        """`writes` and COMMIT in one round trip, and `then` after it (its own transaction: it
+        sees what was committed); `then`'s result."""
+        rows, _ = await self._tx.commit([(s.sql, s.args) for s in writes],
+                                        [(then.sql, then.args)] if then is not None else [])
+        return then.parse(rows) if then is not None else None
+
+
 def statement_thd(cur, statement: Statement[T]) -> T:
     cur.execute(statement.sql, statement.args)
     return statement.parse(cur.fetchall() if cur.description is not None else None)
@@ -183,6 +203,10 @@ class Database:
         # Opened on first use: a pool that never sends a single statement opens none.
         self._statements = AsyncStatements(dsn, reactor, max_connections=statement_connections,
                                            connection_factory=factory)
+        # Apart from the statements' connections: a transaction may wait for a lock, and a
+        # request's token check must not queue behind that.
+        self._transactions = AsyncStatements(dsn, reactor, max_connections=max_connections,
+                                             connection_factory=factory)
         self._pool = adbapi.ConnectionPool(
             "psycopg2",
             dsn,
@@ -200,6 +224,7 @@ class Database:
 
     def close(self) -> None:
         self._statements.close()
+        self._transactions.close()
         self._pool.close()
 
     async def run(self, fn_thd: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -242,6 +267,19 @@ class Database:
                     raise
                 await task.deferLater(self._reactor, next(delays), lambda: None)
         raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A transaction whose statements are sent from the reactor, a query string at a time,
+        with Python between them and no thread (region/db/async_pg.py): for a few statements
+        whose results are a few rows.  Not retried: for work that takes its locks first."""
+        counter = query_counter.get()
+        async with self._transactions.transaction(BEGIN) as tx:
+            try:
+                yield Transaction(tx)
+            finally:
+                if counter is not None:
+                    counter[0] += tx.count
 
     def pool_stats(self) -> PoolStats:
         threads = self._pool.threadpool

@@ -1,10 +1,12 @@
 """Composing and decomposing VMs (and LXD containers): exact accounting under concurrency, no orphans.
 
-1. One transaction locks the host row (`hosts.lock_for_placement_thd`), places the
+1. One transaction locks the host row (`hosts.lock_for_placement_statements`), places the
    VM over the host's recorded capacity and every VM already there (including those
    still being composed), allocates any static IPs, and inserts the machine as
    'composing'.  Concurrent composes on one host therefore queue on the lock and each
-   sees the others' reservations: none can overfill the host.
+   sees the others' reservations: none can overfill the host.  An ask that names no zone,
+   pool, hostname or networks (the common one) needs no other lookup: its transaction is
+   two round trips sent from the reactor; any other runs in a thread with its lookups.
 2. A rack creates the VM (`ComposeVM`); the driver removes what it created if it fails.
    The request carries the machine's system id as an idempotency key, so a call lost
    with its rack is retried through another rack without making a second VM.
@@ -18,12 +20,15 @@
 from __future__ import annotations
 
 import attrs
+import psycopg2.errors
 from twisted.logger import Logger
 
 from common import hosterrors
 from common.models import CONTAINER, ComposeRequest, HostTarget, RequestedDisk, RequestedNic, VMDisk
+from common.tls import new_system_id
 from region import placement
-from region.db import hosts, machines, named, networks
+from region.db import hosts, machines, named, networks, reservations
+from region.db.errors import NotFound
 from region.netconstraints import ConstraintError, attach_type, resolve
 from region.rpc import NoRackConnected
 from region.services import faults
@@ -89,13 +94,9 @@ def reserve_locked_thd(cur, locked: hosts.LockedHost, ask: ComposeAsk, owner_id:
                        region_id: str | None = None) -> tuple[machines.Machine, ComposeRequest]:
     """`reserve_thd` on a host this transaction has locked (`hosts.lock_for_placement_thd`)."""
     host = locked.host
-    if host.state != "ready":
-        raise HostNotReady(f"VM host {host.name} is not ready ({host.state}): {host.state_message}")
+    _check_ready(host)
     zone_id, pool_id = _zone_pool_thd(cur, ask, host)
     _check_hostname_thd(cur, ask)
-    capacity, allocations = capacity_of(host, locked.load)
-    request = placement.Request(cores=ask.cores, memory=ask.memory, pinned=ask.pinned_cores,
-                                hugepages_backed=ask.hugepages_backed, disks=disk_requests(ask.storage, host))
     try:
         ifaces = networks.host_interface_networks_thd(cur, host.id) if ask.interfaces else []
         resolved = resolve(list(ask.interfaces), ifaces, host.name,
@@ -103,34 +104,91 @@ def reserve_locked_thd(cur, locked: hosts.LockedHost, ask: ComposeAsk, owner_id:
     except ConstraintError as e:
         raise FieldError("interfaces", str(e)) from None
     nics = [machines.NewNic(r.ask.ifname, attach_type(r.iface), r.iface.name, 0, r.iface.id) for r in resolved]
-    try:
-        placed = placement.place(capacity, allocations, request)
-        shortfalls = _sriov_shortfalls_thd(cur, host, nics, ifaces)
-    except placement.InvalidRequest as e:
-        raise FieldError(e.field, str(e)) from None
-    except placement.DoesNotFit as e:
-        placed, shortfalls = None, list(e.shortfalls) + _sriov_shortfalls_thd(cur, host, nics, ifaces)
-    if shortfalls:
-        raise Conflict(f"VM host {host.name} cannot fit this VM: " + "; ".join(shortfalls) + ".")
-    disks = [VMDisk(s.label, s.size, pool) for s, pool in zip(ask.storage, placed.disk_pools)]
-    new = machines.NewMachine(
-        hostname=ask.hostname, host_id=host.id, project=host.project, architecture=ask.architecture,
-        cpu_count=ask.cores, memory=ask.memory, pinned_cores=list(placed.pinned),
-        hugepages_backed=ask.hugepages_backed, numa_nodes=list(placed.numa_nodes), zone_id=zone_id,
-        pool_id=pool_id, owner_id=owner_id, dynamic=dynamic, tags=list(host.tags), disks=disks, nics=nics,
-        composing_region=region_id, instance_type=ask.instance_type)
-    machine, nic_ids = machines.reserve_thd(cur, new)
+    placed = _placed(locked, ask, lambda: _sriov_shortfalls_thd(cur, host, nics, ifaces))
+    new = _new_machine(host, ask, placed, zone_id, pool_id, owner_id, dynamic, region_id, nics)
+    machine, nic_ids = reservations.reserve_thd(cur, new)
     for r in resolved:
         for ip in r.ask.ips:
             subnet = networks.subnet_for_ip_thd(cur, ip)
             networks.allocate_ip_thd(cur, subnet.id, ip, nic_ids[r.ask.ifname])
-    compose_request = ComposeRequest(
+    return machine, _compose_request(machine, ask, placed, new)
+
+
+def _check_ready(host: hosts.VMHost) -> None:
+    if host.state != "ready":
+        raise HostNotReady(f"VM host {host.name} is not ready ({host.state}): {host.state_message}")
+
+
+def _placed(locked: hosts.LockedHost, ask: ComposeAsk, sriov_shortfalls) -> placement.Placement:
+    """Where the VM goes on the host, over every VM recorded there; Conflict with every
+    shortfall (`sriov_shortfalls()` adds the SR-IOV ones), FieldError for what cannot be asked."""
+    host = locked.host
+    capacity, allocations = capacity_of(host, locked.load)
+    request = placement.Request(cores=ask.cores, memory=ask.memory, pinned=ask.pinned_cores,
+                                hugepages_backed=ask.hugepages_backed, disks=disk_requests(ask.storage, host))
+    try:
+        placed = placement.place(capacity, allocations, request)
+        shortfalls = sriov_shortfalls()
+    except placement.InvalidRequest as e:
+        raise FieldError(e.field, str(e)) from None
+    except placement.DoesNotFit as e:
+        placed, shortfalls = None, list(e.shortfalls) + sriov_shortfalls()
+    if shortfalls:
+        raise Conflict(f"VM host {host.name} cannot fit this VM: " + "; ".join(shortfalls) + ".")
+    return placed
+
+
+def _new_machine(host: hosts.VMHost, ask: ComposeAsk, placed: placement.Placement, zone_id: int | None,
+                 pool_id: int | None, owner_id: int | None, dynamic: bool, region_id: str | None,
+                 nics: list[machines.NewNic]) -> machines.NewMachine:
+    return machines.NewMachine(
+        hostname=ask.hostname, host_id=host.id, project=host.project, architecture=ask.architecture,
+        cpu_count=ask.cores, memory=ask.memory, pinned_cores=list(placed.pinned),
+        hugepages_backed=ask.hugepages_backed, numa_nodes=list(placed.numa_nodes), zone_id=zone_id,
+        pool_id=pool_id, owner_id=owner_id, dynamic=dynamic, tags=list(host.tags),
+        disks=[VMDisk(s.label, s.size, pool) for s, pool in zip(ask.storage, placed.disk_pools)], nics=nics,
+        composing_region=region_id, instance_type=ask.instance_type)
+
+
+def _compose_request(machine: machines.Machine, ask: ComposeAsk, placed: placement.Placement,
+                     new: machines.NewMachine) -> ComposeRequest:
+    return ComposeRequest(
         instance_name=machine.instance_name, architecture=ask.architecture, cores=ask.cores,
         memory=ask.memory, pinned_cores=list(placed.pinned), hugepages_backed=ask.hugepages_backed,
-        disks=_requested_disks(ask, disks),
-        nics=[RequestedNic(n.name, NICTYPE[n.attach_type], n.attach_name) for n in nics],
+        disks=_requested_disks(ask, new.disks),
+        nics=[RequestedNic(n.name, NICTYPE[n.attach_type], n.attach_name) for n in new.nics],
         reservation=machine.system_id, instance_type=ask.instance_type)
-    return machine, compose_request
+
+
+def _on_reactor(ask: ComposeAsk | ComposeFields) -> bool:
+    """Whether the placement needs no lookup but the host's: then it runs on the reactor."""
+    return not (ask.interfaces or ask.zone or ask.pool or ask.hostname)
+
+
+async def _reserve_on_reactor(ctx: Context, host_id: int | str, ask: ComposeAsk | ComposeFields,
+                              owner_id: int | None, dynamic: bool
+                              ) -> tuple[machines.Machine, ComposeRequest, HostTarget]:
+    """`reserve_locked_thd` for an ask that names no zone, pool, hostname or networks, in a
+    transaction sent from the reactor: lock and read the host (one round trip), place the VM,
+    then insert it, COMMIT and read it back (one more)."""
+    for _ in range(reservations.RESERVE_ATTEMPTS):
+        try:
+            async with ctx.db.transaction() as tx:
+                locked = await tx.statements(*hosts.lock_for_placement_statements(host_id))
+                checked = checked_ask(locked.host, ask) if isinstance(ask, ComposeFields) else ask
+                _check_ready(locked.host)
+                placed = _placed(locked, checked, lambda: [])
+                new = _new_machine(locked.host, checked, placed, None, locked.host.pool_id, owner_id, dynamic,
+                                   ctx.region.region_id, [])
+                system_id = new_system_id()
+                machine = await tx.commit(reservations.insert_statement(new, system_id),
+                                          then=reservations.reserved_statement(system_id))
+        except psycopg2.errors.UniqueViolation:
+            continue  # the random system id or hostname is taken: draw others
+        if machine is None:
+            raise NotFound("Machine")  # deleted as soon as it was recorded
+        return machine, _compose_request(machine, checked, placed, new), ctx.hosts.target_of(locked.host, locked.key)
+    raise RuntimeError(f"no free system id and hostname after {reservations.RESERVE_ATTEMPTS} random draws")
 
 
 def for_project(target: HostTarget, project: str) -> HostTarget:
@@ -166,7 +224,10 @@ async def compose_on_host(ctx: Context, host_id: int | str, ask: ComposeAsk | Co
         machine, request = reserve_locked_thd(cur, locked, checked, owner_id, dynamic, ctx.region.region_id)
         return machine, request, ctx.hosts.target_of(locked.host, locked.key)
 
-    machine, request, target = await ctx.db.run(reserve_and_target_thd)
+    if _on_reactor(ask):
+        machine, request, target = await _reserve_on_reactor(ctx, host_id, ask, owner_id, dynamic)
+    else:
+        machine, request, target = await ctx.db.run(reserve_and_target_thd)
     faults.compose_step(faults.AFTER_RESERVE)
     try:
         vm = await ctx.hosts.compose_vm(target, request)
@@ -179,7 +240,7 @@ async def compose_on_host(ctx: Context, host_id: int | str, ask: ComposeAsk | Co
         raise
     faults.compose_step(faults.AFTER_RACK_CREATED)
 
-    *changes, finish = machines.finish_compose_statements(machine, vm)
+    *changes, finish = reservations.finish_compose_statements(machine, vm)
     done = await ctx.db.statements(*changes, ctx.audit_statement(
         "MACHINE_COMPOSED", f"composed {machine.hostname} on VM host {machine.host_id}", "machine", machine.system_id),
         finish)
