@@ -1,4 +1,5 @@
-"""Automatic garbage collection paused while a big reply is built.
+"""Automatic garbage collection paused while a big reply is built, and a daemon's start-up
+objects kept out of later collections.
 
 Building a listing of 20,000 machines allocates millions of short-lived objects; each full
 collection they trigger walks every live object while holding the GIL, which stalls the
@@ -34,3 +35,12 @@ def gc_paused() -> Iterator[None]:
             _pauses -= 1
             if _pauses == 0 and _resume:
                 gc.enable()
+
+
+def freeze_what_start_made() -> None:
+    """Move every object alive now (modules, classes, caches filled at start) out of the
+    collector's view: they live as long as the daemon, and a full collection walking them all
+    held the reactor ~30 ms here every few hundred requests.  Later objects are collected as
+    before."""
+    gc.collect()
+    gc.freeze()

@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def run(reactor):
         from common import sdnotify
+        from common.gcpause import freeze_what_start_made
         from rack.service import RackService
         from common.foreground import run_service_until_stopped
 
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.parent_pipe:
             _stop_when_stdin_closes(reactor)
         svc.connected.addCallback(lambda _: sdnotify.notify("READY=1\nSTATUS=connected to region"))
+        svc.connected.addCallback(lambda _: freeze_what_start_made())
         return run_service_until_stopped(reactor, svc, svc.connected, svc.fatal)
 
     task.react(run)

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
                 reactor.stop()
 
         reactor.callWhenRunning(stop_if_asked)
+        svc.ready.addCallback(_freeze)
         return run_service_until_stopped(reactor, svc, svc.ready)
 
     try:
@@ -59,6 +60,13 @@ def main(argv: list[str] | None = None) -> None:
             # Stopped already unless the region failed before its cluster service ran (an
             # import error, say): the server its start spawned must not outlive us.
             cluster.stop()
+
+
+def _freeze(result):
+    from common.gcpause import freeze_what_start_made
+
+    freeze_what_start_made()
+    return result
 
 
 if __name__ == "__main__":
