@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import psycopg2
 import psycopg2.errors
@@ -27,6 +28,17 @@ def add_zone(name: str) -> Statement[int]:
     return Statement(ADD_ZONE, (name, "made by a test"), lambda rows: rows[0][0])
 
 
+@contextlib.contextmanager
+def counted():
+    """The statements counted for this unit of work (as an HTTP request's are)."""
+    counter = [0]
+    token = query_counter.set(counter)
+    try:
+        yield counter
+    finally:
+        query_counter.reset(token)
+
+
 @pytest.fixture
 def db(dsn):
     database = Database(dsn, reactor, max_connections=2, statement_connections=1)
@@ -37,12 +49,8 @@ def db(dsn):
 
 @pytest_twisted.ensureDeferred
 async def test_a_statement_answers_and_counts_once(db):
-    counter = [0]
-    token = query_counter.set(counter)
-    try:
+    with counted() as counter:
         assert await db.statement(ZONE_NAMES) == ["default"]
-    finally:
-        query_counter.reset(token)
     assert counter == [1]
 
 
@@ -228,14 +236,10 @@ async def test_a_statement_cancelled_while_it_runs_drops_its_connection(dsn):
 
 @pytest_twisted.ensureDeferred
 async def test_a_reactor_transaction_commits_and_reads_back_in_one_round_trip(db):
-    counter = [0]
-    token = query_counter.set(counter)
-    try:
+    with counted() as counter:
         async with db.transaction() as tx:
             assert await tx.statements(ZONE_NAMES) == ["default"]
             names = await tx.commit(add_zone("tx-made"), then=ZONE_NAMES)
-    finally:
-        query_counter.reset(token)
     assert names == ["default", "tx-made"]
     assert counter == [3]
     assert await db.statement(ZONE_NAMES) == ["default", "tx-made"]
