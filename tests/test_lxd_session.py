@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import pylxd
 import pytest
 import requests
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pylxd import exceptions as lxd_exc
 
@@ -332,6 +332,8 @@ _URL_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("C
 
 
 @settings(max_examples=300, deadline=None)
+@example(origin="https://127.0.0.1:8443", path="/.", params={})
+@example(origin="https://127.0.0.1:8443", path="/1.0/../x/./wait", params={"project": "p"})
 @given(origin=st.sampled_from(["https://127.0.0.1:8443", "https://[::1]:8443", "http://lxd.example",
                                "https://LXD.Example:8443", "https://user@127.0.0.1:8443"]),
        path=st.lists(st.one_of(st.from_regex(r"[A-Za-z0-9._~\-]{0,10}", fullmatch=True), _URL_TEXT),

@@ -127,8 +127,8 @@ def _params_key(params: object) -> tuple[tuple[str, str | int], ...] | None:
 
 
 # An absolute http(s) URL whose every character requests' URL preparation leaves as it is (no
-# user info, query, fragment or percent sign; unreserved characters in the path), as pylxd
-# builds LXD's (`/1.0/operations/<uuid>/wait` is a new URL for every operation).
+# user info, query, fragment or percent sign; unreserved characters in the path, no "." or ".."
+# segment), as pylxd builds LXD's (`/1.0/operations/<uuid>/wait` is a new URL for every operation).
 _PLAIN_URL = re.compile(r"(https?://[A-Za-z0-9.\-]+(?::[0-9]+)?|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]+)?)"
                         r"(/[A-Za-z0-9._~/\-]*)")
 
@@ -138,10 +138,15 @@ def _prepared_url(url: str, params: tuple[tuple[str, str | int], ...]) -> str:
     requests writes unchanged, the URL itself and the parameters' query string (each worked out
     by requests once); otherwise requests' own preparation (remembered per URL)."""
     plain = _PLAIN_URL.fullmatch(url)
-    if plain is None or not _origin_kept(plain.group(1)):
+    if plain is None or not _origin_kept(plain.group(1)) or _has_dot_segment(plain.group(2)):
         return _requests_url(url, params)
     query = _query(params)
     return f"{url}?{query}" if query else url
+
+
+def _has_dot_segment(path: str) -> bool:
+    """A "." or ".." segment, which requests (urllib3) resolves away."""
+    return "/." in path and any(segment in (".", "..") for segment in path.split("/"))
 
 
 @functools.lru_cache(maxsize=256)
