@@ -211,24 +211,24 @@ class ReactorTransaction:
 
     async def execute(self, statements: list[tuple[Any, Any]]) -> tuple[list[tuple] | None, int]:
         """(rows, rowcount) of the last of `statements`, sent in one query string."""
-        return await self._send(statements, [])
+        return await self._send(statements, len(statements))
 
     async def commit(self, statements: list[tuple[Any, Any]] = (), then: list[tuple[Any, Any]] = ()
                      ) -> tuple[list[tuple] | None, int]:
         """`statements` and COMMIT in one query string, followed by `then` (each its own
         transaction afterwards); (rows, rowcount) of the last statement sent (None: COMMIT's)."""
-        result = await self._send(list(statements), [(b"COMMIT", None)], list(then))
+        result = await self._send([*statements, (b"COMMIT", None), *then], len(statements) + len(then))
         self.finished = True
         return result
 
-    async def _send(self, statements: list, *after: list) -> tuple[list[tuple] | None, int]:
+    async def _send(self, statements: list[tuple[Any, Any]], counted: int) -> tuple[list[tuple] | None, int]:
         if self.finished or self._conn.broken:
             raise psycopg2.InterfaceError("the transaction is over")
         lead = [] if self.begun else [(self._begin, None)]
         self.begun = True
-        self.count += len(statements) + sum(len(a) for a in after[1:])
+        self.count += counted
         try:
-            return await self._conn.execute([*lead, *statements, *(s for a in after for s in a)])
+            return await self._conn.execute([*lead, *statements])
         except BaseException:
             # Failed inside the transaction, or lost: whatever it left is not repaired here
             # (failures are rare); the connection is closed, and PostgreSQL rolls back.
