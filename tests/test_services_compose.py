@@ -226,3 +226,26 @@ async def test_on_the_reactor_no_room_rolls_back_and_keeps_the_connection(servic
             await compose.compose(ctx, str(host_id), ComposeFields(cores="1"))
     assert service_region.db._transactions._open == opened and service_region.db._transactions.busy == 0
     assert len(run_sync(service_region.dsn, machines.list_thd)) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_the_reactor_a_deadlock_is_tried_again(service_region, rack, tmp_path, monkeypatch):
+    """PostgreSQL aborts one side of a deadlock (SQLSTATE 40P01): the placement starts again."""
+    from region.db import reservations
+    from region.db.pool import Statement
+
+    host_id = make_ready_host(service_region.dsn, tmp_path, cores=4, cpu_ratio=1.0)
+    real = reservations.insert_statement
+    calls = []
+
+    def deadlocked_once(new, system_id):
+        calls.append(system_id)
+        if len(calls) == 1:
+            return Statement("DO $$ BEGIN RAISE EXCEPTION 'deadlock' USING ERRCODE = 'deadlock_detected'; END $$",
+                             None)
+        return real(new, system_id)
+
+    monkeypatch.setattr(reservations, "insert_statement", deadlocked_once)
+    made = await compose.compose(service_region.as_user("admin"), str(host_id), ComposeFields())
+    assert len(calls) == 2 and made.system_id == calls[1] and made.status == "ready"
+    assert [m.system_id for m in run_sync(service_region.dsn, machines.list_thd)] == [made.system_id]

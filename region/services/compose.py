@@ -29,6 +29,7 @@ from common.tls import new_system_id
 from region import placement
 from region.db import hosts, machines, named, networks, reservations
 from region.db.errors import NotFound
+from region.db.pool import RETRYABLE
 from region.netconstraints import ConstraintError, attach_type, resolve
 from region.rpc import NoRackConnected
 from region.services import faults
@@ -185,6 +186,8 @@ async def _reserve_on_reactor(ctx: Context, host_id: int | str, ask: ComposeAsk 
                                           then=reservations.reserved_statement(system_id))
         except psycopg2.errors.UniqueViolation:
             continue  # the random system id or hostname is taken: draw others
+        except RETRYABLE:
+            continue  # a deadlock with a concurrent writer (PostgreSQL aborted this one): again
         if machine is None:
             raise NotFound("Machine")  # deleted as soon as it was recorded
         return machine, _compose_request(machine, checked, placed, new), ctx.hosts.target_of(locked.host, locked.key)
