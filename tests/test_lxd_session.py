@@ -359,3 +359,26 @@ def test_remembered_headers_are_requests_own_and_never_shared():
     assert "X-Extra" not in first.headers  # each request has its own copy
     with pytest.raises(requests.exceptions.InvalidHeader):
         session._prepared("GET", "https://127.0.0.1:8443/1.0", {"headers": {"X-Bad": "a\nb"}})
+
+
+def test_a_request_with_a_body_leaves_as_one_segment(tiny_https, monkeypatch):
+    """http.client writes headers and body apart; both go out corked, and the socket is uncorked
+    after, so nothing later waits for the kernel's 200 ms cork timer."""
+    import http.client
+
+    corked_during_send: list[tuple[bytes, int]] = []
+    real_send = http.client.HTTPConnection.send
+
+    def send(self, data):
+        corked_during_send.append((bytes(data[:4]), self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK)))
+        return real_send(self, data)
+
+    monkeypatch.setattr(http.client.HTTPConnection, "send", send)
+    server = tiny_https()  # reads no body: one request a connection here
+    with pinned_session(server.fingerprint) as session:
+        assert session.post(f"{server.url}/1.0/instances", json={"name": "x"}, timeout=5).status_code == 200
+        kept = next(iter(session._kept.values()))
+        assert kept._conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK) == 0
+    with pinned_session(server.fingerprint) as session:
+        assert session.get(f"{server.url}/1.0", timeout=5).status_code == 200
+    assert corked_during_send == [(b"POST", 1), (b'{"na', 1), (b"GET ", 0)]

@@ -13,12 +13,13 @@ connection.  The answer is a whole `requests.Response`.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import socket
 import ssl
 import threading
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import requests
 import urllib3
@@ -128,7 +129,8 @@ class KeptConnection:
         conn.sock.settimeout(read_timeout)
         conn.answered = False
         try:
-            conn.request(request.method, request.path_url, request.body, request.headers)
+            with _one_segment(conn.sock, request.body is not None):
+                conn.request(request.method, request.path_url, request.body, request.headers)
             answer = conn.getresponse()
             return answer, answer.read()
         except TimeoutError as e:
@@ -167,6 +169,25 @@ class KeptConnection:
         if "set-cookie" in headers:
             extract_cookies_to_jar(response.cookies, request, answer)
         return response
+
+
+@contextlib.contextmanager
+def _one_segment(sock: ssl.SSLSocket, corked: bool) -> Iterator[None]:
+    """http.client writes a request's headers and its body apart: on their own, the first
+    write wakes LXD, which takes the CPU from this thread until it has read the headers and
+    waits for the body (~1 ms a POST on a 2-core machine).  Corked, both leave as one segment."""
+    if not corked or _TCP_CORK is None:
+        yield
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # a connection that failed meanwhile is closed anyway
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
+
+
+_TCP_CORK = getattr(socket, "TCP_CORK", None)  # Linux
 
 
 def split_timeout(timeout: Timeout) -> tuple[float | None, float | None]:
