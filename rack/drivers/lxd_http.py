@@ -8,7 +8,8 @@ sent; timeouts are (connect, read) as requests takes them; failures are requests
 (ConnectTimeout, ReadTimeout, SSLError, ConnectionError), which LXDDriver._translated maps; a
 kept connection the server closed while idle is noticed before reuse, as urllib3 does, or, when
 it fails on send or before the first byte of the answer, the request goes once more on a fresh
-connection.  The answer is a whole `requests.Response`.
+connection.  The answer is a whole `requests.Response`.  A request with a body leaves as one
+TCP segment (corked while http.client writes its headers and its body).
 """
 
 from __future__ import annotations
