@@ -28,8 +28,7 @@ class HostReach:
 
 _MACHINE_AND_REACH = Prepared(
     "machine_and_reach",
-    f"SELECT {_MACHINE_COLUMNS}, COALESCE((SELECT json_agg(json_build_array(d.id, d.name, d.size, d.storage_pool)"
-    "  ORDER BY d.id) FROM machine_disks d WHERE d.machine_id = m.id), '[]'::json),"
+    f"SELECT {_MACHINE_COLUMNS}, {machines.disks_json()},"
     " h.type, h.power_address, h.project, h.certificate, h.server_fingerprint, s.value"
     " FROM machines m JOIN vm_hosts h ON h.id = m.host_id LEFT JOIN secrets s ON s.name = h.key_secret"
     " WHERE m.system_id = %s")
@@ -43,7 +42,7 @@ def machine_and_reach_statement(box: SecretBox, system_id: str) -> Statement[tup
         if not rows:
             raise NotFound("Machine")
         *machine, disks, host_type, address, project, certificate, fingerprint, secret = rows[0]
-        return (machines.Machine(*machine, disks=[machines.MachineDisk(*d) for d in disks]),
+        return (machines.Machine(*machine, disks=machines.disks_from(disks)),
                 HostReach(host_type, address, project, certificate, fingerprint,
                           None if secret is None else box.decrypt(secret)))
 

@@ -82,6 +82,17 @@ COLUMNS = (
 )
 
 
+def disks_json(source: str = "machine_disks d WHERE d.machine_id = m.id") -> str:
+    """A machine's disks as one JSON column, [[id, name, size, pool], ...] by id, read from
+    `source` (rows aliased d); `disks_from` turns it back into MachineDisks."""
+    return ("COALESCE((SELECT json_agg(json_build_array(d.id, d.name, d.size, d.storage_pool) ORDER BY d.id)"
+            f" FROM {source}), '[]'::json)")
+
+
+def disks_from(rows: list) -> list[MachineDisk]:
+    return [MachineDisk(*d) for d in rows]
+
+
 FETCH_BATCH = 2000  # rows per fetch: converting rows holds the GIL, so a big result comes in parts
 
 

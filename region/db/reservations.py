@@ -16,7 +16,7 @@ import attrs
 from common.models import DiscoveredVM
 from common.tls import new_system_id
 from region.db.errors import FieldError, NotFound
-from region.db.machines import (COLUMNS, NIC_COLUMNS, Machine, MachineDisk, MachineNic, NewMachine,
+from region.db.machines import (COLUMNS, NIC_COLUMNS, Machine, MachineNic, NewMachine, disks_from, disks_json,
                                 hostname_taken_message, hostname_taken_thd)
 from region.db.pool import Statement
 from region.db.prepared import Prepared
@@ -35,19 +35,16 @@ def _insert_sql(on_clash: str) -> str:
         " d AS (INSERT INTO machine_disks (machine_id, name, size, storage_pool)"
         "       SELECT m.id, v.* FROM m, unnest(%s::text[], %s::bigint[], %s::text[]) AS v"
         "       RETURNING id, name, size, storage_pool)"
-        f" SELECT m.*, {_DISKS_OF.format(disks='d')} FROM m")
+        f" SELECT m.*, {disks_json('d')} FROM m")
 
 
-_DISKS_OF = ("COALESCE((SELECT json_agg(json_build_array(d.id, d.name, d.size, d.storage_pool) ORDER BY d.id)"
-             " FROM {disks}), '[]'::json)")
 _RESERVE = Prepared("reserve_machine", _insert_sql(" ON CONFLICT DO NOTHING"))
 # A clash (of the random system id or hostname) fails the transaction instead: the reactor's
 # placement cannot see an empty result behind its COMMIT, and starts again with fresh names.
 _INSERT = Prepared("insert_machine", _insert_sql(""))
 _RESERVED = Prepared(
     "reserved_machine",
-    f"SELECT {COLUMNS}, {_DISKS_OF.format(disks='machine_disks d WHERE d.machine_id = machines.id')}"
-    " FROM machines WHERE system_id = %s")
+    f"SELECT {COLUMNS}, {disks_json()} FROM machines m WHERE system_id = %s")
 
 
 def _insert_args(new: NewMachine, system_id: str, hostname: str) -> tuple:
@@ -59,7 +56,7 @@ def _insert_args(new: NewMachine, system_id: str, hostname: str) -> tuple:
 
 def _reserved(row: tuple) -> Machine:
     *row, disk_rows = row
-    return Machine(*row, disks=[MachineDisk(*d) for d in disk_rows], interfaces=[])
+    return Machine(*row, disks=disks_from(disk_rows), interfaces=[])
 
 
 def insert_statement(new: NewMachine, system_id: str) -> Statement[None]:
