@@ -94,8 +94,8 @@ class LXDSession(requests.Session):
         """The session's connection to the URL's host, when the request may take it."""
         if not isinstance(adapter, PinnedAdapter) or self.verify is not False or self.cert is not None:
             return None
-        plain = _PLAIN_URL.fullmatch(url)
-        key = _https_host_port(plain.group(1) if plain else url)
+        origin = _ORIGIN.match(url)
+        key = _https_host_port(origin.group() if origin else url)
         if key is None:
             return None
         kept = self._kept.get(key)
@@ -167,9 +167,12 @@ def _query(params: tuple[tuple[str, str | int], ...]) -> str:
     return _requests_url("http://localhost/", params).partition("?")[2]
 
 
+_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")  # scheme://netloc, as urlsplit splits it
+
+
 @functools.lru_cache(maxsize=256)
 def _https_host_port(url: str) -> tuple[str, int] | None:
-    """(host, port) of an https URL (remembered per origin for plain URLs), None for another scheme."""
+    """(host, port) of an https URL or origin (remembered per origin), None for another scheme."""
     parts = urlsplit(url)
     if parts.scheme != "https":
         return None
