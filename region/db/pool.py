@@ -272,7 +272,8 @@ class Database:
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A transaction whose statements are sent from the reactor, a query string at a time,
         with Python between them and no thread (region/db/async_pg.py): for a few statements
-        whose results are a few rows.  Not retried: for work that takes its locks first."""
+        whose results are a few rows.  Not retried here: the caller starts again on RETRYABLE
+        (a compose's placement does)."""
         counter = query_counter.get()
         async with self._transactions.transaction(BEGIN) as tx:
             try:
