@@ -193,8 +193,7 @@ def test_add_host_overcommit_compose_numa_delete(screens, admin, lxd_server, lxd
     # Two projects on one LXD server read as one block on the list.
     ui.go("#/kvm/lxd")
     ui.find(f'tr[data-host="{other}"]')
-    grouped = ui.driver.find_elements(By.CSS_SELECTOR, "tr.same-server")
-    assert [r.get_attribute("data-host") for r in grouped] == [other]  # sorted by name, within the server
+    assert ui.attributes("tr.same-server", "data-host") == [other]  # sorted by name, within the server
     ui.shot("06b-kvm-list-grouped")
 
     ui.click("#logout")

@@ -87,7 +87,7 @@ def test_add_virsh_host_compose_delete_and_accept_new_key(chromium, lxd_region, 
     vm = unique("uivvm")
     ui.go(f"#/kvm/{hid}/compose")
     ui.find("#compose")
-    assert [o.get_attribute("value") for o in ui.driver.find_elements(By.CSS_SELECTOR, "#c-type option")] == \
+    assert ui.attributes("#c-type option", "value") == \
         ["virtual-machine"]
     ui.set_value("#c-memory", "1024")
     ui.set_value("#c-disk-size-0", "1")
